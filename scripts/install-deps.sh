@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Installs everything fastmesh needs to build, test and benchmark on a fresh Debian machine.
+# Idempotent: each step is skipped when its tool is already present.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO="sudo"
+
+need_apt=()
+for pair in nginx:nginx-light wrk:wrk h2load:nghttp2-client curl:curl haproxy:haproxy; do
+  bin=${pair%%:*}; pkg=${pair#*:}
+  command -v "$bin" >/dev/null 2>&1 || need_apt+=("$pkg")
+done
+if [ ${#need_apt[@]} -gt 0 ]; then
+  echo "==> apt-get install ${need_apt[*]}"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
+fi
+
+if ! command -v cargo >/dev/null 2>&1; then
+  echo "cargo is required (rustup)" >&2; exit 1
+fi
+
+echo "==> pip install (dev + test requirements)"
+python3 -m pip install -q --disable-pip-version-check -r requirements-dev.txt
+
+if ! command -v fortio >/dev/null 2>&1 && [ ! -x "$(go env GOPATH 2>/dev/null)/bin/fortio" ]; then
+  if command -v go >/dev/null 2>&1; then
+    echo "==> go install fortio"
+    go install fortio.org/fortio@v1.66.0 >/dev/null 2>&1 || echo "fortio install failed; the fortio bench row will be skipped" >&2
+  fi
+fi

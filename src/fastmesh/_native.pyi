@@ -1,0 +1,40 @@
+"""The compiled data path (Rust, `native/`). Thin bindings; see native/src/lib.rs."""
+
+__all__ = ["ConfigError", "Engine", "__version__"]
+
+__version__: str
+
+class ConfigError(ValueError):
+    """A snapshot the engine refused (bad JSON, unknown cluster, bad regex, bind failure).
+
+    The engine keeps serving its previous snapshot when this is raised.
+    """
+
+class Engine:
+    """One proxy data plane: a tokio runtime with `workers` threads (0 = one per core).
+
+    Long calls (`apply`, `drain`, `shutdown`) release the GIL.
+    """
+
+    def __init__(self, workers: int = 0) -> None: ...
+    def apply(self, snapshot_json: str) -> None:
+        """Validate and atomically swap in a snapshot (JSON of native/src/config.rs `Snapshot`).
+
+        Listeners are bound, kept (same name and address) or closed; in-flight
+        requests finish on the snapshot they started on. Raises ConfigError and
+        changes nothing when the snapshot is invalid or a listener cannot bind.
+        """
+    def listening(self) -> dict[str, str]:
+        """Listener name -> the `ip:port` actually bound (resolves port 0)."""
+    def stats(self) -> dict[str, int]:
+        """Every counter and gauge, by Envoy-style name (`cluster.<name>.upstream_rq_total`)."""
+    def clusters(self) -> list[dict[str, object]]:
+        """Per cluster: name, and endpoints as dicts of address, weight, active requests,
+        request and failure counts: what the admin `/clusters` page prints."""
+    def active_connections(self) -> int:
+        """Downstream connections currently open, over all listeners."""
+    def drain(self, timeout_s: float) -> bool:
+        """Stop accepting, let in-flight requests finish, close idle connections
+        (HTTP/2 gets GOAWAY). Returns True if everything finished within the timeout."""
+    def shutdown(self) -> None:
+        """Close every listener and connection now and stop the runtime. Idempotent."""
