@@ -1,0 +1,157 @@
+"""Envoy `Cluster` (static or DNS endpoints) -> native cluster."""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+from . import _speedups
+from ._errors import Issues
+from ._fields import (
+    NOT_SUPPORTED,
+    TYPE_PREFIX,
+    at,
+    get_duration_ms,
+    get_enum,
+    get_map,
+    get_str,
+    obj,
+)
+
+__all__ = ["translate_cluster"]
+
+CLUSTER_TYPE: Final = "type.googleapis.com/envoy.config.cluster.v3.Cluster"
+HTTP_OPTIONS_KEY: Final = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
+
+_CLUSTER: Final = frozenset(
+    {
+        "@type",
+        "name",
+        "type",
+        "connect_timeout",
+        "lb_policy",
+        "load_assignment",
+        "dns_refresh_rate",
+        "dns_lookup_family",
+        "typed_extension_protocol_options",
+        "http2_protocol_options",
+    }
+)
+_LOAD_ASSIGNMENT: Final = frozenset({"cluster_name", "endpoints"})
+_HTTP_OPTIONS: Final = frozenset({"@type", "explicit_http_config", "common_http_protocol_options"})
+_EXPLICIT: Final = frozenset({"http_protocol_options", "http2_protocol_options"})
+_COMMON: Final = frozenset({"idle_timeout"})
+
+_TYPES: Final = {"STATIC": "static", "STRICT_DNS": "strict_dns", "LOGICAL_DNS": "logical_dns"}
+_LB_REJECTED: Final = dict.fromkeys(
+    ("RING_HASH", "MAGLEV", "CLUSTER_PROVIDED", "LOAD_BALANCING_POLICY_CONFIG"), NOT_SUPPORTED
+)
+_LB: Final = {"ROUND_ROBIN": "round_robin", "LEAST_REQUEST": "least_request", "RANDOM": "random"}
+# Accepted lookup families: fastmesh resolves A records (IPv4); see docs/envoy-subset.md.
+_FAMILIES: Final = {"V4_ONLY": "v4", "AUTO": "v4", "V4_PREFERRED": "v4"}
+_U32_MAX: Final = 2**32 - 1
+
+
+def _http_options(issues: Issues, raw: object, path: str, out: dict[str, Any]) -> None:
+    """`typed_extension_protocol_options` -> `http2` and `idle_timeout_ms` of `out`."""
+    teo = obj(issues, raw, path, frozenset({HTTP_OPTIONS_KEY}))
+    if teo is None or HTTP_OPTIONS_KEY not in teo:
+        return
+    p = at(path, HTTP_OPTIONS_KEY)
+    opts = obj(issues, teo[HTTP_OPTIONS_KEY], p, _HTTP_OPTIONS)
+    if opts is None:
+        return
+    want = TYPE_PREFIX + HTTP_OPTIONS_KEY
+    if opts.get("@type") != want:
+        got = opts.get("@type")
+        issues.add(
+            at(p, "@type"), f'expected "{want}", got {"missing" if got is None else repr(got)}'
+        )
+    explicit = get_map(issues, opts, "explicit_http_config", p, _EXPLICIT)
+    if explicit is None:
+        if "explicit_http_config" not in opts:
+            issues.add(
+                at(p, "explicit_http_config"),
+                "required field is missing (auto_config and use_downstream_protocol_config "
+                f"are {NOT_SUPPORTED})",
+            )
+    else:
+        ep = at(p, "explicit_http_config")
+        kinds = [k for k in ("http_protocol_options", "http2_protocol_options") if k in explicit]
+        if len(kinds) != 1:
+            issues.add(ep, "expected exactly one of http_protocol_options, http2_protocol_options")
+        else:
+            obj(issues, explicit[kinds[0]], at(ep, kinds[0]), frozenset())
+            out["http2"] = kinds[0] == "http2_protocol_options"
+    common = get_map(issues, opts, "common_http_protocol_options", p, _COMMON)
+    if common is not None:
+        idle = get_duration_ms(
+            issues, common, "idle_timeout", at(p, "common_http_protocol_options")
+        )
+        if idle is not None:
+            out["idle_timeout_ms"] = idle  # 0 = disabled, as in Envoy
+
+
+def translate_cluster(issues: Issues, raw: object, path: str) -> dict[str, Any] | None:
+    """An Envoy `Cluster` at `path` -> native `Cluster`; None if it has problems."""
+    c = obj(issues, raw, path, _CLUSTER)
+    if c is None:
+        return None
+    if "@type" in c and c["@type"] != CLUSTER_TYPE:
+        issues.add(at(path, "@type"), f'expected "{CLUSTER_TYPE}", got {c["@type"]!r}')
+    name = get_str(issues, c, "name", path, required=True, non_empty=True)
+    rejected = {t: NOT_SUPPORTED for t in ("EDS", "ORIGINAL_DST")}
+    discovery = get_enum(issues, c, "type", path, _TYPES, "static", rejected=rejected)
+    out: dict[str, Any] = {
+        "name": name,
+        "discovery": discovery,
+        "lb_policy": get_enum(
+            issues, c, "lb_policy", path, _LB, "round_robin", rejected=_LB_REJECTED
+        ),
+    }
+    get_enum(
+        issues,
+        c,
+        "dns_lookup_family",
+        path,
+        _FAMILIES,
+        "v4",
+        rejected={
+            "V6_ONLY": NOT_SUPPORTED,
+            "ALL": NOT_SUPPORTED,
+        },
+    )
+    ct = get_duration_ms(issues, c, "connect_timeout", path, positive=True)
+    if ct is not None:
+        out["connect_timeout_ms"] = ct
+    refresh = get_duration_ms(issues, c, "dns_refresh_rate", path, positive=True)
+    if refresh is not None:
+        out["dns_refresh_ms"] = refresh
+    endpoints: list[dict[str, Any]] = []
+    la = get_map(issues, c, "load_assignment", path, _LOAD_ASSIGNMENT)
+    if la is not None:
+        lap = at(path, "load_assignment")
+        get_str(issues, la, "cluster_name", lap)
+        endpoints = _speedups.translate_endpoints(issues, la, lap, discovery)
+    if discovery == "logical_dns" and len(endpoints) != 1 and la is not None:
+        issues.add(
+            at(path, "load_assignment"),
+            f"a LOGICAL_DNS cluster needs exactly one endpoint, got {len(endpoints)}",
+        )
+    out["endpoints"] = endpoints
+    if "typed_extension_protocol_options" in c:
+        _http_options(
+            issues,
+            c["typed_extension_protocol_options"],
+            at(path, "typed_extension_protocol_options"),
+            out,
+        )
+    if "http2_protocol_options" in c:
+        obj(issues, c["http2_protocol_options"], at(path, "http2_protocol_options"), frozenset())
+        if "http2" in out:
+            issues.add(
+                at(path, "http2_protocol_options"),
+                "set either the deprecated http2_protocol_options or "
+                f"typed_extension_protocol_options.{HTTP_OPTIONS_KEY}, not both",
+            )
+        out["http2"] = True
+    return None if name is None else out
