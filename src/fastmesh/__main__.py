@@ -1,0 +1,5 @@
+"""`python -m fastmesh` is the `fastmesh` command."""
+
+from fastmesh.cli import main
+
+raise SystemExit(main())

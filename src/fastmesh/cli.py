@@ -1,0 +1,38 @@
+"""`fastmesh`: the umbrella command. `fastmesh demo` runs the demo; `fastmesh proxy ...` is
+`fastmesh-proxy ...`."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+
+__all__ = ["main"]
+
+_USAGE = """usage: fastmesh COMMAND [ARGS...]
+
+commands:
+  demo     fastmesh-proxy in front of small demo services, with a walkthrough (--smoke for CI)
+  proxy    the sidecar proxy (same as fastmesh-proxy; see fastmesh proxy --help)
+"""
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args or args[0] in ("-h", "--help", "help"):
+        print(_USAGE, end="")
+        return 0 if args else 2
+    command, rest = args[0], args[1:]
+    if command == "demo":
+        from fastmesh.demo import main as demo
+
+        return demo(rest)
+    if command == "proxy":
+        from fastmesh.proxy.cli import main as proxy
+
+        return proxy(rest)
+    print(f"fastmesh: unknown command {command!r}\n\n{_USAGE}", end="", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,5 @@
+"""`python -m fastmesh.demo` is `fastmesh demo`."""
+
+from fastmesh.demo._run import main
+
+raise SystemExit(main())
