@@ -1,0 +1,42 @@
+"""Fixtures shared by every test directory. Helpers live in tests/support/."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.support import BINARY_PARAMS, EchoServer, ProxyProcess, require_binary, run_proxy
+
+
+@pytest.fixture(params=BINARY_PARAMS)
+def binary(request: pytest.FixtureRequest) -> str:
+    """The proxy binary under test; skipped when it is not installed."""
+    name: str = request.param
+    require_binary(name)
+    return name
+
+
+@pytest.fixture
+def echo() -> Iterator[EchoServer]:
+    """Our HTTP/1.1 + h2c echo upstream (tests/support/echo.py), named "echo"."""
+    with EchoServer("echo") as server:
+        yield server
+
+
+StartProxy = Callable[..., ProxyProcess]
+
+
+@pytest.fixture
+def start_proxy(tmp_path: Path) -> Iterator[StartProxy]:
+    """`start_proxy(config, binary=..., **run_proxy_kwargs)`: started now, stopped at teardown."""
+    with ExitStack() as stack:
+
+        def start(config: Any, **kwargs: Any) -> ProxyProcess:
+            kwargs.setdefault("workdir", tmp_path)
+            return stack.enter_context(run_proxy(config, **kwargs))
+
+        yield start
