@@ -11,8 +11,9 @@ __all__ = ["main"]
 _USAGE = """usage: fastmesh COMMAND [ARGS...]
 
 commands:
-  demo     fastmesh-proxy in front of small demo services, with a walkthrough (--smoke for CI)
-  proxy    the sidecar proxy (same as fastmesh-proxy; see fastmesh proxy --help)
+  demo          fastmesh-proxy in front of small demo services, with a walkthrough (--smoke for CI)
+  proxy         the sidecar proxy (same as fastmesh-proxy; see fastmesh proxy --help)
+  controlplane  the control plane: serve xDS (ADS) for a config directory; check; proxy-status
 """
 
 
@@ -30,6 +31,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from fastmesh.proxy.cli import main as proxy
 
         return proxy(rest)
+    if command == "controlplane":
+        from fastmesh.controlplane.cli import main as controlplane
+
+        return controlplane(rest)
     print(f"fastmesh: unknown command {command!r}\n\n{_USAGE}", end="", file=sys.stderr)
     return 2
 

@@ -1,0 +1,5 @@
+"""`python -m fastmesh.controlplane` is `fastmesh controlplane`."""
+
+from fastmesh.controlplane.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,81 @@
+"""The current config, debounced, and each proxy's snapshot of it (translated once per kind
+of proxy, on demand); sessions wait on it for changes."""
+
+from __future__ import annotations
+
+import logging
+
+import trio
+
+from ._model import MeshConfig
+from ._proxy import ProxyInfo
+from ._resources import Snapshot, build_snapshot
+from ._translate import translate
+
+__all__ = ["SnapshotHub"]
+
+log = logging.getLogger("fastmesh.controlplane")
+
+
+class SnapshotHub:
+    """`publish` a config (from any registry); `run` applies it after `debounce` seconds of
+    quiet (at most `max_delay` after the first change), bumping `generation`."""
+
+    def __init__(self, *, debounce: float = 0.1, max_delay: float = 1.0) -> None:
+        self.debounce = debounce
+        self.max_delay = max_delay
+        self.config: MeshConfig | None = None
+        self.generation = 0
+        self._pending: MeshConfig | None = None
+        self._dirty = trio.Event()
+        self._changed = trio.Event()
+        self._snapshots: dict[tuple[str, str], Snapshot] = {}
+
+    def publish(self, config: MeshConfig) -> None:
+        """A new config; the first one applies at once, later ones after the debounce."""
+        if self.config is None:
+            self._apply(config)
+            return
+        self._pending = config
+        self._dirty.set()
+
+    def _apply(self, config: MeshConfig) -> None:
+        self.config = config
+        self._snapshots.clear()
+        self.generation += 1
+        changed, self._changed = self._changed, trio.Event()
+        changed.set()
+        log.info("config generation %d applied", self.generation)
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        task_status.started()
+        while True:
+            await self._dirty.wait()
+            give_up = trio.current_time() + self.max_delay
+            while True:
+                self._dirty = trio.Event()
+                quiet = min(trio.current_time() + self.debounce, give_up)
+                with trio.move_on_at(quiet) as scope:
+                    await self._dirty.wait()
+                if scope.cancelled_caught or trio.current_time() >= give_up:
+                    break
+            if self._pending is not None:
+                pending, self._pending = self._pending, None
+                self._apply(pending)
+
+    async def wait_beyond(self, generation: int) -> int:
+        """Return the current generation once it is newer than `generation`."""
+        while self.generation <= generation:
+            await self._changed.wait()
+        return self.generation
+
+    def snapshot_for(self, proxy: ProxyInfo) -> Snapshot:
+        key = proxy.translation_key
+        cached = self._snapshots.get(key)
+        if cached is not None:
+            return cached
+        translation = translate(self.config or MeshConfig(), proxy)
+        for warning in translation.warnings:
+            log.warning("%s", warning)
+        snapshot = self._snapshots[key] = build_snapshot(translation.documents)
+        return snapshot

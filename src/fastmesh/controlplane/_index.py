@@ -1,0 +1,105 @@
+"""Lookups translation needs: services by hostname, and the rule and route for each host."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ._model import (
+    DestinationRule,
+    MeshConfig,
+    Service,
+    Subset,
+    TrafficPolicy,
+    VirtualService,
+    Workload,
+)
+
+__all__ = ["MeshIndex", "cluster_name"]
+
+
+def cluster_name(port: int, subset: str, hostname: str) -> str:
+    """Istio's outbound cluster name: `outbound|9080|v1|reviews.default.svc.cluster.local`."""
+    return f"outbound|{port}|{subset}|{hostname}"
+
+
+@dataclass
+class MeshIndex:
+    config: MeshConfig
+    services: dict[str, Service] = field(default_factory=dict)
+    rules: dict[str, DestinationRule] = field(default_factory=dict)
+    routes: dict[str, VirtualService] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+    #: Workloads per namespace (a service selects only in its own).
+    by_namespace: dict[str, list[Workload]] = field(default_factory=dict)
+    #: Port number -> the services that have it, by hostname order.
+    by_port: dict[int, list[Service]] = field(default_factory=dict)
+    #: (namespace, label, value) -> the workloads carrying it.
+    by_label: dict[tuple[str, str, str], list[Workload]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for svc in self.config.services:
+            self.services[svc.hostname] = svc
+        for _, svc in sorted(self.services.items()):
+            for port in svc.ports:
+                self.by_port.setdefault(port.number, []).append(svc)
+        for w in self.config.workloads:
+            self.by_namespace.setdefault(w.namespace, []).append(w)
+            for key, value in w.labels.items():
+                self.by_label.setdefault((w.namespace, key, value), []).append(w)
+        for dr in self.config.destination_rules:
+            if dr.hostname in self.rules:
+                self.warnings.append(
+                    f"{dr.source}: DestinationRule {dr.namespace}/{dr.name}: host {dr.hostname} "
+                    f"already has DestinationRule {self.rules[dr.hostname].name}; ignored"
+                )
+                continue
+            if dr.hostname not in self.services:
+                self.warnings.append(
+                    f"{dr.source}: DestinationRule {dr.namespace}/{dr.name}: spec.host: "
+                    f"unknown service {dr.hostname}"
+                )
+            self.rules[dr.hostname] = dr
+        for vs in self.config.virtual_services:
+            if not vs.applies_to_sidecars:
+                continue
+            for i, host in enumerate(vs.hosts):
+                hostname = vs.resolve(host)
+                if hostname in self.routes:
+                    self.warnings.append(
+                        f"{vs.source}: VirtualService {vs.namespace}/{vs.name}: spec.hosts[{i}]: "
+                        f"{hostname} is already routed by {self.routes[hostname].name}; ignored"
+                    )
+                elif hostname not in self.services:
+                    self.warnings.append(
+                        f"{vs.source}: VirtualService {vs.namespace}/{vs.name}: spec.hosts[{i}]: "
+                        f"unknown service {hostname}"
+                    )
+                else:
+                    self.routes[hostname] = vs
+
+    def subsets(self, hostname: str) -> tuple[Subset, ...]:
+        rule = self.rules.get(hostname)
+        return rule.subsets if rule else ()
+
+    def subset(self, hostname: str, name: str) -> Subset | None:
+        return next((s for s in self.subsets(hostname) if s.name == name), None)
+
+    def policy(self, hostname: str, subset: str = "") -> TrafficPolicy | None:
+        """The traffic policy of a destination: the subset's over the rule's."""
+        rule = self.rules.get(hostname)
+        if rule is None:
+            return None
+        own = self.subset(hostname, subset) if subset else None
+        if own is not None and own.policy is not None:
+            return own.policy.over(rule.policy)
+        return rule.policy
+
+    def workloads(self, svc: Service, labels: dict[str, str] | None = None) -> list[Workload]:
+        """Workloads of `svc` (its namespace, its selector), narrowed by subset `labels`."""
+        wanted = {**svc.selector, **(labels or {})}
+        candidates = min(
+            (self.by_label.get((svc.namespace, k, v), []) for k, v in wanted.items()),
+            key=len,
+            default=self.by_namespace.get(svc.namespace, []),
+        )
+        return [w for w in candidates if w.matches(wanted)]

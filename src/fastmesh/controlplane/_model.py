@@ -1,0 +1,303 @@
+"""The mesh as the control plane sees it: services, workloads and Istio routing resources."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import Enum
+
+__all__ = [
+    "DOMAIN_SUFFIX",
+    "ConnectionPool",
+    "ConsistentHash",
+    "Destination",
+    "DestinationRule",
+    "Fault",
+    "HeaderOps",
+    "HttpMatch",
+    "HttpRoute",
+    "LoadBalancer",
+    "MeshConfig",
+    "OutlierDetection",
+    "Protocol",
+    "Redirect",
+    "Retries",
+    "Rewrite",
+    "RouteDestination",
+    "Service",
+    "ServicePort",
+    "StringMatch",
+    "Subset",
+    "TrafficPolicy",
+    "VirtualService",
+    "Workload",
+]
+
+#: The cluster domain of service hostnames: `reviews.default.svc.cluster.local`.
+DOMAIN_SUFFIX = "svc.cluster.local"
+
+
+class Protocol(Enum):
+    """Application protocol of a service port (Istio's naming: `appProtocol` or name prefix)."""
+
+    HTTP = "HTTP"
+    HTTP2 = "HTTP2"
+    GRPC = "GRPC"
+    TCP = "TCP"
+
+    @property
+    def is_http(self) -> bool:
+        return self is not Protocol.TCP
+
+
+@dataclass(frozen=True, slots=True)
+class ServicePort:
+    name: str
+    #: The port clients address (`reviews:9080`).
+    number: int
+    protocol: Protocol
+    #: The workload port when a workload does not name this port in its `ports` map.
+    target_port: int
+
+
+@dataclass(frozen=True, slots=True)
+class Service:
+    """A Kubernetes-style `v1 Service`: a name, ports, and a label selector for workloads."""
+
+    name: str
+    namespace: str
+    ports: tuple[ServicePort, ...]
+    selector: Mapping[str, str]
+    source: str = ""
+
+    @property
+    def hostname(self) -> str:
+        return f"{self.name}.{self.namespace}.{DOMAIN_SUFFIX}"
+
+    def port(self, number: int) -> ServicePort | None:
+        return next((p for p in self.ports if p.number == number), None)
+
+
+@dataclass(frozen=True, slots=True)
+class Workload:
+    """An Istio `WorkloadEntry`: one instance of a service, at an address, with labels."""
+
+    name: str
+    namespace: str
+    address: str
+    labels: Mapping[str, str]
+    #: Port name -> port number on this workload (Istio's `WorkloadEntry.ports`).
+    ports: Mapping[str, int]
+    service_account: str = "default"
+    source: str = ""
+
+    def matches(self, selector: Mapping[str, str]) -> bool:
+        return all(self.labels.get(k) == v for k, v in selector.items())
+
+
+@dataclass(frozen=True, slots=True)
+class StringMatch:
+    """Istio `StringMatch`: exactly one of exact, prefix, regex."""
+
+    kind: str  # "exact" | "prefix" | "regex"
+    value: str
+
+
+@dataclass(frozen=True, slots=True)
+class HttpMatch:
+    uri: StringMatch | None = None
+    headers: Mapping[str, StringMatch] = field(default_factory=dict)
+    method: StringMatch | None = None
+    query_params: Mapping[str, StringMatch] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Destination:
+    #: As written (maybe short: `reviews`); resolve with `VirtualService.resolve`.
+    host: str
+    subset: str = ""
+    port: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class RouteDestination:
+    destination: Destination
+    weight: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Retries:
+    attempts: int
+    per_try_timeout: float | None = None
+    retry_on: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Rewrite:
+    #: Replaces the matched path prefix ("" = keep the path).
+    uri: str = ""
+    #: Replaces the Host/:authority ("" = keep it).
+    authority: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Redirect:
+    uri: str = ""
+    authority: str = ""
+    #: 301 (Istio's default), 302, 303, 307 or 308.
+    code: int = 301
+
+
+@dataclass(frozen=True, slots=True)
+class HeaderOps:
+    """Istio `Headers.HeaderOperations`: set (overwrite), add (append), remove."""
+
+    set: Mapping[str, str] = field(default_factory=dict)
+    add: Mapping[str, str] = field(default_factory=dict)
+    remove: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Fault:
+    """Istio `HTTPFaultInjection`: a fixed delay and/or an abort, each for a percentage."""
+
+    delay: float | None = None
+    delay_percent: float = 100.0
+    abort_status: int | None = None
+    abort_percent: float = 100.0
+
+
+@dataclass(frozen=True, slots=True)
+class HttpRoute:
+    name: str
+    matches: tuple[HttpMatch, ...]
+    #: Empty when `redirect` is set (Istio: one or the other).
+    route: tuple[RouteDestination, ...]
+    #: Seconds; None means no timeout (Istio's default).
+    timeout: float | None = None
+    retries: Retries | None = None
+    rewrite: Rewrite | None = None
+    redirect: Redirect | None = None
+    request_headers: HeaderOps | None = None
+    response_headers: HeaderOps | None = None
+    fault: Fault | None = None
+
+
+def resolve_host(host: str, namespace: str) -> str:
+    """Istio's short-name rule: `reviews` in namespace `default` is the service's FQDN."""
+    if "." not in host:
+        return f"{host}.{namespace}.{DOMAIN_SUFFIX}"
+    if host.count(".") == 1:  # reviews.default
+        return f"{host}.{DOMAIN_SUFFIX}"
+    if host.endswith(".svc"):
+        return f"{host}.cluster.local"
+    return host
+
+
+@dataclass(frozen=True, slots=True)
+class VirtualService:
+    name: str
+    namespace: str
+    hosts: tuple[str, ...]
+    gateways: tuple[str, ...]
+    http: tuple[HttpRoute, ...]
+    source: str = ""
+
+    def resolve(self, host: str) -> str:
+        return resolve_host(host, self.namespace)
+
+    @property
+    def applies_to_sidecars(self) -> bool:
+        return not self.gateways or "mesh" in self.gateways
+
+
+@dataclass(frozen=True, slots=True)
+class ConsistentHash:
+    """Istio `consistentHash`: what a request is hashed on."""
+
+    kind: str  # "header" | "cookie" | "query" | "source_ip"
+    name: str = ""
+    #: Cookie lifetime in seconds (Envoy generates the cookie when it is missing).
+    ttl: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class LoadBalancer:
+    """Istio `loadBalancer`: `simple` or `consistentHash`."""
+
+    simple: str = ""
+    consistent_hash: ConsistentHash | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionPool:
+    """Istio `connectionPool` (None = Envoy's default)."""
+
+    max_connections: int | None = None
+    connect_timeout: float | None = None
+    max_pending_requests: int | None = None
+    max_requests: int | None = None
+    max_requests_per_connection: int | None = None
+    max_retries: int | None = None
+    idle_timeout: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class OutlierDetection:
+    """Istio `outlierDetection` (None = Envoy's default)."""
+
+    consecutive_5xx: int | None = None
+    consecutive_gateway_errors: int | None = None
+    interval: float | None = None
+    base_ejection_time: float | None = None
+    max_ejection_percent: int | None = None
+    min_health_percent: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TrafficPolicy:
+    load_balancer: LoadBalancer | None = None
+    connection_pool: ConnectionPool | None = None
+    outlier_detection: OutlierDetection | None = None
+
+    def over(self, base: TrafficPolicy | None) -> TrafficPolicy:
+        """This policy with each unset top-level field taken from `base` (Istio's subset rule)."""
+        if base is None:
+            return self
+        return TrafficPolicy(
+            self.load_balancer or base.load_balancer,
+            self.connection_pool or base.connection_pool,
+            self.outlier_detection or base.outlier_detection,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Subset:
+    name: str
+    labels: Mapping[str, str]
+    #: The subset's own `trafficPolicy` (overrides the rule's, field by field).
+    policy: TrafficPolicy | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DestinationRule:
+    name: str
+    namespace: str
+    host: str
+    subsets: tuple[Subset, ...]
+    policy: TrafficPolicy | None = None
+    source: str = ""
+
+    @property
+    def hostname(self) -> str:
+        return resolve_host(self.host, self.namespace)
+
+
+@dataclass(frozen=True, slots=True)
+class MeshConfig:
+    """Everything one source knows at one moment, already validated."""
+
+    services: tuple[Service, ...] = ()
+    workloads: tuple[Workload, ...] = ()
+    virtual_services: tuple[VirtualService, ...] = ()
+    destination_rules: tuple[DestinationRule, ...] = ()

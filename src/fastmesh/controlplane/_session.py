@@ -1,0 +1,189 @@
+"""The xDS state-of-the-world session of one ADS stream, sans-IO: requests and snapshots in,
+the DiscoveryResponses to send out. Versions, nonces, ACK and NACK bookkeeping live here.
+
+Rules (the xDS protocol's, as Envoy and go-control-plane play them):
+
+- The first request for a type opens a subscription (any nonce in it is from an earlier
+  stream); the current resources are sent at once if a snapshot is known. A later request
+  without nonce starts the type over: it is answered in full.
+- A request whose nonce is not the last one sent for its type is stale: ignored.
+- A request with the last nonce is an ACK (no `error_detail`: its `version_info` is now
+  applied) or a NACK (recorded with the error; the same content is never re-sent, only a
+  changed one). Either may also change the subscribed names. The same ACK a second time
+  is a re-subscription (Envoy re-warming clusters after a CDS update waits for their EDS,
+  changed or not): it is answered in full.
+- A response is sent when a resource the proxy would receive differs from what it was
+  sent (by content digest), when a wildcard type lost a resource, or when the proxy newly
+  asks for names. LDS and CDS are wildcard when no
+  names are given; EDS and RDS send only the named resources that exist.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from envoy.service.discovery.v3 import discovery_pb2
+
+from ._proxy import ProxyInfo, proxy_info
+from ._resources import CLUSTER, LISTENER, TYPE_ORDER, Snapshot, short_type
+
+__all__ = ["Nack", "ProtocolError", "Session", "TypeState"]
+
+_WILDCARD_TYPES = (CLUSTER, LISTENER)
+_CONTROL_PLANE = "fastmesh"
+
+
+class ProtocolError(ValueError):
+    """The client broke the xDS protocol; the stream ends with INVALID_ARGUMENT."""
+
+
+@dataclass(frozen=True, slots=True)
+class Nack:
+    """A response the proxy rejected: which one, and the proxy's reason."""
+
+    type_url: str
+    version: str
+    nonce: str
+    message: str
+    code: int
+
+
+@dataclass
+class TypeState:
+    """Subscription and delivery state of one resource type on one stream."""
+
+    type_url: str
+    #: Subscribed names; None is a wildcard subscription (all of the type).
+    names: frozenset[str] | None = None
+    sent_version: str = ""
+    sent_nonce: str = ""
+    #: Name -> content digest of what the proxy holds from us (to send only changes).
+    sent: dict[str, str] = field(default_factory=dict)
+    #: Subscribed names already answered; a name outside it is newly asked for.
+    answered: frozenset[str] = frozenset()
+    acked_version: str = ""
+    acked_nonce: str = ""
+    #: The last NACK, until a later response is ACKed.
+    nack: Nack | None = None
+    responses: int = 0
+
+    @property
+    def status(self) -> str:
+        """`SYNCED` (last response ACKed), `NACK`, `STALE` (sent, not yet ACKed), `PENDING`."""
+        if not self.sent_nonce:
+            return "PENDING"
+        if self.nack is not None and self.nack.nonce == self.sent_nonce:
+            return "NACK"
+        return "SYNCED" if self.acked_nonce == self.sent_nonce else "STALE"
+
+
+@dataclass
+class Session:
+    """One ADS stream. Feed `receive` each request and `update` each new snapshot for this
+    proxy; each returns the responses to send, in order. `snapshots` gives the first
+    snapshot once the node is known (a pure lookup, no I/O)."""
+
+    snapshots: Callable[[ProxyInfo], Snapshot] | None = None
+    node: Any = None
+    proxy: ProxyInfo | None = None
+    snapshot: Snapshot | None = None
+    types: dict[str, TypeState] = field(default_factory=dict)
+    nacks: list[Nack] = field(default_factory=list)
+    _nonces: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
+
+    def receive(self, request: Any) -> list[Any]:
+        """Handle one `DiscoveryRequest`."""
+        if self.node is None and request.HasField("node"):
+            self.node = request.node
+            self.proxy = proxy_info(request.node)
+            if self.snapshot is None and self.snapshots is not None:
+                self.snapshot = self.snapshots(self.proxy)
+        if self.node is None:
+            raise ProtocolError("the first DiscoveryRequest of a stream must carry the node")
+        type_url = str(request.type_url)
+        if not type_url:
+            raise ProtocolError("ADS requests must name their type_url")
+        state = self.types.get(type_url)
+        nonce = str(request.response_nonce)
+        if state is None:  # a new subscription (a nonce here is from an earlier stream)
+            state = self.types[type_url] = TypeState(type_url)
+        elif nonce:
+            if nonce != state.sent_nonce:
+                return []  # stale: a newer response is on its way to the proxy
+            if request.HasField("error_detail"):
+                nack = Nack(
+                    type_url,
+                    state.sent_version,
+                    nonce,
+                    str(request.error_detail.message),
+                    int(request.error_detail.code),
+                )
+                state.nack = nack
+                self.nacks.append(nack)
+            elif state.acked_nonce == nonce:
+                # the same ACK again: Envoy re-subscribes (clusters updated by CDS re-warm and
+                # wait for their endpoints even when those did not change): answer in full
+                state.sent_nonce = ""
+            else:
+                state.acked_version = str(request.version_info)
+                state.acked_nonce = nonce
+                state.nack = None
+        else:
+            state.sent_nonce = ""  # the proxy starts this type over: answer it in full
+        state.names = self._names(type_url, request.resource_names)
+        if state.names is not None:  # forget what is unsubscribed: asking again is new
+            state.answered &= state.names
+            state.sent = {n: d for n, d in state.sent.items() if n in state.names}
+        response = self._respond(state)
+        return [response] if response is not None else []
+
+    def update(self, snapshot: Snapshot) -> list[Any]:
+        """A new snapshot for this proxy: the responses for every type whose content changed."""
+        self.snapshot = snapshot
+        out = [self._respond(self.types[t]) for t in TYPE_ORDER if t in self.types]
+        out += [self._respond(s) for t, s in self.types.items() if t not in TYPE_ORDER]
+        return [r for r in out if r is not None]
+
+    @staticmethod
+    def _names(type_url: str, names: Any) -> frozenset[str] | None:
+        wanted = frozenset(str(n) for n in names)
+        if type_url in _WILDCARD_TYPES and (not wanted or "*" in wanted):
+            return None
+        return wanted - {"*"}
+
+    def _respond(self, state: TypeState) -> Any | None:
+        if self.snapshot is None:
+            return None
+        available = self.snapshot.of_type(state.type_url)
+        if state.names is None:
+            chosen = dict(sorted(available.items()))
+        else:
+            chosen = {n: available[n] for n in sorted(state.names) if n in available}
+        digests = {name: r.digest for name, r in chosen.items()}
+        if state.sent_nonce:
+            changed = any(state.sent.get(n) != d for n, d in digests.items())
+            # wildcard (LDS, CDS): a resource left out of a response is deleted by the proxy
+            removed = state.names is None and not state.sent.keys() <= digests.keys()
+            newly_asked = state.names is not None and not state.names <= state.answered
+            if not (changed or removed or newly_asked):
+                return None
+        nonce = str(next(self._nonces))
+        state.sent_version = self.snapshot.version
+        state.sent_nonce = nonce
+        state.sent = digests
+        state.answered = state.names or frozenset()
+        state.responses += 1
+        return discovery_pb2.DiscoveryResponse(
+            version_info=self.snapshot.version,
+            type_url=state.type_url,
+            nonce=nonce,
+            resources=[r.packed for r in chosen.values()],
+            control_plane={"identifier": _CONTROL_PLANE},
+        )
+
+    def describe(self) -> dict[str, str]:
+        """`{"CDS": "SYNCED", ...}`: one word per subscribed type, for proxy-status."""
+        return {short_type(t): s.status for t, s in self.types.items()}

@@ -1,0 +1,139 @@
+"""Services and DestinationRules -> Envoy clusters (EDS over ADS) and their endpoints."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ._index import MeshIndex, cluster_name
+from ._model import (
+    ConnectionPool,
+    OutlierDetection,
+    Protocol,
+    Service,
+    ServicePort,
+    TrafficPolicy,
+)
+from ._resources import HTTP_PROTOCOL_OPTIONS
+
+__all__ = ["ADS_SOURCE", "translate_clusters"]
+
+Json = dict[str, Any]
+
+ADS_SOURCE: Json = {"ads": {}, "resource_api_version": "V3"}
+#: Istio's default load balancer.
+DEFAULT_LB = "LEAST_REQUEST"
+
+
+def _seconds(value: float) -> str:
+    return f"{value:.3f}s"
+
+
+def _circuit_breakers(pool: ConnectionPool) -> Json | None:
+    limits = {
+        "max_connections": pool.max_connections,
+        "max_pending_requests": pool.max_pending_requests,
+        "max_requests": pool.max_requests,
+        "max_retries": pool.max_retries,
+    }
+    thresholds = {k: v for k, v in limits.items() if v is not None}
+    return {"thresholds": [thresholds]} if thresholds else None
+
+
+def _outlier_detection(od: OutlierDetection) -> Json:
+    out: Json = {"enforcing_success_rate": 0}  # as Istio: only consecutive errors eject
+    if od.consecutive_5xx is not None:
+        out["consecutive_5xx"] = od.consecutive_5xx
+        out["enforcing_consecutive_5xx"] = 100 if od.consecutive_5xx else 0
+    if od.consecutive_gateway_errors is not None:
+        out["consecutive_gateway_failure"] = od.consecutive_gateway_errors
+        out["enforcing_consecutive_gateway_failure"] = 100 if od.consecutive_gateway_errors else 0
+    if od.interval is not None:
+        out["interval"] = _seconds(od.interval)
+    if od.base_ejection_time is not None:
+        out["base_ejection_time"] = _seconds(od.base_ejection_time)
+    if od.max_ejection_percent is not None:
+        out["max_ejection_percent"] = od.max_ejection_percent
+    if od.min_health_percent is not None:
+        out["common_config"] = {"healthy_panic_threshold": {"value": od.min_health_percent}}
+    return out
+
+
+def _protocol_options(port: ServicePort, pool: ConnectionPool | None) -> Json | None:
+    options: Json = {"@type": HTTP_PROTOCOL_OPTIONS}
+    if port.protocol in (Protocol.HTTP2, Protocol.GRPC):
+        options["explicit_http_config"] = {"http2_protocol_options": {}}
+    common: Json = {}
+    if pool is not None and pool.max_requests_per_connection is not None:
+        common["max_requests_per_connection"] = pool.max_requests_per_connection
+    if pool is not None and pool.idle_timeout is not None:
+        common["idle_timeout"] = _seconds(pool.idle_timeout)
+    if common:
+        options["common_http_protocol_options"] = common
+    if len(options) == 1:
+        return None
+    options.setdefault("explicit_http_config", {"http_protocol_options": {}})
+    return options
+
+
+def _cluster(name: str, port: ServicePort, policy: TrafficPolicy | None) -> Json:
+    lb = policy.load_balancer if policy else None
+    pool = policy.connection_pool if policy else None
+    outlier = policy.outlier_detection if policy else None
+    cluster: Json = {
+        "name": name,
+        "type": "EDS",
+        "eds_cluster_config": {"eds_config": ADS_SOURCE, "service_name": name},
+        "connect_timeout": _seconds(pool.connect_timeout)
+        if pool is not None and pool.connect_timeout is not None
+        else "10s",
+        "lb_policy": "RING_HASH" if lb and lb.consistent_hash else (lb and lb.simple) or DEFAULT_LB,
+    }
+    if port.protocol.is_http:
+        options = _protocol_options(port, pool)
+        if options is not None:
+            cluster["typed_extension_protocol_options"] = {
+                "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": options
+            }
+    breakers = _circuit_breakers(pool) if pool is not None else None
+    if breakers is not None:
+        cluster["circuit_breakers"] = breakers
+    if outlier is not None:
+        cluster["outlier_detection"] = _outlier_detection(outlier)
+    return cluster
+
+
+def _load_assignment(
+    index: MeshIndex, name: str, svc: Service, port: ServicePort, labels: dict[str, str]
+) -> Json:
+    lb_endpoints = [
+        {
+            "endpoint": {
+                "address": {
+                    "socket_address": {
+                        "address": w.address,
+                        "port_value": w.ports.get(port.name, port.target_port),
+                    }
+                }
+            }
+        }
+        for w in index.workloads(svc, labels)
+    ]
+    return {"cluster_name": name, "endpoints": [{"lb_endpoints": lb_endpoints}]}
+
+
+def translate_clusters(index: MeshIndex) -> tuple[list[Json], list[Json]]:
+    """(clusters, load assignments): one `outbound|P||host` per service port, plus one
+    `outbound|P|subset|host` per DestinationRule subset."""
+    clusters: list[Json] = []
+    assignments: list[Json] = []
+    for hostname, svc in sorted(index.services.items()):
+        rule = index.rules.get(hostname)
+        for port in svc.ports:
+            name = cluster_name(port.number, "", hostname)
+            clusters.append(_cluster(name, port, index.policy(hostname)))
+            assignments.append(_load_assignment(index, name, svc, port, {}))
+            for subset in rule.subsets if rule else ():
+                name = cluster_name(port.number, subset.name, hostname)
+                clusters.append(_cluster(name, port, index.policy(hostname, subset.name)))
+                assignments.append(_load_assignment(index, name, svc, port, dict(subset.labels)))
+    return clusters, assignments

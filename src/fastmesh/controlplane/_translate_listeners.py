@@ -1,0 +1,87 @@
+"""Service ports -> outbound Envoy listeners: HTTP (HCM + RDS) or TCP (tcp_proxy)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ._index import MeshIndex, cluster_name
+from ._proxy import ProxyInfo
+from ._resources import FAULT, HCM, ROUTER, TCP_PROXY
+from ._translate_clusters import ADS_SOURCE
+from ._translate_http import FAULT_FILTER_NAME
+
+__all__ = ["listener_name", "outbound_ports", "translate_listeners"]
+
+Json = dict[str, Any]
+
+ROUTER_FILTER: Json = {"name": "envoy.filters.http.router", "typed_config": {"@type": ROUTER}}
+#: Inert until a route carries a fault (`typed_per_filter_config`), as in Istio's sidecars.
+FAULT_FILTER: Json = {"name": FAULT_FILTER_NAME, "typed_config": {"@type": FAULT}}
+
+
+def listener_name(proxy: ProxyInfo, port: int) -> str:
+    """Istio's outbound listener name: `0.0.0.0_9080` (here the proxy's outbound address)."""
+    return f"{proxy.outbound_address}_{port}"
+
+
+def outbound_ports(index: MeshIndex) -> tuple[list[int], dict[int, str]]:
+    """(HTTP ports, TCP port -> its one service hostname). A TCP port shared by several
+    services, or by HTTP and TCP services, cannot be told apart without cluster IPs: warned."""
+    http: set[int] = set()
+    tcp: dict[int, list[str]] = {}
+    for hostname, svc in sorted(index.services.items()):
+        for port in svc.ports:
+            if port.protocol.is_http:
+                http.add(port.number)
+            else:
+                tcp.setdefault(port.number, []).append(hostname)
+    tcp_single: dict[int, str] = {}
+    for number, hosts in sorted(tcp.items()):
+        if number in http or len(hosts) > 1:
+            index.warnings.append(
+                f"TCP port {number} of {', '.join(hosts)} is shared with other services; "
+                "no outbound listener for it"
+            )
+        else:
+            tcp_single[number] = hosts[0]
+    return sorted(http), tcp_single
+
+
+def _listener(proxy: ProxyInfo, port: int, network_filter: Json) -> Json:
+    return {
+        "name": listener_name(proxy, port),
+        "address": {"socket_address": {"address": proxy.outbound_address, "port_value": port}},
+        "traffic_direction": "OUTBOUND",
+        "filter_chains": [{"filters": [network_filter]}],
+    }
+
+
+def translate_listeners(index: MeshIndex, proxy: ProxyInfo) -> list[Json]:
+    http, tcp = outbound_ports(index)
+    listeners: list[Json] = []
+    for port in http:
+        hcm = {
+            "@type": HCM,
+            "stat_prefix": f"outbound_{listener_name(proxy, port)}",
+            "rds": {"route_config_name": str(port), "config_source": ADS_SOURCE},
+            "http_filters": [FAULT_FILTER, ROUTER_FILTER],
+        }
+        listeners.append(
+            _listener(
+                proxy,
+                port,
+                {"name": "envoy.filters.network.http_connection_manager", "typed_config": hcm},
+            )
+        )
+    for port, hostname in sorted(tcp.items()):
+        tcp_proxy = {
+            "@type": TCP_PROXY,
+            "stat_prefix": f"outbound_{listener_name(proxy, port)}",
+            "cluster": cluster_name(port, "", hostname),
+        }
+        listeners.append(
+            _listener(
+                proxy, port, {"name": "envoy.filters.network.tcp_proxy", "typed_config": tcp_proxy}
+            )
+        )
+    return listeners

@@ -1,0 +1,208 @@
+"""Services and VirtualServices -> one Envoy RouteConfiguration per outbound HTTP port."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ._index import MeshIndex, cluster_name
+from ._model import (
+    HttpMatch,
+    HttpRoute,
+    Retries,
+    RouteDestination,
+    Service,
+    StringMatch,
+    TrafficPolicy,
+    VirtualService,
+)
+from ._proxy import ProxyInfo
+from ._translate_http import fault_config, header_fields, redirect_action, rewrite_fields
+
+__all__ = ["domains", "route_config"]
+
+Json = dict[str, Any]
+
+#: Istio's default retry policy, applied to routes that do not set `retries`.
+DEFAULT_RETRIES = Retries(2, None, "connect-failure,refused-stream,unavailable,cancelled,503")
+
+
+def domains(svc: Service, port: int, proxy: ProxyInfo) -> list[str]:
+    """The names a client may use for `svc` (Istio's list); the short name only from the
+    service's own namespace."""
+    names = [svc.hostname, f"{svc.name}.{svc.namespace}.svc", f"{svc.name}.{svc.namespace}"]
+    if proxy.namespace == svc.namespace:
+        names.append(svc.name)
+    return [d for name in names for d in (name, f"{name}:{port}")]
+
+
+def _string_match(sm: StringMatch) -> Json:
+    if sm.kind == "regex":
+        return {"safe_regex": {"regex": sm.value}}
+    return {sm.kind: sm.value}
+
+
+def _match(m: HttpMatch) -> Json:
+    out: Json = {}
+    if m.uri is None:
+        out["prefix"] = "/"
+    elif m.uri.kind == "exact":
+        out["path"] = m.uri.value
+    elif m.uri.kind == "prefix":
+        out["prefix"] = m.uri.value
+    else:
+        out["safe_regex"] = {"regex": m.uri.value}
+    headers = [{"name": n, "string_match": _string_match(sm)} for n, sm in m.headers.items()]
+    if m.method is not None:
+        headers.append({"name": ":method", "string_match": _string_match(m.method)})
+    if headers:
+        out["headers"] = headers
+    if m.query_params:
+        out["query_parameters"] = [
+            {"name": n, "string_match": _string_match(sm)} for n, sm in m.query_params.items()
+        ]
+    return out
+
+
+def _seconds(value: float) -> str:
+    return f"{value:.3f}s"
+
+
+def _hash_policy(policy: TrafficPolicy | None) -> list[Json]:
+    """The route's `hash_policy` when its destination balances by consistent hash."""
+    ch = policy.load_balancer.consistent_hash if policy and policy.load_balancer else None
+    if ch is None:
+        return []
+    if ch.kind == "header":
+        return [{"header": {"header_name": ch.name}}]
+    if ch.kind == "query":
+        return [{"query_parameter": {"name": ch.name}}]
+    if ch.kind == "source_ip":
+        return [{"connection_properties": {"source_ip": True}}]
+    cookie: Json = {"name": ch.name}
+    if ch.ttl is not None:
+        cookie["ttl"] = _seconds(ch.ttl)
+    return [{"cookie": cookie}]
+
+
+def _retry_policy(retries: Retries) -> Json | None:
+    if retries.attempts == 0:
+        return None
+    words = [w.strip() for w in (retries.retry_on or DEFAULT_RETRIES.retry_on).split(",")]
+    codes = [int(w) for w in words if w.isdigit()]
+    on = [w for w in words if w and not w.isdigit()]
+    if codes:
+        on.append("retriable-status-codes")
+    policy: Json = {"retry_on": ",".join(on), "num_retries": retries.attempts}
+    if codes:
+        policy["retriable_status_codes"] = codes
+    if retries.per_try_timeout is not None:
+        policy["per_try_timeout"] = _seconds(retries.per_try_timeout)
+    return policy
+
+
+class _Routes:
+    """Builds the routes of one virtual host, collecting warnings for dangling references."""
+
+    def __init__(self, index: MeshIndex, svc: Service, port: int) -> None:
+        self.index = index
+        self.svc = svc
+        self.port = port
+
+    def _cluster(self, vs: VirtualService, where: str, rd: RouteDestination) -> str:
+        hostname = vs.resolve(rd.destination.host)
+        target = self.index.services.get(hostname)
+        number = rd.destination.port
+        if target is None:
+            self.index.warnings.append(f"{where}.destination.host: unknown service {hostname}")
+        elif not number:
+            if target.port(self.port) is not None:
+                number = self.port
+            elif len(target.ports) == 1:
+                number = target.ports[0].number
+            else:
+                self.index.warnings.append(
+                    f"{where}.destination.port: {hostname} has several ports; name one"
+                )
+        subset = rd.destination.subset
+        if subset and self.index.subset(hostname, subset) is None:
+            self.index.warnings.append(
+                f"{where}.destination.subset: no DestinationRule subset {subset!r} for {hostname}"
+            )
+        return cluster_name(number or self.port, subset, hostname)
+
+    def _action(self, vs: VirtualService, where: str, route: HttpRoute) -> Json:
+        named = [
+            (self._cluster(vs, f"{where}.route[{i}]", rd), rd.weight)
+            for i, rd in enumerate(route.route)
+        ]
+        action: Json
+        if len(named) == 1:
+            action = {"cluster": named[0][0]}
+        else:
+            action = {
+                "weighted_clusters": {
+                    "clusters": [{"name": n, "weight": w} for n, w in named if w > 0]
+                }
+            }
+        first = route.route[0].destination
+        hash_policy = _hash_policy(self.index.policy(vs.resolve(first.host), first.subset))
+        if hash_policy:
+            action["hash_policy"] = hash_policy
+        action.update(rewrite_fields(route.rewrite))
+        action["timeout"] = _seconds(route.timeout) if route.timeout is not None else "0s"
+        policy = _retry_policy(route.retries or DEFAULT_RETRIES)
+        if policy is not None:
+            action["retry_policy"] = policy
+        return action
+
+    def _entry(self, vs: VirtualService, where: str, route: HttpRoute) -> Json:
+        """Everything of an Envoy Route but its name and match."""
+        entry: Json
+        if route.redirect is not None:
+            entry = {"redirect": redirect_action(route.redirect)}
+        else:
+            entry = {"route": self._action(vs, where, route)}
+        entry.update(header_fields(route.request_headers, route.response_headers))
+        entry.update(fault_config(route.fault))
+        return entry
+
+    def build(self, vs: VirtualService | None) -> list[Json]:
+        if vs is None:
+            return [{"name": "default", "match": {"prefix": "/"}, "route": self._default()}]
+        routes: list[Json] = []
+        for i, route in enumerate(vs.http):
+            where = f"{vs.source}: VirtualService {vs.namespace}/{vs.name}: spec.http[{i}]"
+            entry = self._entry(vs, where, route)
+            for j, m in enumerate(route.matches or (HttpMatch(),)):
+                name = route.name or f"{vs.name}.{i}"
+                routes.append({"name": f"{name}.{j}", "match": _match(m), **entry})
+        return routes
+
+    def _default(self) -> Json:
+        """No VirtualService: everything to the service's own cluster, Istio's defaults."""
+        action: Json = {"cluster": cluster_name(self.port, "", self.svc.hostname), "timeout": "0s"}
+        hash_policy = _hash_policy(self.index.policy(self.svc.hostname))
+        if hash_policy:
+            action["hash_policy"] = hash_policy
+        policy = _retry_policy(DEFAULT_RETRIES)
+        if policy is not None:
+            action["retry_policy"] = policy
+        return action
+
+
+def route_config(index: MeshIndex, port: int, proxy: ProxyInfo) -> Json:
+    """`RouteConfiguration` named `"9080"`: a virtual host per HTTP service on that port."""
+    vhosts: list[Json] = []
+    for svc in index.by_port.get(port, ()):
+        sp = svc.port(port)
+        if sp is None or not sp.protocol.is_http:
+            continue
+        hostname = svc.hostname
+        vhosts.append(
+            {
+                "name": f"{hostname}:{port}",
+                "domains": domains(svc, port, proxy),
+                "routes": _Routes(index, svc, port).build(index.routes.get(hostname)),
+            }
+        )
+    return {"name": str(port), "virtual_hosts": vhosts, "validate_clusters": False}

@@ -1,0 +1,118 @@
+"""`fastmesh controlplane serve --config-dir DIR --port N`: run the control plane."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import trio
+
+from ._app import ControlPlane
+from ._load import load_directory
+from ._proxy import ProxyInfo
+from ._registry import FileRegistry
+from ._status import render_table
+from ._status_client import fetch_syncz
+from ._translate import translate
+
+__all__ = ["main"]
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="fastmesh controlplane",
+        description="The fastmesh control plane: Kubernetes Services, Istio WorkloadEntry, "
+        "VirtualService and DestinationRule from YAML files, served to sidecars as xDS (ADS).",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    serve = sub.add_parser("serve", help="serve xDS (ADS over gRPC) for a config directory")
+    serve.add_argument("--config-dir", type=Path, required=True, help="directory of YAML files")
+    serve.add_argument("--host", default="127.0.0.1", help="listen address (127.0.0.1)")
+    serve.add_argument("--port", type=int, default=15010, help="listen port (15010, as istiod)")
+    serve.add_argument("--debounce", type=float, default=0.1, help="seconds of quiet before a push")
+    serve.add_argument("--poll", type=float, default=0.5, help="seconds between directory scans")
+    serve.add_argument("-l", "--log-level", default="info", help="debug, info, warning, error")
+    check = sub.add_parser("check", help="validate a config directory; exit 1 on any problem")
+    check.add_argument("config_dir", type=Path)
+    status = sub.add_parser("proxy-status", help="every connected proxy and its sync state")
+    status.add_argument(
+        "--server", default="127.0.0.1:15010", help="the control plane's HOST:PORT (ADS port)"
+    )
+    status.add_argument("--json", action="store_true", help="print the raw JSON")
+    return parser
+
+
+def _proxy_status(server: str, as_json: bool) -> int:
+    host, _, port = server.rpartition(":")
+    try:
+        entries = trio.run(fetch_syncz, host or "127.0.0.1", int(port))
+    except (OSError, ValueError, trio.TooSlowError) as exc:
+        print(
+            f"fastmesh controlplane proxy-status: {server}: {exc or type(exc).__name__}",
+            file=sys.stderr,
+        )
+        return 1
+    if as_json:
+        print(json.dumps(entries, indent=1))
+    else:
+        print(render_table(entries), end="")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command == "proxy-status":
+        return _proxy_status(args.server, args.json)
+    if args.command == "check":
+        if not args.config_dir.is_dir():
+            print(f"{args.config_dir}: not a directory", file=sys.stderr)
+            return 2
+        config, problems = load_directory(args.config_dir)
+        for problem in problems:
+            print(problem, file=sys.stderr)
+        for warning in translate(config, ProxyInfo("check")).warnings:
+            print(f"warning: {warning}", file=sys.stderr)
+        return 1 if problems else 0
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    if not args.config_dir.is_dir():
+        print(f"fastmesh controlplane: {args.config_dir} is not a directory", file=sys.stderr)
+        return 2
+    registry = FileRegistry(args.config_dir, poll_interval=args.poll)
+    plane = ControlPlane(registry, host=args.host, port=args.port, debounce=args.debounce)
+    try:
+        trio.run(_serve, plane)
+    except (OSError, BaseExceptionGroup) as exc:
+        error = _only_os_error(exc)
+        if error is None:
+            raise
+        print(f"fastmesh controlplane: {args.host}:{args.port}: {error.strerror}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _only_os_error(exc: BaseException) -> OSError | None:
+    """The OSError (such as a busy port) that alone ended the run, through nursery groups."""
+    if isinstance(exc, OSError):
+        return exc
+    if isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        return _only_os_error(exc.exceptions[0])
+    return None
+
+
+async def _serve(plane: ControlPlane) -> None:
+    """Run until SIGINT or SIGTERM, then stop cleanly (every task cancelled)."""
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with trio.open_nursery() as nursery:
+            port = await nursery.start(plane.run)
+            print(f"fastmesh controlplane: serving ADS on {plane.host}:{port}", flush=True)
+            async for signum in signals:
+                logging.getLogger("fastmesh.controlplane").info("signal %d: stopping", signum)
+                nursery.cancel_scope.cancel()
+                break

@@ -1,0 +1,201 @@
+"""Control-plane test helpers: the control plane in a background thread (for sync tests beside
+real Envoy), an ADS bootstrap for Envoy, and mesh YAML builders for a config directory."""
+
+from __future__ import annotations
+
+import contextlib
+import queue
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import trio
+import yaml
+
+from fastmesh.controlplane import ControlPlane, FileRegistry, ProxyStatus
+from tests.support import socket_address
+
+T = TypeVar("T")
+Json = dict[str, Any]
+
+
+class ControlPlaneThread:
+    """`fastmesh.controlplane.ControlPlane` on a file registry, run by trio in a thread.
+
+    with ControlPlaneThread(config_dir) as cp:
+        ... cp.port ...; cp.call(lambda: cp.plane.proxy_status())
+    """
+
+    def __init__(
+        self,
+        config_dir: Path,
+        *,
+        port: int = 0,
+        poll_interval: float = 0.05,
+        debounce: float = 0.05,
+    ) -> None:
+        self.registry = FileRegistry(config_dir, poll_interval=poll_interval)
+        self.plane = ControlPlane(self.registry, port=port, debounce=debounce)
+        self.port = 0
+        self._thread: threading.Thread | None = None
+        self._token: trio.lowlevel.TrioToken | None = None
+        self._cancel: trio.CancelScope | None = None
+        self.failure: BaseException | None = None
+
+    def start(self) -> ControlPlaneThread:
+        started: queue.Queue[int | BaseException] = queue.Queue()
+
+        async def main() -> None:
+            self._token = trio.lowlevel.current_trio_token()
+            with trio.CancelScope() as scope:
+                self._cancel = scope
+                async with trio.open_nursery() as nursery:
+                    started.put(await nursery.start(self.plane.run))
+
+        def run() -> None:
+            try:
+                trio.run(main)
+            except BaseException as exc:
+                self.failure = exc
+                started.put(exc)
+
+        self._thread = threading.Thread(target=run, name="controlplane", daemon=True)
+        self._thread.start()
+        result = started.get(timeout=10)
+        if isinstance(result, BaseException):
+            raise RuntimeError("the control plane failed to start") from result
+        self.port = result
+        return self
+
+    def call(self, fn: Callable[[], T]) -> T:
+        """Run `fn` in the control plane's trio thread (a consistent view of its state)."""
+        assert self._token is not None
+        return trio.from_thread.run_sync(fn, trio_token=self._token)
+
+    def proxy_status(self) -> list[ProxyStatus]:
+        return self.call(self.plane.proxy_status)
+
+    def stop(self) -> None:
+        if self._thread is None:
+            return
+        if self._token is not None and self._cancel is not None:
+            with contextlib.suppress(trio.RunFinishedError):
+                trio.from_thread.run_sync(self._cancel.cancel, trio_token=self._token)
+        self._thread.join(timeout=10)
+        self._thread = None
+        if self.failure is not None:
+            raise RuntimeError("the control plane crashed") from self.failure
+
+    def __enter__(self) -> ControlPlaneThread:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def wait_until(what: str, check: Callable[[], T | None], *, timeout: float = 15.0) -> T:
+    """Poll `check` until it returns something truthy; fail naming `what` at the deadline."""
+    deadline = time.monotonic() + timeout
+    last: object = None
+    while True:
+        try:
+            result = check()
+            if result:
+                return result
+            last = result
+        except Exception as exc:  # the condition is not reachable yet (e.g. a refused port)
+            last = exc
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
+        time.sleep(0.02)
+
+
+def ads_bootstrap(
+    *, admin_port: int, xds_port: int, node_id: str, namespace: str = "default"
+) -> Json:
+    """An Envoy bootstrap that takes everything (LDS, CDS; RDS, EDS through them) from ADS."""
+    ads = {"ads": {}, "resource_api_version": "V3"}
+    return {
+        "node": {
+            "id": node_id,
+            "cluster": node_id.split("~")[2].split(".")[0],
+            "metadata": {"NAMESPACE": namespace},
+        },
+        "admin": {"address": socket_address(admin_port)},
+        "dynamic_resources": {
+            "ads_config": {
+                "api_type": "GRPC",
+                "transport_api_version": "V3",
+                "grpc_services": [{"envoy_grpc": {"cluster_name": "xds-grpc"}}],
+                "set_node_on_first_message_only": True,
+            },
+            "cds_config": ads,
+            "lds_config": ads,
+        },
+        "static_resources": {
+            "clusters": [
+                {
+                    "name": "xds-grpc",
+                    "type": "STATIC",
+                    "connect_timeout": "1s",
+                    "typed_extension_protocol_options": {
+                        "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+                            "@type": "type.googleapis.com/"
+                            "envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+                            "explicit_http_config": {"http2_protocol_options": {}},
+                        }
+                    },
+                    "load_assignment": {
+                        "cluster_name": "xds-grpc",
+                        "endpoints": [
+                            {"lb_endpoints": [{"endpoint": {"address": socket_address(xds_port)}}]}
+                        ],
+                    },
+                }
+            ]
+        },
+    }
+
+
+# --- mesh YAML ------------------------------------------------------------------------------
+
+
+def service(name: str, port: int, *, namespace: str = "default", port_name: str = "http") -> Json:
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {"selector": {"app": name}, "ports": [{"name": port_name, "port": port}]},
+    }
+
+
+def workload(
+    name: str,
+    app: str,
+    version: str,
+    port: int,
+    *,
+    namespace: str = "default",
+    port_name: str = "http",
+    address: str = "127.0.0.1",
+) -> Json:
+    return {
+        "apiVersion": "networking.istio.io/v1",
+        "kind": "WorkloadEntry",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {
+            "address": address,
+            "labels": {"app": app, "version": version},
+            "ports": {port_name: port},
+            "serviceAccount": app,
+        },
+    }
+
+
+def write_yaml(path: Path, *docs: Json) -> None:
+    """Write `docs` as one multi-document YAML file, atomically (sibling file, then rename)."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(yaml.safe_dump_all(docs, sort_keys=False))
+    tmp.replace(path)

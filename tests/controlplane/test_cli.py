@@ -1,0 +1,138 @@
+"""`fastmesh controlplane check|serve`: in-process for check, a real process beside Envoy."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+
+from fastmesh.cli import main as fastmesh
+from tests.support import EchoServer, free_port, run_proxy, wait_for_port
+
+from .harness import ads_bootstrap, service, wait_until, workload, write_yaml
+
+
+def test_check_reports_every_problem_and_exits_1(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    write_yaml(tmp_path / "ok.yaml", service("a", 80))
+    (tmp_path / "bad.yaml").write_text(
+        "apiVersion: v1\nkind: Service\nmetadata: {name: b}\nspec: {ports: [{port: 0}]}\n"
+    )
+    assert fastmesh(["controlplane", "check", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert err == (
+        "bad.yaml: Service default/b: spec.ports[0].port: expected an integer in [1, 65535], "
+        "got 0\n"
+    )
+    (tmp_path / "bad.yaml").unlink()
+    assert fastmesh(["controlplane", "check", str(tmp_path)]) == 0
+    assert capsys.readouterr().err == ""
+
+
+def test_check_warns_about_dangling_references_without_failing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    write_yaml(
+        tmp_path / "mesh.yaml",
+        service("a", 80),
+        {
+            "apiVersion": "networking.istio.io/v1",
+            "kind": "VirtualService",
+            "metadata": {"name": "a"},
+            "spec": {
+                "hosts": ["a"],
+                "http": [{"route": [{"destination": {"host": "a", "subset": "v9"}}]}],
+            },
+        },
+    )
+    assert fastmesh(["controlplane", "check", str(tmp_path)]) == 0
+    assert capsys.readouterr().err == (
+        "warning: mesh.yaml: VirtualService default/a: spec.http[0].route[0].destination.subset: "
+        "no DestinationRule subset 'v9' for a.default.svc.cluster.local\n"
+    )
+
+
+def test_serve_reports_a_busy_port(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        code = fastmesh(
+            ["controlplane", "serve", "--config-dir", str(tmp_path), "--port", str(port)]
+        )
+    assert code == 1
+    assert capsys.readouterr().err.startswith(f"fastmesh controlplane: 127.0.0.1:{port}: ")
+
+
+@pytest.mark.envoy
+def test_serve_drives_envoy_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
+    xds_port, port = free_port(), free_port()
+    config_dir = tmp_path / "mesh"
+    config_dir.mkdir()
+    with EchoServer("reviews-v1") as upstream:
+        write_yaml(
+            config_dir / "mesh.yaml",
+            service("reviews", port),
+            workload("reviews-v1", "reviews", "v1", upstream.port),
+        )
+        log = (tmp_path / "cp.log").open("wb")
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "fastmesh.controlplane",
+                "serve",
+                "--config-dir",
+                str(config_dir),
+                "--port",
+                str(xds_port),
+                "--poll",
+                "0.05",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            wait_for_port(xds_port, timeout=15)
+            boot = ads_bootstrap(
+                admin_port=free_port(),
+                xds_port=xds_port,
+                node_id="sidecar~127.0.0.1~client.default~default.svc.cluster.local",
+            )
+            # Envoy is /ready only once its first LDS and CDS (and their RDS/EDS) arrived
+            with run_proxy(boot, binary="envoy", workdir=tmp_path), httpx.Client() as client:
+
+                def routed() -> httpx.Response | None:
+                    r = client.get(f"http://127.0.0.1:{port}/hello", headers={"host": "reviews"})
+                    return r if r.status_code == 200 else None
+
+                response = wait_until("a routed request", routed)
+                assert response.headers["x-upstream-name"] == "reviews-v1"
+                assert response.json()["path"] == "/hello"
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(timeout=10) == 0
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            log.close()
+    output = (tmp_path / "cp.log").read_text()
+    assert "serving ADS on 127.0.0.1" in output
+    assert "WARNING" not in output and "ERROR" not in output, output
+
+
+def test_proxy_status_reports_an_unreachable_control_plane(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    port = free_port()
+    assert fastmesh(["controlplane", "proxy-status", "--server", f"127.0.0.1:{port}"]) == 1
+    assert capsys.readouterr().err.startswith(
+        f"fastmesh controlplane proxy-status: 127.0.0.1:{port}: "
+    )

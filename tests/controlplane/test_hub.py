@@ -1,0 +1,61 @@
+"""The snapshot hub: first config at once, later ones debounced, translation cached per kind."""
+
+from __future__ import annotations
+
+import trio
+import trio.testing
+
+from fastmesh.controlplane import MeshConfig, ProxyInfo, SnapshotHub, load_documents
+
+from .test_load import BOOKINFO
+
+CONFIG, _ = load_documents([("b.yaml", BOOKINFO)])
+
+
+async def test_first_config_applies_at_once_then_changes_are_debounced(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    hub = SnapshotHub(debounce=0.1, max_delay=1.0)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(hub.run)
+        hub.publish(MeshConfig())
+        assert hub.generation == 1
+        start = trio.current_time()
+        for _ in range(5):  # a burst of edits, 50 ms apart
+            hub.publish(CONFIG)
+            await trio.sleep(0.05)
+        assert hub.generation == 1
+        assert await hub.wait_beyond(1) == 2
+        assert trio.current_time() - start < 0.25 + 0.1 + 1e-6
+        assert hub.config is CONFIG
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_steady_stream_of_changes_still_applies_within_max_delay(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    hub = SnapshotHub(debounce=0.1, max_delay=0.5)
+    hub.publish(MeshConfig())
+    async with trio.open_nursery() as nursery:
+        await nursery.start(hub.run)
+        start = trio.current_time()
+
+        async def churn() -> None:
+            while True:
+                hub.publish(CONFIG)
+                await trio.sleep(0.05)
+
+        nursery.start_soon(churn)
+        await hub.wait_beyond(1)
+        assert 0.5 - 1e-6 <= trio.current_time() - start <= 0.55 + 1e-6
+        nursery.cancel_scope.cancel()
+
+
+def test_snapshots_are_cached_per_translation_key_and_dropped_on_change() -> None:
+    hub = SnapshotHub()
+    hub.publish(CONFIG)
+    a = hub.snapshot_for(ProxyInfo("a", "shop"))
+    assert hub.snapshot_for(ProxyInfo("b", "shop")) is a
+    assert hub.snapshot_for(ProxyInfo("c", "other")) is not a
+    hub._apply(MeshConfig())
+    assert hub.snapshot_for(ProxyInfo("a", "shop")) is not a

@@ -1,0 +1,52 @@
+"""The file registry: the first load before `started`, then every edit of the directory."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import trio
+
+from fastmesh.controlplane import FileRegistry, MeshConfig
+
+from .harness import service, workload, write_yaml
+
+
+async def test_edits_additions_and_removals_are_published(tmp_path: Path) -> None:
+    write_yaml(tmp_path / "a.yaml", service("a", 8080))
+    registry = FileRegistry(tmp_path, poll_interval=0.01)
+    send, receive = trio.open_memory_channel[MeshConfig](100)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(registry.run, send.send_nowait)
+        first = receive.receive_nowait()  # published before started()
+        assert [s.name for s in first.services] == ["a"]
+
+        async def next_config() -> MeshConfig:
+            with trio.fail_after(5):
+                return await receive.receive()
+
+        write_yaml(tmp_path / "b.yaml", service("b", 8081), workload("b-1", "b", "v1", 1234))
+        config = await next_config()
+        assert sorted(s.name for s in config.services) == ["a", "b"]
+        assert [w.name for w in config.workloads] == ["b-1"]
+
+        write_yaml(tmp_path / "a.yaml", service("a", 9090))
+        config = await next_config()
+        assert {s.name: s.ports[0].number for s in config.services} == {"a": 9090, "b": 8081}
+
+        (tmp_path / "b.yaml").unlink()
+        config = await next_config()
+        assert [s.name for s in config.services] == ["a"]
+
+        (tmp_path / "a.yaml").write_text("apiVersion: v1\nkind: Service\nmetadata: {name: a}\n")
+        config = await next_config()
+        assert config.services == ()
+        assert [str(p) for p in registry.problems] == [
+            "a.yaml: Service default/a: spec: is required"
+        ]
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_missing_directory_fails_at_start(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError):
+        await FileRegistry(tmp_path / "nope").run(lambda config: None)

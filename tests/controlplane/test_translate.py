@@ -1,0 +1,394 @@
+"""Translation of services, workloads, VirtualService and DestinationRule to Envoy xDS."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastmesh.controlplane import (
+    CLUSTER,
+    ENDPOINT,
+    LISTENER,
+    ROUTE,
+    ProxyInfo,
+    load_documents,
+    translate,
+    translate_snapshot,
+)
+
+from .test_load import BOOKINFO
+
+HOST = "reviews.shop.svc.cluster.local"
+SHOP = ProxyInfo("sidecar~10.0.0.9~productpage.shop~shop.svc.cluster.local", "shop")
+OTHER = ProxyInfo("sidecar~10.0.0.8~ops.tools~tools.svc.cluster.local", "tools", "127.0.0.2")
+
+V2 = """
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata: {name: reviews-v2, namespace: shop}
+spec: {address: 10.0.0.2, labels: {app: reviews, version: v2}}
+---
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata: {name: elsewhere, namespace: other}
+spec: {address: 10.9.9.9, labels: {app: reviews, version: v2}}
+"""
+
+
+def documents(*extra: str, proxy: ProxyInfo = SHOP) -> tuple[dict[str, list[Any]], list[str]]:
+    config, problems = load_documents(
+        [("bookinfo.yaml", BOOKINFO), *(("x.yaml", e) for e in extra)]
+    )
+    assert problems == []
+    result = translate(config, proxy)
+    return result.documents, result.warnings
+
+
+def by_name(docs: list[dict[str, Any]], key: str = "name") -> dict[str, dict[str, Any]]:
+    return {d[key]: d for d in docs}
+
+
+def test_clusters_are_named_istio_style_and_use_eds_over_ads() -> None:
+    docs, _ = documents(V2)
+    clusters = by_name(docs[CLUSTER])
+    assert sorted(clusters) == sorted(
+        f"outbound|{port}|{subset}|{HOST}"
+        for port in (9080, 9090, 5432, 8000)
+        for subset in ("", "v1", "v2")
+    )
+    plain = clusters[f"outbound|9080||{HOST}"]
+    assert plain["type"] == "EDS"
+    assert plain["eds_cluster_config"] == {
+        "eds_config": {"ads": {}, "resource_api_version": "V3"},
+        "service_name": f"outbound|9080||{HOST}",
+    }
+    assert plain["lb_policy"] == "RANDOM"  # the rule's
+    assert clusters[f"outbound|9080|v2|{HOST}"]["lb_policy"] == "ROUND_ROBIN"  # the subset's
+    assert "typed_extension_protocol_options" not in plain
+    grpc = clusters[f"outbound|9090||{HOST}"]["typed_extension_protocol_options"]
+    [options] = grpc.values()
+    assert options["explicit_http_config"] == {"http2_protocol_options": {}}
+
+
+def endpoints(docs: dict[str, list[Any]], name: str) -> list[tuple[str, int]]:
+    cla = by_name(docs[ENDPOINT], "cluster_name")[name]
+    return [
+        (
+            e["endpoint"]["address"]["socket_address"]["address"],
+            e["endpoint"]["address"]["socket_address"]["port_value"],
+        )
+        for group in cla["endpoints"]
+        for e in group["lb_endpoints"]
+    ]
+
+
+def test_endpoints_follow_selector_subset_labels_namespace_and_port_names() -> None:
+    docs, _ = documents(V2)
+    assert endpoints(docs, f"outbound|9080||{HOST}") == [("10.0.0.1", 18080), ("10.0.0.2", 8080)]
+    assert endpoints(docs, f"outbound|9080|v1|{HOST}") == [("10.0.0.1", 18080)]
+    assert endpoints(docs, f"outbound|9080|v2|{HOST}") == [("10.0.0.2", 8080)]
+    assert endpoints(docs, f"outbound|9090|v2|{HOST}") == [("10.0.0.2", 9090)]
+
+
+def test_listeners_per_port_http_with_rds_and_tcp_with_tcp_proxy() -> None:
+    docs, _ = documents(proxy=OTHER)
+    listeners = by_name(docs[LISTENER])
+    assert sorted(listeners) == [f"127.0.0.2_{p}" for p in (5432, 8000, 9080, 9090)]
+    http = listeners["127.0.0.2_9080"]
+    assert http["address"] == {"socket_address": {"address": "127.0.0.2", "port_value": 9080}}
+    hcm = http["filter_chains"][0]["filters"][0]["typed_config"]
+    assert hcm["rds"]["route_config_name"] == "9080"
+    assert [f["name"] for f in hcm["http_filters"]] == [
+        "envoy.filters.http.fault",
+        "envoy.filters.http.router",
+    ]
+    tcp = listeners["127.0.0.2_5432"]["filter_chains"][0]["filters"][0]["typed_config"]
+    assert tcp["cluster"] == f"outbound|5432||{HOST}"
+    assert sorted(by_name(docs[ROUTE])) == ["8000", "9080", "9090"]
+
+
+def test_domains_include_the_short_name_only_in_the_same_namespace() -> None:
+    shop, _ = documents()
+    other, _ = documents(proxy=OTHER)
+    [vhost] = by_name(shop[ROUTE])["9080"]["virtual_hosts"]
+    assert vhost["name"] == f"{HOST}:9080"
+    assert set(vhost["domains"]) == {
+        HOST,
+        f"{HOST}:9080",
+        "reviews.shop.svc",
+        "reviews.shop.svc:9080",
+        "reviews.shop",
+        "reviews.shop:9080",
+        "reviews",
+        "reviews:9080",
+    }
+    [far] = by_name(other[ROUTE])["9080"]["virtual_hosts"]
+    assert "reviews" not in far["domains"] and "reviews.shop" in far["domains"]
+
+
+def test_virtual_service_routes_matches_weights_timeout_and_retries() -> None:
+    docs, warnings = documents(V2)
+    assert warnings == []
+    [vhost] = by_name(docs[ROUTE])["9080"]["virtual_hosts"]
+    jason_a, jason_b, split = vhost["routes"]
+    assert jason_a["match"] == {
+        "prefix": "/api",
+        "headers": [{"name": "end-user", "string_match": {"exact": "jason"}}],
+    }
+    assert jason_b["match"] == {
+        "prefix": "/",
+        "headers": [{"name": ":method", "string_match": {"exact": "POST"}}],
+    }
+    assert jason_a["route"] == {
+        "cluster": f"outbound|9080|v2|{HOST}",
+        "timeout": "1.500s",
+        "retry_policy": {
+            "retry_on": "5xx,retriable-status-codes",
+            "num_retries": 3,
+            "retriable_status_codes": [503],
+            "per_try_timeout": "0.250s",
+        },
+    }
+    assert split["match"] == {"prefix": "/"}
+    assert split["route"]["weighted_clusters"] == {
+        "clusters": [
+            {"name": f"outbound|9080|v1|{HOST}", "weight": 90},
+            {"name": f"outbound|9080|v2|{HOST}", "weight": 10},
+        ]
+    }
+    assert split["route"]["timeout"] == "0s"  # Istio: no timeout unless set
+    assert split["route"]["retry_policy"]["num_retries"] == 2  # Istio's default retries
+
+
+def test_without_a_virtual_service_each_port_routes_to_its_service() -> None:
+    service_only = BOOKINFO.split("---")[0]
+    config, _ = load_documents([("svc.yaml", service_only)])
+    docs = translate(config, SHOP).documents
+    for port in (9080, 9090, 8000):
+        [vhost] = by_name(docs[ROUTE])[str(port)]["virtual_hosts"]
+        [route] = vhost["routes"]
+        assert route["match"] == {"prefix": "/"}
+        assert route["route"]["cluster"] == f"outbound|{port}||{HOST}"
+
+
+def test_a_virtual_service_applies_to_every_port_of_its_host() -> None:
+    docs, _ = documents(V2)
+    [vhost] = by_name(docs[ROUTE])["9090"]["virtual_hosts"]
+    jason, _, split = vhost["routes"]
+    assert jason["route"]["cluster"] == f"outbound|9080|v2|{HOST}"  # its port is explicit
+    assert [c["name"] for c in split["route"]["weighted_clusters"]["clusters"]] == [
+        f"outbound|9090|v1|{HOST}",
+        f"outbound|9090|v2|{HOST}",
+    ]
+
+
+def test_dangling_references_are_warnings_naming_file_resource_and_field() -> None:
+    vs = """
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: reviews, namespace: shop}
+spec:
+  hosts: [reviews, ghosts]
+  http:
+  - route:
+    - {destination: {host: reviews, subset: v9}, weight: 50}
+    - {destination: {host: nowhere}, weight: 50}
+"""
+    config, _ = load_documents([("bookinfo.yaml", BOOKINFO.split("---")[0]), ("vs.yaml", vs)])
+    warnings = translate(config, SHOP).warnings
+    assert (
+        "vs.yaml: VirtualService shop/reviews: spec.hosts[1]: unknown service "
+        "ghosts.shop.svc.cluster.local" in warnings
+    )
+    assert (
+        "vs.yaml: VirtualService shop/reviews: spec.http[0].route[0].destination.subset: "
+        f"no DestinationRule subset 'v9' for {HOST}" in warnings
+    )
+    assert (
+        "vs.yaml: VirtualService shop/reviews: spec.http[0].route[1].destination.host: "
+        "unknown service nowhere.shop.svc.cluster.local" in warnings
+    )
+
+
+def test_gateway_only_virtual_services_do_not_apply_to_sidecars() -> None:
+    vs = """
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: edge, namespace: shop}
+spec:
+  hosts: [reviews]
+  gateways: [ingress]
+  http: [{route: [{destination: {host: reviews, subset: v1}}]}]
+"""
+    config, _ = load_documents([("svc.yaml", BOOKINFO.split("---")[0]), ("vs.yaml", vs)])
+    [vhost] = by_name(translate(config, SHOP).documents[ROUTE])["9080"]["virtual_hosts"]
+    assert vhost["routes"][0]["route"]["cluster"] == f"outbound|9080||{HOST}"
+
+
+def test_snapshot_is_typed_protobuf_with_a_content_version() -> None:
+    config, _ = load_documents([("bookinfo.yaml", BOOKINFO), ("v2.yaml", V2)])
+    a = translate_snapshot(config, SHOP)
+    b = translate_snapshot(config, SHOP)
+    other = translate_snapshot(config, OTHER)
+    assert a.version == b.version != other.version
+    for type_url in (CLUSTER, ENDPOINT, LISTENER, ROUTE):
+        assert a.of_type(type_url), type_url
+        for resource in a.of_type(type_url).values():
+            assert resource.packed.type_url == type_url
+    moved, _ = load_documents(
+        [("bookinfo.yaml", BOOKINFO), ("v2.yaml", V2.replace("10.0.0.2", "10.0.0.3"))]
+    )
+    c = translate_snapshot(moved, SHOP)
+    assert c.version != a.version
+    changed = {
+        t: sorted(n for n, r in c.of_type(t).items() if a.of_type(t)[n].digest != r.digest)
+        for t in (CLUSTER, ENDPOINT, LISTENER, ROUTE)
+    }
+    assert changed[CLUSTER] == changed[LISTENER] == changed[ROUTE] == []
+    assert all("||" in n or "|v2|" in n for n in changed[ENDPOINT]) and changed[ENDPOINT]
+
+
+ACTIONS = """
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: reviews, namespace: shop}
+spec:
+  hosts: [reviews]
+  http:
+  - match: [{uri: {prefix: /old}}]
+    redirect: {uri: /new, authority: example.com, redirectCode: 308}
+  - match: [{uri: {prefix: /api/}, queryParams: {debug: {exact: "1"}}}]
+    rewrite: {uri: /v2/, authority: reviews-internal}
+    headers:
+      request: {set: {X-Env: canary}, add: {x-trace: a}, remove: [X-Drop]}
+      response: {set: {x-served-by: fastmesh}, remove: [server]}
+    fault:
+      delay: {fixedDelay: 50ms, percentage: {value: 12.5}}
+      abort: {httpStatus: 418}
+    route: [{destination: {host: reviews}}]
+"""
+
+
+def test_redirect_rewrite_headers_query_and_fault() -> None:
+    config, problems = load_documents(
+        [("svc.yaml", BOOKINFO.split("---")[0]), ("vs.yaml", ACTIONS)]
+    )
+    assert problems == []
+    [vhost] = by_name(translate(config, SHOP).documents[ROUTE])["9080"]["virtual_hosts"]
+    redirect, api = vhost["routes"]
+    assert redirect == {
+        "name": "reviews.0.0",
+        "match": {"prefix": "/old"},
+        "redirect": {
+            "response_code": "PERMANENT_REDIRECT",
+            "path_redirect": "/new",
+            "host_redirect": "example.com",
+        },
+    }
+    assert api["match"]["query_parameters"] == [{"name": "debug", "string_match": {"exact": "1"}}]
+    assert api["route"]["prefix_rewrite"] == "/v2/"
+    assert api["route"]["host_rewrite_literal"] == "reviews-internal"
+    assert api["request_headers_to_add"] == [
+        {
+            "header": {"key": "x-env", "value": "canary"},
+            "append_action": "OVERWRITE_IF_EXISTS_OR_ADD",
+        },
+        {"header": {"key": "x-trace", "value": "a"}, "append_action": "APPEND_IF_EXISTS_OR_ADD"},
+    ]
+    assert api["request_headers_to_remove"] == ["x-drop"]
+    assert api["response_headers_to_remove"] == ["server"]
+    fault = api["typed_per_filter_config"]["envoy.filters.http.fault"]
+    assert fault["delay"] == {
+        "fixed_delay": "0.050s",
+        "percentage": {"numerator": 125_000, "denominator": "MILLION"},
+    }
+    assert fault["abort"] == {
+        "http_status": 418,
+        "percentage": {"numerator": 1_000_000, "denominator": "MILLION"},
+    }
+    translate_snapshot(config, SHOP)  # and it is all valid Envoy protobuf
+
+
+POLICY = """
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: reviews, namespace: shop}
+spec:
+  host: reviews
+  trafficPolicy:
+    loadBalancer: {consistentHash: {httpHeaderName: X-User}}
+    connectionPool:
+      tcp: {maxConnections: 7, connectTimeout: 250ms}
+      http: {http1MaxPendingRequests: 3, maxRequestsPerConnection: 10, maxRetries: 2}
+    outlierDetection:
+      consecutive5xxErrors: 3
+      interval: 5s
+      baseEjectionTime: 30s
+      maxEjectionPercent: 50
+  subsets:
+  - name: v1
+    labels: {version: v1}
+  - name: v2
+    labels: {version: v2}
+    trafficPolicy:
+      loadBalancer: {consistentHash: {httpCookie: {name: user, ttl: 60s}}}
+      connectionPool: {http: {idleTimeout: 1m}}
+"""
+
+
+def test_traffic_policy_to_clusters_and_route_hash_policy() -> None:
+    svc = BOOKINFO.split("---")[0]
+    config, problems = load_documents([("svc.yaml", svc), ("dr.yaml", POLICY)])
+    assert problems == []
+    docs = translate(config, SHOP).documents
+    clusters = by_name(docs[CLUSTER])
+    plain = clusters[f"outbound|9080||{HOST}"]
+    assert plain["lb_policy"] == "RING_HASH"
+    assert plain["connect_timeout"] == "0.250s"
+    assert plain["circuit_breakers"] == {
+        "thresholds": [{"max_connections": 7, "max_pending_requests": 3, "max_retries": 2}]
+    }
+    [options] = plain["typed_extension_protocol_options"].values()
+    assert options["common_http_protocol_options"] == {"max_requests_per_connection": 10}
+    assert options["explicit_http_config"] == {"http_protocol_options": {}}
+    assert plain["outlier_detection"] == {
+        "enforcing_success_rate": 0,
+        "consecutive_5xx": 3,
+        "enforcing_consecutive_5xx": 100,
+        "interval": "5.000s",
+        "base_ejection_time": "30.000s",
+        "max_ejection_percent": 50,
+    }
+    assert clusters[f"outbound|9080|v1|{HOST}"] == {
+        **plain,
+        "name": f"outbound|9080|v1|{HOST}",
+        "eds_cluster_config": {
+            **plain["eds_cluster_config"],
+            "service_name": f"outbound|9080|v1|{HOST}",
+        },
+    }
+    v2 = clusters[f"outbound|9080|v2|{HOST}"]
+    [v2_options] = v2["typed_extension_protocol_options"].values()
+    assert v2_options["common_http_protocol_options"] == {"idle_timeout": "60.000s"}
+    assert "circuit_breakers" not in v2  # the subset's connectionPool replaces the rule's
+    assert v2["outlier_detection"] == plain["outlier_detection"]  # inherited
+    [vhost] = by_name(docs[ROUTE])["9080"]["virtual_hosts"]
+    assert vhost["routes"][0]["route"]["hash_policy"] == [{"header": {"header_name": "x-user"}}]
+    translate_snapshot(config, SHOP)  # valid Envoy protobuf
+
+
+def test_subset_hash_policy_follows_the_route_destination() -> None:
+    vs = """
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: reviews, namespace: shop}
+spec:
+  hosts: [reviews]
+  http: [{route: [{destination: {host: reviews, subset: v2}}]}]
+"""
+    config, _ = load_documents(
+        [("svc.yaml", BOOKINFO.split("---")[0]), ("dr.yaml", POLICY), ("vs.yaml", vs)]
+    )
+    [vhost] = by_name(translate(config, SHOP).documents[ROUTE])["9080"]["virtual_hosts"]
+    assert vhost["routes"][0]["route"]["hash_policy"] == [
+        {"cookie": {"name": "user", "ttl": "60.000s"}}
+    ]
