@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import os
+from collections.abc import Callable, Generator, Iterator
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
@@ -10,6 +11,19 @@ from typing import Any
 import pytest
 
 from tests.support import BINARY_PARAMS, EchoServer, ProxyProcess, require_binary, run_proxy
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, Any, None]:
+    """Under FASTMESH_FORBID_SKIPS=1 (scripts/test.sh, CI), where every binary and module is
+    installed, a skipped test is a failure: a skip there would hide a broken install."""
+    outcome = yield
+    report: pytest.TestReport = outcome.get_result()
+    if report.skipped and os.environ.get("FASTMESH_FORBID_SKIPS") == "1":
+        report.outcome = "failed"
+        report.longrepr = f"skipped where nothing may be skipped: {report.longrepr}"
 
 
 @pytest.fixture(params=BINARY_PARAMS)
