@@ -37,6 +37,7 @@ pub struct Listener {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+#[allow(clippy::large_enum_variant)] // parsed once per apply, never on the hot path
 pub enum ListenerFilter {
     /// Envoy's `http_connection_manager`.
     Http(HttpConnectionManager),
@@ -91,6 +92,13 @@ pub struct HttpConnectionManager {
     #[serde(default)]
     pub max_concurrent_streams: Option<u32>,
     pub route_config: RouteConfiguration,
+    /// Envoy `strip_any_host_port`: ignore the port of `host` when choosing a virtual host.
+    /// Default false: `a.com:8080` matches only domains written with that port (or `*`).
+    #[serde(default)]
+    pub strip_any_host_port: bool,
+    /// Envoy `use_remote_address`: append the peer IP to `x-forwarded-for`. Default false.
+    #[serde(default)]
+    pub use_remote_address: bool,
     /// Filter chain applied, in order, before the router. Empty = router only.
     #[serde(default)]
     pub http_filters: Vec<HttpFilterConfig>,
@@ -191,7 +199,11 @@ pub enum HeaderMatchKind {
 pub enum RouteAction {
     Forward(ForwardAction),
     /// Answer locally (Envoy `direct_response`).
-    Direct { status: u16, #[serde(default)] body: String },
+    Direct {
+        status: u16,
+        #[serde(default)]
+        body: String,
+    },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

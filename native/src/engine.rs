@@ -1,0 +1,373 @@
+//! The engine: one single-threaded tokio runtime per worker thread (thread per
+//! core: each worker accepts on its own `SO_REUSEPORT` socket and drives its
+//! connections and their upstream connections alone), the live listeners and
+//! clusters, and `apply`,
+//! which validates a whole snapshot (clusters, routes, regexes, binds) before
+//! it changes anything, then swaps it in. Connections take the current config
+//! per request, so in-flight requests finish on the snapshot they started on.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+
+use crate::config::{self, DiscoveryType, ListenerFilter, Snapshot};
+use crate::http::server::HttpRt;
+use crate::listener::{self, ListenerHandle, ListenerKind, ListenerRt};
+use crate::stats::{cluster as cs, listener as ls, Registry};
+use crate::tcp::TcpRt;
+use crate::upstream::{dns, ClusterRt};
+
+/// Why `apply` refused a snapshot. Nothing changed when one is returned.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("invalid snapshot: {0}")]
+    Parse(#[from] serde_json::Error),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("engine is shut down")]
+    Shutdown,
+}
+
+/// Per-endpoint numbers for the admin `/clusters` page.
+#[derive(Debug, Clone)]
+pub struct EndpointInfo {
+    pub address: SocketAddr,
+    pub weight: u32,
+    pub active_requests: u64,
+    pub requests: u64,
+    pub failures: u64,
+    pub connect_failures: u64,
+}
+
+#[derive(Debug, Clone)]
+pub struct ClusterInfo {
+    pub name: String,
+    pub endpoints: Vec<EndpointInfo>,
+}
+
+type Clusters = HashMap<String, Arc<ClusterRt>>;
+
+static WORKER_SLOTS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(1);
+
+thread_local! {
+    static WORKER_INDEX: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// The most workers any engine in this process runs: per-worker tables size by it.
+pub(crate) fn worker_slots() -> usize {
+    WORKER_SLOTS.load(Ordering::Relaxed)
+}
+
+/// This thread's worker number (0 off the workers).
+pub(crate) fn worker_index() -> usize {
+    WORKER_INDEX.with(|w| w.get())
+}
+
+/// One worker thread running a current-thread runtime until told to stop.
+struct Worker {
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+/// One proxy data plane.
+pub struct Engine {
+    workers: Mutex<Vec<Worker>>,
+    handles: Vec<tokio::runtime::Handle>,
+    handle: tokio::runtime::Handle,
+    stats: Arc<Registry>,
+    /// Also the apply lock: one apply at a time.
+    listeners: Mutex<BTreeMap<String, Arc<ListenerHandle>>>,
+    clusters: ArcSwap<Clusters>,
+    active: Arc<AtomicU64>,
+    stopped: AtomicBool,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine").finish_non_exhaustive()
+    }
+}
+
+impl Engine {
+    /// Start a runtime with `workers` threads (0 = one per core). No listeners yet.
+    pub fn new(workers: usize) -> std::io::Result<Self> {
+        let workers = if workers == 0 {
+            std::thread::available_parallelism().map_or(1, |n| n.get())
+        } else {
+            workers
+        };
+        WORKER_SLOTS.fetch_max(workers, Ordering::Relaxed);
+        let mut threads = Vec::with_capacity(workers);
+        let mut handles = Vec::with_capacity(workers);
+        for i in 0..workers {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            handles.push(rt.handle().clone());
+            let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+            let thread = std::thread::Builder::new()
+                .name(format!("fastmesh-worker-{i}"))
+                .spawn(move || {
+                    WORKER_INDEX.with(|w| w.set(i));
+                    rt.block_on(async {
+                        let _ = stopped.await;
+                    });
+                    rt.shutdown_background();
+                })?;
+            threads.push(Worker {
+                stop: Some(stop),
+                thread: Some(thread),
+            });
+        }
+        Ok(Engine {
+            handle: handles[0].clone(),
+            handles,
+            workers: Mutex::new(threads),
+            stats: Arc::new(Registry::default()),
+            listeners: Mutex::new(BTreeMap::new()),
+            clusters: ArcSwap::from_pointee(HashMap::new()),
+            active: Arc::new(AtomicU64::new(0)),
+            stopped: AtomicBool::new(false),
+        })
+    }
+
+    /// Parse, validate and swap in a snapshot (JSON of `config::Snapshot`).
+    pub fn apply(&self, json: &str) -> Result<(), EngineError> {
+        let snap: Snapshot = serde_json::from_str(json)?;
+        self.apply_snapshot(&snap)
+    }
+
+    pub fn apply_snapshot(&self, snap: &Snapshot) -> Result<(), EngineError> {
+        let invalid = EngineError::Invalid;
+        let mut listeners = self.listeners.lock().unwrap();
+        if self.stopped.load(Ordering::Acquire) {
+            return Err(EngineError::Shutdown);
+        }
+
+        // Clusters: keep the runtime (pools, counters, DNS) of unchanged ones.
+        let old = self.clusters.load_full();
+        let mut clusters: Clusters = HashMap::with_capacity(snap.clusters.len());
+        let mut fresh_dns = Vec::new();
+        for c in &snap.clusters {
+            if clusters.contains_key(&c.name) {
+                return Err(invalid(format!("cluster {:?} is defined twice", c.name)));
+            }
+            if let Some(o) = old.get(&c.name) {
+                if same_cluster(&o.config, c) {
+                    clusters.insert(c.name.clone(), o.clone());
+                    continue;
+                }
+            }
+            let addrs = match c.discovery {
+                DiscoveryType::Static => dns::static_endpoints(c).map_err(invalid)?,
+                DiscoveryType::StrictDns | DiscoveryType::LogicalDns => dns::resolve_blocking(c),
+            };
+            let eps = addrs
+                .into_iter()
+                .map(|(a, w)| Arc::new(crate::upstream::lb::EndpointRt::new(a, w)))
+                .collect();
+            let rt = Arc::new(ClusterRt::new(
+                c.clone(),
+                eps,
+                self.stats.group(&format!("cluster.{}", c.name), cs::NAMES),
+            ));
+            if rt.is_dns() {
+                fresh_dns.push(rt.clone());
+            }
+            clusters.insert(c.name.clone(), rt);
+        }
+
+        // Listeners: compile everything, then bind what is new.
+        let mut names = HashSet::new();
+        let mut compiled = Vec::with_capacity(snap.listeners.len());
+        for l in &snap.listeners {
+            if !names.insert(l.name.as_str()) {
+                return Err(invalid(format!("listener {:?} is defined twice", l.name)));
+            }
+            compiled.push((l, self.compile_listener(l, &clusters).map_err(invalid)?));
+        }
+        let mut bound = HashMap::new();
+        for (l, _) in &compiled {
+            let keep = listeners
+                .get(&l.name)
+                .is_some_and(|h| h.address == l.address);
+            if !keep {
+                // On error the sockets bound so far close as `bound` drops.
+                let sock = listener::bind(&l.address, self.handles.len())
+                    .map_err(|e| invalid(format!("listener {}: {e}", l.name)))?;
+                bound.insert(l.name.clone(), sock);
+            }
+        }
+
+        // Commit: nothing below fails.
+        for c in &fresh_dns {
+            dns::spawn_refresh(&self.handle, c);
+        }
+        self.clusters.store(Arc::new(clusters));
+        let mut next = BTreeMap::new();
+        for (l, lrt) in compiled {
+            match bound.remove(&l.name) {
+                None => {
+                    let h = listeners.remove(&l.name).expect("kept listener exists");
+                    h.update(lrt);
+                    next.insert(l.name.clone(), h);
+                }
+                Some(sock) => {
+                    // Envoy names listener stats by the bound address, `:` as `_`.
+                    let at = sock[0]
+                        .local_addr()
+                        .map_or_else(|_| l.address.clone(), |a| a.to_string());
+                    let stats = self
+                        .stats
+                        .group(&format!("listener.{}", at.replace(':', "_")), ls::NAMES);
+                    let h = ListenerHandle::start(
+                        l.name.clone(),
+                        l.address.clone(),
+                        sock,
+                        lrt,
+                        stats,
+                        self.active.clone(),
+                        &self.handles,
+                    )
+                    .map_err(invalid)?;
+                    next.insert(l.name.clone(), h);
+                }
+            }
+        }
+        for (_, removed) in std::mem::replace(&mut *listeners, next) {
+            removed.close();
+        }
+        Ok(())
+    }
+
+    fn compile_listener(
+        &self,
+        l: &config::Listener,
+        clusters: &Clusters,
+    ) -> Result<ListenerRt, String> {
+        let ctx = |e: String| format!("listener {}: {e}", l.name);
+        let kind = match &l.filter {
+            ListenerFilter::Http(hcm) => ListenerKind::Http(Arc::new(
+                HttpRt::compile(hcm, clusters, &self.stats).map_err(ctx)?,
+            )),
+            ListenerFilter::Tcp(t) => ListenerKind::Tcp(Arc::new(
+                TcpRt::compile(t, clusters, &self.stats).map_err(ctx)?,
+            )),
+        };
+        Ok(ListenerRt {
+            kind,
+            max_connections: l.max_connections,
+        })
+    }
+
+    /// Listener name -> the address actually bound.
+    pub fn listening(&self) -> BTreeMap<String, SocketAddr> {
+        self.listeners
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(n, h)| (n.clone(), h.bound))
+            .collect()
+    }
+
+    /// Every counter and gauge by Envoy-style name.
+    pub fn stats(&self) -> Vec<(String, u64)> {
+        let mut s = self.stats.snapshot();
+        s.push((
+            "server.total_connections".to_owned(),
+            self.active_connections(),
+        ));
+        s
+    }
+
+    pub fn clusters(&self) -> Vec<ClusterInfo> {
+        let clusters = self.clusters.load_full();
+        let mut out: Vec<_> = clusters
+            .values()
+            .map(|c| ClusterInfo {
+                name: c.name.clone(),
+                endpoints: c
+                    .lb
+                    .set
+                    .load()
+                    .endpoints
+                    .iter()
+                    .map(|e| EndpointInfo {
+                        address: e.addr,
+                        weight: e.weight,
+                        active_requests: e.active.load(Ordering::Relaxed),
+                        requests: e.rq_total.load(Ordering::Relaxed),
+                        failures: e.rq_error.load(Ordering::Relaxed),
+                        connect_failures: e.cx_connect_fail.load(Ordering::Relaxed),
+                    })
+                    .collect(),
+            })
+            .collect();
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        out
+    }
+
+    pub fn active_connections(&self) -> u64 {
+        self.active.load(Ordering::Relaxed)
+    }
+
+    /// Stop accepting, drain every connection gracefully, and wait up to
+    /// `timeout` for them to close. True if all closed in time. Blocks.
+    pub fn drain(&self, timeout: Duration) -> bool {
+        let listeners = std::mem::take(&mut *self.listeners.lock().unwrap());
+        for h in listeners.values() {
+            h.close();
+        }
+        let deadline = Instant::now() + timeout;
+        loop {
+            if self.active_connections() == 0 {
+                return true;
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return false;
+            }
+            std::thread::sleep((deadline - now).min(Duration::from_millis(5)));
+        }
+    }
+
+    /// Close everything now and stop the runtime. Idempotent.
+    pub fn shutdown(&self) {
+        let listeners = {
+            let mut l = self.listeners.lock().unwrap();
+            self.stopped.store(true, Ordering::Release);
+            std::mem::take(&mut *l)
+        };
+        for h in listeners.values() {
+            h.close();
+        }
+        self.clusters.store(Arc::new(HashMap::new()));
+        let workers = std::mem::take(&mut *self.workers.lock().unwrap());
+        for mut w in workers {
+            if let Some(stop) = w.stop.take() {
+                let _ = stop.send(());
+            }
+            if let Some(t) = w.thread.take() {
+                // Never join ourselves (a drop on a worker thread).
+                if t.thread().id() != std::thread::current().id() {
+                    let _ = t.join();
+                }
+            }
+        }
+        self.active.store(0, Ordering::Relaxed);
+    }
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+fn same_cluster(a: &config::Cluster, b: &config::Cluster) -> bool {
+    serde_json::to_string(a).ok() == serde_json::to_string(b).ok()
+}

@@ -1,0 +1,219 @@
+//! A bound listener: its accept loop, connection limit, and drain signal.
+//! The socket lives as long as the listener keeps its name and address; its
+//! config (`ListenerRt`) is swapped under it on every apply.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use tokio::net::TcpListener;
+use tokio::sync::{watch, Semaphore};
+
+use crate::http::server::HttpRt;
+use crate::stats::{listener as ls, StatGroup};
+use crate::tcp::TcpRt;
+
+/// Permits standing for "no limit".
+const UNLIMITED: usize = 1 << 24;
+
+/// What a listener does with a connection, compiled for one snapshot.
+#[derive(Debug)]
+pub struct ListenerRt {
+    pub kind: ListenerKind,
+    pub max_connections: Option<u32>,
+}
+
+#[derive(Debug)]
+pub enum ListenerKind {
+    Http(Arc<HttpRt>),
+    Tcp(Arc<TcpRt>),
+}
+
+/// A live listener.
+#[derive(Debug)]
+pub struct ListenerHandle {
+    pub name: String,
+    /// The configured address (`ip:port`, port may be 0).
+    pub address: String,
+    /// The address actually bound.
+    pub bound: SocketAddr,
+    pub rt: ArcSwap<ListenerRt>,
+    pub stats: Arc<StatGroup>,
+    sem: Arc<Semaphore>,
+    permits: Mutex<usize>,
+    /// Flips to true to stop accepting and drain this listener's connections.
+    shutdown: watch::Sender<bool>,
+    active_total: Arc<AtomicU64>,
+    runtime: tokio::runtime::Handle,
+}
+
+fn permits_for(max: Option<u32>) -> usize {
+    max.map_or(UNLIMITED, |m| (m as usize).min(UNLIMITED))
+}
+
+/// Bind `address` now (blocking), so apply can fail before it changes anything:
+/// one socket per worker, sharing the port with `SO_REUSEPORT` when there are
+/// several, so the kernel spreads connections and each worker accepts its own.
+pub fn bind(address: &str, workers: usize) -> Result<Vec<std::net::TcpListener>, String> {
+    let mut addr: SocketAddr = address
+        .parse()
+        .map_err(|_| format!("bad listener address {address:?}"))?;
+    let err = |e: std::io::Error| format!("listener {address}: {e}");
+    let mut socks = Vec::with_capacity(workers);
+    for _ in 0..workers.max(1) {
+        let s = socket2::Socket::new(
+            socket2::Domain::for_address(addr),
+            socket2::Type::STREAM,
+            Some(socket2::Protocol::TCP),
+        )
+        .map_err(err)?;
+        s.set_reuse_address(true).map_err(err)?;
+        if workers > 1 {
+            s.set_reuse_port(true).map_err(err)?;
+        }
+        s.set_nonblocking(true).map_err(err)?;
+        s.bind(&addr.into())
+            .map_err(|e| format!("cannot bind {address}: {e}"))?;
+        s.listen(4096)
+            .map_err(|e| format!("cannot listen on {address}: {e}"))?;
+        let s: std::net::TcpListener = s.into();
+        if addr.port() == 0 {
+            // The other workers' sockets join the port the first one got.
+            addr = s.local_addr().map_err(err)?;
+        }
+        socks.push(s);
+    }
+    Ok(socks)
+}
+
+impl ListenerHandle {
+    /// Start accepting on `socks` (already bound), one accept loop per worker runtime.
+    pub fn start(
+        name: String,
+        address: String,
+        socks: Vec<std::net::TcpListener>,
+        lrt: ListenerRt,
+        stats: Arc<StatGroup>,
+        active_total: Arc<AtomicU64>,
+        workers: &[tokio::runtime::Handle],
+    ) -> Result<Arc<Self>, String> {
+        let rt = &workers[0];
+        let bound = socks[0].local_addr().map_err(|e| e.to_string())?;
+        let permits = permits_for(lrt.max_connections);
+        let (shutdown, _) = watch::channel(false);
+        let h = Arc::new(ListenerHandle {
+            name,
+            address,
+            bound,
+            rt: ArcSwap::from_pointee(lrt),
+            stats,
+            sem: Arc::new(Semaphore::new(permits)),
+            permits: Mutex::new(permits),
+            shutdown,
+            active_total,
+            runtime: rt.clone(),
+        });
+        for (sock, worker) in socks.into_iter().zip(workers.iter().cycle()) {
+            let listener = {
+                let _g = worker.enter();
+                TcpListener::from_std(sock).map_err(|e| e.to_string())?
+            };
+            worker.spawn(accept_loop(h.clone(), listener));
+        }
+        Ok(h)
+    }
+
+    /// Swap in a new snapshot's config for this listener.
+    pub fn update(&self, lrt: ListenerRt) {
+        let want = permits_for(lrt.max_connections);
+        let mut have = self.permits.lock().unwrap();
+        if want > *have {
+            self.sem.add_permits(want - *have);
+        } else if want < *have {
+            // Permits held by open connections are taken back as they close.
+            let mut missing = *have - want;
+            missing -= self.sem.forget_permits(missing);
+            if missing > 0 {
+                let sem = self.sem.clone();
+                self.runtime.spawn(async move {
+                    if let Ok(p) = sem.acquire_many(missing as u32).await {
+                        p.forget();
+                    }
+                });
+            }
+        }
+        *have = want;
+        self.rt.store(Arc::new(lrt));
+    }
+
+    /// Stop accepting and drain every connection of this listener.
+    pub fn close(&self) {
+        self.shutdown.send_replace(true);
+    }
+}
+
+async fn accept_loop(h: Arc<ListenerHandle>, listener: TcpListener) {
+    let mut stop = h.shutdown.subscribe();
+    loop {
+        let accepted = tokio::select! {
+            r = listener.accept() => r,
+            _ = stop.wait_for(|s| *s) => return,
+        };
+        let (stream, peer) = match accepted {
+            Ok(x) => x,
+            Err(_) => {
+                // EMFILE and friends: back off instead of spinning.
+                tokio::time::sleep(Duration::from_millis(5)).await;
+                continue;
+            }
+        };
+        // Over the connection limit the accepted connection waits, unserved, and
+        // this worker accepts no more. (Waiting before accept would strand
+        // connections queued on another worker's `SO_REUSEPORT` socket.)
+        let permit = match h.sem.clone().try_acquire_owned() {
+            Ok(p) => p,
+            Err(_) => {
+                h.stats.inc(ls::CX_OVERFLOW);
+                tokio::select! {
+                    p = h.sem.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
+                    _ = stop.wait_for(|s| *s) => return,
+                }
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        h.stats.inc(ls::CX_TOTAL);
+        let h2 = h.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            let _active = Active::new(&h2);
+            let lrt = h2.rt.load_full();
+            let drain = h2.shutdown.subscribe();
+            match &lrt.kind {
+                ListenerKind::Http(http) => {
+                    crate::http::server::serve(stream, peer, h2.clone(), http, drain).await
+                }
+                ListenerKind::Tcp(tcp) => crate::tcp::proxy(stream, tcp, drain).await,
+            }
+        });
+    }
+}
+
+/// Counts a connection as active for its lifetime.
+struct Active<'a>(&'a ListenerHandle);
+
+impl<'a> Active<'a> {
+    fn new(h: &'a ListenerHandle) -> Self {
+        h.stats.inc(ls::CX_ACTIVE);
+        h.active_total.fetch_add(1, Ordering::Relaxed);
+        Active(h)
+    }
+}
+
+impl Drop for Active<'_> {
+    fn drop(&mut self) {
+        self.0.stats.dec(ls::CX_ACTIVE);
+        self.0.active_total.fetch_sub(1, Ordering::Relaxed);
+    }
+}

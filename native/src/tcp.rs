@@ -1,0 +1,177 @@
+//! `tcp_proxy`: connect to a cluster endpoint and copy bytes both ways, with
+//! half-close, an idle timeout, and byte counters.
+
+use std::io;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+
+use crate::config::TcpProxy;
+use crate::stats::{cluster as cs, tcp as ts, Registry, StatGroup};
+use crate::upstream::ClusterRt;
+
+/// A `tcp_proxy` compiled for one snapshot.
+#[derive(Debug)]
+pub struct TcpRt {
+    pub stats: Arc<StatGroup>,
+    pub cluster: Arc<ClusterRt>,
+    pub idle_timeout: Option<Duration>,
+}
+
+impl TcpRt {
+    pub fn compile(
+        t: &TcpProxy,
+        clusters: &std::collections::HashMap<String, Arc<ClusterRt>>,
+        stats: &Registry,
+    ) -> Result<Self, String> {
+        let cluster = clusters
+            .get(&t.cluster)
+            .ok_or_else(|| {
+                format!(
+                    "tcp_proxy {}: unknown cluster {:?}",
+                    t.stat_prefix, t.cluster
+                )
+            })?
+            .clone();
+        Ok(TcpRt {
+            stats: stats.group(&format!("tcp.{}", t.stat_prefix), ts::NAMES),
+            cluster,
+            // Envoy's default idle timeout is one hour.
+            idle_timeout: Some(Duration::from_millis(
+                t.idle_timeout_ms.unwrap_or(3_600_000),
+            ))
+            .filter(|d| !d.is_zero()),
+        })
+    }
+}
+
+/// Proxy one downstream connection to the cluster until both sides close.
+pub async fn proxy(down: TcpStream, t: &TcpRt, _drain: watch::Receiver<bool>) {
+    t.stats.inc(ts::CX_TOTAL);
+    t.stats.inc(ts::CX_ACTIVE);
+    run(down, t).await;
+    t.stats.dec(ts::CX_ACTIVE);
+}
+
+async fn run(down: TcpStream, t: &TcpRt) {
+    let cluster = &t.cluster;
+    let Some(ep) = cluster.lb.pick() else {
+        cluster.stats.inc(cs::NONE_HEALTHY);
+        t.stats.inc(ts::NO_ROUTE);
+        return;
+    };
+    let timeout = Duration::from_millis(cluster.config.connect_timeout_ms.max(1));
+    let up = match tokio::time::timeout(timeout, TcpStream::connect(ep.addr)).await {
+        Ok(Ok(s)) => s,
+        Ok(Err(_)) | Err(_) => {
+            cluster.stats.inc(cs::CX_CONNECT_FAIL);
+            ep.cx_connect_fail.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+    };
+    let _ = up.set_nodelay(true);
+    cluster.stats.inc(cs::CX_TOTAL);
+    ep.active.fetch_add(1, Ordering::Relaxed);
+    let start = Instant::now();
+    let last = Arc::new(AtomicU64::new(0));
+    // Bytes read downstream are sent upstream and vice versa: count each read twice.
+    let mut down = Counted {
+        io: down,
+        rx: [(&t.stats, ts::RX_BYTES), (&cluster.stats, cs::TX_BYTES)],
+        last: &last,
+        start,
+    };
+    let mut up = Counted {
+        io: up,
+        rx: [(&cluster.stats, cs::RX_BYTES), (&t.stats, ts::TX_BYTES)],
+        last: &last,
+        start,
+    };
+    let copy = tokio::io::copy_bidirectional(&mut down, &mut up);
+    match t.idle_timeout {
+        None => {
+            let _ = copy.await;
+        }
+        Some(idle) => {
+            let watchdog = async {
+                loop {
+                    let since =
+                        start.elapsed() - Duration::from_millis(last.load(Ordering::Relaxed));
+                    if since >= idle {
+                        return;
+                    }
+                    tokio::time::sleep(idle - since).await;
+                }
+            };
+            tokio::select! {
+                _ = copy => {}
+                _ = watchdog => t.stats.inc(ts::IDLE_TIMEOUT),
+            }
+        }
+    }
+    ep.active.fetch_sub(1, Ordering::Relaxed);
+}
+
+/// A stream that counts bytes read from it and notes when it was last active.
+struct Counted<'a> {
+    io: TcpStream,
+    rx: [(&'a StatGroup, usize); 2],
+    last: &'a AtomicU64,
+    start: Instant,
+}
+
+impl Counted<'_> {
+    fn touch(&self) {
+        self.last
+            .store(self.start.elapsed().as_millis() as u64, Ordering::Relaxed);
+    }
+}
+
+impl AsyncRead for Counted<'_> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        let r = Pin::new(&mut this.io).poll_read(cx, buf);
+        let n = buf.filled().len() - before;
+        if n > 0 {
+            for (g, i) in this.rx {
+                g.add(i, n as u64);
+            }
+            this.touch();
+        }
+        r
+    }
+}
+
+impl AsyncWrite for Counted<'_> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let r = Pin::new(&mut this.io).poll_write(cx, data);
+        if let Poll::Ready(Ok(n)) = r {
+            if n > 0 {
+                this.touch();
+            }
+        }
+        r
+    }
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_flush(cx)
+    }
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
+    }
+}

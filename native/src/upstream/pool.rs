@@ -1,0 +1,380 @@
+//! Per-cluster upstream connection pools: HTTP/1.1 keep-alive connections kept
+//! in a LIFO idle stack per endpoint (checked back in the moment a response body
+//! ends, no task per request), HTTP/2 as one multiplexed h2c connection per
+//! endpoint, reconnected when it dies. Requests a dead pooled connection never
+//! sent are retried on another.
+
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use http::{Request, Response, Uri};
+use hyper::body::{Body, Incoming};
+use hyper::client::conn::{http1, http2};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use tokio::net::TcpStream;
+
+use crate::config::{Cluster, DiscoveryType};
+use crate::http::ProxyBody;
+use crate::stats::{cluster as cs, StatGroup};
+use crate::upstream::lb::{Balancer, EndpointRt, EndpointSet};
+
+/// Tries per request when pooled connections turn out dead before sending.
+const ATTEMPTS: usize = 3;
+
+/// Why a request got no upstream response headers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpstreamError {
+    /// The cluster has no endpoints.
+    NoHealthy,
+    /// TCP connect failed or timed out.
+    ConnectFail,
+    /// The connection broke before response headers.
+    Reset,
+    /// The downstream request body was malformed (bad chunking) or cut short.
+    BadRequestBody,
+}
+
+/// Sort a failed send: our own request body failing is the client's fault.
+fn send_error(e: &hyper::Error) -> UpstreamError {
+    let mut src = std::error::Error::source(e);
+    while let Some(s) = src {
+        if s.is::<hyper::Error>() {
+            return UpstreamError::BadRequestBody;
+        }
+        src = s.source();
+    }
+    UpstreamError::Reset
+}
+
+/// A cluster as the engine runs it.
+#[derive(Debug)]
+pub struct ClusterRt {
+    pub name: String,
+    pub config: Cluster,
+    pub stats: Arc<StatGroup>,
+    pub lb: Balancer,
+    connect_timeout: Duration,
+    idle_timeout: Duration,
+    max_idle: usize,
+}
+
+impl ClusterRt {
+    /// Build the runtime for `config` over already-resolved endpoints.
+    pub fn new(config: Cluster, endpoints: Vec<Arc<EndpointRt>>, stats: Arc<StatGroup>) -> Self {
+        let set = EndpointSet::new(endpoints);
+        stats.set(cs::MEMBERSHIP_HEALTHY, set.endpoints.len() as u64);
+        stats.set(cs::MEMBERSHIP_TOTAL, set.endpoints.len() as u64);
+        ClusterRt {
+            name: config.name.clone(),
+            lb: Balancer::new(config.lb_policy, set),
+            stats,
+            connect_timeout: Duration::from_millis(config.connect_timeout_ms.max(1)),
+            idle_timeout: Duration::from_millis(config.idle_timeout_ms.unwrap_or(3_600_000)),
+            max_idle: config.max_idle_per_endpoint.map_or(1024, |n| n as usize),
+            config,
+        }
+    }
+
+    pub fn is_dns(&self) -> bool {
+        self.config.discovery != DiscoveryType::Static
+    }
+
+    /// Replace the endpoint list (DNS refresh), keeping the counters and
+    /// connections of endpoints that stay.
+    pub fn set_endpoints(&self, addrs: Vec<(std::net::SocketAddr, u32)>) {
+        let old = self.lb.set.load();
+        let same = old.endpoints.len() == addrs.len()
+            && old
+                .endpoints
+                .iter()
+                .zip(&addrs)
+                .all(|(e, (a, w))| e.addr == *a && e.weight == *w);
+        if same {
+            return;
+        }
+        let eps: Vec<_> = addrs
+            .into_iter()
+            .map(|(a, w)| {
+                old.endpoints
+                    .iter()
+                    .find(|e| e.addr == a && e.weight == w)
+                    .cloned()
+                    .unwrap_or_else(|| Arc::new(EndpointRt::new(a, w)))
+            })
+            .collect();
+        self.stats.set(cs::MEMBERSHIP_HEALTHY, eps.len() as u64);
+        self.stats.set(cs::MEMBERSHIP_TOTAL, eps.len() as u64);
+        self.lb.set.store(Arc::new(EndpointSet::new(eps)));
+    }
+
+    /// Send `req` to `ep`. `authority` becomes HTTP/2's `:authority`; HTTP/1.1
+    /// requests carry the `host` header the caller set.
+    pub async fn send(
+        &self,
+        ep: &Arc<EndpointRt>,
+        mut req: Request<Incoming>,
+        authority: Option<http::uri::Authority>,
+    ) -> Result<Response<ProxyBody>, UpstreamError> {
+        if self.config.http2 {
+            let mut parts = http::uri::Parts::default();
+            parts.scheme = Some(http::uri::Scheme::HTTP);
+            parts.authority = Some(authority.unwrap_or_else(|| ep.authority.clone()));
+            parts.path_and_query = req
+                .uri()
+                .path_and_query()
+                .cloned()
+                .or(Some(http::uri::PathAndQuery::from_static("/")));
+            *req.uri_mut() = Uri::from_parts(parts).map_err(|_| UpstreamError::Reset)?;
+            *req.version_mut() = http::Version::HTTP_2;
+            req.headers_mut().remove(http::header::HOST);
+            self.send_h2(ep, req)
+                .await
+                .map(|r| r.map(ProxyBody::Stream))
+        } else {
+            if req.uri().authority().is_some() {
+                // Origin-form on the wire: `GET /path HTTP/1.1`.
+                let pq = req
+                    .uri()
+                    .path_and_query()
+                    .cloned()
+                    .unwrap_or(http::uri::PathAndQuery::from_static("/"));
+                *req.uri_mut() = Uri::from(pq);
+            }
+            *req.version_mut() = http::Version::HTTP_11;
+            // hyper only chunks bodies of methods that usually carry one; a
+            // GET with a body of unknown length must say so itself.
+            let b = req.body();
+            if !b.is_end_stream()
+                && b.size_hint().exact().is_none()
+                && !req.headers().contains_key(http::header::CONTENT_LENGTH)
+            {
+                req.headers_mut().insert(
+                    http::header::TRANSFER_ENCODING,
+                    http::HeaderValue::from_static("chunked"),
+                );
+            }
+            self.send_h1(ep, req).await
+        }
+    }
+
+    async fn send_h1(
+        &self,
+        ep: &Arc<EndpointRt>,
+        mut req: Request<Incoming>,
+    ) -> Result<Response<ProxyBody>, UpstreamError> {
+        for attempt in 0..ATTEMPTS {
+            let pooled = if attempt + 1 < ATTEMPTS {
+                ep.h1.checkout(self.idle_timeout)
+            } else {
+                None
+            };
+            let mut sender = match pooled {
+                Some(s) => s,
+                None => self.h1_connect(ep).await?,
+            };
+            if sender.ready().await.is_err() {
+                continue;
+            }
+            match sender.try_send_request(req).await {
+                Ok(resp) => {
+                    if resp.body().is_end_stream() {
+                        ep.h1.checkin(sender, self.max_idle);
+                        return Ok(resp.map(ProxyBody::Stream));
+                    }
+                    let ret = PoolReturn {
+                        sender,
+                        ep: ep.clone(),
+                        max_idle: self.max_idle,
+                    };
+                    return Ok(resp.map(|b| ProxyBody::Pooled(b, Some(ret))));
+                }
+                Err(mut e) => match e.take_message() {
+                    Some(r) => req = r,
+                    None => return Err(send_error(e.error())),
+                },
+            }
+        }
+        Err(UpstreamError::Reset)
+    }
+
+    async fn send_h2(
+        &self,
+        ep: &EndpointRt,
+        mut req: Request<Incoming>,
+    ) -> Result<Response<Incoming>, UpstreamError> {
+        for _ in 0..ATTEMPTS {
+            let mut sender = self.h2_sender(ep).await?;
+            if sender.ready().await.is_err() {
+                ep.h2.clear();
+                continue;
+            }
+            match sender.try_send_request(req).await {
+                Ok(r) => return Ok(r),
+                Err(mut e) => match e.take_message() {
+                    Some(r) => {
+                        ep.h2.clear();
+                        req = r;
+                    }
+                    None => return Err(send_error(e.error())),
+                },
+            }
+        }
+        Err(UpstreamError::Reset)
+    }
+
+    async fn dial(&self, ep: &EndpointRt) -> Result<TcpStream, UpstreamError> {
+        let stream =
+            match tokio::time::timeout(self.connect_timeout, TcpStream::connect(ep.addr)).await {
+                Ok(Ok(s)) => s,
+                Ok(Err(_)) => return Err(self.connect_failed(ep, false)),
+                Err(_) => return Err(self.connect_failed(ep, true)),
+            };
+        let _ = stream.set_nodelay(true);
+        self.stats.inc(cs::CX_TOTAL);
+        Ok(stream)
+    }
+
+    async fn h1_connect(
+        &self,
+        ep: &EndpointRt,
+    ) -> Result<http1::SendRequest<Incoming>, UpstreamError> {
+        let stream = self.dial(ep).await?;
+        let (sender, conn) = http1::Builder::new()
+            .handshake(TokioIo::new(stream))
+            .await
+            .map_err(|_| UpstreamError::Reset)?;
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        Ok(sender)
+    }
+
+    async fn h2_sender(
+        &self,
+        ep: &EndpointRt,
+    ) -> Result<http2::SendRequest<Incoming>, UpstreamError> {
+        if let Some(s) = ep.h2.current() {
+            return Ok(s);
+        }
+        let _one_dialer = ep.h2.connecting.lock().await;
+        if let Some(s) = ep.h2.current() {
+            return Ok(s);
+        }
+        let stream = self.dial(ep).await?;
+        let (sender, conn) = http2::Builder::new(TokioExecutor::new())
+            .timer(TokioTimer::new())
+            .initial_stream_window_size(1 << 20)
+            .initial_connection_window_size(4 << 20)
+            .keep_alive_interval(Duration::from_secs(30))
+            .handshake(TokioIo::new(stream))
+            .await
+            .map_err(|_| self.connect_failed(ep, false))?;
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        ep.h2.store(sender.clone());
+        Ok(sender)
+    }
+
+    fn connect_failed(&self, ep: &EndpointRt, timeout: bool) -> UpstreamError {
+        self.stats.inc(cs::CX_CONNECT_FAIL);
+        if timeout {
+            self.stats.inc(cs::CX_CONNECT_TIMEOUT);
+        }
+        ep.cx_connect_fail.fetch_add(1, Ordering::Relaxed);
+        UpstreamError::ConnectFail
+    }
+}
+
+/// Idle connections with the time each went idle, most recent last.
+type IdleStack = Vec<(http1::SendRequest<Incoming>, Instant)>;
+
+/// Idle HTTP/1.1 connections to one endpoint, most recently used last, one
+/// stack per worker thread so a connection stays on the thread that drives it.
+#[derive(Debug)]
+pub struct H1Idle {
+    per_worker: Box<[Mutex<IdleStack>]>,
+}
+
+impl Default for H1Idle {
+    fn default() -> Self {
+        let n = crate::engine::worker_slots();
+        H1Idle {
+            per_worker: (0..n).map(|_| Mutex::new(Vec::new())).collect(),
+        }
+    }
+}
+
+impl H1Idle {
+    fn mine(&self) -> &Mutex<IdleStack> {
+        &self.per_worker[crate::engine::worker_index() % self.per_worker.len()]
+    }
+
+    fn checkout(&self, max_age: Duration) -> Option<http1::SendRequest<Incoming>> {
+        let mut idle = self.mine().lock().unwrap();
+        while let Some((s, at)) = idle.pop() {
+            if !s.is_closed() && at.elapsed() < max_age {
+                return Some(s);
+            }
+        }
+        None
+    }
+
+    fn checkin(&self, s: http1::SendRequest<Incoming>, max_idle: usize) {
+        if s.is_closed() {
+            return;
+        }
+        let mut idle = self.mine().lock().unwrap();
+        if idle.len() < max_idle {
+            idle.push((s, Instant::now()));
+        }
+    }
+
+    /// Connections currently idle, over all workers.
+    pub fn len(&self) -> usize {
+        self.per_worker
+            .iter()
+            .map(|m| m.lock().unwrap().len())
+            .sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Hands an HTTP/1.1 connection back to its endpoint's idle stack once the
+/// response body it carries has been read to the end.
+#[derive(Debug)]
+pub struct PoolReturn {
+    sender: http1::SendRequest<Incoming>,
+    ep: Arc<EndpointRt>,
+    max_idle: usize,
+}
+
+impl PoolReturn {
+    pub fn give_back(self) {
+        self.ep.h1.checkin(self.sender, self.max_idle);
+    }
+}
+
+/// The live HTTP/2 connection to one endpoint, if any.
+#[derive(Debug, Default)]
+pub struct H2Slot {
+    current: Mutex<Option<http2::SendRequest<Incoming>>>,
+    connecting: tokio::sync::Mutex<()>,
+}
+
+impl H2Slot {
+    fn current(&self) -> Option<http2::SendRequest<Incoming>> {
+        let g = self.current.lock().unwrap();
+        g.as_ref().filter(|s| !s.is_closed()).cloned()
+    }
+    fn store(&self, s: http2::SendRequest<Incoming>) {
+        *self.current.lock().unwrap() = Some(s);
+    }
+    fn clear(&self) {
+        *self.current.lock().unwrap() = None;
+    }
+}
