@@ -8,7 +8,8 @@ SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"
 
 need_apt=()
-for pair in nginx:nginx-light wrk:wrk h2load:nghttp2-client curl:curl haproxy:haproxy; do
+for pair in nginx:nginx-light wrk:wrk h2load:nghttp2-client curl:curl haproxy:haproxy \
+    etcd:etcd-server etcdctl:etcd-client; do
   bin=${pair%%:*}; pkg=${pair#*:}
   command -v "$bin" >/dev/null 2>&1 || need_apt+=("$pkg")
 done

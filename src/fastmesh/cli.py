@@ -13,7 +13,8 @@ _USAGE = """usage: fastmesh COMMAND [ARGS...]
 commands:
   demo          fastmesh-proxy in front of small demo services, with a walkthrough (--smoke for CI)
   proxy         the sidecar proxy (same as fastmesh-proxy; see fastmesh proxy --help)
-  controlplane  the control plane: serve xDS (ADS) for a config directory; check; proxy-status
+  controlplane  the control plane: serve xDS (ADS) from files or etcd; check; register; proxy-status
+  ca            the mesh CA: init (root, or intermediate under an operator root), rotate, show
 """
 
 
@@ -35,6 +36,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from fastmesh.controlplane.cli import main as controlplane
 
         return controlplane(rest)
+    if command == "ca":
+        from fastmesh.ca.cli import main as ca
+
+        return ca(rest)
     print(f"fastmesh: unknown command {command!r}\n\n{_USAGE}", end="", file=sys.stderr)
     return 2
 

@@ -2,11 +2,13 @@
 
 from ._app import ControlPlane
 from ._errors import Problem
+from ._etcd_register import register_workload
 from ._hub import SnapshotHub
 from ._load import load_directory, load_documents
 from ._model import MeshConfig
 from ._proxy import ProxyInfo, proxy_info
 from ._registry import FileRegistry, Registry
+from ._registry_etcd import EtcdRegistry
 from ._resources import CLUSTER, ENDPOINT, LISTENER, ROUTE, Snapshot, build_snapshot
 from ._server import ADS_PATH, AdsServer
 from ._session import Nack, ProtocolError, Session
@@ -23,6 +25,7 @@ __all__ = [
     "SYNCZ_PATH",
     "AdsServer",
     "ControlPlane",
+    "EtcdRegistry",
     "FileRegistry",
     "MeshConfig",
     "Nack",
@@ -40,6 +43,7 @@ __all__ = [
     "load_directory",
     "load_documents",
     "proxy_info",
+    "register_workload",
     "translate",
     "translate_snapshot",
 ]

@@ -4,25 +4,40 @@ of proxy, on demand); sessions wait on it for changes."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
+from typing import Protocol
 
 import trio
 
 from ._model import MeshConfig
 from ._proxy import ProxyInfo
-from ._resources import Snapshot, build_snapshot
+from ._resources import SECRET, Resource, Snapshot, build_snapshot
 from ._translate import translate
 
-__all__ = ["SnapshotHub"]
+__all__ = ["SecretSource", "SnapshotHub"]
 
 log = logging.getLogger("fastmesh.controlplane")
+
+
+class SecretSource(Protocol):
+    """Per-proxy SDS secrets (`_sds.SecretIssuer`), by secret name."""
+
+    def resources_for(self, proxy: ProxyInfo) -> Mapping[str, Resource]: ...
 
 
 class SnapshotHub:
     """`publish` a config (from any registry); `run` applies it after `debounce` seconds of
     quiet (at most `max_delay` after the first change), bumping `generation`."""
 
-    def __init__(self, *, debounce: float = 0.1, max_delay: float = 1.0) -> None:
+    def __init__(
+        self,
+        *,
+        debounce: float = 0.1,
+        max_delay: float = 1.0,
+        secrets: SecretSource | None = None,
+    ) -> None:
         self.debounce = debounce
+        self.secrets = secrets
         self.max_delay = max_delay
         self.config: MeshConfig | None = None
         self.generation = 0
@@ -42,10 +57,17 @@ class SnapshotHub:
     def _apply(self, config: MeshConfig) -> None:
         self.config = config
         self._snapshots.clear()
+        self._bump()
+        log.info("config generation %d applied", self.generation)
+
+    def touch(self) -> None:
+        """Something outside the config changed (a secret was renewed): sessions look again."""
+        self._bump()
+
+    def _bump(self) -> None:
         self.generation += 1
         changed, self._changed = self._changed, trio.Event()
         changed.set()
-        log.info("config generation %d applied", self.generation)
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         task_status.started()
@@ -70,6 +92,13 @@ class SnapshotHub:
         return self.generation
 
     def snapshot_for(self, proxy: ProxyInfo) -> Snapshot:
+        """The proxy's translated config (shared per translation key), plus its secrets."""
+        snapshot = self._translated(proxy)
+        if self.secrets is None:
+            return snapshot
+        return snapshot.with_type(SECRET, self.secrets.resources_for(proxy))
+
+    def _translated(self, proxy: ProxyInfo) -> Snapshot:
         key = proxy.translation_key
         cached = self._snapshots.get(key)
         if cached is not None:

@@ -22,7 +22,7 @@ Publish = Callable[[MeshConfig], None]
 
 
 class Registry(Protocol):
-    """Where services, workloads and Istio resources come from (files today, etcd next)."""
+    """Where services, workloads and Istio resources come from (a YAML directory, or etcd)."""
 
     async def run(
         self, publish: Publish, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED

@@ -29,11 +29,13 @@ __all__ = [
     "LISTENER",
     "ROUTE",
     "ROUTER",
+    "SECRET",
     "TCP_PROXY",
     "TYPE_ORDER",
     "Resource",
     "Snapshot",
     "build_snapshot",
+    "pack",
     "short_type",
 ]
 
@@ -42,6 +44,8 @@ CLUSTER = _PREFIX + "envoy.config.cluster.v3.Cluster"
 ENDPOINT = _PREFIX + "envoy.config.endpoint.v3.ClusterLoadAssignment"
 LISTENER = _PREFIX + "envoy.config.listener.v3.Listener"
 ROUTE = _PREFIX + "envoy.config.route.v3.RouteConfiguration"
+#: SDS: served by `_sds.SecretIssuer`, merged into each proxy's snapshot by the hub.
+SECRET = _PREFIX + "envoy.extensions.transport_sockets.tls.v3.Secret"
 HCM = _PREFIX + http_connection_manager_pb2.HttpConnectionManager.DESCRIPTOR.full_name
 ROUTER = _PREFIX + router_pb2.Router.DESCRIPTOR.full_name
 FAULT = _PREFIX + fault_pb2.HTTPFault.DESCRIPTOR.full_name
@@ -57,12 +61,12 @@ _MESSAGES: dict[str, Any] = {
     LISTENER: listener_pb2.Listener,
     ROUTE: route_pb2.RouteConfiguration,
 }
-_SHORT = {CLUSTER: "CDS", ENDPOINT: "EDS", LISTENER: "LDS", ROUTE: "RDS"}
+_SHORT = {CLUSTER: "CDS", ENDPOINT: "EDS", LISTENER: "LDS", ROUTE: "RDS", SECRET: "SDS"}
 _NAME_FIELD = {CLUSTER: "name", ENDPOINT: "cluster_name", LISTENER: "name", ROUTE: "name"}
 
 
 def short_type(type_url: str) -> str:
-    """`CDS`, `EDS`, `LDS`, `RDS`, or the type URL itself."""
+    """`CDS`, `EDS`, `LDS`, `RDS`, `SDS`, or the type URL itself."""
     return _SHORT.get(type_url, type_url)
 
 
@@ -83,6 +87,21 @@ class Snapshot:
 
     def of_type(self, type_url: str) -> Mapping[str, Resource]:
         return self.resources.get(type_url, {})
+
+    def with_type(self, type_url: str, resources: Mapping[str, Resource]) -> Snapshot:
+        """This snapshot plus (or with replaced) `type_url`; the version covers both."""
+        h = hashlib.sha256(self.version.encode())
+        for name, resource in sorted(resources.items()):
+            h.update(f"{type_url}\0{name}\0{resource.digest}\n".encode())
+        return Snapshot(h.hexdigest()[:16], {**self.resources, type_url: resources})
+
+
+def pack(name: str, message: Any) -> Resource:
+    """One protobuf message as a snapshot resource."""
+    packed = any_pb2.Any()
+    packed.Pack(message)
+    blob = message.SerializeToString(deterministic=True)
+    return Resource(name, packed, hashlib.sha256(blob).hexdigest())
 
 
 def build_snapshot(documents: Mapping[str, list[dict[str, Any]]]) -> Snapshot:

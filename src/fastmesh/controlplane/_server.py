@@ -22,11 +22,13 @@ from ._hub import SnapshotHub
 from ._session import ProtocolError, Session
 from ._status import SYNCZ_PATH, proxy_status, syncz_json
 
-__all__ = ["ADS_PATH", "AdsServer", "Stream"]
+__all__ = ["ADS_PATH", "SDS_PATH", "AdsServer", "Stream"]
 
 log = logging.getLogger("fastmesh.controlplane")
 
 ADS_PATH = "/envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggregatedResources"
+#: The separate SDS service: the same messages and session as ADS, for one type.
+SDS_PATH = "/envoy.service.secret.v3.SecretDiscoveryService/StreamSecrets"
 _READ_SIZE = 65536
 
 
@@ -164,7 +166,7 @@ class _Connection:
         if method != "POST":  # not gRPC at all
             self.h2.send_headers(event.stream_id, [(":status", "404")], end_stream=True)
             return
-        if path != ADS_PATH:
+        if path not in (ADS_PATH, SDS_PATH):
             self.h2.send_headers(
                 event.stream_id,
                 response_headers() + trailers(Status.UNIMPLEMENTED, f"no method {path}"),

@@ -1,8 +1,10 @@
-"""`fastmesh controlplane serve --config-dir DIR --port N`: run the control plane."""
+"""`fastmesh controlplane serve (--config-dir DIR | --etcd ENDPOINTS) --port N`: run the
+control plane; `register` holds a workload's registration in etcd."""
 
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
 import logging
 import signal
@@ -12,10 +14,16 @@ from pathlib import Path
 
 import trio
 
+from fastmesh.ca import CaError, CertificateAuthority
+
 from ._app import ControlPlane
+from ._etcd_cli import add_register_parser, parse_endpoints, run_register
+from ._etcd_keys import DEFAULT_PREFIX
 from ._load import load_directory
 from ._proxy import ProxyInfo
-from ._registry import FileRegistry
+from ._registry import FileRegistry, Registry
+from ._registry_etcd import EtcdRegistry
+from ._sds import SecretIssuer
 from ._status import render_table
 from ._status_client import fetch_syncz
 from ._translate import translate
@@ -30,15 +38,35 @@ def _parser() -> argparse.ArgumentParser:
         "VirtualService and DestinationRule from YAML files, served to sidecars as xDS (ADS).",
     )
     sub = parser.add_subparsers(dest="command", required=True)
-    serve = sub.add_parser("serve", help="serve xDS (ADS over gRPC) for a config directory")
-    serve.add_argument("--config-dir", type=Path, required=True, help="directory of YAML files")
+    serve = sub.add_parser("serve", help="serve xDS (ADS over gRPC) from files or etcd")
+    source = serve.add_mutually_exclusive_group(required=True)
+    source.add_argument("--config-dir", type=Path, help="directory of YAML files")
+    source.add_argument(
+        "--etcd",
+        type=parse_endpoints,
+        metavar="ENDPOINTS",
+        help="etcd 3 registry: HOST:PORT[,HOST:PORT...] (waits until one answers)",
+    )
+    serve.add_argument(
+        "--etcd-prefix", default=DEFAULT_PREFIX, metavar="PREFIX", help="etcd key prefix"
+    )
     serve.add_argument("--host", default="127.0.0.1", help="listen address (127.0.0.1)")
     serve.add_argument("--port", type=int, default=15010, help="listen port (15010, as istiod)")
     serve.add_argument("--debounce", type=float, default=0.1, help="seconds of quiet before a push")
     serve.add_argument("--poll", type=float, default=0.5, help="seconds between directory scans")
+    serve.add_argument(
+        "--ca-dir",
+        type=Path,
+        help="serve SDS (secrets default, ROOTCA) from the CA in this directory"
+        " (made with `fastmesh ca init`)",
+    )
+    serve.add_argument(
+        "--cert-ttl", type=float, default=86400.0, help="workload certificate lifetime, s (24 h)"
+    )
     serve.add_argument("-l", "--log-level", default="info", help="debug, info, warning, error")
     check = sub.add_parser("check", help="validate a config directory; exit 1 on any problem")
     check.add_argument("config_dir", type=Path)
+    add_register_parser(sub)
     status = sub.add_parser("proxy-status", help="every connected proxy and its sync state")
     status.add_argument(
         "--server", default="127.0.0.1:15010", help="the control plane's HOST:PORT (ADS port)"
@@ -68,6 +96,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "proxy-status":
         return _proxy_status(args.server, args.json)
+    if args.command == "register":
+        return run_register(args)
     if args.command == "check":
         if not args.config_dir.is_dir():
             print(f"{args.config_dir}: not a directory", file=sys.stderr)
@@ -81,11 +111,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    if not args.config_dir.is_dir():
+    registry: Registry
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # else a line per etcd request
+    if args.etcd:
+        registry = EtcdRegistry(args.etcd, prefix=args.etcd_prefix)
+    elif not args.config_dir.is_dir():
         print(f"fastmesh controlplane: {args.config_dir} is not a directory", file=sys.stderr)
         return 2
-    registry = FileRegistry(args.config_dir, poll_interval=args.poll)
-    plane = ControlPlane(registry, host=args.host, port=args.port, debounce=args.debounce)
+    else:
+        registry = FileRegistry(args.config_dir, poll_interval=args.poll)
+    try:
+        secrets = _secret_issuer(args.ca_dir, args.cert_ttl)
+    except CaError as exc:
+        print(f"fastmesh controlplane: {exc}", file=sys.stderr)
+        return 2
+    plane = ControlPlane(
+        registry, host=args.host, port=args.port, debounce=args.debounce, secrets=secrets
+    )
     try:
         trio.run(_serve, plane)
     except (OSError, BaseExceptionGroup) as exc:
@@ -95,6 +137,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"fastmesh controlplane: {args.host}:{args.port}: {error.strerror}", file=sys.stderr)
         return 1
     return 0
+
+
+def _secret_issuer(ca_dir: Path | None, ttl: float) -> SecretIssuer | None:
+    """SDS from the CA in `ca_dir` (None: no SDS)."""
+    if ca_dir is None:
+        return None
+    return SecretIssuer(CertificateAuthority.load(ca_dir), ttl=dt.timedelta(seconds=ttl))
 
 
 def _only_os_error(exc: BaseException) -> OSError | None:
