@@ -399,7 +399,7 @@ def test_proxy_status_command_shows_envoy_synced(
 
 
 def test_redirect_rewrite_headers_query_match_and_faults(mesh: Mesh) -> None:
-    http = [
+    http: list[dict[str, Any]] = [
         {
             "match": [{"uri": {"prefix": "/old"}}],
             "redirect": {"uri": "/new", "authority": "example.com", "redirectCode": 308},
