@@ -62,110 +62,90 @@ impl StatGroup {
     }
 }
 
+/// Declares one stat group's names and the index of each, from one list, so an
+/// index can never point at another counter's name.
+macro_rules! stat_group {
+    ($($idx:ident => $name:literal,)*) => {
+        #[allow(non_camel_case_types, clippy::upper_case_acronyms, dead_code)]
+        #[repr(usize)]
+        enum Slot { $($idx,)* }
+        $(#[allow(dead_code)] pub const $idx: usize = Slot::$idx as usize;)*
+        pub const NAMES: &[&str] = &[$($name,)*];
+    };
+}
+
 /// Names of `http.<stat_prefix>.*`.
 pub mod http {
-    pub const NAMES: &[&str] = &[
-        "downstream_rq_total",
-        "downstream_rq_2xx",
-        "downstream_rq_3xx",
-        "downstream_rq_4xx",
-        "downstream_rq_5xx",
-        "downstream_cx_total",
-        "downstream_cx_active",
-        "downstream_rq_active",
-        "no_route",
-        "rq_direct_response",
-        "downstream_rq_too_large",
-    ];
-    pub const RQ_TOTAL: usize = 0;
-    pub const RQ_2XX: usize = 1;
-    pub const CX_TOTAL: usize = 5;
-    pub const CX_ACTIVE: usize = 6;
-    pub const RQ_ACTIVE: usize = 7;
-    pub const NO_ROUTE: usize = 8;
-    pub const DIRECT: usize = 9;
-    pub const TOO_LARGE: usize = 10;
+    stat_group! {
+        RQ_TOTAL => "downstream_rq_total",
+        // RQ_2XX..RQ_5XX must stay consecutive: `StatGroup::inc_class` indexes from RQ_2XX.
+        RQ_2XX => "downstream_rq_2xx",
+        RQ_3XX => "downstream_rq_3xx",
+        RQ_4XX => "downstream_rq_4xx",
+        RQ_5XX => "downstream_rq_5xx",
+        CX_TOTAL => "downstream_cx_total",
+        CX_ACTIVE => "downstream_cx_active",
+        RQ_ACTIVE => "downstream_rq_active",
+        NO_ROUTE => "no_route",
+        DIRECT => "rq_direct_response",
+        TOO_LARGE => "downstream_rq_too_large",
+    }
 }
 
 /// Names of `listener.<address>.*`.
 pub mod listener {
-    pub const NAMES: &[&str] = &[
-        "downstream_cx_total",
-        "downstream_cx_active",
-        "downstream_cx_overflow",
-    ];
-    pub const CX_TOTAL: usize = 0;
-    pub const CX_ACTIVE: usize = 1;
-    pub const CX_OVERFLOW: usize = 2;
+    stat_group! {
+        CX_TOTAL => "downstream_cx_total",
+        CX_ACTIVE => "downstream_cx_active",
+        CX_OVERFLOW => "downstream_cx_overflow",
+    }
 }
 
 /// Names of `cluster.<name>.*`.
 pub mod cluster {
-    pub const NAMES: &[&str] = &[
-        "upstream_rq_total",
-        "upstream_rq_2xx",
-        "upstream_rq_3xx",
-        "upstream_rq_4xx",
-        "upstream_rq_5xx",
-        "upstream_rq_active",
-        "upstream_cx_total",
-        "upstream_cx_connect_fail",
-        "upstream_cx_connect_timeout",
-        "upstream_rq_timeout",
-        "membership_healthy",
-        "membership_total",
-        "upstream_cx_none_healthy",
-        "upstream_rq_rx_reset",
-        "upstream_cx_tx_bytes_total",
-        "upstream_cx_rx_bytes_total",
-    ];
-    pub const RQ_TOTAL: usize = 0;
-    pub const RQ_2XX: usize = 1;
-    pub const RQ_ACTIVE: usize = 5;
-    pub const CX_TOTAL: usize = 6;
-    pub const CX_CONNECT_FAIL: usize = 7;
-    pub const CX_CONNECT_TIMEOUT: usize = 8;
-    pub const RQ_TIMEOUT: usize = 9;
-    pub const MEMBERSHIP_HEALTHY: usize = 10;
-    pub const MEMBERSHIP_TOTAL: usize = 11;
-    pub const NONE_HEALTHY: usize = 12;
-    pub const RQ_RESET: usize = 13;
-    pub const TX_BYTES: usize = 14;
-    pub const RX_BYTES: usize = 15;
+    stat_group! {
+        RQ_TOTAL => "upstream_rq_total",
+        RQ_2XX => "upstream_rq_2xx",
+        RQ_3XX => "upstream_rq_3xx",
+        RQ_4XX => "upstream_rq_4xx",
+        RQ_5XX => "upstream_rq_5xx",
+        RQ_ACTIVE => "upstream_rq_active",
+        CX_TOTAL => "upstream_cx_total",
+        CX_CONNECT_FAIL => "upstream_cx_connect_fail",
+        CX_CONNECT_TIMEOUT => "upstream_cx_connect_timeout",
+        RQ_TIMEOUT => "upstream_rq_timeout",
+        MEMBERSHIP_HEALTHY => "membership_healthy",
+        MEMBERSHIP_TOTAL => "membership_total",
+        NONE_HEALTHY => "upstream_cx_none_healthy",
+        RQ_RESET => "upstream_rq_rx_reset",
+        TX_BYTES => "upstream_cx_tx_bytes_total",
+        RX_BYTES => "upstream_cx_rx_bytes_total",
+    }
 }
 
 /// Names of `vhost.<vhost>.route.<route>.*`.
 pub mod route {
-    pub const NAMES: &[&str] = &[
-        "upstream_rq_total",
-        "upstream_rq_2xx",
-        "upstream_rq_3xx",
-        "upstream_rq_4xx",
-        "upstream_rq_5xx",
-        "upstream_rq_timeout",
-    ];
-    pub const RQ_TOTAL: usize = 0;
-    pub const RQ_2XX: usize = 1;
-    pub const RQ_TIMEOUT: usize = 5;
+    stat_group! {
+        RQ_TOTAL => "upstream_rq_total",
+        RQ_2XX => "upstream_rq_2xx",
+        RQ_3XX => "upstream_rq_3xx",
+        RQ_4XX => "upstream_rq_4xx",
+        RQ_5XX => "upstream_rq_5xx",
+        RQ_TIMEOUT => "upstream_rq_timeout",
+    }
 }
 
 /// Names of `tcp.<stat_prefix>.*`.
 pub mod tcp {
-    pub const NAMES: &[&str] = &[
-        "downstream_cx_total",
-        "downstream_cx_active",
-        "downstream_cx_rx_bytes_total",
-        "downstream_cx_tx_bytes_total",
-        "idle_timeout",
-        "upstream_flush_total",
-        "downstream_cx_no_route",
-    ];
-    pub const CX_TOTAL: usize = 0;
-    pub const CX_ACTIVE: usize = 1;
-    pub const RX_BYTES: usize = 2;
-    pub const TX_BYTES: usize = 3;
-    pub const IDLE_TIMEOUT: usize = 4;
-    pub const NO_ROUTE: usize = 6;
+    stat_group! {
+        CX_TOTAL => "downstream_cx_total",
+        CX_ACTIVE => "downstream_cx_active",
+        RX_BYTES => "downstream_cx_rx_bytes_total",
+        TX_BYTES => "downstream_cx_tx_bytes_total",
+        IDLE_TIMEOUT => "idle_timeout",
+        FLUSH => "upstream_flush_total",
+        NO_ROUTE => "downstream_cx_no_route",
+    }
 }
 
 /// Every stat group the engine ever created, by prefix. Groups live as long as
@@ -207,22 +187,24 @@ mod tests {
     use super::*;
 
     #[test]
-    fn indices_name_the_right_counters() {
-        assert_eq!(http::NAMES[http::RQ_ACTIVE], "downstream_rq_active");
-        assert_eq!(http::NAMES[http::TOO_LARGE], "downstream_rq_too_large");
-        assert_eq!(http::NAMES[http::RQ_2XX + 3], "downstream_rq_5xx");
+    fn status_class_slots_are_consecutive_for_inc_class() {
         assert_eq!(
-            cluster::NAMES[cluster::RX_BYTES],
-            "upstream_cx_rx_bytes_total"
+            (http::RQ_3XX, http::RQ_4XX, http::RQ_5XX),
+            (http::RQ_2XX + 1, http::RQ_2XX + 2, http::RQ_2XX + 3)
         );
-        assert_eq!(cluster::NAMES[cluster::RQ_RESET], "upstream_rq_rx_reset");
         assert_eq!(
-            cluster::NAMES[cluster::MEMBERSHIP_HEALTHY],
-            "membership_healthy"
+            (cluster::RQ_3XX, cluster::RQ_4XX, cluster::RQ_5XX),
+            (
+                cluster::RQ_2XX + 1,
+                cluster::RQ_2XX + 2,
+                cluster::RQ_2XX + 3
+            )
         );
-        assert_eq!(route::NAMES[route::RQ_TIMEOUT], "upstream_rq_timeout");
-        assert_eq!(tcp::NAMES[tcp::NO_ROUTE], "downstream_cx_no_route");
-        assert_eq!(listener::NAMES[listener::CX_ACTIVE], "downstream_cx_active");
+        assert_eq!(
+            (route::RQ_3XX, route::RQ_4XX, route::RQ_5XX),
+            (route::RQ_2XX + 1, route::RQ_2XX + 2, route::RQ_2XX + 3)
+        );
+        assert_eq!(http::NAMES[http::RQ_5XX], "downstream_rq_5xx");
     }
 
     #[test]
