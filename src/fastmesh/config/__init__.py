@@ -2,17 +2,27 @@
 
 The supported subset is documented field by field in docs/envoy-subset.md; every other
 field is a `ConfigError` naming its path.
+
+The translator (and PyYAML) load on first use of one of its names, so that importing
+`ConfigError` or `fastmesh.config._compile` stays cheap: the long-lived `fastmesh-proxy`
+process never loads them (it translates in a child, see `_compile`).
 """
 
-from ._bootstrap import (
-    Bootstrap,
-    load_bootstrap,
-    parse_document,
-    snapshot_json,
-    translate_bootstrap,
-    translate_resources,
-)
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
 from ._errors import ConfigError, Problem
+
+if TYPE_CHECKING:
+    from ._bootstrap import (
+        Bootstrap,
+        load_bootstrap,
+        parse_document,
+        snapshot_json,
+        translate_bootstrap,
+        translate_resources,
+    )
 
 __all__ = [
     "Bootstrap",
@@ -24,3 +34,13 @@ __all__ = [
     "translate_bootstrap",
     "translate_resources",
 ]
+
+_TRANSLATOR = frozenset(__all__) - {"ConfigError", "Problem"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _TRANSLATOR:
+        from . import _bootstrap
+
+        return getattr(_bootstrap, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -33,6 +33,7 @@ from ._routes import ClusterRefs
 __all__ = [
     "Bootstrap",
     "load_bootstrap",
+    "load_bootstrap_document",
     "parse_document",
     "snapshot_json",
     "translate_bootstrap",
@@ -145,6 +146,11 @@ def parse_document(text: str, source: str) -> Any:
 
 def load_bootstrap(path: str | Path) -> Bootstrap:
     """Read and translate an Envoy bootstrap file; raises ConfigError with every problem."""
+    return load_bootstrap_document(path)[0]
+
+
+def load_bootstrap_document(path: str | Path) -> tuple[Bootstrap, Mapping[str, Any]]:
+    """`load_bootstrap`, also returning the document as parsed (for `/config_dump`)."""
     source = str(path)
     try:
         raw = Path(path).read_bytes()
@@ -160,7 +166,8 @@ def load_bootstrap(path: str | Path) -> Bootstrap:
         raise ConfigError(source, [Problem("", "the file is empty")])
     if not isinstance(doc, Mapping):
         raise ConfigError(source, [Problem("", "expected a mapping at the top level")])
-    return translate_bootstrap(doc, source, version=hashlib.sha256(raw).hexdigest()[:12])
+    version = hashlib.sha256(raw).hexdigest()[:12]
+    return translate_bootstrap(doc, source, version=version), doc
 
 
 def _node(issues: Issues, doc: Doc) -> tuple[str, str, Mapping[str, Any]]:

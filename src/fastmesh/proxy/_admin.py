@@ -120,32 +120,34 @@ async def _config_dump(server: ProxyServer, query: Query) -> Response:
     cfg = server.config
     if cfg is None:
         return Response(503, "no config loaded\n")
-    node_id, node_cluster = server.node()
-    bootstrap = dict(cfg.document)
-    if node_id or node_cluster:
-        bootstrap["node"] = {
-            **dict(bootstrap.get("node") or {}),
-            "id": node_id,
-            "cluster": node_cluster,
-        }
+    # The bootstrap and the snapshot are spliced in as the JSON text kept for them:
+    # parsing and re-encoding a 10k-cluster config would take hundreds of MB.
+    bootstrap = cfg.bootstrap_json(*server.node())
+    snapshot = cfg.snapshot_json()
     dump = {
         "configs": [
             {
                 "@type": "type.googleapis.com/envoy.admin.v3.BootstrapConfigDump",
-                "bootstrap": bootstrap,
+                "bootstrap": _BOOTSTRAP_SLOT,
                 "last_updated": _rfc3339(cfg.loaded_at),
             },
             {
                 "@type": "fastmesh.native.SnapshotDump",
                 "source": cfg.source,
                 "version": cfg.version,
-                "snapshot": cfg.snapshot,
+                "snapshot": _SNAPSHOT_SLOT,
                 "last_updated": _rfc3339(cfg.loaded_at),
                 "last_reload_error": server.last_reload_error,
             },
         ]
     }
-    return Response(200, json.dumps(dump, indent=1) + "\n", JSON)
+    head, _, tail = json.dumps(dump, indent=1).partition(json.dumps(_BOOTSTRAP_SLOT))
+    mid, _, tail = tail.partition(json.dumps(_SNAPSHOT_SLOT))
+    return Response(200, "".join([head, bootstrap, mid, snapshot, tail, "\n"]), JSON)
+
+
+_BOOTSTRAP_SLOT = "\x00bootstrap"
+_SNAPSHOT_SLOT = "\x00snapshot"
 
 
 async def _server_info(server: ProxyServer, query: Query) -> Response:

@@ -22,7 +22,7 @@ from typing import Any
 
 import trio
 
-from fastmesh.proxy._config import ConfigError, LoadedConfig, load_file
+from fastmesh.proxy._config import ConfigError, LoadedConfig, load_file_in_child
 
 __all__ = ["ProxyServer", "ServeOptions", "ServerState", "exit_status"]
 
@@ -153,7 +153,7 @@ class ProxyServer:
         path = self.options.config_path
         signature = self._signature()  # before reading: a change while loading is seen later
         try:
-            self.config = await trio.to_thread.run_sync(load_file, path)
+            self.config = await load_file_in_child(path)
         except ConfigError as exc:
             for line in str(exc).splitlines():
                 config_log.critical("%s", line)
@@ -342,7 +342,7 @@ class ProxyServer:
         self._file_signature = sig
         path = self.options.config_path
         try:
-            loaded = await trio.to_thread.run_sync(load_file, path)
+            loaded = await load_file_in_child(path)
         except ConfigError as exc:
             return self._reload_failed(str(exc).splitlines())
         if loaded.version == self._seen_digest and not force:

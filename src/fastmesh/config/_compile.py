@@ -1,0 +1,166 @@
+"""A bootstrap file -> `Compiled` (snapshot JSON + what the proxy process needs), in
+this process or in a short-lived child (`python -m fastmesh.config FILE`).
+
+Why a child process: parsing and translating a big bootstrap is memory-hungry (an
+18 MB YAML with 10k clusters takes ~600 MB resident in PyYAML's objects), and a
+long-lived CPython process keeps that peak as its RSS. `fastmesh-proxy` therefore
+never parses or translates config itself: it runs `compile_file` in a child, reads
+the result from its stdout, and keeps only two strings (the snapshot JSON it hands to
+the engine, and the document as JSON for `/config_dump`). It never imports PyYAML or
+the translator modules either, which keeps its idle RSS small.
+
+The child writes to stdout a JSON header line (the metadata, or the problems), then
+the snapshot JSON and the document JSON, each zlib-compressed (the header gives their
+lengths): a 10k-cluster config is ~20 MB of JSON but well under 1 MB compressed, so
+the proxy's peak while reading it stays small. It exits 0
+on success, `EXIT_CONFIG_ERROR` with the problems on a `ConfigError`, anything else
+on a crash (traceback on stderr).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import zlib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ._errors import ConfigError, Problem
+
+if TYPE_CHECKING:
+    from ._bootstrap import Bootstrap
+
+__all__ = [
+    "EXIT_CONFIG_ERROR",
+    "Compiled",
+    "compile_bootstrap",
+    "compile_file",
+    "decode",
+    "encode",
+    "encode_error",
+    "main",
+]
+
+#: Exit status of the child when the file is not a config fastmesh can run.
+EXIT_CONFIG_ERROR = 3
+
+
+@dataclass(frozen=True, slots=True)
+class Compiled:
+    """A translated bootstrap in plain data: what the proxy process keeps of it."""
+
+    source: str
+    #: Content hash (12 hex digits), also the snapshot's `version`.
+    version: str
+    #: The native snapshot as compact JSON, for `Engine.apply`.
+    snapshot_json: str
+    #: The bootstrap document as parsed, without its `node`, as zlib-compressed compact
+    #: JSON (for `/config_dump`, which splices it in as text; rarely read, so compressed).
+    document_zjson: bytes
+    #: The document's `node` as JSON text (None: no `node` key), kept apart so
+    #: `/config_dump` can apply `--service-node/--service-cluster` without parsing the rest.
+    document_node_json: str | None = None
+    node_id: str = ""
+    node_cluster: str = ""
+    node_metadata: Mapping[str, Any] = field(default_factory=dict)
+    admin_address: tuple[str, int] | None = None
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str)
+
+
+def compile_bootstrap(bootstrap: Bootstrap, document: Mapping[str, Any]) -> Compiled:
+    """A translated `Bootstrap` (and its document) -> `Compiled`."""
+    return Compiled(
+        source=bootstrap.source,
+        version=str(bootstrap.snapshot.get("version") or bootstrap.version),
+        snapshot_json=bootstrap.snapshot_json(),
+        document_zjson=zlib.compress(
+            _json({k: v for k, v in document.items() if k != "node"}).encode(), 1
+        ),
+        document_node_json=_json(document["node"]) if "node" in document else None,
+        node_id=bootstrap.node_id,
+        node_cluster=bootstrap.node_cluster,
+        node_metadata=dict(bootstrap.node_metadata),
+        admin_address=bootstrap.admin_address,
+    )
+
+
+def compile_file(path: str | Path) -> Compiled:
+    """Read and translate an Envoy bootstrap file (YAML or JSON).
+
+    Raises `ConfigError` listing every problem (file, field path, what was expected),
+    including an unreadable file.
+    """
+    from ._bootstrap import load_bootstrap_document
+
+    bootstrap, document = load_bootstrap_document(path)
+    return compile_bootstrap(bootstrap, document)
+
+
+def encode(compiled: Compiled) -> bytes:
+    """`Compiled` -> the child's stdout."""
+    head: dict[str, Any] = {
+        "source": compiled.source,
+        "version": compiled.version,
+        "node_id": compiled.node_id,
+        "node_cluster": compiled.node_cluster,
+        "node_metadata": compiled.node_metadata,
+        "admin_address": compiled.admin_address,
+        "document_node_json": compiled.document_node_json,
+    }
+    snapshot = zlib.compress(compiled.snapshot_json.encode(), 1)
+    head["lengths"] = [len(snapshot), len(compiled.document_zjson)]
+    return b"".join(
+        [json.dumps(head, default=str).encode(), b"\n", snapshot, compiled.document_zjson]
+    )
+
+
+def encode_error(exc: ConfigError) -> bytes:
+    """A `ConfigError` -> the child's stdout."""
+    problems = [[p.path, p.message] for p in exc.problems]
+    return json.dumps({"source": exc.source, "problems": problems}).encode()
+
+
+def decode(out: bytes, returncode: int) -> Compiled:
+    """The child's stdout and exit status -> `Compiled`, or raise its `ConfigError`."""
+    if returncode == EXIT_CONFIG_ERROR:
+        err = json.loads(out)
+        raise ConfigError(err["source"], [Problem(p, m) for p, m in err["problems"]])
+    cut = out.index(b"\n") + 1
+    meta = json.loads(out[:cut])
+    n_snapshot, n_document = meta["lengths"]
+    if len(out) != cut + n_snapshot + n_document:
+        raise ValueError(f"truncated output: {len(out)} bytes")
+    view = memoryview(out)
+    admin = meta["admin_address"]
+    return Compiled(
+        source=meta["source"],
+        version=meta["version"],
+        snapshot_json=zlib.decompress(view[cut : cut + n_snapshot]).decode(),
+        document_zjson=bytes(view[cut + n_snapshot :]),
+        node_id=meta["node_id"],
+        node_cluster=meta["node_cluster"],
+        node_metadata=meta["node_metadata"],
+        admin_address=(admin[0], int(admin[1])) if admin else None,
+        document_node_json=meta["document_node_json"],
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The child: `python -m fastmesh.config FILE`; writes `encode(...)` to stdout."""
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1:
+        print("usage: python -m fastmesh.config FILE", file=sys.stderr)
+        return 2
+    try:
+        out = encode(compile_file(args[0]))
+    except ConfigError as exc:
+        sys.stdout.buffer.write(encode_error(exc))
+        return EXIT_CONFIG_ERROR
+    sys.stdout.buffer.write(out)
+    sys.stdout.buffer.flush()
+    return 0
