@@ -114,6 +114,27 @@ fn snapshot(listeners: Vec<serde_json::Value>, clusters: Vec<serde_json::Value>)
     json!({"version": "t", "listeners": listeners, "clusters": clusters}).to_string()
 }
 
+/// The setup most tests need: listener "ingress" on an ephemeral port forwarding
+/// everything to cluster "web" (`up`) with a 15 s route timeout.
+fn forward_snapshot(up: SocketAddr) -> String {
+    snapshot(
+        vec![http_listener(
+            "ingress",
+            "127.0.0.1:0",
+            forward_all("web", 15000),
+        )],
+        vec![cluster("web", &[up], json!({}))],
+    )
+}
+
+/// An engine serving `forward_snapshot(up)`, and the address of its "ingress" listener.
+fn proxy_to(up: SocketAddr) -> (Arc<Engine>, SocketAddr) {
+    let e = engine();
+    e.apply(&forward_snapshot(up)).unwrap();
+    let a = addr_of(&e, "ingress");
+    (e, a)
+}
+
 fn engine() -> Arc<Engine> {
     Arc::new(Engine::new(2).unwrap())
 }
@@ -171,17 +192,7 @@ fn stat(e: &Engine, name: &str) -> u64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http1_request_is_forwarded_with_proxy_headers() {
     let up = upstream("a").await;
-    let e = engine();
-    e.apply(&snapshot(
-        vec![http_listener(
-            "ingress",
-            "127.0.0.1:0",
-            forward_all("web", 15000),
-        )],
-        vec![cluster("web", &[up], json!({}))],
-    ))
-    .unwrap();
-    let a = addr_of(&e, "ingress");
+    let (e, a) = proxy_to(up);
     let (status, h, body) = get(&h1(), format!("http://{a}/hello?x=1"), "example.com").await;
     assert_eq!(status, 200);
     assert_eq!(body, "a GET /hello");
@@ -269,17 +280,7 @@ async fn http1_downstream_to_h2_upstream_keeps_trailers() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_megabyte_body_streams_both_ways() {
     let up = upstream("a").await;
-    let e = engine();
-    e.apply(&snapshot(
-        vec![http_listener(
-            "ingress",
-            "127.0.0.1:0",
-            forward_all("web", 15000),
-        )],
-        vec![cluster("web", &[up], json!({}))],
-    ))
-    .unwrap();
-    let a = addr_of(&e, "ingress");
+    let (_e, a) = proxy_to(up);
     let data: Vec<u8> = (0..1_048_576u32).map(|i| (i % 251) as u8).collect();
     for client in [h1(), h2()] {
         let req = Request::post(format!("http://{a}/echo"))
@@ -386,17 +387,7 @@ async fn tcp_proxy_copies_both_ways_with_half_close() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn apply_while_in_flight_finishes_old_request_and_routes_new_ones() {
     let up = upstream("a").await;
-    let e = engine();
-    e.apply(&snapshot(
-        vec![http_listener(
-            "ingress",
-            "127.0.0.1:0",
-            forward_all("web", 15000),
-        )],
-        vec![cluster("web", &[up], json!({}))],
-    ))
-    .unwrap();
-    let a = addr_of(&e, "ingress");
+    let (e, a) = proxy_to(up);
     let c = h1();
     let slow = tokio::spawn({
         let c = c.clone();
@@ -430,14 +421,7 @@ async fn apply_while_in_flight_finishes_old_request_and_routes_new_ones() {
 async fn invalid_snapshots_change_nothing() {
     let up = upstream("a").await;
     let e = engine();
-    let good = snapshot(
-        vec![http_listener(
-            "ingress",
-            "127.0.0.1:0",
-            forward_all("web", 15000),
-        )],
-        vec![cluster("web", &[up], json!({}))],
-    );
+    let good = forward_snapshot(up);
     e.apply(&good).unwrap();
     let a = addr_of(&e, "ingress");
     let err = e
@@ -476,17 +460,7 @@ async fn invalid_snapshots_change_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oversized_headers_get_431() {
     let up = upstream("a").await;
-    let e = engine();
-    e.apply(&snapshot(
-        vec![http_listener(
-            "ingress",
-            "127.0.0.1:0",
-            forward_all("web", 15000),
-        )],
-        vec![cluster("web", &[up], json!({}))],
-    ))
-    .unwrap();
-    let a = addr_of(&e, "ingress");
+    let (_e, a) = proxy_to(up);
     let mut s = TcpStream::connect(a).await.unwrap();
     let big = "x".repeat(70 * 1024);
     s.write_all(format!("GET / HTTP/1.1\r\nhost: x\r\nx-big: {big}\r\n\r\n").as_bytes())
@@ -513,17 +487,8 @@ async fn oversized_headers_get_431() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_request_gets_400() {
     let up = upstream("a").await;
-    let e = engine();
-    e.apply(&snapshot(
-        vec![http_listener(
-            "ingress",
-            "127.0.0.1:0",
-            forward_all("web", 15000),
-        )],
-        vec![cluster("web", &[up], json!({}))],
-    ))
-    .unwrap();
-    let mut s = TcpStream::connect(addr_of(&e, "ingress")).await.unwrap();
+    let (_e, a) = proxy_to(up);
+    let mut s = TcpStream::connect(a).await.unwrap();
     s.write_all(b"GET / HTTP/1.1\r\nbad header line\r\n\r\n")
         .await
         .unwrap();
@@ -583,17 +548,7 @@ async fn upstream_failures_use_envoy_wording() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn drain_lets_in_flight_requests_finish() {
     let up = upstream("a").await;
-    let e = engine();
-    e.apply(&snapshot(
-        vec![http_listener(
-            "ingress",
-            "127.0.0.1:0",
-            forward_all("web", 15000),
-        )],
-        vec![cluster("web", &[up], json!({}))],
-    ))
-    .unwrap();
-    let a = addr_of(&e, "ingress");
+    let (e, a) = proxy_to(up);
     // An idle keep-alive connection, and one with a request in flight.
     let c = h1();
     get(&c, format!("http://{a}/warm"), "x").await;
@@ -748,18 +703,7 @@ async fn idle_http1_connections_close_after_idle_timeout() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pipelined_requests_answer_in_order_and_removed_listeners_close() {
     let up = upstream("a").await;
-    let e = engine();
-    let web = vec![cluster("web", &[up], json!({}))];
-    e.apply(&snapshot(
-        vec![http_listener(
-            "ingress",
-            "127.0.0.1:0",
-            forward_all("web", 15000),
-        )],
-        web.clone(),
-    ))
-    .unwrap();
-    let a = addr_of(&e, "ingress");
+    let (e, a) = proxy_to(up);
     let mut s = TcpStream::connect(a).await.unwrap();
     s.write_all(b"GET /1 HTTP/1.1\r\nhost: x\r\n\r\nGET /2 HTTP/1.1\r\nhost: x\r\n\r\nGET /3 HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
         .await
@@ -777,7 +721,7 @@ async fn pipelined_requests_answer_in_order_and_removed_listeners_close() {
     );
     assert!(p1 < p2 && p2 < p3, "{got}");
     let e2 = e.clone();
-    let empty = snapshot(vec![], web);
+    let empty = snapshot(vec![], vec![cluster("web", &[up], json!({}))]);
     tokio::task::spawn_blocking(move || e2.apply(&empty))
         .await
         .unwrap()
@@ -801,17 +745,8 @@ async fn pipelined_requests_answer_in_order_and_removed_listeners_close() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_request_body_gets_400() {
     let up = upstream("a").await;
-    let e = engine();
-    e.apply(&snapshot(
-        vec![http_listener(
-            "ingress",
-            "127.0.0.1:0",
-            forward_all("web", 15000),
-        )],
-        vec![cluster("web", &[up], json!({}))],
-    ))
-    .unwrap();
-    let mut s = TcpStream::connect(addr_of(&e, "ingress")).await.unwrap();
+    let (_e, a) = proxy_to(up);
+    let mut s = TcpStream::connect(a).await.unwrap();
     s.write_all(b"POST /echo HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\nZZZ\r\nhello\r\n0\r\n\r\n").await.unwrap();
     let mut got = Vec::new();
     let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut got))
