@@ -118,5 +118,5 @@ class EtcdCluster:
 
 def etcd_cluster(root: Path) -> EtcdCluster:
     if ETCD is None:
-        pytest.skip("etcd is not installed (scripts/install-deps.sh: Debian's etcd-server)")
+        pytest.skip(reason="etcd is not installed (scripts/install-deps.sh: Debian's etcd-server)")
     return EtcdCluster(root).start()

@@ -101,7 +101,7 @@ def reload_repeatedly(topo: Topology, load: subprocess.Popen[str]) -> None:
 
 
 def test_live_reload_under_http1_load_drops_nothing(topo: Topology) -> None:
-    wrk = shutil.which("wrk") or pytest.skip("wrk is not installed")
+    wrk = shutil.which("wrk") or pytest.skip(reason="wrk is not installed")
     with subprocess.Popen(
         [wrk, "-t1", "-c8", "-d4s", topo.proxy.url(topo.port, "/")],
         stdout=subprocess.PIPE,
@@ -118,7 +118,7 @@ def test_live_reload_under_http1_load_drops_nothing(topo: Topology) -> None:
 
 
 def test_live_reload_under_http2_load_drops_nothing(topo: Topology) -> None:
-    h2load = shutil.which("h2load") or pytest.skip("h2load is not installed")
+    h2load = shutil.which("h2load") or pytest.skip(reason="h2load is not installed")
     with subprocess.Popen(
         [h2load, "-c4", "-m8", "-D", "4", topo.proxy.url(topo.port, "/")],
         stdout=subprocess.PIPE,

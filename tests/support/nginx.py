@@ -49,7 +49,7 @@ class NginxServer:
             "/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None
         )
         if exe is None:
-            pytest.skip("nginx is not installed")
+            pytest.skip(reason="nginx is not installed")
         self._dir = tempfile.TemporaryDirectory(prefix="fastmesh-nginx-")
         d = Path(self._dir.name)
         d.chmod(0o755)

