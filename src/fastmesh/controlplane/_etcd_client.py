@@ -117,11 +117,16 @@ def _check(body: Json) -> Json:
 class EtcdClient:
     """`endpoints` like `http://127.0.0.1:2379`; use as `async with EtcdClient(...) as c`."""
 
-    def __init__(self, endpoints: Sequence[str], *, timeout: float = 3.0) -> None:
+    def __init__(
+        self, endpoints: Sequence[str], *, timeout: float = 3.0, retry_for: float = 5.0
+    ) -> None:
         if not endpoints:
             raise ValueError("no etcd endpoints")
         self.endpoints = [e if "://" in e else f"http://{e}" for e in endpoints]
         self.timeout = timeout
+        #: How long `call` keeps trying while no member can serve (a leader election
+        #: after a member dies takes about one election timeout, ~1 s by default).
+        self.retry_for = retry_for
         self._current = 0
         self._http = httpx.AsyncClient(timeout=timeout, headers=_HEADERS)
 
@@ -144,23 +149,34 @@ class EtcdClient:
         self._current = (self._current + 1) % len(self.endpoints)
 
     async def call(self, path: str, body: Json) -> Json:
-        """POST `body` to `/v3/<path>`, trying each endpoint once; the decoded answer."""
-        errors: list[str] = []
-        for _ in self.endpoints:
-            url = f"{self.endpoint}/v3/{path}"
-            try:
-                response = await self._http.post(url, json=body)
-                answer = response.json()
-            except (httpx.TransportError, ValueError) as exc:
-                errors.append(f"{self.endpoint}: {exc or type(exc).__name__}")
-                self.rotate()
-                continue
-            if response.status_code >= 500 or answer.get("code") == 14:  # 14: UNAVAILABLE
-                errors.append(f"{self.endpoint}: {answer.get('message', response.status_code)}")
-                self.rotate()
-                continue
-            return _check(answer)
-        raise EtcdUnavailable("etcd unreachable: " + "; ".join(errors))
+        """POST `body` to `/v3/<path>`; the decoded answer.
+
+        Tries each endpoint in turn; when none can serve (unreachable, or "no leader"
+        during an election) goes round again with capped back-off until `retry_for`
+        seconds have passed, then raises `EtcdUnavailable` with the last round's errors.
+        """
+        deadline = trio.current_time() + self.retry_for
+        backoff = 0.05
+        while True:
+            errors: list[str] = []
+            for _ in self.endpoints:
+                url = f"{self.endpoint}/v3/{path}"
+                try:
+                    response = await self._http.post(url, json=body)
+                    answer = response.json()
+                except (httpx.TransportError, ValueError) as exc:
+                    errors.append(f"{self.endpoint}: {exc or type(exc).__name__}")
+                    self.rotate()
+                    continue
+                if response.status_code >= 500 or answer.get("code") == 14:  # 14: UNAVAILABLE
+                    errors.append(f"{self.endpoint}: {answer.get('message', response.status_code)}")
+                    self.rotate()
+                    continue
+                return _check(answer)
+            if trio.current_time() + backoff > deadline:
+                raise EtcdUnavailable("etcd unreachable: " + "; ".join(errors))
+            await trio.sleep(backoff)
+            backoff = min(backoff * 2, 0.5)
 
     async def range_prefix(self, prefix: str) -> tuple[int, list[KeyValue]]:
         """Every key under `prefix`, and the store revision they were read at."""
