@@ -102,13 +102,205 @@ pub struct HttpConnectionManager {
     /// Filter chain applied, in order, before the router. Empty = router only.
     #[serde(default)]
     pub http_filters: Vec<HttpFilterConfig>,
+    /// Envoy `stream_idle_timeout`: reset a stream with no body activity either way for
+    /// this long, ms. `None` = Envoy's 5 min default; 0 disables. A route's `idle_timeout_ms`
+    /// overrides it.
+    #[serde(default)]
+    pub stream_idle_timeout_ms: Option<u64>,
 }
 
 /// One HTTP filter ahead of the router. New native filters become new variants;
 /// the Python bridge is one variant naming a registered Python filter.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
-pub enum HttpFilterConfig {}
+pub enum HttpFilterConfig {
+    /// Envoy `envoy.filters.http.fault`; a route's or virtual host's
+    /// `filter_overrides.fault` replaces this config for its requests.
+    Fault(FaultConfig),
+    /// Envoy `envoy.filters.http.local_ratelimit`; a route's or virtual host's
+    /// `filter_overrides.local_rate_limit` replaces it (with its own bucket).
+    LocalRateLimit(LocalRateLimitConfig),
+    /// Envoy `envoy.filters.http.cors`: the policy itself comes from the route's or
+    /// virtual host's `filter_overrides.cors`; without one the filter does nothing.
+    Cors,
+}
+
+/// A share of requests: `numerator / denominator` (Envoy `FractionalPercent`; the
+/// denominator is 100, 10000 or 1000000).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Fraction {
+    pub numerator: u32,
+    #[serde(default = "default_hundred")]
+    pub denominator: u32,
+}
+
+impl Fraction {
+    pub const ALL: Fraction = Fraction {
+        numerator: 100,
+        denominator: 100,
+    };
+}
+
+/// Envoy's fault filter config.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FaultConfig {
+    #[serde(default)]
+    pub delay: Option<FaultDelay>,
+    #[serde(default)]
+    pub abort: Option<FaultAbort>,
+    /// Only requests matching all of these are faulted (Envoy `headers`).
+    #[serde(default)]
+    pub headers: Vec<HeaderMatcher>,
+    /// Most requests faulted at once (Envoy `max_active_faults`); `None` = unlimited.
+    #[serde(default)]
+    pub max_active_faults: Option<u64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FaultDelay {
+    /// Fixed delay, ms. `None` with `header_controlled`: the delay comes from the
+    /// request's `x-envoy-fault-delay-request` header (ms).
+    #[serde(default)]
+    pub fixed_ms: Option<u64>,
+    #[serde(default)]
+    pub header_controlled: bool,
+    /// Share of requests delayed; `x-envoy-fault-delay-request-percentage` may lower it
+    /// when header-controlled.
+    pub percent: Fraction,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FaultAbort {
+    /// HTTP status to answer with (200..599).
+    #[serde(default)]
+    pub http_status: Option<u16>,
+    /// gRPC status to answer with (HTTP 200 + `grpc-status` trailers-only response).
+    #[serde(default)]
+    pub grpc_status: Option<u32>,
+    /// Status from `x-envoy-fault-abort-request` (HTTP) or
+    /// `x-envoy-fault-abort-grpc-request` (gRPC).
+    #[serde(default)]
+    pub header_controlled: bool,
+    pub percent: Fraction,
+}
+
+/// Envoy's local rate-limit filter config: one token bucket per config instance
+/// (the filter's, or each route's / virtual host's override), shared by all workers.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LocalRateLimitConfig {
+    /// Stats land under `<stat_prefix>.http_local_rate_limit.*`, as in Envoy.
+    pub stat_prefix: String,
+    /// `None`: the filter is installed but limits nothing (Envoy without a bucket).
+    #[serde(default)]
+    pub token_bucket: Option<TokenBucket>,
+    /// Share of requests checked against the bucket (Envoy `filter_enabled`, default 0 %).
+    #[serde(default = "Fraction::none")]
+    pub enabled: Fraction,
+    /// Share of checked requests actually refused when over the limit (Envoy
+    /// `filter_enforced`, default 0 %); the rest only count `rate_limited`.
+    #[serde(default = "Fraction::none")]
+    pub enforced: Fraction,
+    /// Status of the local reply (Envoy `status`, default 429).
+    #[serde(default = "default_rate_limited_status")]
+    pub status: u16,
+    /// Added to limited responses (Envoy `response_headers_to_add`).
+    #[serde(default)]
+    pub response_headers_to_add: Vec<HeaderValueOption>,
+    /// Envoy `enable_x_ratelimit_headers: DRAFT_VERSION_03`: `x-ratelimit-limit`,
+    /// `x-ratelimit-remaining`, `x-ratelimit-reset` on every checked response.
+    #[serde(default)]
+    pub x_ratelimit_headers: bool,
+}
+
+impl Fraction {
+    pub fn none() -> Fraction {
+        Fraction {
+            numerator: 0,
+            denominator: 100,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenBucket {
+    pub max_tokens: u32,
+    /// Default 1.
+    #[serde(default = "default_one")]
+    pub tokens_per_fill: u32,
+    pub fill_interval_ms: u64,
+}
+
+/// A CORS policy (Envoy `CorsPolicy`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CorsPolicy {
+    /// An `origin` matching any of these is allowed.
+    #[serde(default)]
+    pub allow_origin: Vec<StringMatcher>,
+    /// Verbatim header values (comma-separated lists), empty = not sent.
+    #[serde(default)]
+    pub allow_methods: String,
+    #[serde(default)]
+    pub allow_headers: String,
+    #[serde(default)]
+    pub expose_headers: String,
+    #[serde(default)]
+    pub max_age: String,
+    #[serde(default)]
+    pub allow_credentials: bool,
+    /// Envoy `allow_private_network_access`.
+    #[serde(default)]
+    pub allow_private_network_access: bool,
+    /// Share of requests the policy is enforced for (Envoy `filter_enabled`, default 100 %).
+    #[serde(default = "Fraction::all")]
+    pub enabled: Fraction,
+}
+
+impl Fraction {
+    pub fn all() -> Fraction {
+        Fraction::ALL
+    }
+}
+
+/// Envoy's `StringMatcher`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StringMatcher {
+    pub kind: StringMatch,
+    #[serde(default)]
+    pub ignore_case: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum StringMatch {
+    Exact(String),
+    Prefix(String),
+    Suffix(String),
+    Contains(String),
+    /// Whole value matches (RE2 syntax).
+    Regex(String),
+}
+
+/// Per-route or per-virtual-host filter configs (Envoy `typed_per_filter_config`, and
+/// the deprecated `cors` fields). The engine uses the route's, else its virtual host's,
+/// else the filter's own config.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FilterOverrides {
+    #[serde(default)]
+    pub fault: Option<FaultConfig>,
+    #[serde(default)]
+    pub local_rate_limit: Option<LocalRateLimitConfig>,
+    #[serde(default)]
+    pub cors: Option<CorsPolicy>,
+}
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -132,6 +324,8 @@ pub struct VirtualHost {
     pub routes: Vec<Route>,
     #[serde(default)]
     pub headers: HeaderMutation,
+    #[serde(default)]
+    pub filter_overrides: FilterOverrides,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -145,6 +339,8 @@ pub struct Route {
     pub action: RouteAction,
     #[serde(default)]
     pub headers: HeaderMutation,
+    #[serde(default)]
+    pub filter_overrides: FilterOverrides,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -157,6 +353,19 @@ pub struct RouteMatch {
     /// All must match.
     #[serde(default)]
     pub headers: Vec<HeaderMatcher>,
+    /// All must match (Envoy `query_parameters`).
+    #[serde(default)]
+    pub query_parameters: Vec<QueryParameterMatcher>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueryParameterMatcher {
+    /// Exact, case-sensitive parameter name.
+    pub name: String,
+    /// `None`: the parameter only has to be present (Envoy `present_match: true`).
+    #[serde(default)]
+    pub value: Option<StringMatcher>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -204,12 +413,54 @@ pub enum RouteAction {
         #[serde(default)]
         body: String,
     },
+    /// Answer with a redirect (Envoy `redirect`).
+    Redirect(RedirectAction),
+}
+
+/// Envoy `RedirectAction`: each part unset keeps the request's own.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedirectAction {
+    /// `https_redirect: true` becomes `"https"`.
+    #[serde(default)]
+    pub scheme: Option<String>,
+    #[serde(default)]
+    pub host: Option<String>,
+    #[serde(default)]
+    pub port: Option<u16>,
+    /// Replace the whole path (it may carry its own query).
+    #[serde(default)]
+    pub path: Option<String>,
+    /// Replace the matched prefix (needs a prefix match).
+    #[serde(default)]
+    pub prefix_rewrite: Option<String>,
+    #[serde(default)]
+    pub regex_rewrite: Option<RegexRewrite>,
+    #[serde(default)]
+    pub strip_query: bool,
+    /// 301 (default), 302, 303, 307 or 308.
+    #[serde(default = "default_redirect_code")]
+    pub response_code: u16,
+}
+
+/// Envoy `regex_rewrite`: every match of `pattern` in the path (without query)
+/// is replaced by `substitution` (`\1`-style group references).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegexRewrite {
+    pub pattern: String,
+    pub substitution: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ForwardAction {
+    /// The upstream cluster; empty when `weighted_clusters` is set (exactly one of the two).
+    #[serde(default)]
     pub cluster: String,
+    /// Split by weight (Envoy `weighted_clusters`); weights need not sum to 100.
+    #[serde(default)]
+    pub weighted_clusters: Vec<WeightedCluster>,
     /// Whole-request timeout, ms; 0 disables. Envoy default 15000.
     #[serde(default = "default_route_timeout_ms")]
     pub timeout_ms: u64,
@@ -219,6 +470,117 @@ pub struct ForwardAction {
     /// Replace the `host`/`:authority` (Envoy `host_rewrite_literal`).
     #[serde(default)]
     pub host_rewrite: Option<String>,
+    #[serde(default)]
+    pub regex_rewrite: Option<RegexRewrite>,
+    /// Route-level retry policy; the translator folds a virtual host's policy in here
+    /// for routes without their own, as Envoy's precedence says.
+    #[serde(default)]
+    pub retry_policy: Option<RetryPolicy>,
+    /// Hash policies for ring hash / Maglev clusters, evaluated in order.
+    #[serde(default)]
+    pub hash_policy: Vec<HashPolicy>,
+    /// Per-stream idle timeout (Envoy route `idle_timeout`), ms; 0 disables. Overrides
+    /// the connection manager's `stream_idle_timeout_ms`.
+    #[serde(default)]
+    pub idle_timeout_ms: Option<u64>,
+    /// Longest a stream may live, ms (Envoy `max_stream_duration.max_stream_duration`).
+    #[serde(default)]
+    pub max_stream_duration_ms: Option<u64>,
+    /// Shadow copies of requests, fire-and-forget (Envoy `request_mirror_policies`).
+    #[serde(default)]
+    pub mirrors: Vec<MirrorPolicy>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WeightedCluster {
+    pub name: String,
+    pub weight: u32,
+    /// Request/response header mutations for requests sent to this cluster; applied
+    /// before the route's own, as Envoy does.
+    #[serde(default)]
+    pub headers: HeaderMutation,
+    #[serde(default)]
+    pub host_rewrite: Option<String>,
+}
+
+/// Envoy `RetryPolicy`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetryPolicy {
+    pub retry_on: Vec<RetryOn>,
+    /// Retries after the first attempt (Envoy default 1).
+    #[serde(default = "default_one")]
+    pub num_retries: u32,
+    /// Deadline for each attempt, ms; `None` = only the route timeout.
+    #[serde(default)]
+    pub per_try_timeout_ms: Option<u64>,
+    /// For `retriable_status_codes`.
+    #[serde(default)]
+    pub retriable_status_codes: Vec<u16>,
+    /// Back-off base, ms (Envoy default 25): attempt n waits a random time in
+    /// `[0, min(base * 2^n, max))`, as Envoy's jittered exponential back-off.
+    #[serde(default = "default_retry_base_ms")]
+    pub base_interval_ms: u64,
+    /// Back-off cap, ms; `None` = 10 x base.
+    #[serde(default)]
+    pub max_interval_ms: Option<u64>,
+    /// Envoy's `envoy.retry_host_predicates.previous_hosts`: a retry avoids hosts
+    /// already tried when it can.
+    #[serde(default)]
+    pub avoid_previous_hosts: bool,
+}
+
+/// Envoy's `retry_on` conditions (the names as Envoy writes them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RetryOn {
+    #[serde(rename = "5xx")]
+    FiveXx,
+    GatewayError,
+    Reset,
+    ConnectFailure,
+    RetriableStatusCodes,
+    #[serde(rename = "retriable-4xx")]
+    Retriable4xx,
+    RefusedStream,
+    // gRPC: on the `grpc-status` of a headers-only (trailers-only) response.
+    Cancelled,
+    DeadlineExceeded,
+    Internal,
+    ResourceExhausted,
+    Unavailable,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HashPolicy {
+    pub kind: HashPolicyKind,
+    /// Stop at this policy when it produced a hash (Envoy `terminal`).
+    #[serde(default)]
+    pub terminal: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum HashPolicyKind {
+    /// Value of this request header (lower-case name).
+    Header(String),
+    /// Value of this cookie (an absent cookie yields no hash; no cookie is generated).
+    Cookie(String),
+    /// The downstream peer's IP.
+    SourceIp,
+    /// Value of this query parameter.
+    QueryParameter(String),
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MirrorPolicy {
+    pub cluster: String,
+    /// Share of requests mirrored (Envoy `runtime_fraction.default_value`; default all).
+    #[serde(default = "Fraction::all")]
+    pub percent: Fraction,
 }
 
 /// Header additions and removals at one level (route config, virtual host, route).
@@ -265,6 +627,10 @@ pub enum LbPolicy {
     /// Power of two random choices, fewest active requests wins.
     LeastRequest,
     Random,
+    /// Ketama-style consistent hash ring over the route's hash policy.
+    RingHash,
+    /// Maglev consistent hashing over the route's hash policy.
+    Maglev,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -290,6 +656,151 @@ pub struct Cluster {
     /// Most upstream connections per endpoint kept idle in the pool.
     #[serde(default)]
     pub max_idle_per_endpoint: Option<u32>,
+    /// Envoy `ring_hash_lb_config` (min, max ring size); defaults 1024 and 8M.
+    #[serde(default)]
+    pub ring_hash: Option<RingHashConfig>,
+    /// Envoy `maglev_lb_config.table_size` (a prime); default 65537.
+    #[serde(default)]
+    pub maglev_table_size: Option<u64>,
+    /// Envoy `circuit_breakers.thresholds` for the DEFAULT priority.
+    #[serde(default)]
+    pub circuit_breakers: CircuitBreakers,
+    #[serde(default)]
+    pub outlier_detection: Option<OutlierDetection>,
+    /// Active health checks (Envoy allows several; each must pass).
+    #[serde(default)]
+    pub health_checks: Vec<HealthCheck>,
+    /// Envoy `common_lb_config.healthy_panic_threshold`, percent (default 50): below
+    /// this healthy share the balancer ignores health and uses every host.
+    #[serde(default = "default_panic_threshold")]
+    pub healthy_panic_threshold: f64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RingHashConfig {
+    #[serde(default = "default_min_ring")]
+    pub min_ring_size: u64,
+    #[serde(default = "default_max_ring")]
+    pub max_ring_size: u64,
+}
+
+/// Limits with Envoy's defaults; exceeding one answers 503 with
+/// `x-envoy-overloaded: true` and counts an overflow.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CircuitBreakers {
+    #[serde(default = "default_1024")]
+    pub max_connections: u32,
+    #[serde(default = "default_1024")]
+    pub max_pending_requests: u32,
+    #[serde(default = "default_1024")]
+    pub max_requests: u32,
+    #[serde(default = "default_three")]
+    pub max_retries: u32,
+    /// When set, replaces `max_retries` with a share of active requests.
+    #[serde(default)]
+    pub retry_budget: Option<RetryBudget>,
+}
+
+impl Default for CircuitBreakers {
+    fn default() -> Self {
+        CircuitBreakers {
+            max_connections: 1024,
+            max_pending_requests: 1024,
+            max_requests: 1024,
+            max_retries: 3,
+            retry_budget: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetryBudget {
+    /// Active retries may be at most this percent of active requests (default 20).
+    #[serde(default = "default_budget_percent")]
+    pub budget_percent: f64,
+    /// ... but at least this many at once (default 3).
+    #[serde(default = "default_three")]
+    pub min_retry_concurrency: u32,
+}
+
+/// Envoy `OutlierDetection`, with Envoy's defaults.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutlierDetection {
+    #[serde(default = "default_five")]
+    pub consecutive_5xx: u32,
+    #[serde(default = "default_five")]
+    pub consecutive_gateway_failure: u32,
+    /// Sweep period: un-ejection and success-rate evaluation, ms (default 10 s).
+    #[serde(default = "default_od_interval_ms")]
+    pub interval_ms: u64,
+    /// Ejection time = base x times ejected, capped by `max_ejection_time_ms` (default 30 s).
+    #[serde(default = "default_od_base_ejection_ms")]
+    pub base_ejection_time_ms: u64,
+    #[serde(default = "default_od_max_ejection_ms")]
+    pub max_ejection_time_ms: u64,
+    /// At most this percent of hosts ejected at once, but always at least one (default 10).
+    #[serde(default = "default_ten")]
+    pub max_ejection_percent: u32,
+    /// Percent of detections actually enforced (defaults 100, 0, 100 as in Envoy).
+    #[serde(default = "default_hundred")]
+    pub enforcing_consecutive_5xx: u32,
+    #[serde(default)]
+    pub enforcing_consecutive_gateway_failure: u32,
+    #[serde(default = "default_hundred")]
+    pub enforcing_success_rate: u32,
+    /// Success-rate ejection needs this many hosts with enough requests (default 5)...
+    #[serde(default = "default_five")]
+    pub success_rate_minimum_hosts: u32,
+    /// ... each with at least this many requests in the interval (default 100).
+    #[serde(default = "default_hundred")]
+    pub success_rate_request_volume: u32,
+    /// Eject below mean - stdev x factor / 1000 (default 1900).
+    #[serde(default = "default_stdev_factor")]
+    pub success_rate_stdev_factor: u32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HealthCheck {
+    pub timeout_ms: u64,
+    pub interval_ms: u64,
+    /// Extra random delay added to each interval, ms.
+    #[serde(default)]
+    pub interval_jitter_ms: u64,
+    /// Failed checks in a row before a host is marked unhealthy.
+    pub unhealthy_threshold: u32,
+    /// Passed checks in a row before an unhealthy host is healthy again.
+    pub healthy_threshold: u32,
+    pub kind: HealthCheckKind,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum HealthCheckKind {
+    Http {
+        path: String,
+        /// `host` header; `None` = the cluster name, as in Envoy.
+        #[serde(default)]
+        host: Option<String>,
+        /// Half-open ranges `[start, end)`; empty = `[[200, 201]]`.
+        #[serde(default)]
+        expected_statuses: Vec<(u16, u16)>,
+        /// Check over h2c instead of HTTP/1.1.
+        #[serde(default)]
+        http2: bool,
+    },
+    Tcp {
+        /// Bytes to send after connecting (hex-decoded by the translator); empty = connect only.
+        #[serde(default)]
+        send: Vec<u8>,
+        /// Bytes that must all arrive (in order, as one blob), empty = none awaited.
+        #[serde(default)]
+        receive: Vec<u8>,
+    },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -300,6 +811,10 @@ pub struct Endpoint {
     pub port: u16,
     #[serde(default = "default_weight")]
     pub weight: u32,
+    /// Envoy locality priority: 0 is used first; higher ones take the load the
+    /// unhealthy share of lower ones cannot.
+    #[serde(default)]
+    pub priority: u32,
 }
 
 fn default_true() -> bool {
@@ -325,4 +840,55 @@ fn default_dns_refresh_ms() -> u64 {
 }
 fn default_weight() -> u32 {
     1
+}
+fn default_one() -> u32 {
+    1
+}
+fn default_three() -> u32 {
+    3
+}
+fn default_five() -> u32 {
+    5
+}
+fn default_ten() -> u32 {
+    10
+}
+fn default_hundred() -> u32 {
+    100
+}
+fn default_1024() -> u32 {
+    1024
+}
+fn default_stdev_factor() -> u32 {
+    1900
+}
+fn default_rate_limited_status() -> u16 {
+    429
+}
+fn default_redirect_code() -> u16 {
+    301
+}
+fn default_retry_base_ms() -> u64 {
+    25
+}
+fn default_budget_percent() -> f64 {
+    20.0
+}
+fn default_panic_threshold() -> f64 {
+    50.0
+}
+fn default_min_ring() -> u64 {
+    1024
+}
+fn default_max_ring() -> u64 {
+    8 * 1024 * 1024
+}
+fn default_od_interval_ms() -> u64 {
+    10_000
+}
+fn default_od_base_ejection_ms() -> u64 {
+    30_000
+}
+fn default_od_max_ejection_ms() -> u64 {
+    300_000
 }

@@ -19,7 +19,7 @@ use crate::http::server::HttpRt;
 use crate::listener::{self, ListenerHandle, ListenerKind, ListenerRt};
 use crate::stats::{cluster as cs, listener as ls, Registry};
 use crate::tcp::TcpRt;
-use crate::upstream::{dns, ClusterRt};
+use crate::upstream::{dns, health_check, ClusterRt};
 
 /// Why `apply` refused a snapshot. Nothing changed when one is returned.
 #[derive(Debug, thiserror::Error)]
@@ -151,7 +151,7 @@ impl Engine {
         // Clusters: keep the runtime (pools, counters, DNS) of unchanged ones.
         let old = self.clusters.load_full();
         let mut clusters: Clusters = HashMap::with_capacity(snap.clusters.len());
-        let mut fresh_dns = Vec::new();
+        let mut fresh = Vec::new();
         for c in &snap.clusters {
             if clusters.contains_key(&c.name) {
                 return Err(invalid(format!("cluster {:?} is defined twice", c.name)));
@@ -166,18 +166,12 @@ impl Engine {
                 DiscoveryType::Static => dns::static_endpoints(c).map_err(invalid)?,
                 DiscoveryType::StrictDns | DiscoveryType::LogicalDns => dns::resolve_blocking(c),
             };
-            let eps = addrs
-                .into_iter()
-                .map(|(a, w)| Arc::new(crate::upstream::lb::EndpointRt::new(a, w)))
-                .collect();
             let rt = Arc::new(ClusterRt::new(
                 c.clone(),
-                eps,
+                addrs,
                 self.stats.group(&format!("cluster.{}", c.name), cs::NAMES),
             ));
-            if rt.is_dns() {
-                fresh_dns.push(rt.clone());
-            }
+            fresh.push(rt.clone());
             clusters.insert(c.name.clone(), rt);
         }
 
@@ -204,8 +198,13 @@ impl Engine {
         }
 
         // Commit: nothing below fails.
-        for c in &fresh_dns {
-            dns::spawn_refresh(&self.handle, c);
+        for c in &fresh {
+            if c.is_dns() {
+                dns::spawn_refresh(&self.handle, c);
+            }
+            if !c.config.health_checks.is_empty() {
+                health_check::spawn(&self.handle, c);
+            }
         }
         self.clusters.store(Arc::new(clusters));
         let mut next = BTreeMap::new();

@@ -89,6 +89,37 @@ pub mod http {
         NO_ROUTE => "no_route",
         DIRECT => "rq_direct_response",
         TOO_LARGE => "downstream_rq_too_large",
+        RQ_IDLE_TIMEOUT => "downstream_rq_idle_timeout",
+        RQ_MAX_DURATION => "downstream_rq_max_duration_reached",
+        RQ_REDIRECT => "rq_redirect",
+    }
+}
+
+/// Names of `http.<stat_prefix>.fault.*` (Envoy's fault filter).
+pub mod fault {
+    stat_group! {
+        DELAYS_INJECTED => "delays_injected",
+        ABORTS_INJECTED => "aborts_injected",
+        ACTIVE_FAULTS => "active_faults",
+        FAULTS_OVERFLOW => "faults_overflow",
+    }
+}
+
+/// Names of `<stat_prefix>.http_local_rate_limit.*` (Envoy's local rate limit filter).
+pub mod local_rate_limit {
+    stat_group! {
+        ENABLED => "enabled",
+        ENFORCED => "enforced",
+        RATE_LIMITED => "rate_limited",
+        OK => "ok",
+    }
+}
+
+/// Names of `http.<stat_prefix>.cors.*`.
+pub mod cors {
+    stat_group! {
+        ORIGIN_VALID => "origin_valid",
+        ORIGIN_INVALID => "origin_invalid",
     }
 }
 
@@ -120,6 +151,41 @@ pub mod cluster {
         RQ_RESET => "upstream_rq_rx_reset",
         TX_BYTES => "upstream_cx_tx_bytes_total",
         RX_BYTES => "upstream_cx_rx_bytes_total",
+        CX_ACTIVE => "upstream_cx_active",
+        // Retries (Envoy's names).
+        RQ_RETRY => "upstream_rq_retry",
+        RQ_RETRY_SUCCESS => "upstream_rq_retry_success",
+        RQ_RETRY_OVERFLOW => "upstream_rq_retry_overflow",
+        RQ_RETRY_LIMIT_EXCEEDED => "upstream_rq_retry_limit_exceeded",
+        RQ_RETRY_BACKOFF => "upstream_rq_retry_backoff_exponential",
+        RQ_PER_TRY_TIMEOUT => "upstream_rq_per_try_timeout",
+        RQ_MAX_DURATION => "upstream_rq_max_duration_reached",
+        // Circuit breakers.
+        CX_OVERFLOW => "upstream_cx_overflow",
+        RQ_PENDING_OVERFLOW => "upstream_rq_pending_overflow",
+        RQ_PENDING_ACTIVE => "upstream_rq_pending_active",
+        RQ_PENDING_TOTAL => "upstream_rq_pending_total",
+        CB_CX_OPEN => "circuit_breakers.default.cx_open",
+        CB_RQ_PENDING_OPEN => "circuit_breakers.default.rq_pending_open",
+        CB_RQ_OPEN => "circuit_breakers.default.rq_open",
+        CB_RQ_RETRY_OPEN => "circuit_breakers.default.rq_retry_open",
+        LB_PANIC => "lb_healthy_panic",
+        // Outlier detection.
+        OD_EJECTIONS_ACTIVE => "outlier_detection.ejections_active",
+        OD_EJECTIONS_ENFORCED_TOTAL => "outlier_detection.ejections_enforced_total",
+        OD_EJECTIONS_OVERFLOW => "outlier_detection.ejections_overflow",
+        OD_ENFORCED_5XX => "outlier_detection.ejections_enforced_consecutive_5xx",
+        OD_DETECTED_5XX => "outlier_detection.ejections_detected_consecutive_5xx",
+        OD_ENFORCED_GATEWAY => "outlier_detection.ejections_enforced_consecutive_gateway_failure",
+        OD_DETECTED_GATEWAY => "outlier_detection.ejections_detected_consecutive_gateway_failure",
+        OD_ENFORCED_SUCCESS_RATE => "outlier_detection.ejections_enforced_success_rate",
+        OD_DETECTED_SUCCESS_RATE => "outlier_detection.ejections_detected_success_rate",
+        // Active health checks.
+        HC_ATTEMPT => "health_check.attempt",
+        HC_SUCCESS => "health_check.success",
+        HC_FAILURE => "health_check.failure",
+        HC_NETWORK_FAILURE => "health_check.network_failure",
+        HC_HEALTHY => "health_check.healthy",
     }
 }
 

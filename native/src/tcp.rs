@@ -61,7 +61,7 @@ pub async fn proxy(down: TcpStream, t: &TcpRt, _drain: watch::Receiver<bool>) {
 
 async fn run(down: TcpStream, t: &TcpRt) {
     let cluster = &t.cluster;
-    let Some(ep) = cluster.lb.pick() else {
+    let Some(ep) = cluster.lb.pick(&Default::default()) else {
         cluster.stats.inc(cs::NONE_HEALTHY);
         t.stats.inc(ts::NO_ROUTE);
         return;

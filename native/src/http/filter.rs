@@ -59,10 +59,9 @@ pub struct FilterChain {
 
 impl FilterChain {
     pub fn compile(cfg: &[crate::config::HttpFilterConfig]) -> Result<Self, String> {
-        // No native filter kinds exist yet: `HttpFilterConfig` has no variants.
         match cfg.first() {
             None => Ok(FilterChain::default()),
-            Some(f) => match *f {},
+            Some(f) => Err(format!("http filter {f:?}: not built yet")),
         }
     }
 

@@ -231,6 +231,9 @@ impl RouteTable {
                                 .then(|| HeaderValue::from(f.timeout_ms)),
                         })
                     }
+                    RouteAction::Redirect(_) => {
+                        return Err(format!("{rctx}: redirect is not built yet"))
+                    }
                     RouteAction::Direct { status, body } => ActionRt::Direct {
                         status: http::StatusCode::from_u16(*status)
                             .map_err(|_| format!("{rctx}: bad status {status}"))?,

@@ -247,7 +247,7 @@ async fn route_and_forward(
         ActionRt::Forward(f) => f,
     };
     let cluster = &fwd.cluster;
-    let Some(ep) = cluster.lb.pick() else {
+    let Some(ep) = cluster.lb.pick(&Default::default()) else {
         cluster.stats.inc(cs::NONE_HEALTHY);
         let mut r = local_reply(StatusCode::SERVICE_UNAVAILABLE, NO_HEALTHY);
         apply_response_ops(&response_ops, &mut r);

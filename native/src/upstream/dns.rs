@@ -6,10 +6,11 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use crate::config::{Cluster, DiscoveryType};
-use crate::upstream::pool::ClusterRt;
+use crate::upstream::cluster::ClusterRt;
+use crate::upstream::lb::EndpointAddr;
 
 /// Endpoint addresses of a static cluster, or an error naming the bad one.
-pub fn static_endpoints(c: &Cluster) -> Result<Vec<(SocketAddr, u32)>, String> {
+pub fn static_endpoints(c: &Cluster) -> Result<Vec<EndpointAddr>, String> {
     c.endpoints
         .iter()
         .map(|e| {
@@ -19,27 +20,31 @@ pub fn static_endpoints(c: &Cluster) -> Result<Vec<(SocketAddr, u32)>, String> {
                     c.name, e.host
                 )
             })?;
-            Ok((SocketAddr::new(ip, e.port), e.weight))
+            Ok(EndpointAddr {
+                addr: SocketAddr::new(ip, e.port),
+                weight: e.weight,
+                priority: e.priority,
+            })
         })
         .collect()
 }
 
 /// Resolve a DNS cluster now, blocking (used once at apply). Failures give no endpoints.
-pub fn resolve_blocking(c: &Cluster) -> Vec<(SocketAddr, u32)> {
+pub fn resolve_blocking(c: &Cluster) -> Vec<EndpointAddr> {
     let mut out = Vec::new();
     for e in &c.endpoints {
         if let Ok(addrs) = (e.host.as_str(), e.port).to_socket_addrs() {
-            push(&mut out, c.discovery, addrs, e.weight);
+            push(&mut out, c.discovery, addrs, e);
         }
     }
     out
 }
 
-async fn resolve(c: &Cluster) -> Option<Vec<(SocketAddr, u32)>> {
+async fn resolve(c: &Cluster) -> Option<Vec<EndpointAddr>> {
     let mut out = Vec::new();
     for e in &c.endpoints {
         match tokio::net::lookup_host((e.host.as_str(), e.port)).await {
-            Ok(addrs) => push(&mut out, c.discovery, addrs, e.weight),
+            Ok(addrs) => push(&mut out, c.discovery, addrs, e),
             // Keep the last good answer on a resolver failure, as Envoy does.
             Err(_) => return None,
         }
@@ -48,10 +53,10 @@ async fn resolve(c: &Cluster) -> Option<Vec<(SocketAddr, u32)>> {
 }
 
 fn push(
-    out: &mut Vec<(SocketAddr, u32)>,
+    out: &mut Vec<EndpointAddr>,
     d: DiscoveryType,
     addrs: impl Iterator<Item = SocketAddr>,
-    w: u32,
+    e: &crate::config::Endpoint,
 ) {
     let mut seen = Vec::new();
     for a in addrs {
@@ -62,7 +67,11 @@ fn push(
     if d == DiscoveryType::LogicalDns {
         seen.truncate(1);
     }
-    out.extend(seen.into_iter().map(|a| (a, w)));
+    out.extend(seen.into_iter().map(|addr| EndpointAddr {
+        addr,
+        weight: e.weight,
+        priority: e.priority,
+    }));
 }
 
 /// Re-resolve `cluster` periodically until the engine drops it.

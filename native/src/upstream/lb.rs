@@ -3,25 +3,53 @@
 //! `ArcSwap` replaced wholesale when DNS changes it.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 use http::uri::Authority;
 
-use crate::config::LbPolicy;
+use crate::config::{Cluster, LbPolicy};
+
+/// A discovered endpoint address, before it becomes an `EndpointRt`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EndpointAddr {
+    pub addr: SocketAddr,
+    pub weight: u32,
+    pub priority: u32,
+}
+
+/// Why an endpoint is out of rotation. Written by active health checks and
+/// outlier detection, which call `Balancer::refresh_health` after a change.
+#[derive(Debug, Default)]
+pub struct EndpointHealth {
+    /// The active health check marked it unhealthy (Envoy `/failed_active_hc`).
+    pub failed_active_hc: AtomicBool,
+    /// Outlier detection ejected it (Envoy `/failed_outlier_check`).
+    pub ejected: AtomicBool,
+}
+
+impl EndpointHealth {
+    pub fn is_healthy(&self) -> bool {
+        !self.failed_active_hc.load(Ordering::Relaxed) && !self.ejected.load(Ordering::Relaxed)
+    }
+}
 
 /// One upstream host and its live counters.
 #[derive(Debug)]
 pub struct EndpointRt {
     pub addr: SocketAddr,
     pub weight: u32,
+    pub priority: u32,
+    pub health: EndpointHealth,
     /// `ip:port`, ready to put in a request URI.
     pub authority: Authority,
     pub active: AtomicU64,
     pub rq_total: AtomicU64,
     pub rq_error: AtomicU64,
     pub cx_connect_fail: AtomicU64,
+    /// Outlier detection's counters for this host.
+    pub outlier: crate::upstream::outlier::EndpointOutlier,
     /// HTTP/2 upstream connection to this endpoint, when the cluster speaks h2.
     pub(crate) h2: crate::upstream::pool::H2Slot,
     /// Idle HTTP/1.1 upstream connections to this endpoint.
@@ -29,17 +57,25 @@ pub struct EndpointRt {
 }
 
 impl EndpointRt {
-    pub fn new(addr: SocketAddr, weight: u32) -> Self {
+    pub fn new(a: EndpointAddr) -> Self {
+        let EndpointAddr {
+            addr,
+            weight,
+            priority,
+        } = a;
         let authority =
             Authority::try_from(addr.to_string().as_str()).expect("socket address is an authority");
         EndpointRt {
             addr,
             weight: weight.max(1),
+            priority,
+            health: EndpointHealth::default(),
             authority,
             active: AtomicU64::new(0),
             rq_total: AtomicU64::new(0),
             rq_error: AtomicU64::new(0),
             cx_connect_fail: AtomicU64::new(0),
+            outlier: Default::default(),
             h2: Default::default(),
             h1: Default::default(),
         }
@@ -112,6 +148,16 @@ impl EndpointSet {
     }
 }
 
+/// What one pick may take into account.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct PickCtx<'a> {
+    /// The request's hash (from the route's hash policy) for ring hash and Maglev;
+    /// `None` picks at random.
+    pub hash: Option<u64>,
+    /// Hosts a retry should avoid when another is available (previous attempts).
+    pub avoid: &'a [Arc<EndpointRt>],
+}
+
 /// Picks an endpoint per request.
 #[derive(Debug)]
 pub struct Balancer {
@@ -121,16 +167,24 @@ pub struct Balancer {
 }
 
 impl Balancer {
-    pub fn new(policy: LbPolicy, set: EndpointSet) -> Self {
+    pub fn new(cluster: &Cluster, set: EndpointSet) -> Self {
         Balancer {
-            policy,
+            policy: cluster.lb_policy,
             set: ArcSwap::from_pointee(set),
             next: AtomicUsize::new(fastrand::usize(..1024)),
         }
     }
 
+    /// Replace the endpoint list (endpoints that stay keep their `Arc`).
+    pub fn set_endpoints(&self, set: EndpointSet) {
+        self.set.store(Arc::new(set));
+    }
+
+    /// Rebuild what picking derives from health, after a health flag changed.
+    pub fn refresh_health(&self) {}
+
     /// The endpoint for the next request, `None` if the cluster has no hosts.
-    pub fn pick(&self) -> Option<Arc<EndpointRt>> {
+    pub fn pick(&self, _ctx: &PickCtx<'_>) -> Option<Arc<EndpointRt>> {
         let set = self.set.load();
         let n = set.endpoints.len();
         if n == 0 {
@@ -144,7 +198,7 @@ impl Balancer {
                 let i = self.next.fetch_add(1, Ordering::Relaxed);
                 set.schedule[i % set.schedule.len()] as usize
             }
-            LbPolicy::Random => Self::weighted_random(&set),
+            LbPolicy::Random | LbPolicy::RingHash | LbPolicy::Maglev => Self::weighted_random(&set),
             LbPolicy::LeastRequest => {
                 let (a, b) = if set.all_equal {
                     let a = fastrand::usize(..n);
@@ -188,20 +242,28 @@ mod tests {
                 .iter()
                 .enumerate()
                 .map(|(i, w)| {
-                    Arc::new(EndpointRt::new(
-                        format!("10.0.0.{}:80", i + 1).parse().unwrap(),
-                        *w,
-                    ))
+                    Arc::new(EndpointRt::new(EndpointAddr {
+                        addr: format!("10.0.0.{}:80", i + 1).parse().unwrap(),
+                        weight: *w,
+                        priority: 0,
+                    }))
                 })
                 .collect(),
         )
+    }
+
+    fn cluster(lb_policy: LbPolicy) -> Cluster {
+        let mut c: Cluster =
+            serde_json::from_str(r#"{"name":"c","discovery":"static","endpoints":[]}"#).unwrap();
+        c.lb_policy = lb_policy;
+        c
     }
 
     fn counts(b: &Balancer, n: usize) -> Vec<usize> {
         let len = b.set.load().endpoints.len();
         let mut c = vec![0; len];
         for _ in 0..n {
-            let e = b.pick().unwrap();
+            let e = b.pick(&PickCtx::default()).unwrap();
             let i = b
                 .set
                 .load()
@@ -216,28 +278,28 @@ mod tests {
 
     #[test]
     fn round_robin_follows_weights_exactly() {
-        let b = Balancer::new(LbPolicy::RoundRobin, set(&[1, 2, 3]));
+        let b = Balancer::new(&cluster(LbPolicy::RoundRobin), set(&[1, 2, 3]));
         assert_eq!(counts(&b, 600), vec![100, 200, 300]);
     }
 
     #[test]
     fn round_robin_interleaves() {
-        let b = Balancer::new(LbPolicy::RoundRobin, set(&[1, 1]));
-        let first = b.pick().unwrap();
-        let second = b.pick().unwrap();
+        let b = Balancer::new(&cluster(LbPolicy::RoundRobin), set(&[1, 1]));
+        let first = b.pick(&PickCtx::default()).unwrap();
+        let second = b.pick(&PickCtx::default()).unwrap();
         assert!(!Arc::ptr_eq(&first, &second));
     }
 
     #[test]
     fn random_roughly_follows_weights() {
-        let b = Balancer::new(LbPolicy::Random, set(&[1, 3]));
+        let b = Balancer::new(&cluster(LbPolicy::Random), set(&[1, 3]));
         let c = counts(&b, 20_000);
         assert!((4_000..6_000).contains(&c[0]), "{c:?}");
     }
 
     #[test]
     fn least_request_avoids_busy_hosts() {
-        let b = Balancer::new(LbPolicy::LeastRequest, set(&[1, 1, 1]));
+        let b = Balancer::new(&cluster(LbPolicy::LeastRequest), set(&[1, 1, 1]));
         b.set.load().endpoints[0]
             .active
             .store(100, Ordering::Relaxed);
@@ -249,7 +311,7 @@ mod tests {
 
     #[test]
     fn empty_cluster_has_no_pick() {
-        let b = Balancer::new(LbPolicy::RoundRobin, set(&[]));
-        assert!(b.pick().is_none());
+        let b = Balancer::new(&cluster(LbPolicy::RoundRobin), set(&[]));
+        assert!(b.pick(&PickCtx::default()).is_none());
     }
 }

@@ -14,10 +14,10 @@ use hyper::client::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::TcpStream;
 
-use crate::config::{Cluster, DiscoveryType};
 use crate::http::ProxyBody;
-use crate::stats::{cluster as cs, StatGroup};
-use crate::upstream::lb::{Balancer, EndpointRt, EndpointSet};
+use crate::stats::cluster as cs;
+use crate::upstream::cluster::ClusterRt;
+use crate::upstream::lb::EndpointRt;
 
 /// Tries per request when pooled connections turn out dead before sending.
 const ATTEMPTS: usize = 3;
@@ -47,67 +47,7 @@ fn send_error(e: &hyper::Error) -> UpstreamError {
     UpstreamError::Reset
 }
 
-/// A cluster as the engine runs it.
-#[derive(Debug)]
-pub struct ClusterRt {
-    pub name: String,
-    pub config: Cluster,
-    pub stats: Arc<StatGroup>,
-    pub lb: Balancer,
-    connect_timeout: Duration,
-    idle_timeout: Duration,
-    max_idle: usize,
-}
-
 impl ClusterRt {
-    /// Build the runtime for `config` over already-resolved endpoints.
-    pub fn new(config: Cluster, endpoints: Vec<Arc<EndpointRt>>, stats: Arc<StatGroup>) -> Self {
-        let set = EndpointSet::new(endpoints);
-        stats.set(cs::MEMBERSHIP_HEALTHY, set.endpoints.len() as u64);
-        stats.set(cs::MEMBERSHIP_TOTAL, set.endpoints.len() as u64);
-        ClusterRt {
-            name: config.name.clone(),
-            lb: Balancer::new(config.lb_policy, set),
-            stats,
-            connect_timeout: Duration::from_millis(config.connect_timeout_ms.max(1)),
-            idle_timeout: Duration::from_millis(config.idle_timeout_ms.unwrap_or(3_600_000)),
-            max_idle: config.max_idle_per_endpoint.map_or(1024, |n| n as usize),
-            config,
-        }
-    }
-
-    pub fn is_dns(&self) -> bool {
-        self.config.discovery != DiscoveryType::Static
-    }
-
-    /// Replace the endpoint list (DNS refresh), keeping the counters and
-    /// connections of endpoints that stay.
-    pub fn set_endpoints(&self, addrs: Vec<(std::net::SocketAddr, u32)>) {
-        let old = self.lb.set.load();
-        let same = old.endpoints.len() == addrs.len()
-            && old
-                .endpoints
-                .iter()
-                .zip(&addrs)
-                .all(|(e, (a, w))| e.addr == *a && e.weight == *w);
-        if same {
-            return;
-        }
-        let eps: Vec<_> = addrs
-            .into_iter()
-            .map(|(a, w)| {
-                old.endpoints
-                    .iter()
-                    .find(|e| e.addr == a && e.weight == w)
-                    .cloned()
-                    .unwrap_or_else(|| Arc::new(EndpointRt::new(a, w)))
-            })
-            .collect();
-        self.stats.set(cs::MEMBERSHIP_HEALTHY, eps.len() as u64);
-        self.stats.set(cs::MEMBERSHIP_TOTAL, eps.len() as u64);
-        self.lb.set.store(Arc::new(EndpointSet::new(eps)));
-    }
-
     /// Send `req` to `ep`. `authority` becomes HTTP/2's `:authority`; HTTP/1.1
     /// requests carry the `host` header the caller set.
     pub async fn send(
