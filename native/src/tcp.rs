@@ -14,6 +14,8 @@ use tokio::sync::watch;
 
 use crate::config::TcpProxy;
 use crate::stats::{cluster as cs, tcp as ts, Registry, StatGroup};
+use crate::upstream::breaker::Limit;
+use crate::upstream::outlier::Outcome;
 use crate::upstream::ClusterRt;
 
 /// A `tcp_proxy` compiled for one snapshot.
@@ -66,12 +68,17 @@ async fn run(down: TcpStream, t: &TcpRt) {
         t.stats.inc(ts::NO_ROUTE);
         return;
     };
+    // Held until both directions close; over the limit the connection is refused.
+    let Some(_cx) = cluster.breakers.try_acquire(Limit::Connections) else {
+        return;
+    };
     let timeout = Duration::from_millis(cluster.config.connect_timeout_ms.max(1));
     let up = match tokio::time::timeout(timeout, TcpStream::connect(ep.addr)).await {
         Ok(Ok(s)) => s,
         Ok(Err(_)) | Err(_) => {
             cluster.stats.inc(cs::CX_CONNECT_FAIL);
             ep.cx_connect_fail.fetch_add(1, Ordering::Relaxed);
+            cluster.record_outcome(&ep, Outcome::ConnectFailure);
             return;
         }
     };

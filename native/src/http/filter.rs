@@ -22,6 +22,7 @@ pub struct FilterCtx<'a> {
 
 /// What a request hook wants next.
 #[derive(Debug)]
+#[allow(clippy::large_enum_variant)] // returned once per hook, straight to the caller
 pub enum FilterAction {
     /// Run the next filter, then the router.
     Continue,

@@ -1,9 +1,16 @@
 //! The HTTP side of a listener: server codec, filter chain, router, headers.
 
+pub mod action;
+pub mod body;
 pub mod filter;
+mod forward;
+pub mod hash;
 pub mod headers;
 pub mod router;
 pub mod server;
+mod timed;
+
+pub use body::BoxError;
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -21,6 +28,8 @@ pub enum ProxyBody {
     /// An upstream HTTP/1.1 body whose connection goes back to the pool at its end.
     Pooled(Incoming, Option<crate::upstream::pool::PoolReturn>),
     Full(Option<Bytes>),
+    /// A body under a route's idle timeout or max stream duration.
+    Timed(Box<timed::TimedBody>),
 }
 
 impl ProxyBody {
@@ -31,15 +40,16 @@ impl ProxyBody {
 
 impl Body for ProxyBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = BoxError;
 
     #[inline]
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         match self.get_mut() {
-            ProxyBody::Stream(b) => Pin::new(b).poll_frame(cx),
+            ProxyBody::Stream(b) => Pin::new(b).poll_frame(cx).map_err(Into::into),
+            ProxyBody::Timed(b) => Pin::new(&mut **b).poll_frame(cx),
             ProxyBody::Pooled(b, ret) => {
                 let r = Pin::new(&mut *b).poll_frame(cx);
                 match &r {
@@ -51,7 +61,7 @@ impl Body for ProxyBody {
                     Poll::Ready(Some(Err(_))) => drop(ret.take()),
                     _ => {}
                 }
-                r
+                r.map_err(Into::into)
             }
             ProxyBody::Full(b) => Poll::Ready(b.take().map(|d| Ok(Frame::data(d)))),
         }
@@ -61,6 +71,7 @@ impl Body for ProxyBody {
         match self {
             ProxyBody::Stream(b) | ProxyBody::Pooled(b, _) => b.is_end_stream(),
             ProxyBody::Full(b) => b.is_none(),
+            ProxyBody::Timed(b) => b.is_end_stream(),
         }
     }
 
@@ -68,6 +79,17 @@ impl Body for ProxyBody {
         match self {
             ProxyBody::Stream(b) | ProxyBody::Pooled(b, _) => b.size_hint(),
             ProxyBody::Full(b) => SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64)),
+            ProxyBody::Timed(b) => b.size_hint(),
+        }
+    }
+}
+
+impl From<Bytes> for ProxyBody {
+    fn from(b: Bytes) -> Self {
+        if b.is_empty() {
+            ProxyBody::empty()
+        } else {
+            ProxyBody::Full(Some(b))
         }
     }
 }

@@ -4,13 +4,12 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
 
-use bytes::Bytes;
-use http::{HeaderName, HeaderValue, Method};
+use http::{HeaderName, Method};
 use regex::Regex;
 
-use crate::config::{self, HeaderMatchKind, PathMatch, RouteAction};
+use crate::config::{self, HeaderMatchKind, PathMatch, StringMatch};
+use crate::http::action::ActionRt;
 use crate::http::headers::HeaderOps;
 use crate::stats::{route as rs, Registry, StatGroup};
 use crate::upstream::ClusterRt;
@@ -41,6 +40,7 @@ pub struct VirtualHostRt {
 pub struct RouteRt {
     path: PathMatcher,
     header_matchers: Vec<HeaderMatcherRt>,
+    query_matchers: Vec<(String, Option<StringMatcherRt>)>,
     pub action: ActionRt,
     pub headers: HeaderOps,
     pub stats: Arc<StatGroup>,
@@ -51,6 +51,62 @@ enum PathMatcher {
     Prefix { value: String, case_sensitive: bool },
     Exact { value: String, case_sensitive: bool },
     Regex(Regex),
+}
+
+/// Envoy's `StringMatcher`, compiled.
+#[derive(Debug)]
+pub struct StringMatcherRt {
+    kind: StringKindRt,
+    ignore_case: bool,
+}
+
+#[derive(Debug)]
+enum StringKindRt {
+    Exact(String),
+    Prefix(String),
+    Suffix(String),
+    Contains(String),
+    Regex(Regex),
+}
+
+impl StringMatcherRt {
+    pub fn compile(m: &config::StringMatcher, ctx: &str) -> Result<Self, String> {
+        let fold = |v: &String| {
+            if m.ignore_case {
+                v.to_lowercase()
+            } else {
+                v.clone()
+            }
+        };
+        let kind = match &m.kind {
+            StringMatch::Exact(v) => StringKindRt::Exact(fold(v)),
+            StringMatch::Prefix(v) => StringKindRt::Prefix(fold(v)),
+            StringMatch::Suffix(v) => StringKindRt::Suffix(fold(v)),
+            StringMatch::Contains(v) => StringKindRt::Contains(fold(v)),
+            StringMatch::Regex(re) => StringKindRt::Regex(anchored(re, ctx)?),
+        };
+        Ok(StringMatcherRt {
+            kind,
+            ignore_case: m.ignore_case,
+        })
+    }
+
+    pub fn matches(&self, value: &str) -> bool {
+        let lowered;
+        let v = if self.ignore_case && !matches!(self.kind, StringKindRt::Regex(_)) {
+            lowered = value.to_lowercase();
+            lowered.as_str()
+        } else {
+            value
+        };
+        match &self.kind {
+            StringKindRt::Exact(e) => v == e,
+            StringKindRt::Prefix(p) => v.starts_with(p.as_str()),
+            StringKindRt::Suffix(x) => v.ends_with(x.as_str()),
+            StringKindRt::Contains(c) => v.contains(c.as_str()),
+            StringKindRt::Regex(re) => re.is_match(v),
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -76,26 +132,6 @@ enum HeaderKindRt {
     Contains(String),
     Regex(Regex),
     Present(bool),
-}
-
-#[derive(Debug)]
-pub enum ActionRt {
-    Forward(ForwardRt),
-    Direct {
-        status: http::StatusCode,
-        body: Bytes,
-    },
-}
-
-#[derive(Debug)]
-pub struct ForwardRt {
-    pub cluster: Arc<ClusterRt>,
-    pub timeout: Option<Duration>,
-    /// (matched prefix, replacement) when the route rewrites its prefix.
-    pub prefix_rewrite: Option<(String, String)>,
-    pub host_rewrite: Option<HeaderValue>,
-    /// `x-envoy-expected-rq-timeout-ms` for the upstream, when the route has a timeout.
-    pub expected_timeout: Option<HeaderValue>,
 }
 
 /// The request facts routing looks at.
@@ -201,48 +237,24 @@ impl RouteTable {
                         invert: h.invert,
                     });
                 }
-                let action = match &r.action {
-                    RouteAction::Forward(f) => {
-                        let cluster = clusters
-                            .get(&f.cluster)
-                            .ok_or_else(|| format!("{rctx}: unknown cluster {:?}", f.cluster))?
-                            .clone();
-                        let prefix_rewrite = match (&f.prefix_rewrite, &r.matcher.path) {
-                            (Some(rw), PathMatch::Prefix(p)) => Some((p.clone(), rw.clone())),
-                            (Some(_), _) => {
-                                return Err(format!("{rctx}: prefix_rewrite needs a prefix match"))
-                            }
-                            (None, _) => None,
-                        };
-                        let host_rewrite = match &f.host_rewrite {
-                            Some(h) => Some(
-                                HeaderValue::from_str(h)
-                                    .map_err(|_| format!("{rctx}: bad host_rewrite {h:?}"))?,
-                            ),
-                            None => None,
-                        };
-                        ActionRt::Forward(ForwardRt {
-                            cluster,
-                            timeout: (f.timeout_ms > 0)
-                                .then(|| Duration::from_millis(f.timeout_ms)),
-                            prefix_rewrite,
-                            host_rewrite,
-                            expected_timeout: (f.timeout_ms > 0)
-                                .then(|| HeaderValue::from(f.timeout_ms)),
-                        })
-                    }
-                    RouteAction::Redirect(_) => {
-                        return Err(format!("{rctx}: redirect is not built yet"))
-                    }
-                    RouteAction::Direct { status, body } => ActionRt::Direct {
-                        status: http::StatusCode::from_u16(*status)
-                            .map_err(|_| format!("{rctx}: bad status {status}"))?,
-                        body: Bytes::from(body.clone()),
-                    },
-                };
+                let action = ActionRt::compile(&r.action, &r.matcher.path, clusters, &rctx)?;
+                let query_matchers = r
+                    .matcher
+                    .query_parameters
+                    .iter()
+                    .map(|q| {
+                        let m = q
+                            .value
+                            .as_ref()
+                            .map(|v| StringMatcherRt::compile(v, &rctx))
+                            .transpose()?;
+                        Ok((q.name.clone(), m))
+                    })
+                    .collect::<Result<_, String>>()?;
                 routes.push(RouteRt {
                     path,
                     header_matchers,
+                    query_matchers,
                     action,
                     headers: HeaderOps::compile(&r.headers).map_err(|e| format!("{rctx}: {e}"))?,
                     stats: stats.group(&format!("vhost.{}.route.{}", vh.name, rname), rs::NAMES),
@@ -353,6 +365,25 @@ impl RouteRt {
             PathMatcher::Regex(re) => re.is_match(path),
         };
         ok && self.header_matchers.iter().all(|m| m.matches(input))
+            && (self.query_matchers.is_empty() || self.query_matches(input.path_and_query))
+    }
+
+    /// Envoy: each matcher looks at the first occurrence of its parameter,
+    /// compared as written (not percent-decoded).
+    fn query_matches(&self, path_and_query: &str) -> bool {
+        let query = path_and_query.split_once('?').map_or("", |(_, q)| q);
+        self.query_matchers.iter().all(|(name, m)| {
+            let value = query.split('&').find_map(|kv| match kv.split_once('=') {
+                Some((k, v)) if k == name => Some(v),
+                None if kv == name => Some(""),
+                _ => None,
+            });
+            match (value, m) {
+                (None, _) => false,
+                (Some(_), None) => true,
+                (Some(v), Some(m)) => m.matches(v),
+            }
+        })
     }
 }
 
@@ -404,6 +435,7 @@ impl HeaderMatcherRt {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http::HeaderValue;
 
     fn table(json: &str) -> Result<RouteTable, String> {
         let rc: config::RouteConfiguration = serde_json::from_str(json).unwrap();

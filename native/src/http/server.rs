@@ -4,7 +4,6 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -18,20 +17,16 @@ use tokio::net::TcpStream;
 use tokio::sync::watch;
 
 use crate::config::{CodecType, HttpConnectionManager};
+use crate::http::action::{ActionRt, ForwardRt};
 use crate::http::filter::{FilterChain, FilterCtx};
+use crate::http::forward::Call;
 use crate::http::headers::{self as hdr, HeaderOps};
-use crate::http::router::{ActionRt, RouteInput, RouteTable};
+use crate::http::router::{RouteInput, RouteTable};
+use crate::http::timed::TimedBody;
 use crate::http::{local_reply, ProxyBody};
 use crate::listener::{ListenerHandle, ListenerKind};
-use crate::stats::{cluster as cs, http as hs, route as rs, Registry, StatGroup};
-use crate::upstream::{ClusterRt, UpstreamError};
-
-// Envoy 1.40's words, checked against the real binary by tests/differential.
-const CONNECT_FAILURE: &str =
-    "upstream connect error or disconnect/reset before headers. reset reason: remote connection failure";
-const CONNECT_RESET: &str = "upstream connect error or disconnect/reset before headers. reset reason: connection termination";
-const NO_HEALTHY: &str = "no healthy upstream";
-const TIMEOUT: &str = "upstream request timeout";
+use crate::stats::{http as hs, Registry, StatGroup};
+use crate::upstream::ClusterRt;
 
 /// An `http_connection_manager` compiled for one snapshot.
 #[derive(Debug)]
@@ -42,6 +37,7 @@ pub struct HttpRt {
     server_name: HeaderValue,
     max_headers_count: usize,
     use_remote_address: bool,
+    stream_idle_timeout: Option<Duration>,
     builder: auto::Builder<TokioExecutor>,
 }
 
@@ -98,6 +94,11 @@ impl HttpRt {
             server_name,
             max_headers_count: hcm.max_request_headers_count as usize,
             use_remote_address: hcm.use_remote_address,
+            // Envoy's 5 min default is not enforced: only an explicit setting arms a timer.
+            stream_idle_timeout: hcm
+                .stream_idle_timeout_ms
+                .filter(|ms| *ms > 0)
+                .map(Duration::from_millis),
             builder,
         })
     }
@@ -218,11 +219,7 @@ async fn route_and_forward(
     let fwd = match &route.action {
         ActionRt::Direct { status, body } => {
             http.stats.inc(hs::DIRECT);
-            let mut r = Response::new(if body.is_empty() {
-                ProxyBody::empty()
-            } else {
-                ProxyBody::Full(Some(body.clone()))
-            });
+            let mut r = Response::new(ProxyBody::from(body.clone()));
             *r.status_mut() = *status;
             if !body.is_empty() {
                 r.headers_mut()
@@ -230,13 +227,7 @@ async fn route_and_forward(
             }
             if *status == StatusCode::CREATED || status.is_redirection() {
                 // Envoy points `location` at the request's own URL.
-                let host = parts.uri.authority().map(|a| a.as_str()).or_else(|| {
-                    parts
-                        .headers
-                        .get(header::HOST)
-                        .and_then(|h| h.to_str().ok())
-                });
-                let url = format!("http://{}{}", host.unwrap_or(""), parts.uri.path());
+                let url = format!("http://{}{}", request_host(&parts), parts.uri.path());
                 if let Ok(v) = HeaderValue::from_str(&url) {
                     r.headers_mut().insert(header::LOCATION, v);
                 }
@@ -244,19 +235,132 @@ async fn route_and_forward(
             apply_response_ops(&response_ops, &mut r);
             return r;
         }
+        ActionRt::Redirect(rd) => {
+            http.stats.inc(hs::RQ_REDIRECT);
+            let pq = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+            let scheme = parts.uri.scheme_str().unwrap_or("http");
+            let mut r = local_reply(rd.status, "");
+            if let Ok(v) = HeaderValue::from_str(&rd.location(scheme, request_host(&parts), pq)) {
+                r.headers_mut().insert(header::LOCATION, v);
+            }
+            apply_response_ops(&response_ops, &mut r);
+            return r;
+        }
         ActionRt::Forward(f) => f,
     };
-    let cluster = &fwd.cluster;
-    let Some(ep) = cluster.lb.pick(&Default::default()) else {
-        cluster.stats.inc(cs::NONE_HEALTHY);
-        let mut r = local_reply(StatusCode::SERVICE_UNAVAILABLE, NO_HEALTHY);
-        apply_response_ops(&response_ops, &mut r);
-        return r;
+    let (cluster, branch) = fwd.target.choose();
+    let hash = if fwd.hash_policy.is_empty() {
+        None
+    } else {
+        crate::http::hash::request_hash(
+            &fwd.hash_policy,
+            &parts.headers,
+            parts.uri.query(),
+            ctx.peer.ip(),
+        )
     };
+    let host_rewrite = branch
+        .and_then(|b| b.host_rewrite.as_ref())
+        .or(fwd.host_rewrite.as_ref());
+    let authority = prepare_upstream_request(ctx, http, &mut parts, host_rewrite);
+    let branch_ops = branch.map(|b| &b.headers);
+    for ops in branch_ops
+        .into_iter()
+        .chain([&route.headers, &vh.headers, &http.routes.headers])
+    {
+        if !ops.is_empty() {
+            ops.apply_request(&mut parts.headers);
+        }
+    }
+    if let Some(t) = &fwd.expected_timeout {
+        parts
+            .headers
+            .insert(hdr::X_EXPECTED_TIMEOUT.clone(), t.clone());
+    }
+    rewrite_path(fwd, &mut parts);
 
-    // Upstream request headers.
+    let started = Instant::now();
+    let call = Call {
+        cluster,
+        fwd,
+        route_stats: &route.stats,
+        hash,
+        authority,
+    };
+    let mut resp = match call.send(parts, body).await {
+        Ok(r) => r,
+        Err(mut r) => {
+            if let Some(ops) = branch_ops {
+                ops.apply_response(r.headers_mut());
+            }
+            apply_response_ops(&response_ops, &mut r);
+            return r;
+        }
+    };
+    hdr::remove_hop_by_hop_response(resp.headers_mut());
+    if downstream_h1 {
+        // Speak our own HTTP/1.1 downstream whatever the upstream spoke.
+        *resp.version_mut() = http::Version::HTTP_11;
+        hdr::declare_grpc_trailers(resp.headers_mut());
+    }
+    if let Some(ops) = branch_ops {
+        if !ops.is_empty() {
+            ops.apply_response(resp.headers_mut());
+        }
+    }
+    apply_response_ops(&response_ops, &mut resp);
+    resp.headers_mut().insert(
+        hdr::X_UPSTREAM_SERVICE_TIME.clone(),
+        HeaderValue::from(started.elapsed().as_millis() as u64),
+    );
+    let idle = fwd.idle_timeout.or(http.stream_idle_timeout);
+    if idle.is_some() || fwd.max_stream_duration.is_some() {
+        let deadline = fwd
+            .max_stream_duration
+            .map(|d| tokio::time::Instant::from_std(started) + d);
+        resp = resp.map(|b| {
+            ProxyBody::Timed(Box::new(TimedBody::new(
+                b,
+                idle,
+                deadline,
+                http.stats.clone(),
+            )))
+        });
+    }
+    if !http.filters.is_empty() {
+        let (mut rp, b) = resp.into_parts();
+        http.filters.on_response(&fctx, &mut rp);
+        resp = Response::from_parts(rp, b);
+    }
+    resp
+}
+
+/// The request's host as the client wrote it (authority or `host`).
+fn request_host(parts: &http::request::Parts) -> &str {
+    parts
+        .uri
+        .authority()
+        .map(|a| a.as_str())
+        .or_else(|| {
+            parts
+                .headers
+                .get(header::HOST)
+                .and_then(|h| h.to_str().ok())
+        })
+        .unwrap_or("")
+}
+
+/// Envoy's request-header work before forwarding: host rewrite (keeping the
+/// original in `x-envoy-original-host`), hop-by-hop removal, `x-forwarded-proto`,
+/// `x-request-id`, `x-forwarded-for`. Returns the upstream authority.
+fn prepare_upstream_request(
+    ctx: &ConnCtx,
+    http: &HttpRt,
+    parts: &mut http::request::Parts,
+    host_rewrite: Option<&HeaderValue>,
+) -> Option<http::uri::Authority> {
     let h = &mut parts.headers;
-    let authority = match &fwd.host_rewrite {
+    let authority = match host_rewrite {
         Some(v) => {
             let original = parts
                 .uri
@@ -292,9 +396,6 @@ async fn route_and_forward(
     if !h.contains_key(&hdr::X_REQUEST_ID) {
         h.insert(hdr::X_REQUEST_ID.clone(), hdr::request_id());
     }
-    if let Some(t) = &fwd.expected_timeout {
-        h.insert(hdr::X_EXPECTED_TIMEOUT.clone(), t.clone());
-    }
     if http.use_remote_address {
         let ip = ctx.peer.ip().to_string();
         let v = match h.get(&hdr::X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
@@ -305,104 +406,46 @@ async fn route_and_forward(
             h.insert(hdr::X_FORWARDED_FOR.clone(), v);
         }
     }
-    for ops in [&route.headers, &vh.headers, &http.routes.headers] {
-        if !ops.is_empty() {
-            ops.apply_request(h);
-        }
-    }
-    if let Some((prefix, replacement)) = &fwd.prefix_rewrite {
-        let pq = parts
-            .uri
-            .path_and_query()
-            .map(|p| p.as_str())
-            .unwrap_or("/");
-        if pq.len() >= prefix.len() {
-            if let Ok(v) = HeaderValue::from_str(pq) {
-                parts.headers.insert(hdr::X_ORIGINAL_PATH.clone(), v);
-            }
-            let rest = &pq[prefix.len()..];
-            let new = format!("{replacement}{rest}");
-            if let Ok(pq) = http::uri::PathAndQuery::try_from(new) {
-                let mut up = http::uri::Parts::default();
-                up.path_and_query = Some(pq);
-                if let Ok(u) = http::Uri::from_parts(up) {
-                    parts.uri = u;
-                }
-            }
-        }
-    }
+    authority
+}
 
-    let rstats = &route.stats;
-    cluster.stats.inc(cs::RQ_TOTAL);
-    cluster.stats.inc(cs::RQ_ACTIVE);
-    rstats.inc(rs::RQ_TOTAL);
-    ep.active.fetch_add(1, Ordering::Relaxed);
-    ep.rq_total.fetch_add(1, Ordering::Relaxed);
-    let started = Instant::now();
-    let req = Request::from_parts(parts, body);
-    let sent = cluster.send(&ep, req, authority);
-    // `Err(None)` is the route timeout.
-    let result: Result<Response<ProxyBody>, Option<UpstreamError>> = match fwd.timeout {
-        Some(t) => match tokio::time::timeout(t, sent).await {
-            Ok(r) => r.map_err(Some),
-            Err(_) => Err(None),
-        },
-        None => sent.await.map_err(Some),
-    };
-    ep.active.fetch_sub(1, Ordering::Relaxed);
-    cluster.stats.dec(cs::RQ_ACTIVE);
-    let mut resp = match result {
-        Ok(r) => r,
-        Err(e) => {
-            ep.rq_error.fetch_add(1, Ordering::Relaxed);
-            let r = match e {
-                None => {
-                    cluster.stats.inc(cs::RQ_TIMEOUT);
-                    rstats.inc(rs::RQ_TIMEOUT);
-                    local_reply(StatusCode::GATEWAY_TIMEOUT, TIMEOUT)
-                }
-                Some(UpstreamError::ConnectFail) => {
-                    local_reply(StatusCode::SERVICE_UNAVAILABLE, CONNECT_FAILURE)
-                }
-                Some(UpstreamError::NoHealthy) => {
-                    local_reply(StatusCode::SERVICE_UNAVAILABLE, NO_HEALTHY)
-                }
-                Some(UpstreamError::BadRequestBody) => local_reply(StatusCode::BAD_REQUEST, ""),
-                Some(UpstreamError::Reset) => {
-                    cluster.stats.inc(cs::RQ_RESET);
-                    local_reply(StatusCode::SERVICE_UNAVAILABLE, CONNECT_RESET)
-                }
-            };
-            cluster.stats.inc_class(cs::RQ_2XX, r.status().as_u16());
-            rstats.inc_class(rs::RQ_2XX, r.status().as_u16());
-            let mut r = r;
-            apply_response_ops(&response_ops, &mut r);
-            return r;
+/// Prefix or regex path rewrite, keeping the original in `x-envoy-original-path`.
+fn rewrite_path(fwd: &ForwardRt, parts: &mut http::request::Parts) {
+    let pq = parts
+        .uri
+        .path_and_query()
+        .map(|p| p.as_str())
+        .unwrap_or("/");
+    let new = if let Some((prefix, replacement)) = &fwd.prefix_rewrite {
+        match pq.get(prefix.len()..) {
+            Some(rest) => format!("{replacement}{rest}"),
+            None => return,
         }
+    } else if let Some((re, sub)) = &fwd.regex_rewrite {
+        // Envoy rewrites the path only; the query string stays as it was.
+        let (path, query) = match pq.split_once('?') {
+            Some((p, q)) => (p, Some(q)),
+            None => (pq, None),
+        };
+        let mut p = re.replace_all(path, sub.as_str()).into_owned();
+        if let Some(q) = query {
+            p.push('?');
+            p.push_str(q);
+        }
+        p
+    } else {
+        return;
     };
-    let status = resp.status().as_u16();
-    cluster.stats.inc_class(cs::RQ_2XX, status);
-    rstats.inc_class(rs::RQ_2XX, status);
-    if status >= 500 {
-        ep.rq_error.fetch_add(1, Ordering::Relaxed);
+    if let Ok(v) = HeaderValue::from_str(pq) {
+        parts.headers.insert(hdr::X_ORIGINAL_PATH.clone(), v);
     }
-    hdr::remove_hop_by_hop_response(resp.headers_mut());
-    if downstream_h1 {
-        // Speak our own HTTP/1.1 downstream whatever the upstream spoke.
-        *resp.version_mut() = http::Version::HTTP_11;
-        hdr::declare_grpc_trailers(resp.headers_mut());
+    if let Ok(pq) = http::uri::PathAndQuery::try_from(new) {
+        let mut up = http::uri::Parts::default();
+        up.path_and_query = Some(pq);
+        if let Ok(u) = http::Uri::from_parts(up) {
+            parts.uri = u;
+        }
     }
-    apply_response_ops(&response_ops, &mut resp);
-    resp.headers_mut().insert(
-        hdr::X_UPSTREAM_SERVICE_TIME.clone(),
-        HeaderValue::from(started.elapsed().as_millis() as u64),
-    );
-    if !http.filters.is_empty() {
-        let (mut rp, b) = resp.into_parts();
-        http.filters.on_response(&fctx, &mut rp);
-        resp = Response::from_parts(rp, b);
-    }
-    resp
 }
 
 fn apply_response_ops(ops: &[&HeaderOps; 3], r: &mut Response<ProxyBody>) {

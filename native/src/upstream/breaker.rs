@@ -6,6 +6,8 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
+use tokio::sync::Notify;
+
 use crate::config::{CircuitBreakers, RetryBudget};
 use crate::stats::{cluster as cs, StatGroup};
 
@@ -36,6 +38,8 @@ pub struct Breakers {
     limits: CircuitBreakers,
     stats: Arc<StatGroup>,
     retries: Arc<AtomicU64>,
+    /// Woken when a connection closes or goes idle: pending requests try again.
+    pub freed: Arc<Notify>,
 }
 
 /// One occupied slot of a limit, released on drop. `'static` so a connection's
@@ -44,6 +48,8 @@ pub struct Breakers {
 pub struct Permit {
     stats: Arc<StatGroup>,
     retries: Option<Arc<AtomicU64>>,
+    /// Set for connection permits: their release may unblock a pending request.
+    freed: Option<Arc<Notify>>,
     limit: Limit,
     max: u64,
 }
@@ -61,6 +67,20 @@ impl Drop for Permit {
         if now < self.max {
             self.stats.set(open, 0);
         }
+        if let Some(f) = self.pending_waker() {
+            f.notify_waiters();
+        }
+    }
+}
+
+impl Permit {
+    /// For a connection permit, while requests are pending on the connection
+    /// limit: the signal that wakes them. `None` in the common case, which
+    /// then touches no lock.
+    pub fn pending_waker(&self) -> Option<&Arc<Notify>> {
+        self.freed
+            .as_ref()
+            .filter(|_| self.stats.get(cs::RQ_PENDING_ACTIVE) > 0)
     }
 }
 
@@ -70,6 +90,7 @@ impl Breakers {
             limits: limits.clone(),
             stats,
             retries: Arc::new(AtomicU64::new(0)),
+            freed: Arc::new(Notify::new()),
         }
     }
 
@@ -125,6 +146,7 @@ impl Breakers {
         Some(Permit {
             stats: self.stats.clone(),
             retries: (limit == Limit::Retries).then(|| self.retries.clone()),
+            freed: (limit == Limit::Connections).then(|| self.freed.clone()),
             limit,
             max,
         })

@@ -3,6 +3,13 @@
 //! ends, no task per request), HTTP/2 as one multiplexed h2c connection per
 //! endpoint, reconnected when it dies. Requests a dead pooled connection never
 //! sent are retried on another.
+//!
+//! The keep-alive race (an upstream closing an idle connection just as a request
+//! is written to it, istio/istio#13205) is fought twice: a connection is dropped
+//! before the idle time the upstream announced (`Keep-Alive: timeout=N`) runs out,
+//! and a reused connection that breaks before any response byte reports
+//! `UpstreamError::Stale`, which the forwarder re-sends on a fresh connection
+//! when the request body can be replayed.
 
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
@@ -14,8 +21,10 @@ use hyper::client::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::TcpStream;
 
+use crate::http::body::UpstreamBody;
 use crate::http::ProxyBody;
 use crate::stats::cluster as cs;
+use crate::upstream::breaker::{Limit, Permit};
 use crate::upstream::cluster::ClusterRt;
 use crate::upstream::lb::EndpointRt;
 
@@ -33,10 +42,20 @@ pub enum UpstreamError {
     Reset,
     /// The downstream request body was malformed (bad chunking) or cut short.
     BadRequestBody,
+    /// A reused HTTP/1.1 connection closed before any response byte: most likely
+    /// the upstream's idle timeout raced our request. Safe to re-send on a fresh
+    /// connection when the body is replayable.
+    Stale,
+    /// A circuit breaker refused a new connection.
+    Overflow,
 }
 
-/// Sort a failed send: our own request body failing is the client's fault.
-fn send_error(e: &hyper::Error) -> UpstreamError {
+/// Sort a failed send: our own request body failing is the client's fault; a
+/// reused connection closing before any response byte is stale.
+fn send_error(e: &hyper::Error, reused: bool) -> UpstreamError {
+    if reused && e.is_incomplete_message() {
+        return UpstreamError::Stale;
+    }
     let mut src = std::error::Error::source(e);
     while let Some(s) = src {
         if s.is::<hyper::Error>() {
@@ -50,11 +69,13 @@ fn send_error(e: &hyper::Error) -> UpstreamError {
 impl ClusterRt {
     /// Send `req` to `ep`. `authority` becomes HTTP/2's `:authority`; HTTP/1.1
     /// requests carry the `host` header the caller set.
+    /// `fresh` skips idle connections (a re-send after `UpstreamError::Stale`).
     pub async fn send(
         &self,
         ep: &Arc<EndpointRt>,
-        mut req: Request<Incoming>,
+        mut req: Request<UpstreamBody>,
         authority: Option<http::uri::Authority>,
+        fresh: bool,
     ) -> Result<Response<ProxyBody>, UpstreamError> {
         if self.config.http2 {
             let mut parts = http::uri::Parts::default();
@@ -94,23 +115,25 @@ impl ClusterRt {
                     http::HeaderValue::from_static("chunked"),
                 );
             }
-            self.send_h1(ep, req).await
+            self.send_h1(ep, req, fresh).await
         }
     }
 
     async fn send_h1(
         &self,
         ep: &Arc<EndpointRt>,
-        mut req: Request<Incoming>,
+        mut req: Request<UpstreamBody>,
+        fresh: bool,
     ) -> Result<Response<ProxyBody>, UpstreamError> {
         for attempt in 0..ATTEMPTS {
-            let pooled = if attempt + 1 < ATTEMPTS {
-                ep.h1.checkout(self.idle_timeout)
+            let pooled = if !fresh && attempt + 1 < ATTEMPTS {
+                ep.h1.checkout()
             } else {
                 None
             };
-            let mut sender = match pooled {
-                Some(s) => s,
+            let reused = pooled.is_some();
+            let (mut sender, permit) = match pooled {
+                Some(c) => c,
                 None => self.h1_connect(ep).await?,
             };
             if sender.ready().await.is_err() {
@@ -118,20 +141,21 @@ impl ClusterRt {
             }
             match sender.try_send_request(req).await {
                 Ok(resp) => {
-                    if resp.body().is_end_stream() {
-                        ep.h1.checkin(sender, self.max_idle);
-                        return Ok(resp.map(ProxyBody::Stream));
-                    }
                     let ret = PoolReturn {
-                        sender,
+                        conn: (sender, permit),
                         ep: ep.clone(),
                         max_idle: self.max_idle,
+                        idle_for: keep_alive_budget(resp.headers(), self.idle_timeout),
                     };
+                    if resp.body().is_end_stream() {
+                        ret.give_back();
+                        return Ok(resp.map(ProxyBody::Stream));
+                    }
                     return Ok(resp.map(|b| ProxyBody::Pooled(b, Some(ret))));
                 }
                 Err(mut e) => match e.take_message() {
                     Some(r) => req = r,
-                    None => return Err(send_error(e.error())),
+                    None => return Err(send_error(e.error(), reused)),
                 },
             }
         }
@@ -141,7 +165,7 @@ impl ClusterRt {
     async fn send_h2(
         &self,
         ep: &EndpointRt,
-        mut req: Request<Incoming>,
+        mut req: Request<UpstreamBody>,
     ) -> Result<Response<Incoming>, UpstreamError> {
         for _ in 0..ATTEMPTS {
             let mut sender = self.h2_sender(ep).await?;
@@ -156,7 +180,7 @@ impl ClusterRt {
                         ep.h2.clear();
                         req = r;
                     }
-                    None => return Err(send_error(e.error())),
+                    None => return Err(send_error(e.error(), false)),
                 },
             }
         }
@@ -175,10 +199,33 @@ impl ClusterRt {
         Ok(stream)
     }
 
-    async fn h1_connect(
-        &self,
-        ep: &EndpointRt,
-    ) -> Result<http1::SendRequest<Incoming>, UpstreamError> {
+    /// A new connection, or, at the connection limit, the first one to free up
+    /// while this request waits as pending (Envoy's `max_pending_requests`).
+    /// The caller's timeout bounds the wait.
+    async fn h1_connect(&self, ep: &Arc<EndpointRt>) -> Result<H1Conn, UpstreamError> {
+        if let Some(permit) = self.breakers.try_acquire(Limit::Connections) {
+            return self.h1_dial(ep, permit).await;
+        }
+        let _pending = self
+            .breakers
+            .try_acquire(Limit::Pending)
+            .ok_or(UpstreamError::Overflow)?;
+        self.stats.inc(cs::RQ_PENDING_TOTAL);
+        loop {
+            let freed = self.breakers.freed.notified();
+            tokio::pin!(freed);
+            freed.as_mut().enable();
+            if let Some(c) = ep.h1.checkout() {
+                return Ok(c);
+            }
+            if let Some(permit) = self.breakers.try_acquire(Limit::Connections) {
+                return self.h1_dial(ep, permit).await;
+            }
+            freed.await;
+        }
+    }
+
+    async fn h1_dial(&self, ep: &EndpointRt, permit: Permit) -> Result<H1Conn, UpstreamError> {
         let stream = self.dial(ep).await?;
         let (sender, conn) = http1::Builder::new()
             .handshake(TokioIo::new(stream))
@@ -187,13 +234,13 @@ impl ClusterRt {
         tokio::spawn(async move {
             let _ = conn.await;
         });
-        Ok(sender)
+        Ok((sender, permit))
     }
 
     async fn h2_sender(
         &self,
         ep: &EndpointRt,
-    ) -> Result<http2::SendRequest<Incoming>, UpstreamError> {
+    ) -> Result<http2::SendRequest<UpstreamBody>, UpstreamError> {
         if let Some(s) = ep.h2.current() {
             return Ok(s);
         }
@@ -201,6 +248,10 @@ impl ClusterRt {
         if let Some(s) = ep.h2.current() {
             return Ok(s);
         }
+        let permit = self
+            .breakers
+            .try_acquire(Limit::Connections)
+            .ok_or(UpstreamError::Overflow)?;
         let stream = self.dial(ep).await?;
         let (sender, conn) = http2::Builder::new(TokioExecutor::new())
             .timer(TokioTimer::new())
@@ -212,6 +263,7 @@ impl ClusterRt {
             .map_err(|_| self.connect_failed(ep, false))?;
         tokio::spawn(async move {
             let _ = conn.await;
+            drop(permit);
         });
         ep.h2.store(sender.clone());
         Ok(sender)
@@ -227,14 +279,28 @@ impl ClusterRt {
     }
 }
 
-/// Idle connections with the time each went idle, most recent last.
-type IdleStack = Vec<(http1::SendRequest<Incoming>, Instant)>;
+/// An HTTP/1.1 connection and its slot under the cluster's connection limit.
+type H1Conn = (http1::SendRequest<UpstreamBody>, Permit);
+
+/// An idle connection, with the moment it must no longer be reused.
+struct Idle {
+    conn: H1Conn,
+    expires: Instant,
+}
+
+impl std::fmt::Debug for Idle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Idle")
+            .field("expires", &self.expires)
+            .finish()
+    }
+}
 
 /// Idle HTTP/1.1 connections to one endpoint, most recently used last, one
 /// stack per worker thread so a connection stays on the thread that drives it.
 #[derive(Debug)]
 pub struct H1Idle {
-    per_worker: Box<[Mutex<IdleStack>]>,
+    per_worker: Box<[Mutex<Vec<Idle>>]>,
 }
 
 impl Default for H1Idle {
@@ -247,27 +313,31 @@ impl Default for H1Idle {
 }
 
 impl H1Idle {
-    fn mine(&self) -> &Mutex<IdleStack> {
+    fn mine(&self) -> &Mutex<Vec<Idle>> {
         &self.per_worker[crate::engine::worker_index() % self.per_worker.len()]
     }
 
-    fn checkout(&self, max_age: Duration) -> Option<http1::SendRequest<Incoming>> {
+    fn checkout(&self) -> Option<H1Conn> {
         let mut idle = self.mine().lock().unwrap();
-        while let Some((s, at)) = idle.pop() {
-            if !s.is_closed() && at.elapsed() < max_age {
-                return Some(s);
+        let now = Instant::now();
+        while let Some(i) = idle.pop() {
+            if !i.conn.0.is_closed() && now < i.expires {
+                return Some(i.conn);
             }
         }
         None
     }
 
-    fn checkin(&self, s: http1::SendRequest<Incoming>, max_idle: usize) {
-        if s.is_closed() {
+    fn checkin(&self, conn: H1Conn, max_idle: usize, idle_for: Duration) {
+        if conn.0.is_closed() {
             return;
         }
         let mut idle = self.mine().lock().unwrap();
         if idle.len() < max_idle {
-            idle.push((s, Instant::now()));
+            idle.push(Idle {
+                conn,
+                expires: Instant::now() + idle_for,
+            });
         }
     }
 
@@ -284,34 +354,62 @@ impl H1Idle {
     }
 }
 
+/// How long a connection may sit idle: the cluster's idle timeout, but never
+/// as long as the upstream said it would keep the connection (`Keep-Alive:
+/// timeout=N`): we give it up a second early (or at half, for short ones).
+fn keep_alive_budget(headers: &http::HeaderMap, cluster_idle: Duration) -> Duration {
+    let announced = headers
+        .get("keep-alive")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.split(',').find_map(|p| {
+                let (k, n) = p.trim().split_once('=')?;
+                k.eq_ignore_ascii_case("timeout")
+                    .then(|| n.trim().parse::<u64>().ok())?
+            })
+        });
+    match announced {
+        Some(secs) => {
+            let t = Duration::from_secs(secs);
+            cluster_idle.min(t.saturating_sub(Duration::from_secs(1)).max(t / 2))
+        }
+        None => cluster_idle,
+    }
+}
+
 /// Hands an HTTP/1.1 connection back to its endpoint's idle stack once the
 /// response body it carries has been read to the end.
 #[derive(Debug)]
 pub struct PoolReturn {
-    sender: http1::SendRequest<Incoming>,
+    conn: H1Conn,
     ep: Arc<EndpointRt>,
     max_idle: usize,
+    idle_for: Duration,
 }
 
 impl PoolReturn {
     pub fn give_back(self) {
-        self.ep.h1.checkin(self.sender, self.max_idle);
+        let wake = self.conn.1.pending_waker().cloned();
+        self.ep.h1.checkin(self.conn, self.max_idle, self.idle_for);
+        if let Some(w) = wake {
+            w.notify_waiters();
+        }
     }
 }
 
 /// The live HTTP/2 connection to one endpoint, if any.
 #[derive(Debug, Default)]
 pub struct H2Slot {
-    current: Mutex<Option<http2::SendRequest<Incoming>>>,
+    current: Mutex<Option<http2::SendRequest<UpstreamBody>>>,
     connecting: tokio::sync::Mutex<()>,
 }
 
 impl H2Slot {
-    fn current(&self) -> Option<http2::SendRequest<Incoming>> {
+    fn current(&self) -> Option<http2::SendRequest<UpstreamBody>> {
         let g = self.current.lock().unwrap();
         g.as_ref().filter(|s| !s.is_closed()).cloned()
     }
-    fn store(&self, s: http2::SendRequest<Incoming>) {
+    fn store(&self, s: http2::SendRequest<UpstreamBody>) {
         *self.current.lock().unwrap() = Some(s);
     }
     fn clear(&self) {
