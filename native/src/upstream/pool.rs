@@ -50,10 +50,22 @@ pub enum UpstreamError {
     Overflow,
 }
 
+/// The peer reset or closed the socket under our write: what a request written
+/// to a connection the upstream just closed gets.
+fn peer_reset(e: &hyper::Error) -> bool {
+    let io = std::error::Error::source(e).and_then(|s| s.downcast_ref::<std::io::Error>());
+    io.is_some_and(|io| {
+        matches!(
+            io.kind(),
+            std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::BrokenPipe
+        )
+    })
+}
+
 /// Sort a failed send: our own request body failing is the client's fault; a
 /// reused connection closing before any response byte is stale.
 fn send_error(e: &hyper::Error, reused: bool) -> UpstreamError {
-    if reused && e.is_incomplete_message() {
+    if reused && (e.is_incomplete_message() || peer_reset(e)) {
         return UpstreamError::Stale;
     }
     let mut src = std::error::Error::source(e);
