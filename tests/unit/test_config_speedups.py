@@ -24,6 +24,8 @@ compiled = pytest.importorskip(
 compiled_endpoints = pytest.importorskip("fastmesh_ext.endpoints").translate_endpoints
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
+#: The HTTP filters a listener's per-filter configs may name.
+FILTERS = {"fault": "fault", "rl": "local_rate_limit", "cors": "cors"}
 
 
 def route_configs(doc: dict[str, Any]) -> list[Any]:
@@ -39,7 +41,7 @@ def both(rc: object) -> tuple[Any, Any]:
     results = []
     for fn in (py_translate, compiled):
         issues, refs = Issues("x"), []  # type: ignore[var-annotated]
-        out = fn(issues, copy.deepcopy(rc), "rc", refs)
+        out = fn(issues, copy.deepcopy(rc), "rc", refs, FILTERS)
         results.append((out, issues.problems, refs))
     return results[0], results[1]
 

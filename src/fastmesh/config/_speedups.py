@@ -13,6 +13,7 @@ from typing import Any
 from ._endpoints import translate_endpoints as py_translate_endpoints
 from ._errors import Issues
 from ._fields import Doc
+from ._filters import FilterKinds
 from ._routes import ClusterRefs
 from ._routes import translate_route_config as py_translate_route_config
 
@@ -24,7 +25,9 @@ __all__ = [
     "translate_route_config",
 ]
 
-RouteConfigTranslator = Callable[[Issues, object, str, ClusterRefs], "dict[str, Any] | None"]
+RouteConfigTranslator = Callable[
+    [Issues, object, str, ClusterRefs, FilterKinds], "dict[str, Any] | None"
+]
 EndpointsTranslator = Callable[[Issues, Doc, str, "str | None"], "list[dict[str, Any]]"]
 
 translate_route_config: RouteConfigTranslator = py_translate_route_config
