@@ -392,8 +392,8 @@ class TestSemantics:
         found = problems(doc)
         base = f"{RC}.virtual_hosts[0].routes"
         assert (
-            found[f"{base}[0]"]
-            == "expected exactly one of route, direct_response, redirect, got route, direct_response"
+            found[f"{base}[0]"] == "expected exactly one of route, direct_response, redirect, "
+            "got route, direct_response"
         )
         assert found[f"{base}[1]"] == "expected exactly one of route, direct_response, redirect"
         assert found[f"{base}[2].redirect"] == (
