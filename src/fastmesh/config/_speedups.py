@@ -39,7 +39,10 @@ if os.environ.get("FASTMESH_PURE_PYTHON", "") in ("", "0"):
     try:
         from fastmesh_ext.endpoints import translate_endpoints as _compiled_endpoints
         from fastmesh_ext.routes import translate_route_config as _compiled_routes
-    except ImportError:  # the ext distribution is not installed: stay pure Python
+    # ImportError: the ext distribution is not installed. AttributeError: it was built
+    # from an older tree and reads constants this one no longer has. Either way the
+    # pure-Python twins are correct, only slower.
+    except (ImportError, AttributeError):
         pass
     else:
         translate_route_config = _compiled_routes
