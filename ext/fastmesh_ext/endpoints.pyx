@@ -19,6 +19,7 @@ cdef frozenset _ENDPOINT = _twin._ENDPOINT
 cdef frozenset _SOCKET = _addr._SOCKET
 cdef object _HOSTNAME_FULLMATCH = _twin._HOSTNAME.fullmatch
 cdef object _U32_MAX = _twin._U32_MAX
+cdef object _MAX_PRIORITY = _twin._MAX_PRIORITY
 cdef object _socket_address_py = _addr.socket_address
 cdef object _is_ip_py = _py.is_ip
 
@@ -88,6 +89,7 @@ def translate_endpoints(issues, la, str path, discovery):
         loc = obj(issues, raw_loc, lp, _LOCALITY)
         if loc is None:
             continue
+        priority = get_int(issues, loc, "priority", lp, 0, _MAX_PRIORITY)
         bpath = at(lp, "lb_endpoints")
         for j, raw_lbe in enumerate(get_list(issues, loc, "lb_endpoints", lp)):
             p = item(bpath, j)
@@ -122,5 +124,7 @@ def translate_endpoints(issues, la, str path, discovery):
             endpoint = {"host": host, "port": port}
             if weight is not None:
                 endpoint["weight"] = weight
+            if priority:
+                endpoint["priority"] = priority
             out.append(endpoint)
     return out

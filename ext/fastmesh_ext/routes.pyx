@@ -11,7 +11,10 @@ both produce identical snapshots and identical problems.
 
 from collections.abc import Mapping
 
+from fastmesh.config import _actions
 from fastmesh.config import _fields as _py
+from fastmesh.config import _headers
+from fastmesh.config import _match
 from fastmesh.config import _routes as _twin
 
 __all__ = ["translate_route_config"]
@@ -21,19 +24,28 @@ cdef frozenset _ROUTE_CONFIG = _twin._ROUTE_CONFIG
 cdef frozenset _VHOST = _twin._VHOST
 cdef frozenset _ROUTE = _twin._ROUTE
 cdef frozenset _MATCH = _twin._MATCH
-cdef frozenset _HEADER_MATCHER = _twin._HEADER_MATCHER
-cdef frozenset _STRING_MATCH = _twin._STRING_MATCH
 cdef frozenset _ACTION = _twin._ACTION
+cdef tuple _ACTIONS = _twin._ACTIONS
 cdef frozenset _DIRECT = _twin._DIRECT
 cdef frozenset _BODY = _twin._BODY
-cdef frozenset _HVO = _twin._HVO
-cdef frozenset _HEADER = _twin._HEADER
-cdef dict _APPEND_ACTIONS = _twin._APPEND_ACTIONS
-cdef object _HEADER_NAME_FULLMATCH = _twin._HEADER_NAME.fullmatch
-cdef object _check_regex = _twin.check_regex
+cdef frozenset _VHOST_POLICIES = _twin._VHOST_POLICIES
+cdef frozenset _FORWARD_POLICIES = _actions.FORWARD_POLICIES
+cdef frozenset _HEADER_MATCHER = _match._HEADER_MATCHER
+cdef frozenset _STRING_MATCH = _match._STRING_MATCH
+cdef frozenset _HVO = _headers._HVO
+cdef frozenset _HEADER = _headers._HEADER
+cdef dict _APPEND_ACTIONS = _headers._APPEND_ACTIONS
+cdef object _HEADER_NAME_FULLMATCH = _match._HEADER_NAME.fullmatch
+cdef object _check_regex = _match.check_regex
+cdef object _header_name_slow = _match.header_name
+cdef object _header_value = _headers.header_value
 cdef object _check_domain = _twin._check_domain
-cdef object _header_name_slow = _twin._header_name
-cdef object _header_value = _twin.header_value
+# Fields off the hot path: the twin's own functions, so both give identical results.
+cdef object _query_parameters = _twin.query_parameters
+cdef object _route_overrides = _twin.route_overrides
+cdef object _vhost_policies = _twin.vhost_policies
+cdef object _forward_policies = _actions.forward_policies
+cdef object _redirect_action = _actions.redirect_action
 # Memo of well-formed header names: configs repeat the same few.
 cdef set _header_names = set()
 
@@ -211,6 +223,11 @@ cdef object _route_match(object issues, object raw, str path):
         out["headers"] = headers
         if None in headers:
             return None
+    if "query_parameters" in m:
+        params = _query_parameters(issues, m, path)
+        out["query_parameters"] = params
+        if None in params:
+            return None
     return None if path_match is None else out
 
 
@@ -218,10 +235,12 @@ cdef object _forward(object issues, object raw, str path, bint is_regex, list re
     a = obj(issues, raw, path, _ACTION)
     if a is None:
         return None
-    cluster = get_str(issues, a, "cluster", path, True, True)
-    cdef dict out = {"cluster": cluster}
-    if cluster is not None:
-        refs.append((at(path, "cluster"), cluster))
+    cdef dict out = {}
+    if "weighted_clusters" not in a:  # else `forward_policies` reads the split
+        cluster = get_str(issues, a, "cluster", path, True, True)
+        if cluster is not None:
+            refs.append((at(path, "cluster"), cluster))
+            out["cluster"] = cluster
     timeout = get_duration_ms(issues, a, "timeout", path)
     if timeout is not None:
         out["timeout_ms"] = timeout
@@ -236,7 +255,9 @@ cdef object _forward(object issues, object raw, str path, bint is_regex, list re
     host = get_str(issues, a, "host_rewrite_literal", path, False, True)
     if host is not None:
         out["host_rewrite"] = host
-    return out if cluster is not None else None
+    if not _FORWARD_POLICIES.isdisjoint(a):
+        _forward_policies(issues, a, path, out, refs)
+    return out if "cluster" in out or "weighted_clusters" in out else None
 
 
 cdef object _direct(object issues, object raw, str path):
@@ -251,7 +272,7 @@ cdef object _direct(object issues, object raw, str path):
     return None if status is None else {"status": status, "body": body}
 
 
-cdef object _route(object issues, object raw, str path, list refs):
+cdef object _route(object issues, object raw, str path, list refs, object filters):
     r = obj(issues, raw, path, _ROUTE)
     if r is None:
         return None
@@ -259,32 +280,43 @@ cdef object _route(object issues, object raw, str path, list refs):
     if "match" not in r:
         issues.add(at(path, "match"), "required field is missing")
     matcher = _route_match(issues, _get(r, "match"), at(path, "match")) if "match" in r else None
-    cdef list actions = [k for k in ("route", "direct_response") if k in r]
+    cdef list actions = [k for k in _ACTIONS if k in r]
     action = None
+    match = _get(r, "match")
+    is_regex = isinstance(match, Mapping) and "safe_regex" in match
     if len(actions) != 1:
         issues.add(
             path,
-            "expected exactly one of route, direct_response"
+            f"expected exactly one of {', '.join(_ACTIONS)}"
             + (f", got {', '.join(actions)}" if actions else ""),
         )
     elif actions[0] == "route":
-        match = _get(r, "match")
-        is_regex = isinstance(match, Mapping) and "safe_regex" in match
         fwd = _forward(issues, r["route"], at(path, "route"), is_regex, refs)
         action = None if fwd is None else {"forward": fwd}
-    else:
+    elif actions[0] == "direct_response":
         direct = _direct(issues, r["direct_response"], at(path, "direct_response"))
         action = None if direct is None else {"direct": direct}
+    else:
+        redirect = _redirect_action(issues, r["redirect"], at(path, "redirect"), is_regex)
+        action = None if redirect is None else {"redirect": redirect}
     headers = header_mutation(issues, r, path)
+    overrides = None
+    route_doc = _get(r, "route")
+    if "typed_per_filter_config" in r or (isinstance(route_doc, Mapping) and "cors" in route_doc):
+        overrides = _route_overrides(issues, r, path, filters)
     if matcher is None or action is None:
         return None
     cdef dict out = {"name": name, "match": matcher, "action": action}
     if headers:
         out["headers"] = headers
+    if overrides:
+        out["filter_overrides"] = overrides
     return out
 
 
-cdef object _virtual_host(object issues, object raw, str path, list refs, dict seen_domains):
+cdef object _virtual_host(
+    object issues, object raw, str path, list refs, dict seen_domains, object filters
+):
     vh = obj(issues, raw, path, _VHOST)
     if vh is None:
         return None
@@ -312,19 +344,24 @@ cdef object _virtual_host(object issues, object raw, str path, list refs, dict s
         domains.append(lower)
     rpath = at(path, "routes")
     cdef list routes = [
-        _route(issues, r, item(rpath, i), refs)
+        _route(issues, r, item(rpath, i), refs, filters)
         for i, r in enumerate(get_list(issues, vh, "routes", path))
     ]
     headers = header_mutation(issues, vh, path)
+    overrides = None
+    if not _VHOST_POLICIES.isdisjoint(vh):
+        overrides = _vhost_policies(issues, vh, path, routes, filters)
     if name is None or None in routes:
         return None
     cdef dict out = {"name": name, "domains": domains, "routes": routes}
     if headers:
         out["headers"] = headers
+    if overrides:
+        out["filter_overrides"] = overrides
     return out
 
 
-def translate_route_config(issues, raw, str path, list refs):
+def translate_route_config(issues, raw, str path, list refs, filters):
     """An inline Envoy `RouteConfiguration` at `path` -> native `RouteConfiguration`.
 
     Same contract as `fastmesh.config._routes.translate_route_config`.
@@ -341,7 +378,7 @@ def translate_route_config(issues, raw, str path, list refs):
     cdef Py_ssize_t i
     for i, raw_vh in enumerate(get_list(issues, rc, "virtual_hosts", path)):
         p = item(vpath, i)
-        vh = _virtual_host(issues, raw_vh, p, refs, seen_domains)
+        vh = _virtual_host(issues, raw_vh, p, refs, seen_domains, filters)
         vhosts.append(vh)
         if vh is not None:
             first = seen_names.setdefault(vh["name"], p)

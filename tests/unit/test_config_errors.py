@@ -76,15 +76,15 @@ class TestErrorFormat:
         assert isinstance(info.value, ValueError)
 
     def test_unsupported_field_deep_in_the_tree(self) -> None:
-        r = route(retry_policy={"retry_on": "5xx"})
+        r = route(rate_limits=[{"actions": []}])
         doc = bootstrap([listener(hcm([vhost(), vhost("second", ["b.example"], [r])]))])
         path, message = only_problem(doc)
         assert path == (
             "static_resources.listeners[0].filter_chains[0].filters[0].typed_config"
-            ".route_config.virtual_hosts[1].routes[0].route.retry_policy"
+            ".route_config.virtual_hosts[1].routes[0].route.rate_limits"
         )
         assert message.startswith(NOT_SUPPORTED)
-        assert "supported here: cluster, host_rewrite_literal, prefix_rewrite, timeout" in message
+        assert "supported here: cluster, cors, hash_policy, host_rewrite_literal" in message
 
     def test_every_error_of_a_file_is_reported_in_document_order(self, tmp_path: Path) -> None:
         doc = bootstrap(
@@ -93,7 +93,7 @@ class TestErrorFormat:
                 tcp_listener("backend", port=70000),
             ],
             [
-                cluster(lb_policy="MAGLEV"),
+                cluster(lb_policy="CLUSTER_PROVIDED"),
                 cluster("dns", ("db.internal", 5432)),
             ],
             watchdog={},
@@ -156,9 +156,9 @@ class TestUnknownFields:
             ("hcm", "access_log"),
             ("hcm", "generate_request_id"),
             ("hcm", "tracing"),
-            ("cluster", "circuit_breakers"),
-            ("cluster", "outlier_detection"),
-            ("cluster", "health_checks"),
+            ("cluster", "lb_subset_config"),
+            ("cluster", "least_request_lb_config"),
+            ("cluster", "upstream_bind_config"),
             ("cluster", "transport_socket"),
         ],
     )
@@ -384,16 +384,22 @@ class TestSemantics:
             "direct_response": {"status": 200},
         }
         neither = {"match": {"prefix": "/"}}
-        redirect = {"match": {"prefix": "/"}, "redirect": {"https_redirect": True}}
+        redirect = {
+            "match": {"prefix": "/"},
+            "redirect": {"https_redirect": True, "scheme_redirect": "ftp"},
+        }
         doc = bootstrap([listener(hcm([vhost(routes=[both, neither, redirect])]))])
         found = problems(doc)
         base = f"{RC}.virtual_hosts[0].routes"
         assert (
-            found[f"{base}[0]"]
-            == "expected exactly one of route, direct_response, got route, direct_response"
+            found[f"{base}[0]"] == "expected exactly one of route, direct_response, redirect, "
+            "got route, direct_response"
         )
-        assert found[f"{base}[1]"] == "expected exactly one of route, direct_response"
-        assert found[f"{base}[2].redirect"].startswith(NOT_SUPPORTED)
+        assert found[f"{base}[1]"] == "expected exactly one of route, direct_response, redirect"
+        assert found[f"{base}[2].redirect"] == (
+            "expected at most one of https_redirect, scheme_redirect, "
+            "got https_redirect, scheme_redirect"
+        )
 
     @pytest.mark.parametrize("name", ["host", ":path", "Host", "bad header"])
     def test_protected_or_invalid_header_mutations(self, name: str) -> None:
@@ -441,11 +447,18 @@ class TestSemantics:
 class TestFiltersAndTypes:
     def test_http_filter_other_than_router(self) -> None:
         typed = hcm()
-        typed["http_filters"].insert(0, {"name": "envoy.filters.http.cors", "typed_config": {}})
+        lua = "type.googleapis.com/envoy.extensions.filters.http.lua.v3.Lua"
+        typed["http_filters"][:0] = [
+            {"name": "envoy.filters.http.lua", "typed_config": {"@type": lua}},
+            {"name": "envoy.filters.http.cors", "typed_config": {}},
+        ]
         found = problems(bootstrap([listener(typed)]))
         assert found == {
-            f"{HCM}.http_filters[0].name": f"HTTP filter 'envoy.filters.http.cors' is "
-            f"{NOT_SUPPORTED}; only envoy.filters.http.router is",
+            f"{HCM}.http_filters[0].typed_config.@type": "HTTP filter 'envoy.filters.http.lua' "
+            f"of type '{lua}' is {NOT_SUPPORTED}; supported: envoy.filters.http.router, "
+            "envoy.filters.http.fault, envoy.filters.http.local_ratelimit, envoy.filters.http.cors",
+            f"{HCM}.http_filters[1].typed_config.@type": 'expected "type.googleapis.com/'
+            'envoy.extensions.filters.http.cors.v3.Cors", got missing',
         }
 
     def test_router_must_be_last_and_typed(self) -> None:
@@ -513,13 +526,14 @@ class TestFiltersAndTypes:
             "static_resources.clusters[0].type": f"EDS is {NOT_SUPPORTED}",
             "static_resources.clusters[0].dns_lookup_family": f"V6_ONLY is {NOT_SUPPORTED}",
         }
-        assert only_problem(bootstrap(clusters=[cluster(lb_policy="MAGLEV")])) == (
+        assert only_problem(bootstrap(clusters=[cluster(lb_policy="CLUSTER_PROVIDED")])) == (
             "static_resources.clusters[0].lb_policy",
-            f"MAGLEV is {NOT_SUPPORTED}",
+            f"CLUSTER_PROVIDED is {NOT_SUPPORTED}",
         )
         assert only_problem(bootstrap(clusters=[cluster(lb_policy="ROUND-ROBIN")])) == (
             "static_resources.clusters[0].lb_policy",
-            "expected one of ROUND_ROBIN, LEAST_REQUEST, RANDOM, got 'ROUND-ROBIN'",
+            "expected one of ROUND_ROBIN, LEAST_REQUEST, RANDOM, RING_HASH, MAGLEV, "
+            "got 'ROUND-ROBIN'",
         )
 
     def test_http2_twice_and_auto_config(self) -> None:

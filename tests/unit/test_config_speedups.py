@@ -24,6 +24,8 @@ compiled = pytest.importorskip(
 compiled_endpoints = pytest.importorskip("fastmesh_ext.endpoints").translate_endpoints
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
+#: The HTTP filters a listener's per-filter configs may name.
+FILTERS = {"fault": "fault", "rl": "local_rate_limit", "cors": "cors"}
 
 
 def route_configs(doc: dict[str, Any]) -> list[Any]:
@@ -39,7 +41,7 @@ def both(rc: object) -> tuple[Any, Any]:
     results = []
     for fn in (py_translate, compiled):
         issues, refs = Issues("x"), []  # type: ignore[var-annotated]
-        out = fn(issues, copy.deepcopy(rc), "rc", refs)
+        out = fn(issues, copy.deepcopy(rc), "rc", refs, FILTERS)
         results.append((out, issues.problems, refs))
     return results[0], results[1]
 
@@ -142,6 +144,78 @@ BROKEN: list[Any] = [
     "not a mapping",
     {"virtual_hosts": [{"name": "v", "domains": ["*"], "routes": [{"match": {"path": 1}}]}]},
 ]
+
+
+FAULT = "type.googleapis.com/envoy.extensions.filters.http.fault.v3.HTTPFault"
+CORS_POLICY = "type.googleapis.com/envoy.extensions.filters.http.cors.v3.CorsPolicy"
+# Every traffic-management field of a route config, well-formed and broken.
+TRAFFIC: list[Any] = [
+    {
+        "virtual_hosts": [
+            {
+                "name": "v",
+                "domains": ["*"],
+                "retry_policy": {"retry_on": "5xx", "num_retries": 2},
+                "cors": {"allow_methods": "GET"},
+                "typed_per_filter_config": {
+                    "fault": {"@type": FAULT, "abort": {"http_status": 503}}
+                },
+                "routes": [
+                    {
+                        "match": {
+                            "prefix": "/",
+                            "query_parameters": [{"name": "q", "present_match": True}],
+                        },
+                        "route": {
+                            "weighted_clusters": {"clusters": [{"name": "a", "weight": 1}]},
+                            "regex_rewrite": {"pattern": {"regex": "x"}, "substitution": "y"},
+                            "hash_policy": [{"header": {"header_name": "x-u"}}],
+                            "idle_timeout": "1s",
+                            "max_stream_duration": {"max_stream_duration": "2s"},
+                            "request_mirror_policies": [{"cluster": "m"}],
+                            "cors": {"allow_headers": "x"},
+                        },
+                        "typed_per_filter_config": {"fault": {"@type": FAULT}},
+                    },
+                    {"match": {"path": "/r"}, "redirect": {"https_redirect": True}},
+                ],
+            }
+        ]
+    },
+    {
+        "virtual_hosts": [
+            {
+                "name": "v",
+                "domains": ["*"],
+                "retry_policy": {"retry_on": "nope"},
+                "cors": {"allow_origin_string_match": [{"exact": 1}]},
+                "typed_per_filter_config": {"missing": {}, "cors": {"@type": CORS_POLICY}},
+                "routes": [
+                    {
+                        "match": {"prefix": "/", "query_parameters": [{"name": "q"}, 3]},
+                        "route": {
+                            "cluster": "c",
+                            "weighted_clusters": {"clusters": [{"weight": -1}]},
+                            "hash_policy": [{"cookie": {"name": "s", "path": "/"}}],
+                            "max_stream_duration": {"grpc_timeout_header_max": "1s"},
+                            "request_mirror_policies": "x",
+                            "cors": [],
+                        },
+                    },
+                    {"match": {"safe_regex": {"regex": "x"}}, "redirect": {"prefix_rewrite": "/"}},
+                    {"match": {"path": "/r"}, "redirect": {"response_code": "GONE"}, "route": {}},
+                ],
+            }
+        ]
+    },
+]
+
+
+@pytest.mark.parametrize("index", range(len(TRAFFIC)))
+def test_identical_on_traffic_fields(index: int) -> None:
+    py, cy = both(TRAFFIC[index])
+    assert py == cy
+    assert (py[0] is None) == bool(py[1]) == (index == 1)
 
 
 @pytest.mark.parametrize("index", range(len(BROKEN)))

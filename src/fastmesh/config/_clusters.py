@@ -1,4 +1,4 @@
-"""Envoy `Cluster` (static or DNS endpoints) -> native cluster."""
+"""Envoy `Cluster` (static or DNS endpoints, load balancing, resilience) -> native cluster."""
 
 from __future__ import annotations
 
@@ -9,13 +9,17 @@ from ._errors import Issues
 from ._fields import (
     NOT_SUPPORTED,
     TYPE_PREFIX,
+    Doc,
     at,
     get_duration_ms,
     get_enum,
+    get_int,
     get_map,
+    get_percent,
     get_str,
     obj,
 )
+from ._resilience import circuit_breakers, health_checks, outlier_detection
 
 __all__ = ["translate_cluster"]
 
@@ -34,6 +38,12 @@ _CLUSTER: Final = frozenset(
         "dns_lookup_family",
         "typed_extension_protocol_options",
         "http2_protocol_options",
+        "ring_hash_lb_config",
+        "maglev_lb_config",
+        "common_lb_config",
+        "circuit_breakers",
+        "outlier_detection",
+        "health_checks",
     }
 )
 _LOAD_ASSIGNMENT: Final = frozenset({"cluster_name", "endpoints"})
@@ -43,9 +53,21 @@ _COMMON: Final = frozenset({"idle_timeout"})
 
 _TYPES: Final = {"STATIC": "static", "STRICT_DNS": "strict_dns", "LOGICAL_DNS": "logical_dns"}
 _LB_REJECTED: Final = dict.fromkeys(
-    ("RING_HASH", "MAGLEV", "CLUSTER_PROVIDED", "LOAD_BALANCING_POLICY_CONFIG"), NOT_SUPPORTED
+    ("CLUSTER_PROVIDED", "LOAD_BALANCING_POLICY_CONFIG"), NOT_SUPPORTED
 )
-_LB: Final = {"ROUND_ROBIN": "round_robin", "LEAST_REQUEST": "least_request", "RANDOM": "random"}
+_LB: Final = {
+    "ROUND_ROBIN": "round_robin",
+    "LEAST_REQUEST": "least_request",
+    "RANDOM": "random",
+    "RING_HASH": "ring_hash",
+    "MAGLEV": "maglev",
+}
+_RING_HASH: Final = frozenset({"minimum_ring_size", "maximum_ring_size", "hash_function"})
+_MAGLEV: Final = frozenset({"table_size"})
+_COMMON_LB: Final = frozenset({"healthy_panic_threshold"})
+# Envoy's ring size bound (both sizes) and Maglev's largest table size.
+_MAX_RING: Final = 8 * 1024 * 1024
+_MAX_MAGLEV: Final = 5_000_011
 # Accepted lookup families: fastmesh resolves A records (IPv4); see docs/envoy-subset.md.
 _FAMILIES: Final = {"V4_ONLY": "v4", "AUTO": "v4", "V4_PREFERRED": "v4"}
 _U32_MAX: Final = 2**32 - 1
@@ -89,6 +111,48 @@ def _http_options(issues: Issues, raw: object, path: str, out: dict[str, Any]) -
         )
         if idle is not None:
             out["idle_timeout_ms"] = idle  # 0 = disabled, as in Envoy
+
+
+def _is_prime(n: int) -> bool:
+    return n >= 2 and all(n % d for d in range(2, int(n**0.5) + 1))
+
+
+def _lb_configs(issues: Issues, c: Doc, path: str, lb_policy: str, out: dict[str, Any]) -> None:
+    """`ring_hash_lb_config`, `maglev_lb_config`, `common_lb_config` -> `out`."""
+    rh = get_map(issues, c, "ring_hash_lb_config", path, _RING_HASH)
+    if rh is not None:
+        p = at(path, "ring_hash_lb_config")
+        if lb_policy != "ring_hash":
+            issues.add(p, "only applies with lb_policy: RING_HASH")
+        get_enum(
+            issues, rh, "hash_function", p, {"XX_HASH": "xx_hash"}, "xx_hash",
+            rejected={"MURMUR_HASH_2": NOT_SUPPORTED},
+        )  # fmt: skip
+        low = get_int(issues, rh, "minimum_ring_size", p, 1, _MAX_RING)
+        high = get_int(issues, rh, "maximum_ring_size", p, 1, _MAX_RING)
+        ring: dict[str, int] = {}
+        if low is not None:
+            ring["min_ring_size"] = low
+        if high is not None:
+            ring["max_ring_size"] = high
+        if ring.get("min_ring_size", 1024) > ring.get("max_ring_size", _MAX_RING):
+            issues.add(at(p, "maximum_ring_size"), "expected at least minimum_ring_size")
+        out["ring_hash"] = ring
+    mg = get_map(issues, c, "maglev_lb_config", path, _MAGLEV)
+    if mg is not None:
+        p = at(path, "maglev_lb_config")
+        if lb_policy != "maglev":
+            issues.add(p, "only applies with lb_policy: MAGLEV")
+        size = get_int(issues, mg, "table_size", p, 2, _MAX_MAGLEV)
+        if size is not None and not _is_prime(size):
+            issues.add(at(p, "table_size"), f"expected a prime number, got {size}")
+        elif size is not None:
+            out["maglev_table_size"] = size
+    common = get_map(issues, c, "common_lb_config", path, _COMMON_LB)
+    if common is not None:
+        panic = get_percent(issues, common, "healthy_panic_threshold", at(path, "common_lb_config"))
+        if panic is not None:
+            out["healthy_panic_threshold"] = panic
 
 
 def translate_cluster(issues: Issues, raw: object, path: str) -> dict[str, Any] | None:
@@ -138,6 +202,15 @@ def translate_cluster(issues: Issues, raw: object, path: str) -> dict[str, Any] 
             f"a LOGICAL_DNS cluster needs exactly one endpoint, got {len(endpoints)}",
         )
     out["endpoints"] = endpoints
+    _lb_configs(issues, c, path, out["lb_policy"], out)
+    breakers = circuit_breakers(issues, c, path)
+    if breakers is not None:
+        out["circuit_breakers"] = breakers
+    outliers = outlier_detection(issues, c, path)
+    if outliers is not None:
+        out["outlier_detection"] = outliers
+    if "health_checks" in c:
+        out["health_checks"] = health_checks(issues, c, path)
     if "typed_extension_protocol_options" in c:
         _http_options(
             issues,

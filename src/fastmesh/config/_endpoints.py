@@ -14,7 +14,9 @@ from ._fields import Doc, at, get_int, get_list, get_map, is_ip, item, obj
 
 __all__ = ["translate_endpoints"]
 
-_LOCALITY: Final = frozenset({"lb_endpoints"})
+_LOCALITY: Final = frozenset({"lb_endpoints", "priority"})
+#: Envoy's largest locality priority.
+_MAX_PRIORITY: Final = 128
 _LB_ENDPOINT: Final = frozenset({"endpoint", "load_balancing_weight"})
 _ENDPOINT: Final = frozenset({"address"})
 _HOSTNAME: Final = re.compile(
@@ -34,6 +36,7 @@ def translate_endpoints(
         loc = obj(issues, raw_loc, lp, _LOCALITY)
         if loc is None:
             continue
+        priority = get_int(issues, loc, "priority", lp, 0, _MAX_PRIORITY)
         bpath = at(lp, "lb_endpoints")
         for j, raw_lbe in enumerate(get_list(issues, loc, "lb_endpoints", lp)):
             p = item(bpath, j)
@@ -68,5 +71,7 @@ def translate_endpoints(
             endpoint: dict[str, Any] = {"host": host, "port": port}
             if weight is not None:
                 endpoint["weight"] = weight
+            if priority:
+                endpoint["priority"] = priority
             out.append(endpoint)
     return out

@@ -22,9 +22,12 @@ __all__ = [
     "get_bool",
     "get_duration_ms",
     "get_enum",
+    "get_fraction",
     "get_int",
     "get_list",
     "get_map",
+    "get_percent",
+    "get_runtime_fraction",
     "get_str",
     "is_ip",
     "item",
@@ -302,3 +305,66 @@ def typed_config(
         issues.add(at(at(path, key), "@type"), f'expected "{want}", got {got}')
         return None
     return cfg
+
+
+_DENOMINATORS: Final = {"HUNDRED": 100, "TEN_THOUSAND": 10_000, "MILLION": 1_000_000}
+_FRACTION: Final = frozenset({"numerator", "denominator"})
+_RUNTIME_FRACTION: Final = frozenset({"default_value", "runtime_key"})
+_PERCENT: Final = frozenset({"value"})
+
+
+def fraction(issues: Issues, value: object, path: str) -> dict[str, int] | None:
+    """A `FractionalPercent` at `path` -> native `Fraction` {numerator, denominator}.
+
+    A numerator above the denominator is clamped to it: Envoy treats it as 100 %.
+    """
+    f = obj(issues, value, path, _FRACTION)
+    if f is None:
+        return None
+    numerator = get_int(issues, f, "numerator", path, 0, 2**32 - 1)
+    denominator = _DENOMINATORS[
+        get_enum(issues, f, "denominator", path, {k: k for k in _DENOMINATORS}, "HUNDRED")
+    ]
+    if numerator is None and "numerator" in f:
+        return None
+    return {"numerator": min(numerator or 0, denominator), "denominator": denominator}
+
+
+def get_fraction(issues: Issues, doc: Doc, key: str, path: str) -> dict[str, int] | None:
+    """Field `key` as a `FractionalPercent` (see `fraction`); None when absent."""
+    value = doc.get(key)
+    return None if value is None else fraction(issues, value, at(path, key))
+
+
+def get_runtime_fraction(issues: Issues, doc: Doc, key: str, path: str) -> dict[str, int] | None:
+    """Field `key` as a `RuntimeFractionalPercent` -> its `default_value` as a native `Fraction`.
+
+    The `runtime_key` is accepted and ignored: fastmesh has no runtime keys (the
+    bootstrap's `layered_runtime` may only hold empty layers), so in Envoy too the
+    default value would apply.
+    """
+    rf = get_map(issues, doc, key, path, _RUNTIME_FRACTION)
+    if rf is None:
+        return None
+    p = at(path, key)
+    get_str(issues, rf, "runtime_key", p)
+    if "default_value" not in rf:
+        issues.add(at(p, "default_value"), "required field is missing")
+        return None
+    return fraction(issues, rf["default_value"], at(p, "default_value"))
+
+
+def get_percent(issues: Issues, doc: Doc, key: str, path: str) -> float | None:
+    """Field `key` as an Envoy `Percent` message `{value: 0..100}`."""
+    pct = get_map(issues, doc, key, path, _PERCENT)
+    if pct is None:
+        return None
+    p = at(path, key)
+    value = pct.get("value", 0.0)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        issues.add(at(p, "value"), f"expected a number 0..100, got {kind_of(value)}")
+        return None
+    if not 0 <= value <= 100:
+        issues.add(at(p, "value"), f"expected a number 0..100, got {value}")
+        return None
+    return float(value)

@@ -22,6 +22,7 @@ from ._fields import (
     obj,
     typed_config,
 )
+from ._filters import http_filters
 from ._routes import ClusterRefs
 
 __all__ = ["HCM_NAME", "TCP_PROXY_NAME", "translate_listener"]
@@ -32,8 +33,6 @@ HCM_TYPE: Final = (
 )
 TCP_PROXY_NAME: Final = "envoy.filters.network.tcp_proxy"
 TCP_PROXY_TYPE: Final = "envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy"
-ROUTER_NAME: Final = "envoy.filters.http.router"
-ROUTER_TYPE: Final = "envoy.extensions.filters.http.router.v3.Router"
 LISTENER_TYPE: Final = "type.googleapis.com/envoy.config.listener.v3.Listener"
 
 _LISTENER: Final = frozenset({"name", "address", "filter_chains", "@type"})
@@ -51,34 +50,14 @@ _HCM: Final = frozenset(
         "request_headers_timeout",
         "http2_protocol_options",
         "use_remote_address",
+        "stream_idle_timeout",
     }
 )
 _HCM_COMMON: Final = frozenset({"idle_timeout", "max_headers_count"})
 _HCM_H2: Final = frozenset({"max_concurrent_streams"})
-_HTTP_FILTER: Final = frozenset({"name", "typed_config"})
 _TCP: Final = frozenset({"stat_prefix", "cluster", "idle_timeout"})
 _CODECS: Final = {"AUTO": "auto", "HTTP1": "http1", "HTTP2": "http2"}
 _U32_MAX: Final = 2**32 - 1
-
-
-def _router(issues: Issues, filters: list[object], path: str) -> None:
-    if not filters:
-        return  # Envoy and fastmesh both run the router alone.
-    for i, raw in enumerate(filters):
-        p = item(path, i)
-        f = obj(issues, raw, p, _HTTP_FILTER)
-        if f is None:
-            continue
-        name = get_str(issues, f, "name", p, required=True)
-        if name is not None and name != ROUTER_NAME:
-            issues.add(
-                at(p, "name"),
-                f"HTTP filter {name!r} is {NOT_SUPPORTED}; only {ROUTER_NAME} is",
-            )
-            continue
-        typed_config(issues, f, "typed_config", p, ROUTER_TYPE, frozenset())
-        if i != len(filters) - 1:
-            issues.add(p, f"{ROUTER_NAME} must be the last HTTP filter")
 
 
 def _hcm(issues: Issues, cfg: Doc, path: str, refs: ClusterRefs) -> dict[str, Any] | None:
@@ -117,7 +96,14 @@ def _hcm(issues: Issues, cfg: Doc, path: str, refs: ClusterRefs) -> dict[str, An
         )
         if streams is not None:
             out["max_concurrent_streams"] = streams
-    _router(issues, list(get_list(issues, cfg, "http_filters", path)), at(path, "http_filters"))
+    stream_idle = get_duration_ms(issues, cfg, "stream_idle_timeout", path)
+    if stream_idle is not None:
+        out["stream_idle_timeout_ms"] = stream_idle  # 0 = disabled, as in Envoy
+    chain, filter_kinds = http_filters(
+        issues, list(get_list(issues, cfg, "http_filters", path)), at(path, "http_filters")
+    )
+    if chain:
+        out["http_filters"] = chain
     if "route_config" not in cfg:
         issues.add(
             at(path, "route_config"),
@@ -125,7 +111,7 @@ def _hcm(issues: Issues, cfg: Doc, path: str, refs: ClusterRefs) -> dict[str, An
         )
         return None
     rc = _speedups.translate_route_config(
-        issues, cfg["route_config"], at(path, "route_config"), refs
+        issues, cfg["route_config"], at(path, "route_config"), refs, filter_kinds
     )
     if rc is None or stat_prefix is None:
         return None

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from typing import Any, Final
 
+from ._actions import FORWARD_POLICIES, forward_policies, redirect_action, retry_policy
 from ._errors import Issues
 from ._fields import (
-    NOT_SUPPORTED,
     Doc,
     at,
     get_bool,
@@ -20,221 +19,67 @@ from ._fields import (
     item,
     obj,
 )
+from ._filters import FilterKinds, filter_overrides
+from ._headers import MUTATION_FIELDS, header_mutation
+from ._match import check_regex, header_matcher, string_matcher
 
 __all__ = ["ClusterRefs", "translate_route_config"]
 
 #: (field path, cluster name) of every cluster a route names; checked once clusters are known.
 ClusterRefs = list[tuple[str, str]]
 
-_MUTATION_FIELDS: Final = frozenset(
-    {
-        "request_headers_to_add",
-        "request_headers_to_remove",
-        "response_headers_to_add",
-        "response_headers_to_remove",
-    }
+_ROUTE_CONFIG: Final = frozenset({"name", "virtual_hosts"}) | MUTATION_FIELDS
+_VHOST: Final = (
+    frozenset({"name", "domains", "routes", "retry_policy", "cors", "typed_per_filter_config"})
+    | MUTATION_FIELDS
 )
-_ROUTE_CONFIG: Final = frozenset({"name", "virtual_hosts"}) | _MUTATION_FIELDS
-_VHOST: Final = frozenset({"name", "domains", "routes"}) | _MUTATION_FIELDS
-_ROUTE: Final = frozenset({"name", "match", "route", "direct_response"}) | _MUTATION_FIELDS
-_MATCH: Final = frozenset({"prefix", "path", "safe_regex", "case_sensitive", "headers"})
-_REGEX: Final = frozenset({"regex", "google_re2"})
-_HEADER_MATCHER: Final = frozenset({"name", "string_match", "present_match", "invert_match"})
-_STRING_MATCH: Final = frozenset(
-    {"exact", "prefix", "suffix", "contains", "safe_regex", "ignore_case"}
+_ROUTE: Final = (
+    frozenset({"name", "match", "route", "direct_response", "redirect", "typed_per_filter_config"})
+    | MUTATION_FIELDS
 )
-_ACTION: Final = frozenset({"cluster", "timeout", "prefix_rewrite", "host_rewrite_literal"})
+_MATCH: Final = frozenset(
+    {"prefix", "path", "safe_regex", "case_sensitive", "headers", "query_parameters"}
+)
+_QUERY_PARAMETER: Final = frozenset({"name", "string_match", "present_match"})
+_ACTION: Final = (
+    frozenset({"cluster", "timeout", "prefix_rewrite", "host_rewrite_literal", "cors"})
+    | FORWARD_POLICIES
+)
+_ACTIONS: Final = ("route", "direct_response", "redirect")
 _DIRECT: Final = frozenset({"status", "body"})
 _BODY: Final = frozenset({"inline_string"})
-_HVO: Final = frozenset({"header", "append_action", "append"})
-_HEADER: Final = frozenset({"key", "value"})
-
-_APPEND_ACTIONS: Final = {"APPEND_IF_EXISTS_OR_ADD": True, "OVERWRITE_IF_EXISTS_OR_ADD": False}
-# Envoy: pseudo-headers and `host` cannot be added or removed by header mutations.
-_PROTECTED: Final = "pseudo-headers (':...') and 'host' cannot be modified"
-# Python `re` accepts these, RE2 (Envoy's engine) does not.
-_NOT_RE2: Final = re.compile(r"\(\?<?[=!]|\\[1-9]|\(\?P=|\(\?>|[*+?}]\+")
-_ESCAPED: Final = re.compile(r"\\[^1-9]")
-_HEADER_NAME: Final = re.compile(r"[!#$%&'*+\-.^_`|~0-9a-z]+")
+#: Virtual-host fields read by `_vhost_policies` (off the hot path).
+_VHOST_POLICIES: Final = frozenset({"retry_policy", "cors", "typed_per_filter_config"})
 
 
-def check_regex(issues: Issues, doc: Doc, path: str) -> str | None:
-    """A `RegexMatcher` ({regex, google_re2: {}}) -> the pattern.
-
-    Python's `re` is a close first check of RE2 syntax; the constructs where the two
-    differ in *acceptance* (lookaround, backreferences, possessive/atomic groups) are
-    refused explicitly because Envoy's RE2 rejects them.
-    """
-    m = obj(issues, doc, path, _REGEX)
-    if m is None:
+def _query_parameter(issues: Issues, raw: object, path: str) -> dict[str, Any] | None:
+    """A `QueryParameterMatcher` -> native `QueryParameterMatcher`."""
+    q = obj(issues, raw, path, _QUERY_PARAMETER)
+    if q is None:
         return None
-    google = m.get("google_re2")
-    if google is not None and google != {}:
-        issues.add(at(path, "google_re2"), "only an empty google_re2 {} is supported")
-    pattern = get_str(issues, m, "regex", path, required=True)
-    if pattern is None:
+    name = get_str(issues, q, "name", path, required=True, non_empty=True)
+    present = get_bool(issues, q, "present_match", path)
+    if ("string_match" in q) == (present is not None):
+        issues.add(path, "expected exactly one of string_match, present_match")
         return None
-    if _NOT_RE2.search(_ESCAPED.sub("x", pattern)):
-        issues.add(
-            at(path, "regex"),
-            f"RE2 does not support lookaround, backreferences or possessive/atomic groups: "
-            f"{pattern!r}",
-        )
+    if present is False:
+        issues.add(at(path, "present_match"), "expected present_match: true")
         return None
-    try:
-        re.compile(pattern)
-    except re.error as exc:
-        issues.add(at(path, "regex"), f"invalid regular expression {pattern!r}: {exc}")
-        return None
-    return pattern
+    out: dict[str, Any] = {"name": name}
+    if "string_match" in q:
+        out["value"] = string_matcher(issues, q["string_match"], at(path, "string_match"))
+        if out["value"] is None:
+            return None
+    return None if name is None else out
 
 
-def _header_name(issues: Issues, name: str, path: str, *, mutation: bool) -> str | None:
-    lower = name.lower()
-    body = lower[1:] if lower.startswith(":") and not mutation else lower
-    if not _HEADER_NAME.fullmatch(body):
-        issues.add(path, f"expected a valid HTTP header name, got {name!r}")
-        return None
-    if mutation and (lower.startswith(":") or lower == "host"):
-        issues.add(path, f"{_PROTECTED}, got {name!r}")
-        return None
-    return lower
-
-
-def header_value(issues: Issues, value: str, path: str) -> str | None:
-    """A header value to add. Envoy reads `%COMMAND%` in values (`%%` is a literal `%`);
-    fastmesh sends values literally, so a command is an error rather than a silent change.
-    """
-    if "%" not in value:
-        return value
-    if "%" in value.replace("%%", ""):
-        issues.add(
-            path,
-            f"%COMMAND% substitutions are {NOT_SUPPORTED}; write %% for a literal %, got {value!r}",
-        )
-        return None
-    return value.replace("%%", "%")
-
-
-def _headers_to_add(issues: Issues, doc: Doc, key: str, path: str) -> list[dict[str, Any]]:
-    out: list[dict[str, Any]] = []
-    base = at(path, key)
-    for i, raw in enumerate(get_list(issues, doc, key, path)):
-        p = item(base, i)
-        hvo = obj(issues, raw, p, _HVO)
-        if hvo is None:
-            continue
-        header = get_map(issues, hvo, "header", p, _HEADER, required=True)
-        append = True
-        action = hvo.get("append_action")
-        legacy = get_bool(issues, hvo, "append", p)
-        if action is not None:
-            if legacy is not None:
-                issues.add(at(p, "append"), "append and append_action are mutually exclusive")
-            if isinstance(action, str) and action in _APPEND_ACTIONS:
-                append = _APPEND_ACTIONS[action]
-            else:
-                issues.add(
-                    at(p, "append_action"),
-                    f"expected APPEND_IF_EXISTS_OR_ADD or OVERWRITE_IF_EXISTS_OR_ADD, "
-                    f"got {action!r}",
-                )
-        elif legacy is not None:
-            append = legacy
-        if header is None:
-            continue
-        hp = at(p, "header")
-        key_ = get_str(issues, header, "key", hp, required=True, non_empty=True)
-        value = get_str(issues, header, "value", hp)
-        if value is not None:
-            value = header_value(issues, value, at(hp, "value"))
-            if value is None:
-                continue
-        if key_ is None:
-            continue
-        name = _header_name(issues, key_, at(hp, "key"), mutation=True)
-        if name is not None:
-            out.append({"name": name, "value": value or "", "append": append})
-    return out
-
-
-def _headers_to_remove(issues: Issues, doc: Doc, key: str, path: str) -> list[str]:
-    out: list[str] = []
-    base = at(path, key)
-    for i, raw in enumerate(get_list(issues, doc, key, path)):
-        p = item(base, i)
-        if not isinstance(raw, str) or not raw:
-            issues.add(p, f"expected a header name, got {raw!r}")
-            continue
-        name = _header_name(issues, raw, p, mutation=True)
-        if name is not None:
-            out.append(name)
-    return out
-
-
-def header_mutation(issues: Issues, doc: Doc, path: str) -> dict[str, Any]:
-    """The four `*_headers_to_{add,remove}` fields of one level as a native HeaderMutation.
-
-    Empty lists are omitted (native defaults), which keeps 10k-vhost snapshots small.
-    """
-    out: dict[str, Any] = {}
-    if "request_headers_to_add" in doc:
-        out["request_add"] = _headers_to_add(issues, doc, "request_headers_to_add", path)
-    if "request_headers_to_remove" in doc:
-        out["request_remove"] = _headers_to_remove(issues, doc, "request_headers_to_remove", path)
-    if "response_headers_to_add" in doc:
-        out["response_add"] = _headers_to_add(issues, doc, "response_headers_to_add", path)
-    if "response_headers_to_remove" in doc:
-        out["response_remove"] = _headers_to_remove(issues, doc, "response_headers_to_remove", path)
-    return out
-
-
-def _string_match(issues: Issues, doc: Doc, path: str) -> dict[str, Any] | None:
-    sm = obj(issues, doc, path, _STRING_MATCH)
-    if sm is None:
-        return None
-    if get_bool(issues, sm, "ignore_case", path):
-        issues.add(at(path, "ignore_case"), "only ignore_case: false is supported")
-    kinds = [k for k in ("exact", "prefix", "suffix", "contains", "safe_regex") if k in sm]
-    if len(kinds) != 1:
-        issues.add(
-            path,
-            "expected exactly one of exact, prefix, suffix, contains, safe_regex"
-            + (f", got {', '.join(kinds)}" if kinds else ""),
-        )
-        return None
-    kind = kinds[0]
-    if kind == "safe_regex":
-        pattern = check_regex(issues, sm["safe_regex"], at(path, "safe_regex"))  # type: ignore[arg-type]
-        return None if pattern is None else {"regex": pattern}
-    value = get_str(issues, sm, kind, path)
-    return None if value is None else {kind: value}
-
-
-def _header_matcher(issues: Issues, raw: object, path: str) -> dict[str, Any] | None:
-    hm = obj(issues, raw, path, _HEADER_MATCHER)
-    if hm is None:
-        return None
-    name = get_str(issues, hm, "name", path, required=True, non_empty=True)
-    invert = get_bool(issues, hm, "invert_match", path) or False
-    present = get_bool(issues, hm, "present_match", path)
-    kind: dict[str, Any] | None
-    if "string_match" in hm:
-        if present is not None:
-            issues.add(path, "expected only one of string_match, present_match")
-        kind = _string_match(issues, hm["string_match"], at(path, "string_match"))  # type: ignore[arg-type]
-    else:
-        # Envoy: no match specifier means "the header is present".
-        kind = {"present": True if present is None else present}
-    if name is None or kind is None:
-        return None
-    lower = _header_name(issues, name, at(path, "name"), mutation=False)
-    if lower is None:
-        return None
-    out: dict[str, Any] = {"name": lower, "match": kind}
-    if invert:
-        out["invert"] = True
-    return out
+def query_parameters(issues: Issues, m: Doc, path: str) -> list[dict[str, Any] | None]:
+    """A route match's `query_parameters` (None for each broken one)."""
+    base = at(path, "query_parameters")
+    return [
+        _query_parameter(issues, q, item(base, i))
+        for i, q in enumerate(get_list(issues, m, "query_parameters", path))
+    ]
 
 
 def _route_match(issues: Issues, raw: object, path: str) -> dict[str, Any] | None:
@@ -250,7 +95,7 @@ def _route_match(issues: Issues, raw: object, path: str) -> dict[str, Any] | Non
         )
         path_match: dict[str, str] | None = None
     elif kinds[0] == "safe_regex":
-        pattern = check_regex(issues, m["safe_regex"], at(path, "safe_regex"))  # type: ignore[arg-type]
+        pattern = check_regex(issues, m["safe_regex"], at(path, "safe_regex"))
         path_match = None if pattern is None else {"regex": pattern}
     else:
         value = get_str(issues, m, kinds[0], path)
@@ -264,11 +109,16 @@ def _route_match(issues: Issues, raw: object, path: str) -> dict[str, Any] | Non
     if "headers" in m:
         base = at(path, "headers")
         headers = [
-            _header_matcher(issues, h, item(base, i))
+            header_matcher(issues, h, item(base, i))
             for i, h in enumerate(get_list(issues, m, "headers", path))
         ]
         out["headers"] = headers
         if None in headers:
+            return None
+    if "query_parameters" in m:
+        params = query_parameters(issues, m, path)
+        out["query_parameters"] = params
+        if None in params:
             return None
     return None if path_match is None else out
 
@@ -279,10 +129,12 @@ def _forward(
     a = obj(issues, raw, path, _ACTION)
     if a is None:
         return None
-    cluster = get_str(issues, a, "cluster", path, required=True, non_empty=True)
-    out: dict[str, Any] = {"cluster": cluster}
-    if cluster is not None:
-        refs.append((at(path, "cluster"), cluster))
+    out: dict[str, Any] = {}
+    if "weighted_clusters" not in a:  # else `forward_policies` reads the split
+        cluster = get_str(issues, a, "cluster", path, required=True, non_empty=True)
+        if cluster is not None:
+            refs.append((at(path, "cluster"), cluster))
+            out["cluster"] = cluster
     timeout = get_duration_ms(issues, a, "timeout", path)
     if timeout is not None:
         out["timeout_ms"] = timeout
@@ -297,7 +149,9 @@ def _forward(
     host = get_str(issues, a, "host_rewrite_literal", path, non_empty=True)
     if host is not None:
         out["host_rewrite"] = host
-    return out if cluster is not None else None
+    if not FORWARD_POLICIES.isdisjoint(a):
+        forward_policies(issues, a, path, out, refs)
+    return out if "cluster" in out or "weighted_clusters" in out else None
 
 
 def _direct(issues: Issues, raw: object, path: str) -> dict[str, Any] | None:
@@ -312,7 +166,9 @@ def _direct(issues: Issues, raw: object, path: str) -> dict[str, Any] | None:
     return None if status is None else {"status": status, "body": body}
 
 
-def _route(issues: Issues, raw: object, path: str, refs: ClusterRefs) -> dict[str, Any] | None:
+def _route(
+    issues: Issues, raw: object, path: str, refs: ClusterRefs, filters: FilterKinds
+) -> dict[str, Any] | None:
     r = obj(issues, raw, path, _ROUTE)
     if r is None:
         return None
@@ -320,28 +176,61 @@ def _route(issues: Issues, raw: object, path: str, refs: ClusterRefs) -> dict[st
     if "match" not in r:
         issues.add(at(path, "match"), "required field is missing")
     matcher = _route_match(issues, r.get("match"), at(path, "match")) if "match" in r else None
-    actions = [k for k in ("route", "direct_response") if k in r]
+    actions = [k for k in _ACTIONS if k in r]
     action: dict[str, Any] | None = None
+    is_regex = isinstance(r.get("match"), Mapping) and "safe_regex" in r["match"]  # type: ignore[operator]
     if len(actions) != 1:
         issues.add(
             path,
-            "expected exactly one of route, direct_response"
+            f"expected exactly one of {', '.join(_ACTIONS)}"
             + (f", got {', '.join(actions)}" if actions else ""),
         )
     elif actions[0] == "route":
-        is_regex = isinstance(r.get("match"), Mapping) and "safe_regex" in r["match"]  # type: ignore[operator]
         fwd = _forward(issues, r["route"], at(path, "route"), is_regex, refs)
         action = None if fwd is None else {"forward": fwd}
-    else:
+    elif actions[0] == "direct_response":
         direct = _direct(issues, r["direct_response"], at(path, "direct_response"))
         action = None if direct is None else {"direct": direct}
+    else:
+        redirect = redirect_action(issues, r["redirect"], at(path, "redirect"), is_regex)
+        action = None if redirect is None else {"redirect": redirect}
     headers = header_mutation(issues, r, path)
+    overrides = None
+    route_doc = r.get("route")
+    if "typed_per_filter_config" in r or (isinstance(route_doc, Mapping) and "cors" in route_doc):
+        overrides = route_overrides(issues, r, path, filters)
     if matcher is None or action is None:
         return None
     out: dict[str, Any] = {"name": name, "match": matcher, "action": action}
     if headers:
         out["headers"] = headers
+    if overrides:
+        out["filter_overrides"] = overrides
     return out
+
+
+def route_overrides(issues: Issues, r: Doc, path: str, filters: FilterKinds) -> dict[str, Any]:
+    """A route's `typed_per_filter_config` and its action's deprecated inline `cors`."""
+    action = r.get("route")
+    inline = None
+    if isinstance(action, Mapping) and "cors" in action:
+        inline = (action["cors"], at(at(path, "route"), "cors"))
+    return filter_overrides(issues, r, path, filters, inline)
+
+
+def vhost_policies(
+    issues: Issues, vh: Doc, path: str, routes: list[dict[str, Any]], filters: FilterKinds
+) -> dict[str, Any]:
+    """A virtual host's `retry_policy` (folded into each of its forward routes without
+    one: the engine reads only the route's), and its filter overrides (returned)."""
+    if "retry_policy" in vh:
+        retry = retry_policy(issues, vh["retry_policy"], at(path, "retry_policy"))
+        for route in routes:
+            fwd = route["action"].get("forward") if route is not None else None
+            if retry is not None and fwd is not None:
+                fwd.setdefault("retry_policy", retry)
+    inline = (vh["cors"], at(path, "cors")) if "cors" in vh else None
+    return filter_overrides(issues, vh, path, filters, inline)
 
 
 def _check_domain(issues: Issues, domain: str, path: str) -> bool:
@@ -358,7 +247,12 @@ def _check_domain(issues: Issues, domain: str, path: str) -> bool:
 
 
 def _virtual_host(
-    issues: Issues, raw: object, path: str, refs: ClusterRefs, seen_domains: dict[str, str]
+    issues: Issues,
+    raw: object,
+    path: str,
+    refs: ClusterRefs,
+    seen_domains: dict[str, str],
+    filters: FilterKinds,
 ) -> dict[str, Any] | None:
     vh = obj(issues, raw, path, _VHOST)
     if vh is None:
@@ -385,25 +279,31 @@ def _virtual_host(
         domains.append(lower)
     rpath = at(path, "routes")
     routes = [
-        _route(issues, r, item(rpath, i), refs)
+        _route(issues, r, item(rpath, i), refs, filters)
         for i, r in enumerate(get_list(issues, vh, "routes", path))
     ]
     headers = header_mutation(issues, vh, path)
+    overrides = None
+    if not _VHOST_POLICIES.isdisjoint(vh):
+        overrides = vhost_policies(issues, vh, path, routes, filters)  # type: ignore[arg-type]
     if name is None or None in routes:
         return None
     out: dict[str, Any] = {"name": name, "domains": domains, "routes": routes}
     if headers:
         out["headers"] = headers
+    if overrides:
+        out["filter_overrides"] = overrides
     return out
 
 
 def translate_route_config(
-    issues: Issues, raw: object, path: str, refs: ClusterRefs
+    issues: Issues, raw: object, path: str, refs: ClusterRefs, filters: FilterKinds
 ) -> dict[str, Any] | None:
     """An inline Envoy `RouteConfiguration` at `path` -> native `RouteConfiguration`.
 
     Cluster names that routes forward to are appended to `refs` for the caller to
-    check against the clusters it knows.
+    check against the clusters it knows; `filters` (HTTP filter name -> kind) are the
+    listener's filters that `typed_per_filter_config` may name.
     """
     rc = obj(issues, raw, path, _ROUTE_CONFIG)
     if rc is None:
@@ -415,7 +315,7 @@ def translate_route_config(
     vhosts: list[dict[str, Any] | None] = []
     for i, raw_vh in enumerate(get_list(issues, rc, "virtual_hosts", path)):
         p = item(vpath, i)
-        vh = _virtual_host(issues, raw_vh, p, refs, seen_domains)
+        vh = _virtual_host(issues, raw_vh, p, refs, seen_domains, filters)
         vhosts.append(vh)
         if vh is not None:
             first = seen_names.setdefault(vh["name"], p)

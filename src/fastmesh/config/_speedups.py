@@ -13,6 +13,7 @@ from typing import Any
 from ._endpoints import translate_endpoints as py_translate_endpoints
 from ._errors import Issues
 from ._fields import Doc
+from ._filters import FilterKinds
 from ._routes import ClusterRefs
 from ._routes import translate_route_config as py_translate_route_config
 
@@ -24,7 +25,9 @@ __all__ = [
     "translate_route_config",
 ]
 
-RouteConfigTranslator = Callable[[Issues, object, str, ClusterRefs], "dict[str, Any] | None"]
+RouteConfigTranslator = Callable[
+    [Issues, object, str, ClusterRefs, FilterKinds], "dict[str, Any] | None"
+]
 EndpointsTranslator = Callable[[Issues, Doc, str, "str | None"], "list[dict[str, Any]]"]
 
 translate_route_config: RouteConfigTranslator = py_translate_route_config
@@ -36,7 +39,10 @@ if os.environ.get("FASTMESH_PURE_PYTHON", "") in ("", "0"):
     try:
         from fastmesh_ext.endpoints import translate_endpoints as _compiled_endpoints
         from fastmesh_ext.routes import translate_route_config as _compiled_routes
-    except ImportError:  # the ext distribution is not installed: stay pure Python
+    # ImportError: the ext distribution is not installed. AttributeError: it was built
+    # from an older tree and reads constants this one no longer has. Either way the
+    # pure-Python twins are correct, only slower.
+    except (ImportError, AttributeError):
         pass
     else:
         translate_route_config = _compiled_routes
