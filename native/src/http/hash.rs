@@ -29,9 +29,9 @@ pub fn request_hash(
             HashPolicyKind::Header(name) => header_hash(headers, name),
             HashPolicyKind::Cookie(name) => cookie_value(headers, name).map(|v| xxh64(v, 0)),
             HashPolicyKind::SourceIp => Some(ip_hash(peer)),
-            HashPolicyKind::QueryParameter(name) => {
-                query.and_then(|q| query_value(q, name)).map(|v| xxh64(v, 0))
-            }
+            HashPolicyKind::QueryParameter(name) => query
+                .and_then(|q| query_value(q, name))
+                .map(|v| xxh64(v, 0)),
         };
         if let Some(h) = h {
             acc = Some(acc.map_or(0, |a| a.rotate_left(1)) ^ h);
@@ -71,7 +71,8 @@ fn cookie_value<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h [u8]> {
         .find_map(|pair| {
             let pair = pair.trim_ascii();
             let eq = pair.iter().position(|&b| b == b'=')?;
-            (pair[..eq].trim_ascii() == name.as_bytes()).then(|| unquote(pair[eq + 1..].trim_ascii()))
+            (pair[..eq].trim_ascii() == name.as_bytes())
+                .then(|| unquote(pair[eq + 1..].trim_ascii()))
         })
         .filter(|v| !v.is_empty())
 }
@@ -86,10 +87,12 @@ fn unquote(v: &[u8]) -> &[u8] {
 /// The raw (not percent-decoded) value of the first `name` parameter; a bare `name`
 /// has the empty value, as Envoy parses it.
 fn query_value<'q>(query: &'q str, name: &str) -> Option<&'q [u8]> {
-    query.split('&').find_map(|param| match param.split_once('=') {
-        Some((k, v)) => (k == name).then_some(v.as_bytes()),
-        None => (param == name).then_some(&b""[..]),
-    })
+    query
+        .split('&')
+        .find_map(|param| match param.split_once('=') {
+            Some((k, v)) => (k == name).then_some(v.as_bytes()),
+            None => (param == name).then_some(&b""[..]),
+        })
 }
 
 /// The hash of the IP's text form (`10.0.0.1`, `::1`), formatted on the stack.
@@ -232,7 +235,10 @@ mod tests {
     #[test]
     fn cookie_policy_finds_the_named_cookie_across_headers() {
         let p = [policy(HashPolicyKind::Cookie("session".into()), false)];
-        let h = headers(&[("cookie", "a=1; sess=2"), ("cookie", "x=y;  session=\"abc\" ")]);
+        let h = headers(&[
+            ("cookie", "a=1; sess=2"),
+            ("cookie", "x=y;  session=\"abc\" "),
+        ]);
         assert_eq!(request_hash(&p, &h, None, PEER), Some(xxh64(b"abc", 0)));
         let none = headers(&[("cookie", "sessionid=1; session=")]);
         assert_eq!(request_hash(&p, &none, None, PEER), None);
