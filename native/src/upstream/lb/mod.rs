@@ -163,7 +163,10 @@ impl Balancer {
     /// host of that level by the cluster's policy. `None` when no host is usable.
     pub fn pick(&self, ctx: &PickCtx<'_>) -> Option<Arc<EndpointRt>> {
         let view = self.view.load();
-        let h = ctx.hash.unwrap_or_else(|| fastrand::u64(..));
+        let h = ctx
+            .hash
+            .filter(|_| self.policy.hashes())
+            .unwrap_or_else(|| fastrand::u64(..));
         let level = view.level(h)?;
         if level.panic {
             self.stats.inc(cs::LB_PANIC);
@@ -465,5 +468,47 @@ mod tests {
             assert!(x == y || *x == 3, "a key moved from host {x} to {y}");
         }
         assert!(before.iter().filter(|&&x| x == 3).count() > 0);
+    }
+
+    /// What Envoy 1.40 answered for `x-key: key-0` .. `key-39` through a header
+    /// hash policy, with these four endpoints in this order (backend i at 127.0.0.1:1910(i+1)).
+    const ENVOY_RING: &str = "2333013233000203012230302033321033200312";
+    const ENVOY_MAGLEV: &str = "3202220333130102321131223023212032301333";
+
+    #[test]
+    fn keys_land_on_the_host_envoy_picks() {
+        use crate::config::{HashPolicy, HashPolicyKind};
+        use crate::http::hash::request_hash;
+        let policy = [HashPolicy {
+            kind: HashPolicyKind::Header("x-key".into()),
+            terminal: false,
+        }];
+        for (lb, want) in [
+            (LbPolicy::RingHash, ENVOY_RING),
+            (LbPolicy::Maglev, ENVOY_MAGLEV),
+        ] {
+            let eps = (1..=4)
+                .map(|i| {
+                    Arc::new(EndpointRt::new(EndpointAddr {
+                        addr: SocketAddr::from(([127, 0, 0, 1], 19100 + i)),
+                        weight: 1,
+                        priority: 0,
+                    }))
+                })
+                .collect();
+            let b = balancer(&cluster(lb), EndpointSet::new(eps));
+            let got: String = (0..40)
+                .map(|k| {
+                    let mut headers = http::HeaderMap::new();
+                    let value = http::HeaderValue::from_str(&format!("key-{k}")).unwrap();
+                    headers.insert("x-key", value);
+                    let peer = std::net::Ipv4Addr::LOCALHOST.into();
+                    let hash = request_hash(&policy, &headers, None, peer);
+                    let i = pick_index(&b, &PickCtx { hash, avoid: &[] });
+                    char::from(b'0' + i as u8)
+                })
+                .collect();
+            assert_eq!(got, want, "{lb:?}");
+        }
     }
 }

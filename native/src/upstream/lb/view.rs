@@ -12,10 +12,13 @@ use super::weighted::{Schedule, Weights};
 use super::{EndpointRt, EndpointSet};
 use crate::config::{Cluster, LbPolicy};
 
-/// Envoy's defaults for `ring_hash_lb_config` and `maglev_lb_config`.
+/// Envoy's defaults for `ring_hash_lb_config` and `maglev_lb_config`; the ring's
+/// default maximum is also Envoy's upper bound.
 const DEFAULT_MIN_RING: u64 = 1024;
-const DEFAULT_MAX_RING: u64 = 8 * 1024 * 1024;
+const MAX_RING: u64 = 8 * 1024 * 1024;
 const DEFAULT_MAGLEV_TABLE: u64 = 65537;
+/// Envoy's largest accepted Maglev table (a prime).
+const MAX_MAGLEV_TABLE: u64 = 5_000_011;
 
 /// The balancer settings a view is built with, taken from the cluster once.
 #[derive(Debug, Clone)]
@@ -31,14 +34,25 @@ impl Policy {
         Policy {
             lb: cluster.lb_policy,
             panic_threshold: cluster.healthy_panic_threshold,
+            // Bounded as Envoy's config validation bounds them, so a bad snapshot
+            // cannot make a rebuild allocate without limit.
             ring: cluster
                 .ring_hash
                 .as_ref()
-                .map_or((DEFAULT_MIN_RING, DEFAULT_MAX_RING), |r| {
-                    (r.min_ring_size, r.max_ring_size)
+                .map_or((DEFAULT_MIN_RING, MAX_RING), |r| {
+                    (r.min_ring_size.min(MAX_RING), r.max_ring_size.min(MAX_RING))
                 }),
-            maglev_table_size: cluster.maglev_table_size.unwrap_or(DEFAULT_MAGLEV_TABLE),
+            maglev_table_size: cluster
+                .maglev_table_size
+                .unwrap_or(DEFAULT_MAGLEV_TABLE)
+                .min(MAX_MAGLEV_TABLE),
         }
+    }
+
+    /// The policy places requests by their hash (which then also picks the level, as
+    /// Envoy's ring hash and Maglev do); the others draw at random.
+    pub fn hashes(&self) -> bool {
+        matches!(self.lb, LbPolicy::RingHash | LbPolicy::Maglev)
     }
 }
 
