@@ -123,6 +123,7 @@ const AVOID_REPICKS: u32 = 3;
 #[derive(Debug)]
 pub struct Balancer {
     policy: Policy,
+    /// The current endpoints, health flags included (membership counts, admin).
     pub set: ArcSwap<EndpointSet>,
     view: ArcSwap<View>,
     /// Serialises rebuilds so the last view stored reflects the last set and health.
@@ -185,7 +186,8 @@ impl Balancer {
                 attempt += 1;
             }
             if avoided(idx) {
-                // Only tried hosts left in the level: reuse one rather than fail.
+                // The re-picks kept landing on tried hosts: take any untried host of
+                // the level, else a tried one rather than none.
                 idx = level.scan(|i| !avoided(i)).unwrap_or(idx);
             }
         }
