@@ -37,7 +37,7 @@ impl ClusterRt {
         stats.set(cs::MEMBERSHIP_TOTAL, set.endpoints.len() as u64);
         ClusterRt {
             name: config.name.clone(),
-            lb: Balancer::new(&config, set),
+            lb: Balancer::new(&config, set, stats.clone()),
             breakers: Breakers::new(&config.circuit_breakers, stats.clone()),
             outlier: config
                 .outlier_detection
