@@ -19,7 +19,7 @@ use crate::http::server::HttpRt;
 use crate::listener::{self, ListenerHandle, ListenerKind, ListenerRt};
 use crate::stats::{cluster as cs, listener as ls, Registry};
 use crate::tcp::TcpRt;
-use crate::upstream::{dns, health_check, ClusterRt};
+use crate::upstream::{dns, health_check, outlier, ClusterRt};
 
 /// Why `apply` refused a snapshot. Nothing changed when one is returned.
 #[derive(Debug, thiserror::Error)]
@@ -204,6 +204,9 @@ impl Engine {
             }
             if !c.config.health_checks.is_empty() {
                 health_check::spawn(&self.handle, c);
+            }
+            if c.outlier.is_some() {
+                outlier::spawn(&self.handle, c);
             }
         }
         self.clusters.store(Arc::new(clusters));
