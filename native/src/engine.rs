@@ -19,7 +19,8 @@ use crate::http::server::HttpRt;
 use crate::listener::{self, ListenerHandle, ListenerKind, ListenerRt};
 use crate::stats::{cluster as cs, listener as ls, Registry};
 use crate::tcp::TcpRt;
-use crate::upstream::{dns, health_check, ClusterRt};
+use crate::upstream::lb::EndpointHealth;
+use crate::upstream::{dns, health_check, outlier, ClusterRt};
 
 /// Why `apply` refused a snapshot. Nothing changed when one is returned.
 #[derive(Debug, thiserror::Error)]
@@ -41,12 +42,29 @@ pub struct EndpointInfo {
     pub requests: u64,
     pub failures: u64,
     pub connect_failures: u64,
+    /// Envoy's words: `healthy`, or the failed flags run together
+    /// (`/failed_active_hc/failed_outlier_check`).
+    pub health_flags: String,
+    pub priority: u32,
+    /// Last outlier sweep's success rate, percent; -1 when not computed.
+    pub success_rate: f64,
+    /// Times outlier detection ejected this host.
+    pub outlier_ejections: u32,
+}
+
+/// The cluster-wide outlier numbers Envoy prints as `<cluster>::outlier::*`.
+#[derive(Debug, Clone, Copy)]
+pub struct OutlierInfo {
+    pub success_rate_average: f64,
+    pub success_rate_ejection_threshold: f64,
 }
 
 #[derive(Debug, Clone)]
 pub struct ClusterInfo {
     pub name: String,
     pub endpoints: Vec<EndpointInfo>,
+    /// Present when the cluster has outlier detection.
+    pub outlier: Option<OutlierInfo>,
 }
 
 type Clusters = HashMap<String, Arc<ClusterRt>>;
@@ -205,6 +223,9 @@ impl Engine {
             if !c.config.health_checks.is_empty() {
                 health_check::spawn(&self.handle, c);
             }
+            if c.outlier.is_some() {
+                outlier::spawn(&self.handle, c);
+            }
         }
         self.clusters.store(Arc::new(clusters));
         let mut next = BTreeMap::new();
@@ -302,8 +323,16 @@ impl Engine {
                         requests: e.rq_total.load(Ordering::Relaxed),
                         failures: e.rq_error.load(Ordering::Relaxed),
                         connect_failures: e.cx_connect_fail.load(Ordering::Relaxed),
+                        health_flags: health_flags(&e.health),
+                        priority: e.priority,
+                        success_rate: e.outlier.success_rate(),
+                        outlier_ejections: e.outlier.ejections(),
                     })
                     .collect(),
+                outlier: c.outlier.as_ref().map(|od| OutlierInfo {
+                    success_rate_average: od.success_rate_average(),
+                    success_rate_ejection_threshold: od.success_rate_ejection_threshold(),
+                }),
             })
             .collect();
         out.sort_by(|a, b| a.name.cmp(&b.name));
@@ -365,6 +394,21 @@ impl Drop for Engine {
     fn drop(&mut self) {
         self.shutdown();
     }
+}
+
+/// Envoy's `HostUtility::healthFlagsToString`, for the flags fastmesh sets.
+fn health_flags(h: &EndpointHealth) -> String {
+    let mut flags = String::new();
+    if h.failed_active_hc.load(Ordering::Relaxed) {
+        flags.push_str("/failed_active_hc");
+    }
+    if h.ejected.load(Ordering::Relaxed) {
+        flags.push_str("/failed_outlier_check");
+    }
+    if flags.is_empty() {
+        flags.push_str("healthy");
+    }
+    flags
 }
 
 fn same_cluster(a: &config::Cluster, b: &config::Cluster) -> bool {

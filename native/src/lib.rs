@@ -88,10 +88,23 @@ mod python {
                             ed.set_item("requests", e.requests)?;
                             ed.set_item("failures", e.failures)?;
                             ed.set_item("connect_failures", e.connect_failures)?;
+                            ed.set_item("health_flags", e.health_flags)?;
+                            ed.set_item("priority", e.priority)?;
+                            ed.set_item("success_rate", e.success_rate)?;
+                            ed.set_item("outlier_ejections", e.outlier_ejections)?;
                             Ok(ed)
                         })
                         .collect::<PyResult<Vec<_>>>()?;
                     d.set_item("endpoints", eps)?;
+                    if let Some(o) = c.outlier {
+                        let od = PyDict::new(py);
+                        od.set_item("success_rate_average", o.success_rate_average)?;
+                        od.set_item(
+                            "success_rate_ejection_threshold",
+                            o.success_rate_ejection_threshold,
+                        )?;
+                        d.set_item("outlier", od)?;
+                    }
                     Ok(d)
                 })
                 .collect()

@@ -29,8 +29,13 @@ class Engine:
     def stats(self) -> dict[str, int]:
         """Every counter and gauge, by Envoy-style name (`cluster.<name>.upstream_rq_total`)."""
     def clusters(self) -> list[dict[str, object]]:
-        """Per cluster: name, and endpoints as dicts of address, weight, active requests,
-        request and failure counts: what the admin `/clusters` page prints."""
+        """Per cluster: `name`; `endpoints` as dicts of `address`, `weight`, `priority`,
+        `active_requests`, `requests`, `failures`, `connect_failures`, `health_flags`
+        (Envoy's words: `healthy`, `/failed_active_hc`, `/failed_outlier_check`, run
+        together), `success_rate` (percent over the last outlier sweep, -1 if not
+        computed) and `outlier_ejections`; and, with outlier detection, `outlier`: a dict
+        of `success_rate_average` and `success_rate_ejection_threshold` (-1 if not
+        computed). What the admin `/clusters` page prints."""
     def active_connections(self) -> int:
         """Downstream connections currently open, over all listeners."""
     def drain(self, timeout_s: float) -> bool:

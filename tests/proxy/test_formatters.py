@@ -210,3 +210,80 @@ def test_clusters_json_like_envoy() -> None:
     assert "value" not in stats["rq_active"]  # protobuf JSON omits zeros
     assert stats["rq_active"]["type"] == "GAUGE"
     assert status["host_statuses"][1]["address"]["socket_address"]["address"] == "::1"
+
+
+#: What `Engine.clusters()` returns for a cluster with outlier detection and health checks.
+CHECKED = [
+    {
+        "name": "web",
+        "outlier": {"success_rate_average": 90.0, "success_rate_ejection_threshold": 52.0},
+        "endpoints": [
+            {"address": "10.0.0.1:80", "weight": 1, "priority": 0, "requests": 10,
+             "failures": 5, "health_flags": "/failed_active_hc/failed_outlier_check",
+             "success_rate": 50.0, "outlier_ejections": 2},
+            {"address": "10.0.0.2:80", "weight": 1, "priority": 1, "requests": 3,
+             "failures": 0, "health_flags": "healthy", "success_rate": -1.0,
+             "outlier_ejections": 0},
+        ],
+    }
+]  # fmt: skip
+
+
+def test_clusters_text_prints_host_health_in_envoys_order() -> None:
+    lines = format_clusters_text(CHECKED).splitlines()
+    host = "web::10.0.0.1:80"
+    tail = lines[lines.index(f"{host}::hostname::") :][:10]
+    assert tail == [
+        f"{host}::hostname::",
+        f"{host}::health_flags::/failed_active_hc/failed_outlier_check",
+        f"{host}::weight::1",
+        f"{host}::region::",
+        f"{host}::zone::",
+        f"{host}::sub_zone::",
+        f"{host}::canary::false",
+        f"{host}::priority::0",
+        f"{host}::success_rate::50",
+        f"{host}::local_origin_success_rate::-1",
+    ]
+    assert "web::10.0.0.2:80::health_flags::healthy" in lines
+    assert "web::10.0.0.2:80::priority::1" in lines
+    assert "web::10.0.0.2:80::success_rate::-1" in lines
+    # Neither priority nor the ejection count is a host stat.
+    assert not any("::outlier_ejections::" in ln for ln in lines)
+    assert sum("::priority::" in ln for ln in lines) == 2
+
+
+def test_clusters_text_prints_the_outlier_averages_after_the_name() -> None:
+    lines = format_clusters_text(CHECKED).splitlines()
+    assert lines[:6] == [
+        "web::observability_name::web",
+        "web::outlier::success_rate_average::90",
+        "web::outlier::success_rate_ejection_threshold::52",
+        "web::outlier::local_origin_success_rate_average::-1",
+        "web::outlier::local_origin_success_rate_ejection_threshold::-1",
+        "web::added_via_api::false",
+    ]
+    # Without outlier detection Envoy prints no outlier lines.
+    assert not any("::outlier::" in ln for ln in format_clusters_text(CLUSTERS).splitlines())
+
+
+def test_success_rates_print_like_envoys_fmt() -> None:
+    view = [{"name": "c", "endpoints": [{"address": "10.0.0.1:80", "success_rate": 97.5}]}]
+    assert "c::10.0.0.1:80::success_rate::97.5" in format_clusters_text(view).splitlines()
+
+
+def test_clusters_json_reports_health_like_envoy() -> None:
+    status = json.loads(format_clusters_json(CHECKED))["cluster_statuses"][0]
+    assert status["success_rate_ejection_threshold"] == {"value": 52.0}
+    failed, healthy = status["host_statuses"]
+    assert failed["health_status"] == {
+        "failed_active_health_check": True,
+        "failed_outlier_check": True,
+        "eds_health_status": "HEALTHY",
+    }
+    assert failed["success_rate"] == {"value": 50.0}
+    assert "priority" not in failed  # protobuf JSON omits zero
+    assert healthy["health_status"] == {"eds_health_status": "HEALTHY"}
+    assert healthy["priority"] == 1
+    assert "success_rate" not in healthy
+    assert healthy["locality"] == {}

@@ -98,7 +98,7 @@ impl ClusterRt {
     #[inline]
     pub fn record_outcome(&self, ep: &EndpointRt, outcome: Outcome) {
         if let Some(od) = &self.outlier {
-            if od.report(ep, outcome) {
+            if od.report(&self.lb.set, ep, outcome) {
                 self.update_membership();
             }
         }

@@ -107,11 +107,15 @@ ENGINE_HOST_STATS = {
 }
 
 
+#: `Engine.clusters()` endpoint keys that are integers but not Envoy host stats.
+_NOT_HOST_STATS = frozenset({"port", "weight", "priority", "outlier_ejections"})
+
+
 def _host_stats(endpoint: Mapping[str, Any]) -> list[tuple[str, int]]:
     numeric = {
         ENGINE_HOST_STATS.get(k, k): int(v)
         for k, v in endpoint.items()
-        if isinstance(v, int) and not isinstance(v, bool) and k not in ("port", "weight")
+        if isinstance(v, int) and not isinstance(v, bool) and k not in _NOT_HOST_STATS
     }
     if "rq_total" in numeric and "rq_error" in numeric and "rq_success" not in numeric:
         numeric["rq_success"] = max(numeric["rq_total"] - numeric["rq_error"], 0)
@@ -125,30 +129,66 @@ def _endpoints(cluster: Mapping[str, Any]) -> Sequence[Mapping[str, Any]]:
     return endpoints if isinstance(endpoints, Sequence) else ()
 
 
-def _health(endpoint: Mapping[str, Any]) -> str:
-    healthy = endpoint.get("healthy", True)
-    return "healthy" if healthy else "/failed_active_hc"
+def _health_flags(endpoint: Mapping[str, Any]) -> str:
+    """Envoy's `health_flags`: `healthy`, or the failed flags run together."""
+    flags = endpoint.get("health_flags")
+    if isinstance(flags, str) and flags:
+        return flags
+    return "healthy" if endpoint.get("healthy", True) else "/failed_active_hc"
+
+
+def _rate(endpoint: Mapping[str, Any]) -> float:
+    rate = endpoint.get("success_rate", -1)
+    return float(rate) if isinstance(rate, (int, float)) else -1.0
+
+
+def _shortest(value: float) -> str:
+    """A double as Envoy's `fmt::format("{}")` prints it: shortest form, `-1` not `-1.0`."""
+    text = repr(float(value))
+    return text[:-2] if text.endswith(".0") else text
+
+
+def _outlier_lines(name: str, outlier: Mapping[str, Any]) -> list[str]:
+    # fastmesh does not split local-origin errors, so those two stay at Envoy's -1.
+    values = {
+        "success_rate_average": outlier.get("success_rate_average", -1),
+        "success_rate_ejection_threshold": outlier.get("success_rate_ejection_threshold", -1),
+        "local_origin_success_rate_average": -1,
+        "local_origin_success_rate_ejection_threshold": -1,
+    }
+    return [f"{name}::outlier::{key}::{float(v):g}" for key, v in values.items()]
 
 
 def format_clusters_text(clusters: Iterable[Mapping[str, Any]]) -> str:
     """Envoy's `/clusters`: `cluster::host:port::stat::value` lines, plus the per-cluster
-    `observability_name` and `added_via_api` lines and each host's `health_flags` and `weight`.
+    `observability_name`, `outlier::*` (with outlier detection) and `added_via_api` lines,
+    and each host's `hostname`, `health_flags`, `weight`, locality, `priority` and
+    success rates, in Envoy's order.
 
-    Each cluster is a mapping with `name` and `endpoints` (mappings with `address`
-    `"ip:port"` or `host`+`port`, an optional `weight`, and integer stats, either in
-    Envoy's names or the engine's, see `ENGINE_HOST_STATS`).
+    Each cluster is a mapping with `name`, `endpoints` (mappings with `address`
+    `"ip:port"` or `host`+`port`, an optional `weight`, `health_flags`, `priority`,
+    `success_rate`, and integer stats, either in Envoy's names or the engine's, see
+    `ENGINE_HOST_STATS`) and, when it has outlier detection, `outlier`.
     """
     out: list[str] = []
     for cluster in clusters:
         name = str(cluster.get("name", ""))
         out.append(f"{name}::observability_name::{name}")
+        outlier = cluster.get("outlier")
+        if isinstance(outlier, Mapping):
+            out.extend(_outlier_lines(name, outlier))
         out.append(f"{name}::added_via_api::{str(bool(cluster.get('added_via_api'))).lower()}")
         for endpoint in _endpoints(cluster):
             prefix = f"{name}::{_host_address(endpoint)}"
             out.extend(f"{prefix}::{stat}::{value}" for stat, value in _host_stats(endpoint))
             out.append(f"{prefix}::hostname::{endpoint.get('hostname', '')}")
-            out.append(f"{prefix}::health_flags::{_health(endpoint)}")
+            out.append(f"{prefix}::health_flags::{_health_flags(endpoint)}")
             out.append(f"{prefix}::weight::{endpoint.get('weight', 1)}")
+            out.extend(f"{prefix}::{part}::" for part in ("region", "zone", "sub_zone"))
+            out.append(f"{prefix}::canary::false")
+            out.append(f"{prefix}::priority::{endpoint.get('priority', 0)}")
+            out.append(f"{prefix}::success_rate::{_shortest(_rate(endpoint))}")
+            out.append(f"{prefix}::local_origin_success_rate::-1")
     return "".join(line + "\n" for line in out)
 
 
@@ -157,10 +197,24 @@ def _split_address(address: str) -> tuple[str, int]:
     return host.strip("[]"), int(port) if port.isdigit() else 0
 
 
+def _health_status(flags: str) -> dict[str, Any]:
+    """Envoy's `HostHealthStatus`: a `true` field per failed flag (protobuf JSON omits the
+    false ones), and the EDS status, which static and DNS hosts always report HEALTHY."""
+    status: dict[str, Any] = {}
+    if "/failed_active_hc" in flags:
+        status["failed_active_health_check"] = True
+    if "/failed_outlier_check" in flags:
+        status["failed_outlier_check"] = True
+    status["eds_health_status"] = "HEALTHY"
+    return status
+
+
 def format_clusters_json(clusters: Iterable[Mapping[str, Any]]) -> str:
     """Envoy's `/clusters?format=json` (`envoy.admin.v3.Clusters`): `cluster_statuses` with
     `host_statuses`, each with `address.socket_address`, `stats` (zero values omit `value`,
-    gauges carry `"type": "GAUGE"`, as protobuf JSON does), `health_status` and `weight`."""
+    gauges carry `"type": "GAUGE"`, as protobuf JSON does), `health_status`, `weight`,
+    `locality`, and `success_rate` / `priority` when set; the cluster's
+    `success_rate_ejection_threshold` when outlier detection computed one."""
     statuses: list[dict[str, Any]] = []
     for cluster in clusters:
         hosts: list[dict[str, Any]] = []
@@ -174,18 +228,26 @@ def format_clusters_json(clusters: Iterable[Mapping[str, Any]]) -> str:
                 if stat in _HOST_GAUGES or stat.endswith("_active"):
                     row["type"] = "GAUGE"
                 stats.append(row)
-            hosts.append(
-                {
-                    "address": {"socket_address": {"address": ip, "port_value": port}},
-                    "stats": stats,
-                    "health_status": {
-                        "eds_health_status": "HEALTHY"
-                        if endpoint.get("healthy", True)
-                        else "UNHEALTHY"
-                    },
-                    "weight": endpoint.get("weight", 1),
-                }
-            )
+            host: dict[str, Any] = {
+                "address": {"socket_address": {"address": ip, "port_value": port}},
+                "stats": stats,
+                "health_status": _health_status(_health_flags(endpoint)),
+                "weight": endpoint.get("weight", 1),
+                "locality": {},
+            }
+            if _rate(endpoint) >= 0:
+                host["success_rate"] = {"value": _rate(endpoint)}
+            if endpoint.get("priority", 0):
+                host["priority"] = endpoint["priority"]
+            hosts.append(host)
         name = str(cluster.get("name", ""))
-        statuses.append({"name": name, "host_statuses": hosts, "observability_name": name})
+        status: dict[str, Any] = {"name": name, "host_statuses": hosts}
+        outlier = cluster.get("outlier")
+        if isinstance(outlier, Mapping):
+            # Envoy sets it only when positive (a computed threshold).
+            threshold = float(outlier.get("success_rate_ejection_threshold", -1))
+            if threshold > 0:
+                status["success_rate_ejection_threshold"] = {"value": threshold}
+        status["observability_name"] = name
+        statuses.append(status)
     return json.dumps({"cluster_statuses": statuses}, indent=1) + "\n"
