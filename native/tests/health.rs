@@ -1,7 +1,9 @@
 //! End to end: active health checks against real upstreams, seen through the
 //! engine's admin view (`Engine::clusters`) and stats.
 
-use std::collections::BTreeMap;
+mod common;
+use common::{settle, stat};
+
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
@@ -125,19 +127,6 @@ fn flags(e: &Engine, cluster: &str) -> Vec<String> {
         .find(|c| c.name == cluster)
         .map(|c| c.endpoints.into_iter().map(|ep| ep.health_flags).collect())
         .unwrap_or_default()
-}
-
-fn stat(e: &Engine, name: &str) -> u64 {
-    let s: BTreeMap<_, _> = e.stats().into_iter().collect();
-    s.get(name).copied().unwrap_or(0)
-}
-
-/// Waits until `cond` holds, at most 5 s; the assertions that follow say what was wrong.
-async fn settle(mut cond: impl FnMut() -> bool) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    while !cond() && tokio::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
