@@ -34,6 +34,11 @@ type Log = Arc<Mutex<Vec<Seen>>>;
 /// `<code>` for the first `n` requests to that path, then 200; `/slow/<ms>`
 /// after a wait; anything else 200. Bodies say `tag`.
 async fn scripted(tag: &'static str) -> (SocketAddr, Log) {
+    scripted_failing(tag, None).await
+}
+
+/// `scripted`, but answering every request with `always` when set.
+async fn scripted_failing(tag: &'static str, always: Option<u16>) -> (SocketAddr, Log) {
     let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = l.local_addr().unwrap();
     let log: Log = Arc::default();
@@ -64,7 +69,8 @@ async fn scripted(tag: &'static str) -> (SocketAddr, Log) {
                             });
                             n
                         };
-                        let mut status = StatusCode::OK;
+                        let mut status =
+                            always.map_or(StatusCode::OK, |s| StatusCode::from_u16(s).unwrap());
                         let parts: Vec<&str> = path.split('/').collect();
                         if let ["", "status", code, n] = parts[..] {
                             if earlier < n.parse::<usize>().unwrap() {
@@ -401,4 +407,112 @@ async fn per_try_timeout_retries_a_hanging_attempt() {
     );
     assert_eq!(seen(&log, "/slow/1000").len(), 2);
     assert_eq!(stat(&e, "cluster.web.upstream_rq_per_try_timeout"), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outlier_detection_ejects_a_failing_host_and_traffic_moves_away() {
+    let (good, _) = scripted("good").await;
+    let (bad, bad_log) = scripted_failing("bad", Some(503)).await;
+    let (e, a) = proxy(
+        vec![route(prefix("/"), json!({"forward": {"cluster": "web"}}))],
+        vec![cluster(
+            "web",
+            &[good, bad],
+            json!({"outlier_detection": {"consecutive_5xx": 3, "max_ejection_percent": 50}}),
+        )],
+    );
+    let c = h1();
+    for _ in 0..10 {
+        get(&c, format!("http://{a}/"), "svc").await;
+    }
+    assert_eq!(
+        bad_log.lock().unwrap().len(),
+        3,
+        "ejected after 3 consecutive 5xx"
+    );
+    for _ in 0..20 {
+        let (status, _, body) = get(&c, format!("http://{a}/"), "svc").await;
+        assert_eq!((status.as_u16(), body.as_str()), (200, "good"));
+    }
+    let info = e.clusters();
+    let flags: Vec<_> = info[0]
+        .endpoints
+        .iter()
+        .map(|h| h.health_flags.clone())
+        .collect();
+    assert!(
+        flags.contains(&"/failed_outlier_check".to_owned()),
+        "{flags:?}"
+    );
+    assert_eq!(
+        stat(&e, "cluster.web.outlier_detection.ejections_active"),
+        1
+    );
+    assert_eq!(stat(&e, "cluster.web.membership_healthy"), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_failing_its_health_check_gets_no_traffic() {
+    let (good, _) = scripted("good").await;
+    let (sick, sick_log) = scripted_failing("sick", Some(500)).await;
+    let check = json!([{"timeout_ms": 500, "interval_ms": 50, "unhealthy_threshold": 1,
+        "healthy_threshold": 1, "kind": {"http": {"path": "/healthz"}}}]);
+    let (e, a) = proxy(
+        vec![route(prefix("/"), json!({"forward": {"cluster": "web"}}))],
+        vec![cluster(
+            "web",
+            &[good, sick],
+            json!({"health_checks": check}),
+        )],
+    );
+    settle(|| stat(&e, "cluster.web.membership_healthy") == 1).await;
+    assert_eq!(stat(&e, "cluster.web.membership_healthy"), 1);
+    let c = h1();
+    for _ in 0..20 {
+        let (status, _, body) = get(&c, format!("http://{a}/app"), "svc").await;
+        assert_eq!((status.as_u16(), body.as_str()), (200, "good"));
+    }
+    assert!(seen(&sick_log, "/app").is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ring_hash_keeps_a_key_on_one_host() {
+    let mut hosts = Vec::new();
+    for tag in ["h0", "h1", "h2", "h3"] {
+        hosts.push(scripted(tag).await.0);
+    }
+    let (_e, a) = proxy(
+        vec![route(
+            prefix("/"),
+            json!({"forward": {"cluster": "web", "hash_policy": [{"kind": {"header": "x-user"}}]}}),
+        )],
+        vec![cluster("web", &hosts, json!({"lb_policy": "ring_hash"}))],
+    );
+    let c = h1();
+    let mut spread = std::collections::BTreeSet::new();
+    for user in 0..40 {
+        let mut seen_for_user = std::collections::BTreeSet::new();
+        for _ in 0..5 {
+            let req = Request::get(format!("http://{a}/"))
+                .header("host", "svc")
+                .header("x-user", format!("user-{user}"))
+                .body(full(""))
+                .unwrap();
+            let body = c
+                .request(req)
+                .await
+                .unwrap()
+                .into_body()
+                .collect()
+                .await
+                .unwrap();
+            seen_for_user.insert(body.to_bytes());
+        }
+        assert_eq!(seen_for_user.len(), 1, "user-{user} moved between hosts");
+        spread.extend(seen_for_user);
+    }
+    assert!(
+        spread.len() >= 3,
+        "40 keys should spread over the hosts: {spread:?}"
+    );
 }
