@@ -1,6 +1,7 @@
 //! The HTTP side of a listener: server codec, filter chain, router, headers.
 
 pub mod filter;
+pub mod filters;
 pub mod headers;
 pub mod router;
 pub mod server;

@@ -53,7 +53,7 @@ impl HttpRt {
     ) -> Result<Self, String> {
         let routes =
             RouteTable::compile(&hcm.route_config, clusters, stats, hcm.strip_any_host_port)?;
-        let filters = FilterChain::compile(&hcm.http_filters)?;
+        let filters = FilterChain::compile(&hcm.http_filters, stats, &hcm.stat_prefix)?;
         let server_name = HeaderValue::from_str(&hcm.server_name).map_err(|_| {
             format!(
                 "http {}: bad server_name {:?}",
@@ -201,16 +201,9 @@ async fn route_and_forward(
         http.stats.inc(hs::NO_ROUTE);
         return local_reply(StatusCode::NOT_FOUND, "");
     };
-    let fctx = FilterCtx {
-        downstream_addr: ctx.peer,
-        vhost: Some(&vh.name),
-        route: None,
-    };
+    let mut fctx = FilterCtx::new(ctx.peer, Some(&vh.name), &route.filters);
     if !http.filters.is_empty() {
-        if let Some(mut r) = http.filters.on_request(&fctx, &mut parts) {
-            let (mut rp, b) = r.into_parts();
-            http.filters.on_response(&fctx, &mut rp);
-            r = Response::from_parts(rp, b);
+        if let Some(r) = http.filters.on_request(&mut fctx, &mut parts).await {
             return r;
         }
     }
@@ -242,7 +235,7 @@ async fn route_and_forward(
                 }
             }
             apply_response_ops(&response_ops, &mut r);
-            return r;
+            return http.filters.respond(&fctx, r);
         }
         ActionRt::Forward(f) => f,
     };
@@ -251,7 +244,7 @@ async fn route_and_forward(
         cluster.stats.inc(cs::NONE_HEALTHY);
         let mut r = local_reply(StatusCode::SERVICE_UNAVAILABLE, NO_HEALTHY);
         apply_response_ops(&response_ops, &mut r);
-        return r;
+        return http.filters.respond(&fctx, r);
     };
 
     // Upstream request headers.
@@ -377,7 +370,7 @@ async fn route_and_forward(
             rstats.inc_class(rs::RQ_2XX, r.status().as_u16());
             let mut r = r;
             apply_response_ops(&response_ops, &mut r);
-            return r;
+            return http.filters.respond(&fctx, r);
         }
     };
     let status = resp.status().as_u16();
@@ -397,12 +390,7 @@ async fn route_and_forward(
         hdr::X_UPSTREAM_SERVICE_TIME.clone(),
         HeaderValue::from(started.elapsed().as_millis() as u64),
     );
-    if !http.filters.is_empty() {
-        let (mut rp, b) = resp.into_parts();
-        http.filters.on_response(&fctx, &mut rp);
-        resp = Response::from_parts(rp, b);
-    }
-    resp
+    http.filters.respond(&fctx, resp)
 }
 
 fn apply_response_ops(ops: &[&HeaderOps; 3], r: &mut Response<ProxyBody>) {
