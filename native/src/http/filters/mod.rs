@@ -205,51 +205,63 @@ mod tests {
         }
     }
 
-    fn rate_limit(stat_prefix: &str) -> LocalRateLimitConfig {
+    fn rate_limit(stat_prefix: &str, on: u32) -> LocalRateLimitConfig {
         serde_json::from_value(serde_json::json!({
             "stat_prefix": stat_prefix,
-            "token_bucket": {"max_tokens": 1, "fill_interval_ms": 60000},
+            "token_bucket": {"max_tokens": 1, "fill_interval_ms": 3_600_000},
+            "enabled": {"numerator": on}, "enforced": {"numerator": on},
         }))
         .unwrap()
     }
 
-    #[test]
-    fn route_overrides_win_and_vhost_ones_are_shared() {
+    fn overrides(rl: Option<LocalRateLimitConfig>) -> FilterOverrides {
+        FilterOverrides {
+            local_rate_limit: rl,
+            ..Default::default()
+        }
+    }
+
+    /// Status of one request through `chain` on a route with `route` overrides.
+    async fn status(chain: &crate::http::filter::FilterChain, route: &RouteFilters) -> u16 {
+        let mut ctx =
+            crate::http::filter::FilterCtx::new("127.0.0.1:1".parse().unwrap(), None, route);
+        let mut req = req(None);
+        chain
+            .on_request(&mut ctx, &mut req)
+            .await
+            .map_or(200, |r| r.status().as_u16())
+    }
+
+    #[tokio::test]
+    async fn route_overrides_win_and_a_vhost_bucket_is_shared_by_its_routes() {
         let stats = Registry::default();
-        let vhost = RouteFilters::compile(
-            &FilterOverrides {
-                local_rate_limit: Some(rate_limit("vh")),
-                cors: Some(serde_json::from_str("{}").unwrap()),
-                ..Default::default()
-            },
+        // The filter's own config limits nothing; the overrides allow one request each.
+        let chain = crate::http::filter::FilterChain::compile(
+            &[HttpFilterConfig::LocalRateLimit(rate_limit("own", 0))],
             &stats,
-            "vh",
+            "in",
         )
         .unwrap();
-        let own = RouteFilters::compile(
-            &FilterOverrides {
-                local_rate_limit: Some(rate_limit("own")),
-                ..Default::default()
-            },
-            &stats,
-            "r1",
-        )
-        .unwrap()
-        .over(&vhost);
-        let a = RouteFilters::default().over(&vhost);
-        let b = RouteFilters::default().over(&vhost);
+        let vhost =
+            RouteFilters::compile(&overrides(Some(rate_limit("vh", 100))), &stats, "vh").unwrap();
+        let compile_route = |rl| {
+            RouteFilters::compile(&overrides(rl), &stats, "r")
+                .unwrap()
+                .over(&vhost)
+        };
+        let (a, b) = (compile_route(None), compile_route(None));
+        let with_own = compile_route(Some(rate_limit("route", 100)));
 
-        let (va, vb) = (a.local_rate_limit.unwrap(), b.local_rate_limit.unwrap());
-        assert!(Arc::ptr_eq(&va, &vb), "routes share the vhost's bucket");
-        let own_rl = own.local_rate_limit.unwrap();
-        assert!(
-            !Arc::ptr_eq(&own_rl, &va),
-            "a route's own config has its own"
+        assert_eq!(status(&chain, &a).await, 200);
+        assert_eq!(
+            status(&chain, &b).await,
+            429,
+            "b drew from a's (the vhost's) bucket"
         );
-        assert!(Arc::ptr_eq(
-            own.cors.as_ref().unwrap(),
-            vhost.cors.as_ref().unwrap()
-        ));
-        assert!(own.fault.is_none());
+        assert_eq!(status(&chain, &with_own).await, 200, "its own bucket");
+        assert_eq!(status(&chain, &with_own).await, 429);
+        for _ in 0..3 {
+            assert_eq!(status(&chain, &RouteFilters::NONE).await, 200);
+        }
     }
 }
