@@ -43,7 +43,8 @@ async fn upstream() -> (SocketAddr, Arc<AtomicUsize>) {
 }
 
 /// An engine whose listener "ingress" runs `filters` and forwards everything to
-/// `up`, with `vhost_overrides` and `route_overrides` as the filters' per-route configs.
+/// `up` (but `/direct`, answered 200 `direct` by the proxy), with `vhost_overrides`
+/// and `route_overrides` (of the forwarding route) as the filters' per-route configs.
 fn engine(
     up: SocketAddr,
     filters: Value,
@@ -63,6 +64,10 @@ fn engine(
                     "domains": ["*"],
                     "filter_overrides": vhost_overrides,
                     "routes": [{
+                        "name": "direct",
+                        "match": {"path": {"prefix": "/direct"}},
+                        "action": {"direct": {"status": 200, "body": "direct"}},
+                    }, {
                         "name": "r",
                         "match": {"path": {"prefix": "/"}},
                         "action": {"forward": {"cluster": "web"}},
@@ -89,12 +94,12 @@ struct Answer {
     body: String,
 }
 
-async fn send(addr: SocketAddr, method: &str, headers: &[(&str, &str)]) -> Answer {
+async fn send(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)]) -> Answer {
     let client: Client<HttpConnector, Full<Bytes>> =
         Client::builder(TokioExecutor::new()).build_http();
     let mut b = Request::builder()
         .method(method)
-        .uri(format!("http://{addr}/x"));
+        .uri(format!("http://{addr}{path}"));
     for (k, v) in headers {
         b = b.header(*k, *v);
     }
@@ -128,7 +133,7 @@ async fn fault_abort_answers_locally() {
         json!({}),
         json!({"fault": {"abort": {"http_status": 503, "percent": {"numerator": 100}}}}),
     );
-    let a = send(addr, "GET", &[]).await;
+    let a = send(addr, "GET", "/x", &[]).await;
     assert_eq!(a.status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(a.body, "fault filter abort");
     assert_eq!(a.headers["content-type"], "text/plain");
@@ -147,7 +152,7 @@ async fn fault_delay_holds_the_request_then_forwards_it() {
         json!({}),
     );
     let t0 = Instant::now();
-    let a = send(addr, "GET", &[("x-envoy-fault-delay-request", "300")]).await;
+    let a = send(addr, "GET", "/x", &[("x-envoy-fault-delay-request", "300")]).await;
     assert!(
         t0.elapsed() >= Duration::from_millis(300),
         "{:?}",
@@ -174,12 +179,12 @@ async fn rate_limit_answers_429_once_the_vhost_bucket_is_empty() {
         json!({}),
     );
     for remaining in ["1", "0"] {
-        let a = send(addr, "GET", &[]).await;
+        let a = send(addr, "GET", "/x", &[]).await;
         assert_eq!(a.status, StatusCode::OK);
         assert_eq!(a.headers["x-ratelimit-limit"], "2");
         assert_eq!(a.headers["x-ratelimit-remaining"], remaining);
     }
-    let a = send(addr, "GET", &[]).await;
+    let a = send(addr, "GET", "/x", &[]).await;
     assert_eq!(a.status, StatusCode::TOO_MANY_REQUESTS);
     assert_eq!(a.body, "local_rate_limited");
     assert_eq!(a.headers["x-added"], "yes");
@@ -213,6 +218,7 @@ async fn cors_preflight_is_answered_and_simple_requests_get_the_origin() {
     let pre = send(
         addr,
         "OPTIONS",
+        "/x",
         &[
             ("origin", "https://ok.com"),
             ("access-control-request-method", "GET"),
@@ -226,7 +232,7 @@ async fn cors_preflight_is_answered_and_simple_requests_get_the_origin() {
     assert!(!pre.headers.contains_key("access-control-allow-credentials"));
     assert_eq!(seen.load(Ordering::Relaxed), 0, "answered by the proxy");
 
-    let simple = send(addr, "GET", &[("origin", "https://ok.com")]).await;
+    let simple = send(addr, "GET", "/x", &[("origin", "https://ok.com")]).await;
     assert_eq!(simple.body, "up");
     assert_eq!(
         simple.headers["access-control-allow-origin"],
@@ -234,8 +240,22 @@ async fn cors_preflight_is_answered_and_simple_requests_get_the_origin() {
     );
     assert_eq!(simple.headers["access-control-expose-headers"], "x-exp");
 
-    let other = send(addr, "GET", &[("origin", "https://bad.com")]).await;
+    let other = send(addr, "GET", "/x", &[("origin", "https://bad.com")]).await;
     assert!(!other.headers.contains_key("access-control-allow-origin"));
     assert_eq!(stat(&e, "http.ingress.cors.origin_valid"), 2);
     assert_eq!(stat(&e, "http.ingress.cors.origin_invalid"), 1);
+
+    // As Envoy: CORS leaves routes that do not forward alone, preflights included.
+    let direct = send(
+        addr,
+        "OPTIONS",
+        "/direct",
+        &[
+            ("origin", "https://ok.com"),
+            ("access-control-request-method", "GET"),
+        ],
+    )
+    .await;
+    assert_eq!(direct.body, "direct");
+    assert!(!direct.headers.contains_key("access-control-allow-origin"));
 }

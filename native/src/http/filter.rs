@@ -135,14 +135,8 @@ impl FilterChain {
         None
     }
 
-    /// Run response hooks in reverse order.
-    pub fn on_response(&self, ctx: &FilterCtx<'_>, resp: &mut response::Parts) {
-        for f in self.filters.iter().rev() {
-            f.response_headers(ctx, resp);
-        }
-    }
-
-    /// `on_response` for a whole response, once the request went past every filter.
+    /// Run every response hook, in reverse order, on a response to a request
+    /// that went past every filter (upstream, direct or router-local).
     pub fn respond(&self, ctx: &FilterCtx<'_>, resp: Response<ProxyBody>) -> Response<ProxyBody> {
         run_response_hooks(&self.filters, ctx, resp)
     }

@@ -225,14 +225,19 @@ impl RouteTable {
                         body: Bytes::from(body.clone()),
                     },
                 };
+                let mut filters =
+                    RouteFilters::compile(&r.filter_overrides, stats, &rctx)?.over(&vhost_filters);
+                if !matches!(action, ActionRt::Forward(_)) {
+                    // Envoy's CORS filter skips routes that do not forward (no route entry).
+                    filters.cors = None;
+                }
                 routes.push(RouteRt {
                     path,
                     header_matchers,
                     action,
                     headers: HeaderOps::compile(&r.headers).map_err(|e| format!("{rctx}: {e}"))?,
                     stats: stats.group(&format!("vhost.{}.route.{}", vh.name, rname), rs::NAMES),
-                    filters: RouteFilters::compile(&r.filter_overrides, stats, &rctx)?
-                        .over(&vhost_filters),
+                    filters,
                 });
             }
             t.vhosts.push(VirtualHostRt {

@@ -29,6 +29,8 @@ const TRUE: HeaderValue = HeaderValue::from_static("true");
 #[derive(Debug)]
 pub struct CorsPolicyRt {
     allow_origin: Vec<OriginMatcher>,
+    /// Envoy: a matcher that matches `*` allows every origin.
+    allow_any: bool,
     allow_methods: Option<HeaderValue>,
     allow_headers: Option<HeaderValue>,
     expose_headers: Option<HeaderValue>,
@@ -49,12 +51,14 @@ impl CorsPolicyRt {
                 .map(Some)
                 .map_err(|_| format!("{what}: cors: bad {field} {v:?}"))
         };
+        let allow_origin: Vec<OriginMatcher> = c
+            .allow_origin
+            .iter()
+            .map(|m| OriginMatcher::compile(m, what))
+            .collect::<Result<_, _>>()?;
         Ok(CorsPolicyRt {
-            allow_origin: c
-                .allow_origin
-                .iter()
-                .map(|m| OriginMatcher::compile(m, what))
-                .collect::<Result<_, _>>()?,
+            allow_any: allow_origin.iter().any(|m| m.matches("*")),
+            allow_origin,
             allow_methods: value("allow_methods", &c.allow_methods)?,
             allow_headers: value("allow_headers", &c.allow_headers)?,
             expose_headers: value("expose_headers", &c.expose_headers)?,
@@ -65,11 +69,8 @@ impl CorsPolicyRt {
         })
     }
 
-    /// Envoy: an origin is allowed when a matcher matches it, or matches `*`.
     fn allows(&self, origin: &str) -> bool {
-        self.allow_origin
-            .iter()
-            .any(|m| m.matches("*") || m.matches(origin))
+        self.allow_any || self.allow_origin.iter().any(|m| m.matches(origin))
     }
 
     /// The local answer to a preflight from `origin`, in Envoy's header order.
