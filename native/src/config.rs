@@ -140,6 +140,22 @@ impl Fraction {
         numerator: 100,
         denominator: 100,
     };
+
+    /// Whether this request falls in the share (a random roll; 0 and 100 % are certain).
+    #[inline]
+    pub fn roll(self) -> bool {
+        self.numerator > 0
+            && (self.numerator >= self.denominator
+                || fastrand::u32(..self.denominator.max(1)) < self.numerator)
+    }
+
+    /// A whole-percent share (Envoy's `enforcing_*` fields).
+    pub fn percent(p: u32) -> Fraction {
+        Fraction {
+            numerator: p,
+            denominator: 100,
+        }
+    }
 }
 
 /// Envoy's fault filter config.
@@ -891,4 +907,22 @@ fn default_od_base_ejection_ms() -> u64 {
 }
 fn default_od_max_ejection_ms() -> u64 {
     300_000
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Fraction;
+
+    #[test]
+    fn fraction_rolls_are_certain_at_the_edges() {
+        let f = |numerator, denominator| Fraction {
+            numerator,
+            denominator,
+        };
+        assert!((0..1000).all(|_| f(100, 100).roll()));
+        assert!((0..1000).all(|_| f(1_000_000, 1_000_000).roll()));
+        assert!((0..1000).all(|_| !f(0, 100).roll()));
+        let half = (0..10_000).filter(|_| f(5000, 10_000).roll()).count();
+        assert!((4000..6000).contains(&half), "{half}");
+    }
 }

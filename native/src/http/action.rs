@@ -385,13 +385,6 @@ impl ActionRt {
     }
 }
 
-/// Does a request fall in this share? (`fraction` of all requests, at random.)
-#[inline]
-pub fn sampled(f: Fraction) -> bool {
-    f.numerator >= f.denominator
-        || (f.numerator > 0 && fastrand::u32(..f.denominator.max(1)) < f.numerator)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -13,7 +13,7 @@ use http::{request, HeaderMap, HeaderValue, Method, Request, Response, StatusCod
 use hyper::body::Incoming;
 use tokio::time::Instant;
 
-use crate::http::action::{sampled, AttemptEnd, ForwardRt};
+use crate::http::action::{AttemptEnd, ForwardRt};
 use crate::http::body::{self, Replayer, UpstreamBody};
 use crate::http::{local_reply, ProxyBody};
 use crate::stats::{cluster as cs, route as rs, StatGroup};
@@ -105,7 +105,7 @@ impl Call<'_> {
         let head = replayer.as_ref().map(|_| Head::of(&parts));
         if let (Some(head), Some(replayer)) = (&head, &replayer) {
             for (mirror, share) in &fwd.mirrors {
-                if sampled(*share) {
+                if share.roll() {
                     shadow(mirror, head, replayer, hash, fwd.timeout);
                 }
             }

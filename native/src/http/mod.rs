@@ -3,6 +3,7 @@
 pub mod action;
 pub mod body;
 pub mod filter;
+pub mod filters;
 mod forward;
 pub mod hash;
 pub mod headers;

@@ -10,6 +10,7 @@ use regex::Regex;
 
 use crate::config::{self, HeaderMatchKind, PathMatch, StringMatch};
 use crate::http::action::ActionRt;
+use crate::http::filters::RouteFilters;
 use crate::http::headers::HeaderOps;
 use crate::stats::{route as rs, Registry, StatGroup};
 use crate::upstream::ClusterRt;
@@ -44,6 +45,8 @@ pub struct RouteRt {
     pub action: ActionRt,
     pub headers: HeaderOps,
     pub stats: Arc<StatGroup>,
+    /// Per-route filter configs (the route's own over its virtual host's).
+    pub filters: RouteFilters,
 }
 
 #[derive(Debug)]
@@ -109,8 +112,9 @@ impl StringMatcherRt {
     }
 }
 
+/// A compiled `config::HeaderMatcher` (routes; the fault filter's `headers`).
 #[derive(Debug)]
-struct HeaderMatcherRt {
+pub(crate) struct HeaderMatcherRt {
     name: HeaderTarget,
     kind: HeaderKindRt,
     invert: bool,
@@ -191,6 +195,7 @@ impl RouteTable {
                     ));
                 }
             }
+            let vhost_filters = RouteFilters::compile(&vh.filter_overrides, stats, &ctx)?;
             let mut routes = Vec::with_capacity(vh.routes.len());
             for (ri, r) in vh.routes.iter().enumerate() {
                 let rname = if r.name.is_empty() {
@@ -211,32 +216,12 @@ impl RouteTable {
                     },
                     PathMatch::Regex(re) => PathMatcher::Regex(anchored(re, &rctx)?),
                 };
-                let mut header_matchers = Vec::new();
-                for h in &r.matcher.headers {
-                    let lname = h.name.to_ascii_lowercase();
-                    let name = match lname.as_str() {
-                        ":authority" | "host" => HeaderTarget::Authority,
-                        ":method" => HeaderTarget::Method,
-                        ":path" => HeaderTarget::Path,
-                        n => HeaderTarget::Header(
-                            HeaderName::from_bytes(n.as_bytes())
-                                .map_err(|_| format!("{rctx}: bad header name {n:?}"))?,
-                        ),
-                    };
-                    let kind = match &h.kind {
-                        HeaderMatchKind::Exact(v) => HeaderKindRt::Exact(v.clone()),
-                        HeaderMatchKind::Prefix(v) => HeaderKindRt::Prefix(v.clone()),
-                        HeaderMatchKind::Suffix(v) => HeaderKindRt::Suffix(v.clone()),
-                        HeaderMatchKind::Contains(v) => HeaderKindRt::Contains(v.clone()),
-                        HeaderMatchKind::Regex(v) => HeaderKindRt::Regex(anchored(v, &rctx)?),
-                        HeaderMatchKind::Present(p) => HeaderKindRt::Present(*p),
-                    };
-                    header_matchers.push(HeaderMatcherRt {
-                        name,
-                        kind,
-                        invert: h.invert,
-                    });
-                }
+                let header_matchers = r
+                    .matcher
+                    .headers
+                    .iter()
+                    .map(|h| HeaderMatcherRt::compile(h, &rctx))
+                    .collect::<Result<Vec<_>, _>>()?;
                 let action = ActionRt::compile(&r.action, &r.matcher.path, clusters, &rctx)?;
                 let query_matchers = r
                     .matcher
@@ -251,6 +236,12 @@ impl RouteTable {
                         Ok((q.name.clone(), m))
                     })
                     .collect::<Result<_, String>>()?;
+                let mut filters =
+                    RouteFilters::compile(&r.filter_overrides, stats, &rctx)?.over(&vhost_filters);
+                if !matches!(action, ActionRt::Forward(_)) {
+                    // Envoy's CORS filter skips routes that do not forward (no route entry).
+                    filters.cors = None;
+                }
                 routes.push(RouteRt {
                     path,
                     header_matchers,
@@ -258,6 +249,7 @@ impl RouteTable {
                     action,
                     headers: HeaderOps::compile(&r.headers).map_err(|e| format!("{rctx}: {e}"))?,
                     stats: stats.group(&format!("vhost.{}.route.{}", vh.name, rname), rs::NAMES),
+                    filters,
                 });
             }
             t.vhosts.push(VirtualHostRt {
@@ -388,7 +380,34 @@ impl RouteRt {
 }
 
 impl HeaderMatcherRt {
-    fn matches(&self, input: &RouteInput<'_>) -> bool {
+    /// `what` names the owner in errors.
+    pub(crate) fn compile(h: &config::HeaderMatcher, what: &str) -> Result<Self, String> {
+        let lname = h.name.to_ascii_lowercase();
+        let name = match lname.as_str() {
+            ":authority" | "host" => HeaderTarget::Authority,
+            ":method" => HeaderTarget::Method,
+            ":path" => HeaderTarget::Path,
+            n => HeaderTarget::Header(
+                HeaderName::from_bytes(n.as_bytes())
+                    .map_err(|_| format!("{what}: bad header name {n:?}"))?,
+            ),
+        };
+        let kind = match &h.kind {
+            HeaderMatchKind::Exact(v) => HeaderKindRt::Exact(v.clone()),
+            HeaderMatchKind::Prefix(v) => HeaderKindRt::Prefix(v.clone()),
+            HeaderMatchKind::Suffix(v) => HeaderKindRt::Suffix(v.clone()),
+            HeaderMatchKind::Contains(v) => HeaderKindRt::Contains(v.clone()),
+            HeaderMatchKind::Regex(v) => HeaderKindRt::Regex(anchored(v, what)?),
+            HeaderMatchKind::Present(p) => HeaderKindRt::Present(*p),
+        };
+        Ok(HeaderMatcherRt {
+            name,
+            kind,
+            invert: h.invert,
+        })
+    }
+
+    pub(crate) fn matches(&self, input: &RouteInput<'_>) -> bool {
         let joined;
         let value: Option<&str> = match &self.name {
             HeaderTarget::Authority => Some(input.host),

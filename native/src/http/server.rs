@@ -49,7 +49,7 @@ impl HttpRt {
     ) -> Result<Self, String> {
         let routes =
             RouteTable::compile(&hcm.route_config, clusters, stats, hcm.strip_any_host_port)?;
-        let filters = FilterChain::compile(&hcm.http_filters)?;
+        let filters = FilterChain::compile(&hcm.http_filters, stats, &hcm.stat_prefix)?;
         let server_name = HeaderValue::from_str(&hcm.server_name).map_err(|_| {
             format!(
                 "http {}: bad server_name {:?}",
@@ -202,16 +202,9 @@ async fn route_and_forward(
         http.stats.inc(hs::NO_ROUTE);
         return local_reply(StatusCode::NOT_FOUND, "");
     };
-    let fctx = FilterCtx {
-        downstream_addr: ctx.peer,
-        vhost: Some(&vh.name),
-        route: None,
-    };
+    let mut fctx = FilterCtx::new(ctx.peer, Some(&vh.name), &route.filters);
     if !http.filters.is_empty() {
-        if let Some(mut r) = http.filters.on_request(&fctx, &mut parts) {
-            let (mut rp, b) = r.into_parts();
-            http.filters.on_response(&fctx, &mut rp);
-            r = Response::from_parts(rp, b);
+        if let Some(r) = http.filters.on_request(&mut fctx, &mut parts).await {
             return r;
         }
     }
@@ -233,7 +226,7 @@ async fn route_and_forward(
                 }
             }
             apply_response_ops(&response_ops, &mut r);
-            return r;
+            return http.filters.respond(&fctx, r);
         }
         ActionRt::Redirect(rd) => {
             http.stats.inc(hs::RQ_REDIRECT);
@@ -244,7 +237,7 @@ async fn route_and_forward(
                 r.headers_mut().insert(header::LOCATION, v);
             }
             apply_response_ops(&response_ops, &mut r);
-            return r;
+            return http.filters.respond(&fctx, r);
         }
         ActionRt::Forward(f) => f,
     };
@@ -294,7 +287,7 @@ async fn route_and_forward(
                 ops.apply_response(r.headers_mut());
             }
             apply_response_ops(&response_ops, &mut r);
-            return r;
+            return http.filters.respond(&fctx, r);
         }
     };
     hdr::remove_hop_by_hop_response(resp.headers_mut());
@@ -327,12 +320,7 @@ async fn route_and_forward(
             )))
         });
     }
-    if !http.filters.is_empty() {
-        let (mut rp, b) = resp.into_parts();
-        http.filters.on_response(&fctx, &mut rp);
-        resp = Response::from_parts(rp, b);
-    }
-    resp
+    http.filters.respond(&fctx, resp)
 }
 
 /// The request's host as the client wrote it (authority or `host`).

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 
-use crate::config::OutlierDetection;
+use crate::config::{Fraction, OutlierDetection};
 use crate::stats::{cluster as cs, StatGroup};
 use crate::upstream::cluster::ClusterRt;
 use crate::upstream::lb::{EndpointRt, EndpointSet};
@@ -259,7 +259,7 @@ impl OutlierDetector {
             self.stats.inc(cs::OD_EJECTIONS_OVERFLOW);
             return false;
         }
-        if !roll(why.enforcing(&self.cfg)) {
+        if !Fraction::percent(why.enforcing(&self.cfg)).roll() {
             return false;
         }
         let mut e = ep.outlier.ejection();
@@ -360,10 +360,6 @@ fn ejected_count(hosts: &[Arc<EndpointRt>]) -> u64 {
 }
 
 /// True `percent`% of the time.
-fn roll(percent: u32) -> bool {
-    percent >= 100 || fastrand::u32(..100) < percent
-}
-
 /// Sweep `cluster`'s hosts every `interval_ms` until the engine drops it.
 pub fn spawn(rt: &tokio::runtime::Handle, cluster: &Arc<ClusterRt>) {
     let Some(od) = &cluster.outlier else { return };
