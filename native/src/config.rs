@@ -787,6 +787,10 @@ pub struct HealthCheck {
     /// Extra random delay added to each interval, ms.
     #[serde(default)]
     pub interval_jitter_ms: u64,
+    /// Interval while the cluster has never sent a request (Envoy `no_traffic_interval`,
+    /// 60 s there by default); `None` = `interval_ms` always.
+    #[serde(default)]
+    pub no_traffic_interval_ms: Option<u64>,
     /// Failed checks in a row before a host is marked unhealthy.
     pub unhealthy_threshold: u32,
     /// Passed checks in a row before an unhealthy host is healthy again.

@@ -163,6 +163,8 @@ pub mod cluster {
         // Circuit breakers.
         CX_OVERFLOW => "upstream_cx_overflow",
         RQ_PENDING_OVERFLOW => "upstream_rq_pending_overflow",
+        RQ_ACTIVE_OVERFLOW => "upstream_rq_active_overflow",
+        RETRY_OR_SHADOW_ABANDONED => "retry_or_shadow_abandoned",
         RQ_PENDING_ACTIVE => "upstream_rq_pending_active",
         RQ_PENDING_TOTAL => "upstream_rq_pending_total",
         CB_CX_OPEN => "circuit_breakers.default.cx_open",

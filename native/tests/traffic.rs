@@ -342,7 +342,7 @@ async fn max_requests_overflow_says_why() {
     assert_eq!(status, 503);
     assert_eq!(h["x-envoy-overloaded"], "true");
     assert!(body.ends_with("reset reason: overflow"), "{body}");
-    assert_eq!(stat(&e, "cluster.web.upstream_rq_pending_overflow"), 1);
+    assert_eq!(stat(&e, "cluster.web.upstream_rq_active_overflow"), 1);
     assert_eq!(slow.await.unwrap().0, 200);
     let (status, _, _) = get(&c, format!("http://{a}/"), "svc").await;
     assert_eq!(status, 200, "the breaker closes again");

@@ -615,6 +615,7 @@ class TestClusterResilience:
                     "timeout": "1s",
                     "interval": "5s",
                     "interval_jitter": "0.1s",
+                    "no_traffic_interval": "2s",
                     "unhealthy_threshold": 2,
                     "healthy_threshold": 1,
                     "http_health_check": {
@@ -688,6 +689,7 @@ class TestClusterResilience:
                     "timeout_ms": 1000,
                     "interval_ms": 5000,
                     "interval_jitter_ms": 100,
+                    "no_traffic_interval_ms": 2000,
                     "unhealthy_threshold": 2,
                     "healthy_threshold": 1,
                     "kind": {
@@ -702,6 +704,8 @@ class TestClusterResilience:
                 {
                     "timeout_ms": 1000,
                     "interval_ms": 5000,
+                    # Envoy's default when unset.
+                    "no_traffic_interval_ms": 60000,
                     "unhealthy_threshold": 3,
                     "healthy_threshold": 2,
                     "kind": {

@@ -16,7 +16,7 @@ use tokio::time::Instant;
 use crate::http::action::{AttemptEnd, ForwardRt};
 use crate::http::body::{self, Replayer, UpstreamBody};
 use crate::http::{local_reply, ProxyBody};
-use crate::stats::{cluster as cs, route as rs, StatGroup};
+use crate::stats::{cluster as cs, http as hs, route as rs, StatGroup};
 use crate::upstream::breaker::{Limit, Permit};
 use crate::upstream::lb::{EndpointRt, PickCtx};
 use crate::upstream::outlier::Outcome;
@@ -30,6 +30,8 @@ const OVERFLOW: &str =
     "upstream connect error or disconnect/reset before headers. reset reason: overflow";
 const NO_HEALTHY: &str = "no healthy upstream";
 const TIMEOUT: &str = "upstream request timeout";
+const IDLE_TIMEOUT: &str = "stream timeout";
+const MAX_DURATION: &str = "downstream duration timeout";
 
 /// Everything about the request except its body: enough to send it again.
 struct Head {
@@ -64,8 +66,23 @@ pub struct Call<'a> {
     pub cluster: &'a Arc<ClusterRt>,
     pub fwd: &'a ForwardRt,
     pub route_stats: &'a StatGroup,
+    /// The connection manager's stats (`http.<stat_prefix>.*`).
+    pub http_stats: &'a StatGroup,
     pub hash: Option<u64>,
     pub authority: Option<Authority>,
+    /// Stream idle timeout in force (the route's, else the connection manager's).
+    pub idle: Option<Duration>,
+    /// When the request started (max stream duration counts from here).
+    pub started: Instant,
+}
+
+/// The deadlines an attempt races, besides its own per-try timeout.
+#[derive(Clone, Copy)]
+struct Deadlines {
+    route: Option<Instant>,
+    /// No response headers by then: the stream idled out.
+    idle: Option<Instant>,
+    stream: Option<Instant>,
 }
 
 /// How an attempt ended, before retry policy looks at it.
@@ -74,7 +91,16 @@ enum Attempt {
     Response(Response<ProxyBody>),
     Failed(UpstreamError),
     PerTryTimeout,
-    RouteTimeout,
+    /// The route timeout, the stream idle timeout or the max stream duration:
+    /// the whole request is over, whatever retry policy says.
+    Over(Deadline),
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Deadline {
+    Route,
+    Idle,
+    Stream,
 }
 
 impl Call<'_> {
@@ -89,16 +115,23 @@ impl Call<'_> {
             cluster,
             fwd,
             route_stats: rstats,
+            http_stats,
             hash,
             authority,
+            idle,
+            started,
         } = self;
         let Some(_active) = cluster.breakers.try_acquire(Limit::Requests) else {
             return Err(overloaded());
         };
         cluster.stats.inc(cs::RQ_TOTAL);
         rstats.inc(rs::RQ_TOTAL);
-        let started = Instant::now();
-        let route_deadline = fwd.timeout.map(|t| started + t);
+        let deadlines = Deadlines {
+            route: fwd.timeout.map(|t| started + t),
+            idle: idle.map(|t| started + t),
+            stream: fwd.max_stream_duration.map(|t| started + t),
+        };
+        let route_deadline = deadlines.route;
         let retry = fwd.retry.as_ref().filter(|r| r.num_retries > 0);
         let (first_body, replayer) = body::split(body, retry.is_some() || !fwd.mirrors.is_empty());
         // A replayable request keeps its head for retries and the stale-connection re-send.
@@ -133,7 +166,7 @@ impl Call<'_> {
                 authority.clone(),
                 fresh,
                 per_try,
-                route_deadline,
+                deadlines,
             )
             .await;
             fresh = false;
@@ -157,11 +190,7 @@ impl Call<'_> {
                 }
                 Attempt::Failed(_) => AttemptEnd::Reset,
                 Attempt::PerTryTimeout => AttemptEnd::PerTryTimeout,
-                Attempt::RouteTimeout => {
-                    cluster.stats.inc(cs::RQ_TIMEOUT);
-                    rstats.inc(rs::RQ_TIMEOUT);
-                    return Err(local_reply(StatusCode::GATEWAY_TIMEOUT, TIMEOUT));
-                }
+                Attempt::Over(why) => return Err(over(cluster, rstats, http_stats, *why)),
             };
             if matches!(attempt, Attempt::PerTryTimeout) {
                 cluster.stats.inc(cs::RQ_PER_TRY_TIMEOUT);
@@ -182,6 +211,7 @@ impl Call<'_> {
                 (&head, replayer.as_ref().and_then(Replayer::retry))
             else {
                 // The body was too large to keep: this request cannot be re-sent.
+                cluster.stats.inc(cs::RETRY_OR_SHADOW_ABANDONED);
                 return finish(cluster, rstats, attempt);
             };
             let Some(permit) = cluster.breakers.try_acquire(Limit::Retries) else {
@@ -195,9 +225,7 @@ impl Call<'_> {
             if !backoff.is_zero() {
                 cluster.stats.inc(cs::RQ_RETRY_BACKOFF);
                 if route_deadline.is_some_and(|d| Instant::now() + backoff >= d) {
-                    cluster.stats.inc(cs::RQ_TIMEOUT);
-                    rstats.inc(rs::RQ_TIMEOUT);
-                    return Err(local_reply(StatusCode::GATEWAY_TIMEOUT, TIMEOUT));
+                    return Err(over(cluster, rstats, http_stats, Deadline::Route));
                 }
                 tokio::time::sleep(backoff).await;
             }
@@ -209,7 +237,7 @@ impl Call<'_> {
     }
 }
 
-/// One attempt on `ep`, bounded by the per-try timeout and the route deadline.
+/// One attempt on `ep`, bounded by the per-try timeout and the request's deadlines.
 async fn attempt(
     cluster: &ClusterRt,
     ep: &Arc<EndpointRt>,
@@ -217,28 +245,28 @@ async fn attempt(
     authority: Option<Authority>,
     fresh: bool,
     per_try: Option<Duration>,
-    route_deadline: Option<Instant>,
+    d: Deadlines,
 ) -> Attempt {
     ep.active.fetch_add(1, Ordering::Relaxed);
     ep.rq_total.fetch_add(1, Ordering::Relaxed);
-    let try_deadline = per_try.map(|t| Instant::now() + t);
-    let deadline = match (try_deadline, route_deadline) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
-    };
+    // The earliest deadline wins; on a tie the request-wide one says why.
+    let first = [
+        (d.route, Some(Deadline::Route)),
+        (d.idle, Some(Deadline::Idle)),
+        (d.stream, Some(Deadline::Stream)),
+        (per_try.map(|t| Instant::now() + t), None),
+    ]
+    .into_iter()
+    .filter_map(|(at, why)| at.map(|at| (at, why)))
+    .min_by_key(|(at, _)| *at);
     let sent = cluster.send(ep, req, authority, fresh);
-    let result = match deadline {
-        Some(at) => match tokio::time::timeout_at(at, sent).await {
+    let result = match first {
+        Some((at, why)) => match tokio::time::timeout_at(at, sent).await {
             Ok(r) => r,
-            Err(_) if Some(at) == route_deadline => {
-                ep.rq_error.fetch_add(1, Ordering::Relaxed);
-                ep.active.fetch_sub(1, Ordering::Relaxed);
-                return Attempt::RouteTimeout;
-            }
             Err(_) => {
                 ep.rq_error.fetch_add(1, Ordering::Relaxed);
                 ep.active.fetch_sub(1, Ordering::Relaxed);
-                return Attempt::PerTryTimeout;
+                return why.map_or(Attempt::PerTryTimeout, Attempt::Over);
             }
         },
         None => sent.await,
@@ -263,7 +291,7 @@ fn outcome(a: &Attempt) -> Outcome {
         Attempt::Response(r) => Outcome::Status(r.status().as_u16()),
         Attempt::Failed(UpstreamError::ConnectFail) => Outcome::ConnectFailure,
         Attempt::Failed(_) => Outcome::Reset,
-        Attempt::PerTryTimeout | Attempt::RouteTimeout => Outcome::Timeout,
+        Attempt::PerTryTimeout | Attempt::Over(_) => Outcome::Timeout,
     }
 }
 
@@ -294,7 +322,7 @@ fn finish(
             cluster.stats.inc(cs::RQ_RESET);
             local_reply(StatusCode::SERVICE_UNAVAILABLE, CONNECT_RESET)
         }
-        Attempt::PerTryTimeout | Attempt::RouteTimeout => {
+        Attempt::PerTryTimeout | Attempt::Over(_) => {
             cluster.stats.inc(cs::RQ_TIMEOUT);
             rstats.inc(rs::RQ_TIMEOUT);
             local_reply(StatusCode::GATEWAY_TIMEOUT, TIMEOUT)
@@ -303,6 +331,34 @@ fn finish(
     cluster.stats.inc_class(cs::RQ_2XX, r.status().as_u16());
     rstats.inc_class(rs::RQ_2XX, r.status().as_u16());
     Err(r)
+}
+
+/// The local reply when a request-wide deadline passed before response headers.
+fn over(
+    cluster: &ClusterRt,
+    rstats: &StatGroup,
+    http_stats: &StatGroup,
+    why: Deadline,
+) -> Response<ProxyBody> {
+    let r = match why {
+        Deadline::Route => {
+            cluster.stats.inc(cs::RQ_TIMEOUT);
+            rstats.inc(rs::RQ_TIMEOUT);
+            local_reply(StatusCode::GATEWAY_TIMEOUT, TIMEOUT)
+        }
+        Deadline::Idle => {
+            http_stats.inc(hs::RQ_IDLE_TIMEOUT);
+            local_reply(StatusCode::GATEWAY_TIMEOUT, IDLE_TIMEOUT)
+        }
+        Deadline::Stream => {
+            cluster.stats.inc(cs::RQ_MAX_DURATION);
+            http_stats.inc(hs::RQ_MAX_DURATION);
+            local_reply(StatusCode::GATEWAY_TIMEOUT, MAX_DURATION)
+        }
+    };
+    cluster.stats.inc_class(cs::RQ_2XX, r.status().as_u16());
+    rstats.inc_class(rs::RQ_2XX, r.status().as_u16());
+    r
 }
 
 /// Envoy's answer when a circuit breaker is open.

@@ -5,7 +5,7 @@
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use http::header::{self, HeaderValue};
 use http::{Request, Response, StatusCode};
@@ -272,13 +272,17 @@ async fn route_and_forward(
     }
     rewrite_path(fwd, &mut parts);
 
-    let started = Instant::now();
+    let started = tokio::time::Instant::now();
+    let idle = fwd.idle_timeout.or(http.stream_idle_timeout);
     let call = Call {
         cluster,
         fwd,
         route_stats: &route.stats,
+        http_stats: &http.stats,
         hash,
         authority,
+        idle,
+        started,
     };
     let mut resp = match call.send(parts, body).await {
         Ok(r) => r,
@@ -306,11 +310,8 @@ async fn route_and_forward(
         hdr::X_UPSTREAM_SERVICE_TIME.clone(),
         HeaderValue::from(started.elapsed().as_millis() as u64),
     );
-    let idle = fwd.idle_timeout.or(http.stream_idle_timeout);
     if idle.is_some() || fwd.max_stream_duration.is_some() {
-        let deadline = fwd
-            .max_stream_duration
-            .map(|d| tokio::time::Instant::from_std(started) + d);
+        let deadline = fwd.max_stream_duration.map(|d| started + d);
         resp = resp.map(|b| {
             ProxyBody::Timed(Box::new(TimedBody::new(
                 b,

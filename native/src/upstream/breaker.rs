@@ -135,7 +135,9 @@ impl Breakers {
             self.stats.set(open, 1);
             self.stats.inc(match limit {
                 Limit::Connections => cs::CX_OVERFLOW,
-                Limit::Pending | Limit::Requests => cs::RQ_PENDING_OVERFLOW,
+                Limit::Pending => cs::RQ_PENDING_OVERFLOW,
+                // Envoy 1.40 counts max_requests overflows apart from pending ones.
+                Limit::Requests => cs::RQ_ACTIVE_OVERFLOW,
                 Limit::Retries => cs::RQ_RETRY_OVERFLOW,
             });
             return None;
@@ -171,7 +173,7 @@ mod tests {
         let p2 = b.try_acquire(Limit::Requests).unwrap();
         assert_eq!(stats.get(cs::CB_RQ_OPEN), 1);
         assert!(b.try_acquire(Limit::Requests).is_none());
-        assert_eq!(stats.get(cs::RQ_PENDING_OVERFLOW), 1);
+        assert_eq!(stats.get(cs::RQ_ACTIVE_OVERFLOW), 1);
         drop(p1);
         assert_eq!(stats.get(cs::CB_RQ_OPEN), 0);
         let _p3 = b.try_acquire(Limit::Requests).unwrap();

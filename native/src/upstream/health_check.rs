@@ -97,13 +97,18 @@ impl Check {
         }
     }
 
-    /// The wait before the next probe: the interval plus random jitter.
-    fn next_wait(&self) -> Duration {
+    /// The wait before the next probe: the interval (the no-traffic one while the
+    /// cluster has never sent a request, as Envoy) plus random jitter.
+    fn next_wait(&self, had_traffic: bool) -> Duration {
         let jitter = match self.cfg.interval_jitter_ms {
             0 => 0,
             j => fastrand::u64(..j),
         };
-        Duration::from_millis(self.cfg.interval_ms.max(1) + jitter)
+        let interval = match self.cfg.no_traffic_interval_ms {
+            Some(ms) if !had_traffic => ms,
+            _ => self.cfg.interval_ms,
+        };
+        Duration::from_millis(interval.max(1) + jitter)
     }
 
     async fn probe(&self, addr: SocketAddr) -> Verdict {
@@ -297,7 +302,7 @@ async fn session(
             c.update_membership();
             count_healthy(&c);
         }
-        tokio::time::sleep(check.next_wait()).await;
+        tokio::time::sleep(check.next_wait(stats.get(cs::RQ_TOTAL) > 0)).await;
     }
 }
 

@@ -46,6 +46,8 @@ _OUTLIER_DURATIONS: Final = ("interval", "base_ejection_time", "max_ejection_tim
 _OUTLIER: Final = frozenset(_OUTLIER_INTS) | frozenset(_OUTLIER_DURATIONS)
 # Envoy's defaults, to check base <= max when only one is set.
 _BASE_EJECTION_MS: Final = 30_000
+# Envoy checks a cluster that has never sent a request this rarely.
+_NO_TRAFFIC_INTERVAL_MS: Final = 60_000
 _MAX_EJECTION_MS: Final = 300_000
 
 _HEALTH_CHECK: Final = frozenset(
@@ -53,6 +55,7 @@ _HEALTH_CHECK: Final = frozenset(
         "timeout",
         "interval",
         "interval_jitter",
+        "no_traffic_interval",
         "unhealthy_threshold",
         "healthy_threshold",
         "http_health_check",
@@ -224,6 +227,10 @@ def _health_check(issues: Issues, raw: object, path: str) -> dict[str, Any] | No
     jitter = get_duration_ms(issues, hc, "interval_jitter", path)
     if jitter:
         out["interval_jitter_ms"] = jitter
+    no_traffic = get_duration_ms(issues, hc, "no_traffic_interval", path, positive=True)
+    out["no_traffic_interval_ms"] = (
+        _NO_TRAFFIC_INTERVAL_MS if "no_traffic_interval" not in hc else no_traffic
+    )
     for key in ("unhealthy_threshold", "healthy_threshold"):
         out[key] = get_int(issues, hc, key, path, 1, _U32_MAX, required=True)
     kinds = [k for k in ("http_health_check", "tcp_health_check") if k in hc]
