@@ -27,12 +27,25 @@ from tests.support import (
     prefix,
     route,
     run_proxy,
+    socket_address,
     virtual_host,
 )
 
 Json = dict[str, Any]
 
 ROUTER_FILTER = "envoy.filters.http.router"
+
+# Envoy checks a cluster that has seen no traffic only every `no_traffic_interval`
+# (60 s by default): set it too, or the first minute has one check per host.
+EVERY_100MS: Json = {
+    "timeout": "0.5s",
+    "interval": "0.1s",
+    "no_traffic_interval": "0.1s",
+    "unhealthy_threshold": 1,
+    "healthy_threshold": 1,
+}
+HTTP_CHECK = {**EVERY_100MS, "http_health_check": {"path": "/healthz"}}
+TCP_CHECK = {**EVERY_100MS, "tcp_health_check": {}}
 
 
 def typed(type_name: str, **fields: Any) -> Json:
@@ -62,14 +75,7 @@ def priority_cluster(name: str, tiers: list[list[FlakyServer]], **extra: Any) ->
     out["load_assignment"]["endpoints"] = [
         {
             "priority": priority,
-            "lb_endpoints": [
-                {
-                    "endpoint": {
-                        "address": {"socket_address": {"address": "127.0.0.1", "port_value": s.port}}
-                    }
-                }
-                for s in servers
-            ],
+            "lb_endpoints": [{"endpoint": {"address": socket_address(s.port)}} for s in servers],
         }
         for priority, servers in enumerate(tiers)
     ]
@@ -179,9 +185,7 @@ class LoadResult:
         return self.total - self.status_2xx
 
 
-def h2load(
-    url: str, *, requests: int, concurrency: int, headers: Iterable[str] = ()
-) -> LoadResult:
+def h2load(url: str, *, requests: int, concurrency: int, headers: Iterable[str] = ()) -> LoadResult:
     """`h2load --h1`: `requests` HTTP/1.1 keep-alive requests over `concurrency` connections."""
     argv = ["h2load", "--h1", "-n", str(requests), "-c", str(concurrency), "-t", "1"]
     for header in headers:

@@ -1,7 +1,8 @@
 """Circuit breakers (Envoy `circuit_breakers.thresholds`): past `max_requests` or
 `max_pending_requests` a request is refused at once with 503 and `x-envoy-overloaded: true`
-and the overflow is counted (`upstream_rq_active_overflow`, `upstream_rq_pending_overflow`); `max_connections` queues requests on the connections allowed
-instead of opening more (counting `upstream_cx_overflow`)."""
+and the overflow is counted (`upstream_rq_active_overflow`, `upstream_rq_pending_overflow`);
+`max_connections` queues requests on the connections allowed instead of opening more
+(counting `upstream_cx_overflow`)."""
 
 from __future__ import annotations
 

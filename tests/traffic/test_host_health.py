@@ -6,11 +6,20 @@ check gets no traffic until it passes again (`/failed_active_hc`)."""
 from __future__ import annotations
 
 from collections import Counter
-from typing import Any
 
 from tests.support import FlakyServer
 
-from ._rig import Front, answered_by, config, eventually, flaky_servers, forward, front
+from ._rig import (
+    HTTP_CHECK,
+    TCP_CHECK,
+    Front,
+    answered_by,
+    config,
+    eventually,
+    flaky_servers,
+    forward,
+    front,
+)
 from ._rig import upstream_cluster as cluster_of
 
 
@@ -56,19 +65,6 @@ def test_consecutive_5xx_ejects_the_host_until_base_ejection_time(binary: str) -
             c.recover()
             eventually(lambda: flags_of(f, c) == "healthy", timeout=5, what="un-ejection")
             back_in_rotation(f)
-
-
-# Envoy checks a cluster that has seen no traffic only every `no_traffic_interval`
-# (60 s by default): set it too, or the first minute has one check per host.
-EVERY_100MS: dict[str, Any] = {
-    "timeout": "0.5s",
-    "interval": "0.1s",
-    "no_traffic_interval": "0.1s",
-    "unhealthy_threshold": 1,
-    "healthy_threshold": 1,
-}
-HTTP_CHECK = {**EVERY_100MS, "http_health_check": {"path": "/healthz"}}
-TCP_CHECK = {**EVERY_100MS, "tcp_health_check": {}}
 
 
 def test_http_health_check_failure_takes_the_host_out(binary: str) -> None:

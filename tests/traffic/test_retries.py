@@ -44,17 +44,28 @@ def test_retries_stop_at_num_retries(binary: str) -> None:
 
 Arm = Callable[[FlakyServer], None]
 
+
+def once(status: int) -> Arm:
+    return lambda server: server.answer_status(status, times=1)
+
+
+def reset_once(server: FlakyServer) -> None:
+    server.reset(times=1)
+
+
+CODES_418 = {"retriable_status_codes": [418]}
+
 # (retry_on, extra policy fields, what the upstream does once, status, attempts seen)
 CONDITIONS: list[tuple[str, dict[str, Any], Arm, int, int]] = [
-    ("reset", {}, lambda s: s.reset(times=1), 200, 2),
-    ("5xx", {}, lambda s: s.reset(times=1), 200, 2),
-    ("retriable-status-codes", {"retriable_status_codes": [418]}, lambda s: s.answer_status(418, times=1), 200, 2),  # noqa: E501
-    ("retriable-status-codes", {"retriable_status_codes": [418]}, lambda s: s.answer_status(503, times=1), 503, 1),  # noqa: E501
-    ("retriable-4xx", {}, lambda s: s.answer_status(409, times=1), 200, 2),
-    ("retriable-4xx", {}, lambda s: s.answer_status(404, times=1), 404, 1),
-    ("gateway-error", {}, lambda s: s.answer_status(502, times=1), 200, 2),
-    ("gateway-error", {}, lambda s: s.answer_status(500, times=1), 500, 1),
-    ("connect-failure", {}, lambda s: s.answer_status(503, times=1), 503, 1),
+    ("reset", {}, reset_once, 200, 2),
+    ("5xx", {}, reset_once, 200, 2),
+    ("retriable-status-codes", CODES_418, once(418), 200, 2),
+    ("retriable-status-codes", CODES_418, once(503), 503, 1),
+    ("retriable-4xx", {}, once(409), 200, 2),
+    ("retriable-4xx", {}, once(404), 404, 1),
+    ("gateway-error", {}, once(502), 200, 2),
+    ("gateway-error", {}, once(500), 500, 1),
+    ("connect-failure", {}, once(503), 503, 1),
 ]
 
 
@@ -123,7 +134,9 @@ def test_per_try_timeout_bounds_each_attempt(binary: str) -> None:
 BUFFER_LIMIT = 1 << 20
 
 
-@pytest.mark.parametrize(("size", "status", "attempts"), [(1024, 200, 2), (2 * BUFFER_LIMIT, 503, 1)])
+@pytest.mark.parametrize(
+    ("size", "status", "attempts"), [(1024, 200, 2), (2 * BUFFER_LIMIT, 503, 1)]
+)
 def test_body_beyond_the_retry_buffer_is_not_retried(
     binary: str, size: int, status: int, attempts: int
 ) -> None:
