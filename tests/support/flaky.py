@@ -40,6 +40,7 @@ import threading
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
+from http import HTTPStatus
 from typing import Any, TypeVar
 
 import h11
@@ -73,6 +74,15 @@ class _Armed:
             return False
         self.remaining -= 1
         return True
+
+
+def _reason(status: int) -> bytes:
+    """The standard reason phrase: some clients (h2load) count a response without one as
+    failed."""
+    try:
+        return HTTPStatus(status).phrase.encode()
+    except ValueError:
+        return b"Unknown"
 
 
 class _Reset(Exception):
@@ -388,7 +398,7 @@ class FlakyServer:
             # close_mid_body promises twice the body it sends
             ("content-length", str(len(body) * (2 if truncated else 1))),
         ]
-        await send(h11.Response(status_code=status, headers=headers))
+        await send(h11.Response(status_code=status, headers=headers, reason=_reason(status)))
         await send(h11.Data(data=body))
         if truncated:
             return False
