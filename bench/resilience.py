@@ -51,11 +51,11 @@ OUTLIER_DETECTION: Json = {
 
 
 def health_check(path: str) -> Json:
-    """An HTTP check every 500 ms (also while the cluster sees no traffic)."""
+    """An HTTP check every 500 ms once traffic flows (before the first request Envoy checks
+    every `no_traffic_interval`, 60 s by default)."""
     return {
         "timeout": "0.5s",
         "interval": "0.5s",
-        "no_traffic_interval": "0.5s",
         "unhealthy_threshold": 2,
         "healthy_threshold": 1,
         "http_health_check": {"path": path},

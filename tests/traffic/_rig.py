@@ -163,7 +163,7 @@ def eventually(check: Callable[[], bool], timeout: float = 10.0, what: str = "co
 
 
 def answered_by(resp: httpx.Response) -> str:
-    return resp.headers.get("x-upstream-name", f"<local {resp.status_code}>")
+    return str(resp.headers.get("x-upstream-name", f"<local {resp.status_code}>"))
 
 
 @dataclass
@@ -196,6 +196,6 @@ def h2load(url: str, *, requests: int, concurrency: int, headers: Iterable[str] 
     reqs = re.search(r"requests: (\d+) total, \d+ started, \d+ done, (\d+) succeeded, (\d+)", out)
     codes = re.search(r"status codes: (\d+) 2xx, (\d+) 3xx, (\d+) 4xx, (\d+) 5xx", out)
     assert reqs and codes, f"h2load gave no summary:\n{out}"
-    return LoadResult(
-        *(int(reqs.group(i)) for i in (1, 2, 3)), *(int(codes.group(i)) for i in (1, 2, 3, 4)), out
-    )
+    total, succeeded, failed = (int(reqs.group(i)) for i in (1, 2, 3))
+    s2, s3, s4, s5 = (int(codes.group(i)) for i in (1, 2, 3, 4))
+    return LoadResult(total, succeeded, failed, s2, s3, s4, s5, out)
