@@ -90,10 +90,10 @@ def test_consistent_hash_sends_one_key_to_one_host(
             assert not any(o.startswith("<local") for o in owners.values()), owners
 
 
-# Ring hash re-spreads its ring over fewer hosts (Envoy sizes the ring per host) and
-# Maglev rebuilds its table, so a few keys of the remaining hosts move as well; a
-# non-consistent hash (modulo) would move about 3/4 of them.
-MOVED_BESIDES_THE_REMOVED_HOST = 0.2
+# Envoy sizes the ring per host (1024 / 4 = 256 points each, then 342 each for 3 hosts),
+# so the remaining hosts gain points and about 17 % of their keys move too (Maglev moved
+# none in our runs); a non-consistent hash (modulo) would move about 3/4 of them.
+MOVED_BESIDES_THE_REMOVED_HOST = 0.3
 
 
 @pytest.mark.parametrize("lb_policy", ["RING_HASH", "MAGLEV"])
