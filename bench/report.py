@@ -72,6 +72,14 @@ ROWS = (
         _num("cpu_us_per_req", 1),
         0.4,
     ),
+    Row(
+        "HTTP/1.1 with retries, breakers, outlier detection, health checks (never "
+        "triggered), req/s (wrk, 32 conns)",
+        "http1_resilient",
+        "rps",
+        True,
+        _num("rps"),
+    ),
     Row("TCP proxy, req/s (wrk through tcp_proxy)", "tcp", "rps", True, _num("rps")),
     Row("1 MiB body, req/s (MiB/s) (wrk, 32 conns)", "body_1mb", "rps", True, _mb),
     Row(

@@ -3,7 +3,9 @@
 For each round, each worker count and each proxy in turn (the order rotates every round),
 start a fresh nginx and the proxy with the same config, then run, in one proxy process:
 HTTP/1.1 (wrk), HTTP/2 (h2load), fixed 1,000 req/s latency and CPU/request (fortio),
-TCP proxy (wrk through tcp_proxy) and a 1 MiB body (wrk). Peak RSS is read idle and
+TCP proxy (wrk through tcp_proxy) and a 1 MiB body (wrk). Envoy and fastmesh then run
+HTTP/1.1 once more on the same config plus retries, circuit breakers, outlier detection
+and health checks (bench/resilience.py), configured but never triggered. Peak RSS is read idle and
 after the load; a last pass loads 10,000 clusters + 10,000 virtual hosts per proxy.
 Writes bench/results/latest.{json,md,png}; exits 1 if any proxy failed to serve.
 """
@@ -31,6 +33,9 @@ from bench import load, procs, topology
 from bench.report import write_chart, write_markdown
 
 PROXIES = ("fastmesh", "envoy", "haproxy")
+#: Proxies run on the Envoy YAML with resilience features (HAProxy has no such file).
+RESILIENT_PROXIES = ("fastmesh", "envoy")
+RESILIENT = "http1_resilient"
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
@@ -142,6 +147,7 @@ class Env:
     work: Path
     ports: topology.Ports
     envoy_yaml: Path
+    resilient_yaml: Path
     base_id: int = 7000
 
     def next_base_id(self) -> int:
@@ -252,6 +258,32 @@ def _measured(
     return ld, used
 
 
+def measured_result(
+    rnd: int, workers: int, proxy: str, scenario: str, ld: load.Load, use: Usage, has_proc: bool
+) -> Result:
+    """One load run as a Result (rates, latency, proxy CPU per request, who used the CPU),
+    logged as it is recorded."""
+    cpu = use.proxy
+    m: dict[str, float] = {"rps": round(ld.rps, 1), "requests": ld.requests}
+    if ld.mbps:
+        m["mbps"] = round(ld.mbps, 2)
+    for k, v in ld.latency_ms.items():
+        m[f"{k}_ms"] = round(v, 3)
+    if has_proc and ld.requests:
+        m["cpu_s"] = round(cpu, 3)
+        m["cpu_us_per_req"] = round(cpu / ld.requests * 1e6, 2)
+    m.update(use.metrics())
+    status = "FAILED " + (ld.error or "") if ld.error else ""
+    log(
+        f"  {proxy:8s} w={workers} {scenario:10s} rps={ld.rps:10.0f} "
+        + " ".join(f"{k}={v:.2f}" for k, v in ld.latency_ms.items())
+        + (f" cpu/req={m.get('cpu_us_per_req', 0):.1f}us" if has_proc else "")
+        + f" util proxy={m.get('proxy_util', 0):.2f} nginx={m.get('nginx_util', 0):.2f}"
+        f" loadgen={m.get('loadgen_util', 0):.2f} other={m.get('other_util', 0):.2f}" + f" {status}"
+    )
+    return Result(rnd, workers, proxy, scenario, m, ld.error)
+
+
 def run_scenarios(
     plan: Plan,
     env: Env,
@@ -270,27 +302,7 @@ def run_scenarios(
     http = f"http://127.0.0.1:{front.http}"
 
     def record(scenario: str, ld: load.Load, use: Usage) -> None:
-        cpu = use.proxy
-        m: dict[str, float] = {"rps": round(ld.rps, 1), "requests": ld.requests}
-        if ld.mbps:
-            m["mbps"] = round(ld.mbps, 2)
-        for k, v in ld.latency_ms.items():
-            m[f"{k}_ms"] = round(v, 3)
-        if proc is not None and ld.requests:
-            m["cpu_s"] = round(cpu, 3)
-            m["cpu_us_per_req"] = round(cpu / ld.requests * 1e6, 2)
-        m.update(use.metrics())
-        r = Result(rnd, workers, proxy, scenario, m, ld.error)
-        out.append(r)
-        status = "FAILED " + (ld.error or "") if ld.error else ""
-        log(
-            f"  {proxy:8s} w={workers} {scenario:10s} rps={ld.rps:10.0f} "
-            + " ".join(f"{k}={v:.2f}" for k, v in ld.latency_ms.items())
-            + (f" cpu/req={m.get('cpu_us_per_req', 0):.1f}us" if proc else "")
-            + f" util proxy={m.get('proxy_util', 0):.2f} nginx={m.get('nginx_util', 0):.2f}"
-            f" loadgen={m.get('loadgen_util', 0):.2f} other={m.get('other_util', 0):.2f}"
-            + f" {status}"
-        )
+        out.append(measured_result(rnd, workers, proxy, scenario, ld, use, proc is not None))
 
     def wrk_run(url: str) -> tuple[load.Load, Usage]:
         load.wrk(url, plan.conns, thr, plan.warmup, pin.load)
@@ -380,6 +392,35 @@ def one_proxy_run(plan: Plan, env: Env, proxy: str, workers: int, rnd: int) -> l
             )
         )
         return results
+    finally:
+        if proc is not None:
+            proc.stop()
+        nginx.stop()
+
+
+def resilient_run(plan: Plan, env: Env, proxy: str, workers: int, rnd: int) -> Result:
+    """The HTTP/1.1 row again, on the same route and cluster carrying retries, circuit
+    breakers, outlier detection and a health check (bench/resilience.py) that nothing
+    triggers: what configuring them costs on the happy path."""
+    pin = pinning_for(workers)
+    thr = load_threads(pin)
+    tag = f"r{rnd}-w{workers}-{proxy}-resilient"
+    nginx = start_nginx(env, pin, tag)
+    proc: procs.Proc | None = None
+    try:
+        try:
+            argv = proxy_argv(env, proxy, workers, env.resilient_yaml)
+            proc = procs.start(tag, argv, pin.proxy, env.work)
+            procs.wait_ready(proc, f"http://127.0.0.1:{env.ports.admin}/ready", 60)
+        except procs.ProcError as e:
+            log(f"  {proxy} w={workers} {RESILIENT} FAILED to start: {e}")
+            return Result(rnd, workers, proxy, RESILIENT, {}, str(e))
+        url = f"http://127.0.0.1:{env.ports.http}/"
+        load.wrk(url, plan.conns, thr, plan.warmup, pin.load)
+        ld, use = _measured(
+            proc, nginx, lambda: load.wrk(url, plan.conns, thr, plan.seconds, pin.load)
+        )
+        return measured_result(rnd, workers, proxy, RESILIENT, ld, use, True)
     finally:
         if proc is not None:
             proc.stop()
@@ -576,7 +617,12 @@ def main(argv: list[str] | None = None) -> int:
     work = Path(tempfile.mkdtemp(prefix="fastmesh-bench-"))
     ports = topology.Ports.allocate()
     topology.nginx_conf(work, ports.nginx)
-    env = Env(work=work, ports=ports, envoy_yaml=topology.envoy_bootstrap(work, ports))
+    env = Env(
+        work=work,
+        ports=ports,
+        envoy_yaml=topology.envoy_bootstrap(work, ports),
+        resilient_yaml=topology.envoy_bootstrap_resilient(work, ports),
+    )
     log(
         f"{plan.mode}: {plan.rounds} round(s), workers {plan.workers}, "
         f"proxies {plan.proxies}; files and logs in {work}"
@@ -601,6 +647,8 @@ def main(argv: list[str] | None = None) -> int:
             )
             for proxy in order:
                 results.extend(one_proxy_run(plan, env, proxy, workers, rnd))
+                if proxy in RESILIENT_PROXIES:
+                    results.append(resilient_run(plan, env, proxy, workers, rnd))
 
     if not args.no_scale:
         scale_yaml = topology.envoy_bootstrap_10k(work, ports, plan.scale_n)

@@ -128,7 +128,11 @@ def test_envoy_accepts_the_bootstrap(configs: tuple[topology.Ports, Path], tmp_p
     exe = run.envoy_binary()
     if exe is None:
         pytest.skip("envoy not installed")
-    for path in (configs[1], topology.envoy_bootstrap_10k(tmp_path, configs[0], 20)):
+    for path in (
+        configs[1],
+        topology.envoy_bootstrap_10k(tmp_path, configs[0], 20),
+        topology.envoy_bootstrap_resilient(tmp_path, configs[0]),
+    ):
         cp = subprocess.run(
             [exe, "--mode", "validate", "-c", str(path), "-l", "error"],
             capture_output=True, text=True, timeout=60, check=False,
@@ -142,6 +146,21 @@ def test_fastmesh_accepts_the_same_bootstrap(configs: tuple[topology.Ports, Path
         pytest.skip("fastmesh-proxy not installed")
     cp = subprocess.run(
         [exe, "--mode", "validate", "-c", str(configs[1])],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert cp.returncode == 0, cp.stdout + cp.stderr
+
+
+def test_fastmesh_accepts_the_resilient_bootstrap(
+    configs: tuple[topology.Ports, Path], tmp_path: Path
+) -> None:
+    """The http1_resilient row's file: the plain one plus bench/resilience.py."""
+    exe = run.fastmesh_binary()
+    if exe is None:
+        pytest.skip(reason="fastmesh-proxy not installed")
+    path = topology.envoy_bootstrap_resilient(tmp_path, configs[0])
+    cp = subprocess.run(
+        [exe, "--mode", "validate", "-c", str(path)],
         capture_output=True, text=True, timeout=60, check=False,
     )  # fmt: skip
     assert cp.returncode == 0, cp.stdout + cp.stderr

@@ -17,6 +17,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import yaml
+
+from bench.resilience import add_resilience
+
 SMALL_BODY = "hello from nginx\n"
 ONE_MB = 1024 * 1024
 
@@ -183,6 +187,15 @@ def envoy_bootstrap(workdir: Path, ports: Ports) -> Path:
     )
     path = workdir / "envoy.yaml"
     path.write_text(text)
+    return path
+
+
+def envoy_bootstrap_resilient(workdir: Path, ports: Ports) -> Path:
+    """`envoy_bootstrap` plus retries on the route and circuit breakers, outlier detection
+    and an HTTP health check (nginx's `/`) on the cluster: bench/resilience.py."""
+    plain = yaml.safe_load(envoy_bootstrap(workdir, ports).read_text())
+    path = workdir / "envoy-resilient.yaml"
+    path.write_text(yaml.safe_dump(add_resilience(plain, health_path="/"), sort_keys=False))
     return path
 
 

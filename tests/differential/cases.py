@@ -131,10 +131,64 @@ def _add_if_absent() -> list[AnyCase]:
     ]
 
 
+def _traffic() -> list[AnyCase]:
+    L = "ingress"
+    any_host = h("edge.test")
+    allowed = h("cors.test", origin="https://app.test")
+    preflight = (
+        ("access-control-request-method", "POST"),
+        ("access-control-request-headers", "x-custom"),
+    )
+    return [
+        # CORS: preflight answered by the proxy for allowed origins only, simple requests
+        # get the allow/expose headers, requests without an origin pass untouched
+        Case(L, "/c", 200, method="OPTIONS", headers=allowed + preflight),
+        Case(
+            L,
+            "/c",
+            200,
+            method="OPTIONS",
+            headers=h("cors.test", origin="https://a.trusted.test") + preflight,
+        ),
+        Case(
+            L,
+            "/c",
+            200,
+            method="OPTIONS",
+            headers=h("cors.test", origin="https://evil.test") + preflight,
+        ),
+        Case(L, "/c", 200, headers=allowed),
+        Case(L, "/c", 200, headers=h("cors.test", origin="https://evil.test")),
+        Case(L, "/c", 200, headers=h("cors.test")),
+        # redirects
+        Case(L, "/secure/a?b=1", 301, headers=any_host),
+        Case(L, "/moved", 302, headers=any_host),
+        Case(L, "/v1/users/7?x=y", 308, headers=any_host),
+        # regex rewrite (query kept)
+        Case(L, "/svc/users/list/all?p=2", 200, headers=any_host),
+        # query parameter matching: presence, exact value, neither
+        Case(L, "/q?debug", 200, headers=any_host),
+        Case(L, "/q?a=1&v=2", 200, headers=any_host),
+        Case(L, "/q?v=3", 200, headers=any_host),
+        # header matching: regex (whole value), absence
+        Case(L, "/h", 200, headers=h("edge.test", x_ver="v12")),
+        Case(L, "/h", 200, headers=h("edge.test", x_ver="v12-beta")),
+        Case(L, "/h", 200, headers=h("edge.test", x_ver="beta")),
+        Case(L, "/h", 200, headers=h("edge.test", x_ver="beta", x_block="1")),
+        # a fault only requests with x-fault get
+        Case(L, "/f", 418, headers=h("edge.test", x_fault="1")),
+        Case(L, "/f", 200, headers=any_host),
+        # the route timeout fires before the upstream's 1 s delay
+        Case(L, "/slow/delay/1000", 504, headers=any_host),
+        Case(L, "/slow/delay/10", 200, headers=any_host),
+    ]
+
+
 CASES: dict[str, list[AnyCase]] = {
     "add_if_absent": _add_if_absent(),
     "routing": _routing(),
     "front_proxy": _front_proxy(),
     "tcp": _tcp(),
     "tcp_proxy": _tcp_proxy(),
+    "traffic": _traffic(),
 }

@@ -18,6 +18,7 @@ from .envoy_config import (
     to_yaml,
     virtual_host,
 )
+from .flaky import FlakyServer, Misbehaviour
 from .grpc_echo import GrpcEchoServer, bidi_call, unary_call
 from .nginx import NginxServer
 from .ports import free_port, port_refuses, wait_for_port
@@ -29,7 +30,9 @@ __all__ = [
     "BINARY_PARAMS",
     "EchoServer",
     "EchoState",
+    "FlakyServer",
     "GrpcEchoServer",
+    "Misbehaviour",
     "NginxServer",
     "ProxyError",
     "ProxyProcess",
