@@ -295,6 +295,8 @@ async fn route_and_forward(
         }
     };
     hdr::remove_hop_by_hop_response(resp.headers_mut());
+    // Envoy writes its own reason phrase; hyper would relay an odd upstream one.
+    resp.extensions_mut().clear();
     if downstream_h1 {
         // Speak our own HTTP/1.1 downstream whatever the upstream spoke.
         *resp.version_mut() = http::Version::HTTP_11;
