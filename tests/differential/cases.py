@@ -22,6 +22,11 @@ def _routing() -> list[AnyCase]:
         # path matching
         Case(L, "/exact", 200, headers=ex),
         Case(L, "/exact?x=1&y=2", 200, headers=ex),
+        # Empty-bodied requests of every method: what framing reaches the upstream.
+        *(
+            Case(L, "/exact", 200, method=m, headers=ex)
+            for m in ("POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+        ),
         Case(L, "/exact/", 404, headers=ex),
         Case(L, "/re/abc/123", 200, headers=ex),
         Case(L, "/re/abc/1", 404, headers=ex),

@@ -118,13 +118,18 @@ impl ClusterRt {
             // hyper only chunks bodies of methods that usually carry one; a
             // GET with a body of unknown length must say so itself.
             let b = req.body();
-            if !b.is_end_stream()
-                && b.size_hint().exact().is_none()
-                && !req.headers().contains_key(http::header::CONTENT_LENGTH)
-            {
+            let framed = req.headers().contains_key(http::header::CONTENT_LENGTH);
+            if !b.is_end_stream() && b.size_hint().exact().is_none() && !framed {
                 req.headers_mut().insert(
                     http::header::TRANSFER_ENCODING,
                     http::HeaderValue::from_static("chunked"),
+                );
+            } else if b.is_end_stream() && !framed && req.method() == http::Method::OPTIONS {
+                // Envoy frames an empty OPTIONS explicitly (hyper already does so
+                // for POST, PUT and PATCH).
+                req.headers_mut().insert(
+                    http::header::CONTENT_LENGTH,
+                    http::HeaderValue::from_static("0"),
                 );
             }
             self.send_h1(ep, req, fresh).await
