@@ -32,7 +32,204 @@ pub struct Listener {
     /// Most concurrent downstream connections; further accepts wait. `None` = unlimited.
     #[serde(default)]
     pub max_connections: Option<u32>,
+    /// Terminate TLS on this listener (Envoy's `DownstreamTlsContext` transport socket).
+    #[serde(default)]
+    pub tls: Option<DownstreamTls>,
+    /// Envoy's network RBAC filter (`envoy.filters.network.rbac`), evaluated once per
+    /// connection before the listener's filter; a denied connection is closed.
+    #[serde(default)]
+    pub network_rbac: Option<RbacConfig>,
     pub filter: ListenerFilter,
+}
+
+/// Server-side TLS.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DownstreamTls {
+    /// PEM certificate chain (leaf first) and PEM private key. The translator reads
+    /// files and SDS secrets into these, so a rotation is a new snapshot.
+    pub cert_chain_pem: String,
+    pub private_key_pem: String,
+    /// ALPN protocols offered, in preference order (e.g. `["h2", "http/1.1"]`).
+    #[serde(default)]
+    pub alpn: Vec<String>,
+    /// Refuse a handshake without a client certificate (Envoy `require_client_certificate`).
+    #[serde(default)]
+    pub require_client_certificate: bool,
+    /// Client certificates must chain to these roots and match the SAN matchers.
+    #[serde(default)]
+    pub validation: Option<CertValidation>,
+    /// `"1.2"` (default) or `"1.3"`.
+    #[serde(default = "default_tls_min")]
+    pub min_version: String,
+    /// Istio's PERMISSIVE: a connection whose first bytes are not a TLS ClientHello
+    /// is served in plaintext on the same port.
+    #[serde(default)]
+    pub allow_plaintext: bool,
+}
+
+/// Client-side TLS for a cluster (Envoy's `UpstreamTlsContext`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamTls {
+    /// Client certificate for mutual TLS; both or neither.
+    #[serde(default)]
+    pub cert_chain_pem: Option<String>,
+    #[serde(default)]
+    pub private_key_pem: Option<String>,
+    /// Server certificates must chain to these roots and match the SAN matchers.
+    /// `None` = no verification (Envoy without a validation context).
+    #[serde(default)]
+    pub validation: Option<CertValidation>,
+    /// SNI to send (Envoy `sni`); `None` sends none.
+    #[serde(default)]
+    pub sni: Option<String>,
+    #[serde(default)]
+    pub alpn: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CertValidation {
+    /// PEM bundle of trusted roots (during a root rotation: old and new).
+    pub trusted_ca_pem: String,
+    /// The peer's certificate must have a SAN matching one of these (empty = any).
+    #[serde(default)]
+    pub match_subject_alt_names: Vec<SanMatcher>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SanMatcher {
+    pub san_type: SanType,
+    pub matcher: StringMatcher,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SanType {
+    Uri,
+    Dns,
+    Email,
+    IpAddress,
+}
+
+/// Envoy's `forward_client_cert_details`: what happens to `x-forwarded-client-cert`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ForwardClientCert {
+    /// Remove it (Envoy's default).
+    #[default]
+    Sanitize,
+    /// Pass the client's value on, only on mTLS connections.
+    ForwardOnly,
+    /// On mTLS: append this hop's details to the client's value.
+    AppendForward,
+    /// On mTLS: replace it with this hop's details.
+    SanitizeSet,
+    /// Pass it on whatever the connection.
+    AlwaysForwardOnly,
+}
+
+/// Envoy's `set_current_client_cert_details`: the fields of this hop's XFCC element
+/// besides `By` and `Hash`, which are always set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct XfccDetails {
+    #[serde(default)]
+    pub subject: bool,
+    #[serde(default)]
+    pub uri: bool,
+    #[serde(default)]
+    pub dns: bool,
+    #[serde(default)]
+    pub cert: bool,
+    #[serde(default)]
+    pub chain: bool,
+}
+
+/// Envoy's RBAC filter config (HTTP or network).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RbacConfig {
+    /// Stats land under `http.<hcm stat_prefix>.rbac.*` (HTTP) or
+    /// `<stat_prefix>.rbac.*` (network), as in Envoy; this is the filter's own prefix
+    /// (Envoy `stat_prefix`, may be empty).
+    #[serde(default)]
+    pub stat_prefix: String,
+    /// Enforced rules; `None` allows everything.
+    #[serde(default)]
+    pub rules: Option<RbacRules>,
+    /// Evaluated and counted (`shadow_allowed`/`shadow_denied`) but never enforced.
+    #[serde(default)]
+    pub shadow_rules: Option<RbacRules>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RbacRules {
+    pub action: RbacAction,
+    /// Policy name -> policy; a request matches the rules when any policy matches.
+    #[serde(default)]
+    pub policies: std::collections::BTreeMap<String, RbacPolicy>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RbacAction {
+    /// Allow only what matches a policy.
+    Allow,
+    /// Deny what matches a policy.
+    Deny,
+    /// Allow everything; count what matches (Envoy `LOG`).
+    Log,
+}
+
+/// A policy matches when any permission and any principal match.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RbacPolicy {
+    pub permissions: Vec<Permission>,
+    pub principals: Vec<Principal>,
+}
+
+/// What is being accessed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum Permission {
+    Any,
+    AndRules(Vec<Permission>),
+    OrRules(Vec<Permission>),
+    NotRule(Box<Permission>),
+    /// A request header (`:authority`, `:method`, `:path` included); HTTP only.
+    Header(HeaderMatcher),
+    /// The path without query (Envoy `url_path`); HTTP only.
+    UrlPath(StringMatcher),
+    DestinationPort(u16),
+    /// `ip/prefix_len`.
+    DestinationIp(String),
+    /// The TLS SNI (Envoy `requested_server_name`).
+    RequestedServerName(StringMatcher),
+}
+
+/// Who is accessing.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum Principal {
+    Any,
+    AndIds(Vec<Principal>),
+    OrIds(Vec<Principal>),
+    NotId(Box<Principal>),
+    /// A verified client certificate whose URI SAN (else DNS SAN, else subject)
+    /// matches; `None` = any authenticated peer (Envoy `authenticated: {}`).
+    Authenticated(Option<StringMatcher>),
+    /// The connection's peer address, `ip/prefix_len` (Envoy `direct_remote_ip`).
+    DirectRemoteIp(String),
+    /// Same as `direct_remote_ip` while fastmesh has no PROXY protocol / XFF trust
+    /// (Envoy `remote_ip` and the deprecated `source_ip`).
+    RemoteIp(String),
+    /// A request header; HTTP only.
+    Header(HeaderMatcher),
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -102,6 +299,12 @@ pub struct HttpConnectionManager {
     /// Filter chain applied, in order, before the router. Empty = router only.
     #[serde(default)]
     pub http_filters: Vec<HttpFilterConfig>,
+    /// Envoy `forward_client_cert_details`.
+    #[serde(default)]
+    pub forward_client_cert: ForwardClientCert,
+    /// Envoy `set_current_client_cert_details` (with `append_forward` / `sanitize_set`).
+    #[serde(default)]
+    pub client_cert_details: XfccDetails,
     /// Envoy `stream_idle_timeout`: reset a stream with no body activity either way for
     /// this long, ms. `None` = Envoy's 5 min default; 0 disables. A route's `idle_timeout_ms`
     /// overrides it.
@@ -123,6 +326,8 @@ pub enum HttpFilterConfig {
     /// Envoy `envoy.filters.http.cors`: the policy itself comes from the route's or
     /// virtual host's `filter_overrides.cors`; without one the filter does nothing.
     Cors,
+    /// Envoy `envoy.filters.http.rbac`; a route's `filter_overrides.rbac` replaces it.
+    Rbac(RbacConfig),
 }
 
 /// A share of requests: `numerator / denominator` (Envoy `FractionalPercent`; the
@@ -285,7 +490,7 @@ impl Fraction {
 }
 
 /// Envoy's `StringMatcher`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StringMatcher {
     pub kind: StringMatch,
@@ -293,7 +498,7 @@ pub struct StringMatcher {
     pub ignore_case: bool,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum StringMatch {
     Exact(String),
@@ -316,6 +521,8 @@ pub struct FilterOverrides {
     pub local_rate_limit: Option<LocalRateLimitConfig>,
     #[serde(default)]
     pub cors: Option<CorsPolicy>,
+    #[serde(default)]
+    pub rbac: Option<RbacConfig>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -395,7 +602,7 @@ pub enum PathMatch {
     Regex(String),
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HeaderMatcher {
     /// Lower-case header name; `:authority`, `:method`, `:path` are matched too.
@@ -407,7 +614,7 @@ pub struct HeaderMatcher {
     pub invert: bool,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum HeaderMatchKind {
     Exact(String),
@@ -654,6 +861,9 @@ pub enum LbPolicy {
 pub struct Cluster {
     pub name: String,
     pub discovery: DiscoveryType,
+    /// Originate TLS to the endpoints (Envoy's `UpstreamTlsContext` transport socket).
+    #[serde(default)]
+    pub tls: Option<UpstreamTls>,
     #[serde(default)]
     pub lb_policy: LbPolicy,
     pub endpoints: Vec<Endpoint>,
@@ -902,6 +1112,9 @@ fn default_min_ring() -> u64 {
 }
 fn default_max_ring() -> u64 {
     8 * 1024 * 1024
+}
+fn default_tls_min() -> String {
+    "1.2".to_owned()
 }
 fn default_od_interval_ms() -> u64 {
     10_000

@@ -3,6 +3,7 @@
 //! `fastmesh._native`, built when maturin turns on `pyo3/extension-module`.
 
 pub mod config;
+pub mod conn;
 pub mod engine;
 pub mod http;
 pub mod listener;

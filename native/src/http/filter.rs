@@ -24,7 +24,8 @@ use crate::stats::Registry;
 /// leave for their own response hooks.
 #[derive(Debug)]
 pub struct FilterCtx<'a> {
-    pub downstream_addr: std::net::SocketAddr,
+    /// The downstream connection (addresses, TLS, the peer's identity).
+    pub conn: &'a crate::conn::ConnInfo,
     /// The matched virtual host and route, if any.
     pub vhost: Option<&'a str>,
     pub route: Option<&'a str>,
@@ -35,12 +36,12 @@ pub struct FilterCtx<'a> {
 
 impl<'a> FilterCtx<'a> {
     pub fn new(
-        downstream_addr: std::net::SocketAddr,
+        conn: &'a crate::conn::ConnInfo,
         vhost: Option<&'a str>,
         route_filters: &'a RouteFilters,
     ) -> Self {
         FilterCtx {
-            downstream_addr,
+            conn,
             vhost,
             route: None,
             route_filters,
@@ -203,7 +204,7 @@ mod tests {
     }
 
     fn ctx() -> FilterCtx<'static> {
-        FilterCtx::new("127.0.0.1:1".parse().unwrap(), None, &RouteFilters::NONE)
+        FilterCtx::new(crate::conn::test_conn(), None, &RouteFilters::NONE)
     }
 
     fn request(headers: &[&str]) -> request::Parts {

@@ -17,6 +17,7 @@ use tokio::net::TcpStream;
 use tokio::sync::watch;
 
 use crate::config::{CodecType, HttpConnectionManager};
+use crate::conn::ConnInfo;
 use crate::http::action::{ActionRt, ForwardRt};
 use crate::http::filter::{FilterChain, FilterCtx};
 use crate::http::forward::Call;
@@ -106,7 +107,7 @@ impl HttpRt {
 
 struct ConnCtx {
     listener: Arc<ListenerHandle>,
-    peer: SocketAddr,
+    conn: ConnInfo,
 }
 
 /// Serve one HTTP connection until it closes, or until `drain` flips, then
@@ -121,7 +122,11 @@ pub async fn serve(
     let stats = http.stats.clone();
     stats.inc(hs::CX_TOTAL);
     stats.inc(hs::CX_ACTIVE);
-    let ctx = Arc::new(ConnCtx { listener, peer });
+    let local = stream.local_addr().unwrap_or(peer);
+    let ctx = Arc::new(ConnCtx {
+        listener,
+        conn: ConnInfo::plain(peer, local),
+    });
     let svc = service_fn(move |req| {
         let ctx = ctx.clone();
         async move { Ok::<_, Infallible>(handle(&ctx, req).await) }
@@ -202,7 +207,7 @@ async fn route_and_forward(
         http.stats.inc(hs::NO_ROUTE);
         return local_reply(StatusCode::NOT_FOUND, "");
     };
-    let mut fctx = FilterCtx::new(ctx.peer, Some(&vh.name), &route.filters);
+    let mut fctx = FilterCtx::new(&ctx.conn, Some(&vh.name), &route.filters);
     if !http.filters.is_empty() {
         if let Some(r) = http.filters.on_request(&mut fctx, &mut parts).await {
             return r;
@@ -249,7 +254,7 @@ async fn route_and_forward(
             &fwd.hash_policy,
             &parts.headers,
             parts.uri.query(),
-            ctx.peer.ip(),
+            ctx.conn.peer.ip(),
         )
     };
     let host_rewrite = branch
@@ -388,7 +393,7 @@ fn prepare_upstream_request(
         h.insert(hdr::X_REQUEST_ID.clone(), hdr::request_id());
     }
     if http.use_remote_address {
-        let ip = ctx.peer.ip().to_string();
+        let ip = ctx.conn.peer.ip().to_string();
         let v = match h.get(&hdr::X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
             Some(prev) => format!("{prev}, {ip}"),
             None => ip,

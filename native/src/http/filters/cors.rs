@@ -214,7 +214,7 @@ mod tests {
             b = b.header(*k, *v);
         }
         let mut req = b.body(()).unwrap().into_parts().0;
-        let mut ctx = FilterCtx::new("127.0.0.1:1".parse().unwrap(), None, route);
+        let mut ctx = FilterCtx::new(crate::conn::test_conn(), None, route);
         let (local, r) = match chain.on_request(&mut ctx, &mut req).await {
             Some(r) => (true, r),
             None => (

@@ -281,7 +281,7 @@ mod tests {
         route: &RouteFilters,
         headers: &[(&str, &str)],
     ) -> (Option<Duration>, Option<Response<ProxyBody>>) {
-        let mut ctx = FilterCtx::new("127.0.0.1:1".parse().unwrap(), None, route);
+        let mut ctx = FilterCtx::new(crate::conn::test_conn(), None, route);
         match f.request_headers(&mut ctx, &mut req(headers)) {
             FilterAction::Continue => (None, None),
             FilterAction::Respond(r) => (None, Some(r)),
@@ -355,7 +355,7 @@ mod tests {
                 "abort": {"http_status": 418, "percent": {"numerator": 100}},
             }),
         );
-        let mut ctx = FilterCtx::new("127.0.0.1:1".parse().unwrap(), None, &RouteFilters::NONE);
+        let mut ctx = FilterCtx::new(crate::conn::test_conn(), None, &RouteFilters::NONE);
         let action = f.request_headers(&mut ctx, &mut req(&[]));
         let FilterAction::Delay { after, then } = action else {
             panic!("{action:?}")
@@ -452,7 +452,7 @@ mod tests {
                 "max_active_faults": 1,
             }),
         );
-        let mut first = FilterCtx::new("127.0.0.1:1".parse().unwrap(), None, &RouteFilters::NONE);
+        let mut first = FilterCtx::new(crate::conn::test_conn(), None, &RouteFilters::NONE);
         assert!(matches!(
             f.request_headers(&mut first, &mut req(&[])),
             FilterAction::Delay { .. }
