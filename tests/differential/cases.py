@@ -40,6 +40,11 @@ def _routing() -> list[AnyCase]:
         Case(L, "/hdr", 404, headers=ex),
         Case(L, "/hdr", 200, headers=h("exact.test", x_tier="silver")),
         Case(L, "/hdr", 404, headers=h("exact.test", x_tier="banned")),
+        # method (`:method`) and regex header matching
+        Case(L, "/hdr/method", 200, method="POST", headers=ex),
+        Case(L, "/hdr/method", 404, headers=ex),
+        Case(L, "/hdr/regex", 200, headers=h("exact.test", x_version="v12")),
+        Case(L, "/hdr/regex", 404, headers=h("exact.test", x_version="v1x")),
         # rewrites
         Case(L, "/old/a/b?q=1", 200, headers=ex),
         Case(L, "/old", 404, headers=ex),
