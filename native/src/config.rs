@@ -515,14 +515,15 @@ pub enum StringMatch {
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FilterOverrides {
+    // Boxed: every route and virtual host carries this, almost always empty.
     #[serde(default)]
-    pub fault: Option<FaultConfig>,
+    pub fault: Option<Box<FaultConfig>>,
     #[serde(default)]
-    pub local_rate_limit: Option<LocalRateLimitConfig>,
+    pub local_rate_limit: Option<Box<LocalRateLimitConfig>>,
     #[serde(default)]
-    pub cors: Option<CorsPolicy>,
+    pub cors: Option<Box<CorsPolicy>>,
     #[serde(default)]
-    pub rbac: Option<RbacConfig>,
+    pub rbac: Option<Box<RbacConfig>>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -629,7 +630,8 @@ pub enum HeaderMatchKind {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum RouteAction {
-    Forward(ForwardAction),
+    // Boxed: a 10k-service config holds tens of thousands of routes while it is applied.
+    Forward(Box<ForwardAction>),
     /// Answer locally (Envoy `direct_response`).
     Direct {
         status: u16,
@@ -637,7 +639,7 @@ pub enum RouteAction {
         body: String,
     },
     /// Answer with a redirect (Envoy `redirect`).
-    Redirect(RedirectAction),
+    Redirect(Box<RedirectAction>),
 }
 
 /// Envoy `RedirectAction`: each part unset keeps the request's own.

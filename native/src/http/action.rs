@@ -14,12 +14,12 @@ use crate::config::{self, Fraction, RetryOn};
 use crate::http::headers::HeaderOps;
 use crate::upstream::ClusterRt;
 
+/// Boxed variants keep a route small: tens of thousands of routes are common.
 #[derive(Debug)]
-#[allow(clippy::large_enum_variant)] // compiled once per snapshot, never moved per request
 pub enum ActionRt {
-    Forward(ForwardRt),
+    Forward(Box<ForwardRt>),
     Direct { status: StatusCode, body: Bytes },
-    Redirect(RedirectRt),
+    Redirect(Box<RedirectRt>),
 }
 
 #[derive(Debug)]
@@ -27,12 +27,12 @@ pub struct ForwardRt {
     pub target: Target,
     pub timeout: Option<Duration>,
     /// (matched prefix, replacement) when the route rewrites its prefix.
-    pub prefix_rewrite: Option<(String, String)>,
-    pub regex_rewrite: Option<(Regex, String)>,
+    pub prefix_rewrite: Option<Box<(String, String)>>,
+    pub regex_rewrite: Option<Box<(Regex, String)>>,
     pub host_rewrite: Option<HeaderValue>,
     /// `x-envoy-expected-rq-timeout-ms` for the upstream, when the route has a timeout.
     pub expected_timeout: Option<HeaderValue>,
-    pub retry: Option<RetryRt>,
+    pub retry: Option<Box<RetryRt>>,
     pub hash_policy: Vec<config::HashPolicy>,
     /// Per-stream idle timeout; `None` = none.
     pub idle_timeout: Option<Duration>,
@@ -329,18 +329,21 @@ impl ActionRt {
                     }
                 };
                 let ms = |v: Option<u64>| v.filter(|ms| *ms > 0).map(Duration::from_millis);
-                ActionRt::Forward(ForwardRt {
+                ActionRt::Forward(Box::new(ForwardRt {
                     target,
                     timeout: ms(Some(f.timeout_ms)),
-                    prefix_rewrite: prefix_of(&f.prefix_rewrite, "route")?,
+                    prefix_rewrite: prefix_of(&f.prefix_rewrite, "route")?.map(Box::new),
                     regex_rewrite: f
                         .regex_rewrite
                         .as_ref()
-                        .map(|r| regex_rewrite(r, ctx))
+                        .map(|r| regex_rewrite(r, ctx).map(Box::new))
                         .transpose()?,
                     host_rewrite: host_value(&f.host_rewrite, ctx)?,
                     expected_timeout: (f.timeout_ms > 0).then(|| HeaderValue::from(f.timeout_ms)),
-                    retry: f.retry_policy.as_ref().map(RetryRt::compile),
+                    retry: f
+                        .retry_policy
+                        .as_ref()
+                        .map(|p| Box::new(RetryRt::compile(p))),
                     hash_policy: f.hash_policy.clone(),
                     idle_timeout: ms(f.idle_timeout_ms),
                     max_stream_duration: ms(f.max_stream_duration_ms),
@@ -349,7 +352,7 @@ impl ActionRt {
                         .iter()
                         .map(|m| Ok((cluster(clusters, &m.cluster, ctx)?, m.percent)))
                         .collect::<Result<_, String>>()?,
-                })
+                }))
             }
             config::RouteAction::Direct { status, body } => ActionRt::Direct {
                 status: StatusCode::from_u16(*status)
@@ -366,7 +369,7 @@ impl ActionRt {
                         ))
                     }
                 };
-                ActionRt::Redirect(RedirectRt {
+                ActionRt::Redirect(Box::new(RedirectRt {
                     status,
                     scheme: r.scheme.clone(),
                     host: r.host.clone(),
@@ -379,7 +382,7 @@ impl ActionRt {
                         .map(|rw| regex_rewrite(rw, ctx))
                         .transpose()?,
                     strip_query: r.strip_query,
-                })
+                }))
             }
         })
     }
@@ -446,7 +449,7 @@ mod tests {
         )
         .unwrap()
         {
-            ActionRt::Redirect(r) => r,
+            ActionRt::Redirect(r) => *r,
             other => panic!("{other:?}"),
         }
     }

@@ -6,9 +6,13 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
 use crate::config::HeaderMutation;
 
-/// One level's compiled header mutations.
+/// One level's compiled header mutations. Most levels have none, so the
+/// lists live behind one pointer: an empty level costs 8 bytes per route.
 #[derive(Debug, Default)]
-pub struct HeaderOps {
+pub struct HeaderOps(Option<Box<Mutations>>);
+
+#[derive(Debug)]
+struct Mutations {
     request_add: Vec<(HeaderName, HeaderValue, bool)>,
     request_remove: Vec<HeaderName>,
     response_add: Vec<(HeaderName, HeaderValue, bool)>,
@@ -36,27 +40,34 @@ impl HeaderOps {
                 .map(|n| name(n))
                 .collect::<Result<Vec<_>, String>>()
         };
-        Ok(HeaderOps {
+        let m = Mutations {
             request_add: adds(&m.request_add)?,
             request_remove: removes(&m.request_remove)?,
             response_add: adds(&m.response_add)?,
             response_remove: removes(&m.response_remove)?,
-        })
+        };
+        let empty = m.request_add.is_empty()
+            && m.request_remove.is_empty()
+            && m.response_add.is_empty()
+            && m.response_remove.is_empty();
+        Ok(HeaderOps((!empty).then(|| Box::new(m))))
     }
 
+    #[inline]
     pub fn is_empty(&self) -> bool {
-        self.request_add.is_empty()
-            && self.request_remove.is_empty()
-            && self.response_add.is_empty()
-            && self.response_remove.is_empty()
+        self.0.is_none()
     }
 
     pub fn apply_request(&self, h: &mut HeaderMap) {
-        apply(h, &self.request_remove, &self.request_add);
+        if let Some(m) = &self.0 {
+            apply(h, &m.request_remove, &m.request_add);
+        }
     }
 
     pub fn apply_response(&self, h: &mut HeaderMap) {
-        apply(h, &self.response_remove, &self.response_add);
+        if let Some(m) = &self.0 {
+            apply(h, &m.response_remove, &m.response_add);
+        }
     }
 }
 

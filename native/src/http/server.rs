@@ -412,12 +412,12 @@ fn rewrite_path(fwd: &ForwardRt, parts: &mut http::request::Parts) {
         .path_and_query()
         .map(|p| p.as_str())
         .unwrap_or("/");
-    let new = if let Some((prefix, replacement)) = &fwd.prefix_rewrite {
+    let new = if let Some((prefix, replacement)) = fwd.prefix_rewrite.as_deref() {
         match pq.get(prefix.len()..) {
             Some(rest) => format!("{replacement}{rest}"),
             None => return,
         }
-    } else if let Some((re, sub)) = &fwd.regex_rewrite {
+    } else if let Some((re, sub)) = fwd.regex_rewrite.as_deref() {
         // Envoy rewrites the path only; the query string stays as it was.
         let (path, query) = match pq.split_once('?') {
             Some((p, q)) => (p, Some(q)),

@@ -196,7 +196,7 @@ mod tests {
 
     fn overrides(rl: Option<LocalRateLimitConfig>) -> FilterOverrides {
         FilterOverrides {
-            local_rate_limit: rl,
+            local_rate_limit: rl.map(Box::new),
             ..Default::default()
         }
     }
