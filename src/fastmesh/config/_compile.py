@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ._errors import ConfigError, Problem
+from ._stamp import Stamp
 
 if TYPE_CHECKING:
     from ._bootstrap import Bootstrap
@@ -66,6 +67,8 @@ class Compiled:
     node_cluster: str = ""
     node_metadata: Mapping[str, Any] = field(default_factory=dict)
     admin_address: tuple[str, int] | None = None
+    #: Files the config references -> their stamps when read (see `Bootstrap.files`).
+    files: Mapping[str, Stamp | None] = field(default_factory=dict)
 
 
 def _json(value: Any) -> str:
@@ -86,6 +89,7 @@ def compile_bootstrap(bootstrap: Bootstrap, document: Mapping[str, Any]) -> Comp
         node_cluster=bootstrap.node_cluster,
         node_metadata=dict(bootstrap.node_metadata),
         admin_address=bootstrap.admin_address,
+        files=dict(bootstrap.files),
     )
 
 
@@ -111,6 +115,7 @@ def encode(compiled: Compiled) -> bytes:
         "node_metadata": compiled.node_metadata,
         "admin_address": compiled.admin_address,
         "document_node_json": compiled.document_node_json,
+        "files": _files_json(compiled.files),
     }
     snapshot = zlib.compress(compiled.snapshot_json.encode(), 1)
     head["lengths"] = [len(snapshot), len(compiled.document_zjson)]
@@ -119,17 +124,31 @@ def encode(compiled: Compiled) -> bytes:
     )
 
 
+def _files_json(files: Mapping[str, Stamp | None]) -> list[list[Any]]:
+    return [[name, stamp] for name, stamp in files.items()]
+
+
+def _files(rows: list[list[Any]]) -> dict[str, Stamp | None]:
+    return {name: None if st is None else (int(st[0]), int(st[1]), int(st[2])) for name, st in rows}
+
+
 def encode_error(exc: ConfigError) -> bytes:
     """A `ConfigError` -> the child's stdout."""
     problems = [[p.path, p.message] for p in exc.problems]
-    return json.dumps({"source": exc.source, "problems": problems}).encode()
+    return json.dumps(
+        {"source": exc.source, "problems": problems, "files": _files_json(exc.files)}
+    ).encode()
 
 
 def decode(out: bytes, returncode: int) -> Compiled:
     """The child's stdout and exit status -> `Compiled`, or raise its `ConfigError`."""
     if returncode == EXIT_CONFIG_ERROR:
         err = json.loads(out)
-        raise ConfigError(err["source"], [Problem(p, m) for p, m in err["problems"]])
+        raise ConfigError(
+            err["source"],
+            [Problem(p, m) for p, m in err["problems"]],
+            files=_files(err.get("files", [])),
+        )
     cut = out.index(b"\n") + 1
     meta = json.loads(out[:cut])
     n_snapshot, n_document = meta["lengths"]
@@ -147,6 +166,7 @@ def decode(out: bytes, returncode: int) -> Compiled:
         node_metadata=meta["node_metadata"],
         admin_address=(admin[0], int(admin[1])) if admin else None,
         document_node_json=meta["document_node_json"],
+        files=_files(meta["files"]),
     )
 
 
