@@ -215,8 +215,10 @@ def _network_filters(
             )
         return None, None
     docs = [obj(issues, raw, item(fpath, i), _FILTER) for i, raw in enumerate(filters)]
-    names = [None if d is None else get_str(issues, d, "name", item(fpath, i), required=True)
-             for i, d in enumerate(docs)]  # fmt: skip
+    names = [
+        None if d is None else get_str(issues, d, "name", item(fpath, i), required=True)
+        for i, d in enumerate(docs)
+    ]
     rbac = None
     if len(docs) == 2 and docs[0] is not None:
         p = item(fpath, 0)

@@ -9,6 +9,7 @@ the last good config keeps serving.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any, Final
 
 from ._errors import Issues
@@ -30,13 +31,11 @@ from ._match import string_matcher
 from ._sources import Sources
 
 __all__ = [
-    "TLS_SOCKET_NAME",
     "downstream_tls",
     "translate_secrets",
     "upstream_tls",
 ]
 
-TLS_SOCKET_NAME: Final = "envoy.transport_sockets.tls"
 _TLS_TYPES: Final = "envoy.extensions.transport_sockets.tls.v3."
 DOWNSTREAM_TLS_TYPE: Final = _TLS_TYPES + "DownstreamTlsContext"
 UPSTREAM_TLS_TYPE: Final = _TLS_TYPES + "UpstreamTlsContext"
@@ -325,24 +324,38 @@ def _min_version(issues: Issues, c: Doc, path: str) -> str:
     return low
 
 
-def _common(issues: Issues, ctx: Doc, path: str, sources: Sources) -> dict[str, Any] | None:
-    """A `CommonTlsContext` -> {certificate, validation, alpn, min_version} (each optional)."""
+@dataclass(frozen=True, slots=True)
+class _Common:
+    """What a `CommonTlsContext` says (all of it optional)."""
+
+    #: Whether it names a certificate at all (`certificate` is also None when that
+    #: certificate has problems, reported at its path).
+    names_certificate: bool = False
+    #: Native {cert_chain_pem, private_key_pem}.
+    certificate: dict[str, Any] | None = None
+    #: Native `CertValidation`.
+    validation: dict[str, Any] | None = None
+    alpn: list[str] = field(default_factory=list)
+    min_version: str = "1.2"
+
+
+def _common(issues: Issues, ctx: Doc, path: str, sources: Sources) -> _Common | None:
+    """A TLS context's `common_tls_context` -> `_Common`; None if it is not a mapping."""
     if "common_tls_context" not in ctx:
-        return {}
+        return _Common()
     p = at(path, "common_tls_context")
     c = obj(issues, ctx["common_tls_context"], p, _COMMON)
     if c is None:
         return None
-    out: dict[str, Any] = {
-        "has_certificate": bool(
+    return _Common(
+        names_certificate=bool(
             c.get("tls_certificates") or c.get("tls_certificate_sds_secret_configs")
         ),
-        "certificate": _certificate(issues, c, p, sources),
-        "validation": _validation(issues, c, p, sources),
-        "alpn": _alpn(issues, c, p),
-        "min_version": _min_version(issues, c, p),
-    }
-    return out
+        certificate=_certificate(issues, c, p, sources),
+        validation=_validation(issues, c, p, sources),
+        alpn=_alpn(issues, c, p),
+        min_version=_min_version(issues, c, p),
+    )
 
 
 def _socket(
@@ -368,16 +381,16 @@ def downstream_tls(
     require = get_bool(issues, ctx, "require_client_certificate", p) or False
     if common is None:
         return None
-    cert = common.get("certificate")
+    cert = common.certificate
     if cert is None:
-        if not common.get("has_certificate"):
+        if not common.names_certificate:
             issues.add(
                 at(p, "common_tls_context"),
                 "a server needs a certificate: tls_certificates or "
                 "tls_certificate_sds_secret_configs",
             )
         return None
-    validation = common["validation"]
+    validation = common.validation
     if require and validation is None:
         issues.add(
             at(p, "require_client_certificate"),
@@ -385,14 +398,14 @@ def downstream_tls(
         )
         return None
     out: dict[str, Any] = dict(cert)
-    if common["alpn"]:
-        out["alpn"] = common["alpn"]
+    if common.alpn:
+        out["alpn"] = common.alpn
     if require:
         out["require_client_certificate"] = True
     if validation is not None:
         out["validation"] = validation
-    if common["min_version"] != "1.2":
-        out["min_version"] = common["min_version"]
+    if common.min_version != "1.2":
+        out["min_version"] = common.min_version
     return out
 
 
@@ -411,20 +424,17 @@ def upstream_tls(
     sni = get_str(issues, ctx, "sni", p, non_empty=True)
     if common is None:
         return None
-    if common.get("min_version", "1.2") != "1.2":
+    if common.min_version != "1.2":
         issues.add(
             at(at(at(p, "common_tls_context"), "tls_params"), "tls_minimum_protocol_version"),
             f"TLSv1_3 upstream is {NOT_SUPPORTED} (upstream connections offer TLS 1.2 and 1.3)",
         )
-    out: dict[str, Any] = {}
-    cert = common.get("certificate")
-    if cert is not None:
-        out.update(cert)
-    if common.get("validation") is not None:
-        out["validation"] = common["validation"]
+    out: dict[str, Any] = dict(common.certificate or {})
+    if common.validation is not None:
+        out["validation"] = common.validation
     if sni is not None:
         out["sni"] = sni
-    alpn = common.get("alpn") or (["h2"] if http2 else [])
+    alpn = common.alpn or (["h2"] if http2 else [])
     if alpn:
         out["alpn"] = alpn
     return out
