@@ -8,14 +8,22 @@ from __future__ import annotations
 
 import base64
 import copy
+import json
 import pickle
+import zlib
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from fastmesh.config import ConfigError, translate_bootstrap, translate_resources
-from fastmesh.config._compile import compile_bootstrap, decode, encode, encode_error
+from fastmesh.config._compile import (
+    compile_bootstrap,
+    decode,
+    encode,
+    encode_error,
+    redact_private_keys,
+)
 from fastmesh.config._stamp import stamp
 
 from .envoy_docs import bootstrap, cluster, hcm, listener, tcp_listener
@@ -571,7 +579,7 @@ class TestErrors:
         ]
 
 
-class TestFilesCrossTheChildBoundary:
+class TestCompiled:
     def test_files_survive_encode_and_decode(self, files: dict[str, Path]) -> None:
         socket = downstream(
             common_tls_context={
@@ -595,3 +603,40 @@ class TestFilesCrossTheChildBoundary:
         with pytest.raises(ConfigError) as info:
             decode(encode_error(err), 3)
         assert info.value.files == {str(tmp_path / "a"): None, "b": (1, 2, 3)}
+
+    def test_private_keys_are_redacted_for_the_config_dump(
+        self, server: Pem, files: dict[str, Path]
+    ) -> None:
+        secret = {
+            "name": "default",
+            "tls_certificate": certificate(inline(server.chain), inline(server.key)),
+        }
+        upstream_socket = upstream(
+            common_tls_context={
+                "tls_certificates": [certificate(file(files["chain"]), file(files["key"]))]
+            }
+        )
+        common = {"tls_certificate_sds_secret_configs": [{"name": "default"}]}
+        doc = bootstrap(
+            [tls_listener(downstream(common_tls_context=common))],
+            [cluster(transport_socket=upstream_socket)],
+        )
+        doc["static_resources"]["secrets"] = [secret]
+        compiled = compile_bootstrap(translate_bootstrap(doc, "test.yaml"), doc)
+
+        dumped = json.loads(zlib.decompress(compiled.document_zjson))
+        expected = copy.deepcopy(doc)
+        expected["static_resources"]["secrets"][0]["tls_certificate"]["private_key"] = {
+            "inline_string": "[redacted]"
+        }
+        tls = expected["static_resources"]["clusters"][0]["transport_socket"]["typed_config"]
+        tls["common_tls_context"]["tls_certificates"][0]["private_key"] = {"filename": "[redacted]"}
+        assert dumped == expected
+
+        snapshot = json.loads(redact_private_keys(compiled.snapshot_json))
+        assert snapshot["listeners"][0]["tls"]["private_key_pem"] == "[redacted]"
+        assert snapshot["clusters"][0]["tls"]["private_key_pem"] == "[redacted]"
+        assert snapshot["listeners"][0]["tls"]["cert_chain_pem"] == server.chain
+        assert json.loads(compiled.snapshot_json)["listeners"][0]["tls"]["private_key_pem"] == (
+            server.key
+        )  # the engine gets the key

@@ -20,6 +20,7 @@ on a crash (traceback on stderr).
 from __future__ import annotations
 
 import json
+import re
 import sys
 import zlib
 from collections.abc import Mapping
@@ -42,6 +43,7 @@ __all__ = [
     "encode",
     "encode_error",
     "main",
+    "redact_private_keys",
 ]
 
 #: Exit status of the child when the file is not a config fastmesh can run.
@@ -57,8 +59,9 @@ class Compiled:
     version: str
     #: The native snapshot as compact JSON, for `Engine.apply`.
     snapshot_json: str
-    #: The bootstrap document as parsed, without its `node`, as zlib-compressed compact
-    #: JSON (for `/config_dump`, which splices it in as text; rarely read, so compressed).
+    #: The bootstrap document as parsed, without its `node` and with private keys
+    #: redacted, as zlib-compressed compact JSON (for `/config_dump`, which splices it in
+    #: as text; rarely read, so compressed).
     document_zjson: bytes
     #: The document's `node` as JSON text (None: no `node` key), kept apart so
     #: `/config_dump` can apply `--service-node/--service-cluster` without parsing the rest.
@@ -69,6 +72,25 @@ class Compiled:
     admin_address: tuple[str, int] | None = None
     #: Files the config references -> their stamps when read (see `Bootstrap.files`).
     files: Mapping[str, Stamp | None] = field(default_factory=dict)
+
+
+# Private keys in compact JSON text: the document's `private_key` DataSources (every
+# string in them, as Envoy's config dump redacts fields marked sensitive) and the
+# snapshot's `private_key_pem`.
+_JSON_STRING = r'"(?:[^"\\]|\\.)*"'
+_DATA_SOURCE_KEY = re.compile(r'("private_key":\{)([^{}]*)(\})')
+_SNAPSHOT_KEY = re.compile(r'"private_key_pem":' + _JSON_STRING)
+_VALUE = re.compile(r":" + _JSON_STRING)
+REDACTED = "[redacted]"
+
+
+def redact_private_keys(json_text: str) -> str:
+    """Compact JSON of a bootstrap document or a native snapshot with every private key
+    replaced by "[redacted]", as Envoy's `/config_dump` shows them."""
+    if "private_key" not in json_text:
+        return json_text
+    text = _SNAPSHOT_KEY.sub(f'"private_key_pem":"{REDACTED}"', json_text)
+    return _DATA_SOURCE_KEY.sub(lambda m: m[1] + _VALUE.sub(f':"{REDACTED}"', m[2]) + m[3], text)
 
 
 def _json(value: Any) -> str:
@@ -82,7 +104,8 @@ def compile_bootstrap(bootstrap: Bootstrap, document: Mapping[str, Any]) -> Comp
         version=str(bootstrap.snapshot.get("version") or bootstrap.version),
         snapshot_json=bootstrap.snapshot_json(),
         document_zjson=zlib.compress(
-            _json({k: v for k, v in document.items() if k != "node"}).encode(), 1
+            redact_private_keys(_json({k: v for k, v in document.items() if k != "node"})).encode(),
+            1,
         ),
         document_node_json=_json(document["node"]) if "node" in document else None,
         node_id=bootstrap.node_id,
