@@ -120,7 +120,8 @@ def _node(
     tree: tuple[str, ...],
     http: bool,
 ) -> Any:
-    """One `Permission` (tree = `_PERMISSION_TREE`) or `Principal` -> its native variant."""
+    """One `Permission` or `Principal` (as `kinds` and `tree` say) -> its native variant;
+    `http`: the HTTP filter's (header and path matchers allowed)."""
     node = obj(issues, raw, path, frozenset(kinds))
     if node is None:
         return None
@@ -156,7 +157,7 @@ def _node(
     leaf: object
     if kind == "header":
         leaf = header_matcher(issues, value, p)
-    elif kind in ("url_path",):
+    elif kind == "url_path":
         pm = obj(issues, value, p, _PATH)
         leaf = None
         if pm is not None:
