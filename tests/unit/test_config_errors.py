@@ -151,7 +151,7 @@ class TestUnknownFields:
     @pytest.mark.parametrize(
         ("where", "field"),
         [
-            ("listener", "listener_filters"),
+            ("listener", "socket_options"),
             ("listener", "per_connection_buffer_limit_bytes"),
             ("hcm", "access_log"),
             ("hcm", "generate_request_id"),
@@ -159,7 +159,7 @@ class TestUnknownFields:
             ("cluster", "lb_subset_config"),
             ("cluster", "least_request_lb_config"),
             ("cluster", "upstream_bind_config"),
-            ("cluster", "transport_socket"),
+            ("cluster", "transport_socket_matches"),
         ],
     )
     def test_behaviour_changing_fields_are_refused(self, where: str, field: str) -> None:
@@ -456,7 +456,9 @@ class TestFiltersAndTypes:
         assert found == {
             f"{HCM}.http_filters[0].typed_config.@type": "HTTP filter 'envoy.filters.http.lua' "
             f"of type '{lua}' is {NOT_SUPPORTED}; supported: envoy.filters.http.router, "
-            "envoy.filters.http.fault, envoy.filters.http.local_ratelimit, envoy.filters.http.cors",
+            "envoy.filters.http.fault, envoy.filters.http.local_ratelimit, "
+            "envoy.filters.http.cors, "
+            "envoy.filters.http.rbac",
             f"{HCM}.http_filters[1].typed_config.@type": 'expected "type.googleapis.com/'
             'envoy.extensions.filters.http.cors.v3.Cors", got missing',
         }
@@ -514,10 +516,15 @@ class TestFiltersAndTypes:
         b["filter_chains"][0]["filters"].append({"name": "x"})
         found = problems(bootstrap([a, b]))
         assert found == {
-            "static_resources.listeners[0].filter_chains": "expected exactly one filter chain, "
-            f"got 2 ({NOT_SUPPORTED})",
-            "static_resources.listeners[1].filter_chains[0].filters": "expected exactly one "
-            "network filter, got 2",
+            "static_resources.listeners[0].filter_chains": "two filter chains are supported only "
+            "as Istio's permissive TLS-or-plaintext pair: one chain must match "
+            "transport_protocol tls and the other raw_buffer",
+            "static_resources.listeners[1].filter_chains[0].filters[0].name": "only "
+            "envoy.filters.network.rbac may come before the last network filter, got "
+            "'envoy.filters.network.http_connection_manager'",
+            "static_resources.listeners[1].filter_chains[0].filters[1].name": "network filter "
+            f"'x' is {NOT_SUPPORTED}; expected envoy.filters.network.http_connection_manager or "
+            "envoy.filters.network.tcp_proxy",
         }
 
     def test_cluster_enums(self) -> None:

@@ -29,6 +29,9 @@ from ._fields import (
 )
 from ._listeners import translate_listener
 from ._routes import ClusterRefs
+from ._sources import Sources
+from ._stamp import Stamp
+from ._tls import translate_secrets
 
 __all__ = [
     "Bootstrap",
@@ -55,7 +58,7 @@ _NODE: Final = frozenset({"id", "cluster", "metadata"})
 _ADMIN: Final = frozenset({"address", "access_log", "access_log_path"})
 _ACCESS_LOG: Final = frozenset({"name", "typed_config"})
 _FILE_LOG: Final = "envoy.extensions.access_loggers.file.v3.FileAccessLog"
-_STATIC: Final = frozenset({"listeners", "clusters"})
+_STATIC: Final = frozenset({"listeners", "clusters", "secrets"})
 _RUNTIME: Final = frozenset({"layers"})
 _LAYER: Final = frozenset({"name", "static_layer", "admin_layer"})
 _NO_OP_LOG: Final = "/dev/null"
@@ -67,10 +70,14 @@ class Bootstrap:
 
     #: Where it came from (file path or a label); prefixes every error message.
     source: str
-    #: Content hash (12 hex digits), also the snapshot's `version`.
+    #: Content hash (12 hex digits) of the document and of every file it references;
+    #: also the snapshot's `version`.
     version: str
     #: The native snapshot (native/src/config.rs `Snapshot`); see `snapshot_json`.
     snapshot: dict[str, Any]
+    #: Every file the translation read (certificates, keys, CA bundles) -> its stamp taken
+    #: before reading it: live reload re-translates when one changes.
+    files: Mapping[str, Stamp | None] = field(default_factory=dict)
     #: `node.id` ("" if unset); what xDS and `/server_info` report.
     node_id: str = ""
     #: `node.cluster` ("" if unset).
@@ -234,6 +241,7 @@ def _assemble(
     clusters: Sequence[object],
     cpath: str,
     version: str,
+    sources: Sources,
 ) -> dict[str, Any]:
     refs: ClusterRefs = []
     out_listeners: list[dict[str, Any]] = []
@@ -241,7 +249,7 @@ def _assemble(
     addresses: dict[str, str] = {}
     for i, raw in enumerate(listeners):
         p = item(lpath, i)
-        lst = translate_listener(issues, raw, p, i, refs)
+        lst = translate_listener(issues, raw, p, i, refs, sources)
         if lst is None:
             continue
         first = names.setdefault(lst["name"], p)
@@ -256,7 +264,7 @@ def _assemble(
     cluster_names: dict[str, str] = {}
     for i, raw in enumerate(clusters):
         p = item(cpath, i)
-        c = translate_cluster(issues, raw, p)
+        c = translate_cluster(issues, raw, p, sources)
         if c is None:
             continue
         first = cluster_names.setdefault(c["name"], p)
@@ -288,6 +296,9 @@ def translate_bootstrap(
     admin = _admin(issues, doc)
     _no_op_sections(issues, doc)
     static = get_map(issues, doc, "static_resources", "", _STATIC) or {}
+    sources = Sources()
+    secrets = get_list(issues, static, "secrets", "static_resources")
+    translate_secrets(issues, list(secrets), "static_resources.secrets", sources)
     with _gc_paused():
         snapshot = _assemble(
             issues,
@@ -296,12 +307,17 @@ def translate_bootstrap(
             get_list(issues, static, "clusters", "static_resources"),
             "static_resources.clusters",
             version,
+            sources,
         )
-    issues.raise_if_any()
+    if issues.problems:
+        raise ConfigError(source, issues.problems, files=sources.stamps)
+    version = sources.version(version)  # a rotated certificate is a new version
+    snapshot["version"] = version
     return Bootstrap(
         source=source,
         version=version,
         snapshot=snapshot,
+        files=sources.stamps,
         node_id=node_id,
         node_cluster=node_cluster,
         node_metadata=node_metadata,
@@ -320,9 +336,12 @@ def translate_resources(
     `MessageToDict(msg, preserving_proto_field_name=True)`) -> a native snapshot.
 
     Same subset and checks as the bootstrap; paths read `listeners[i]...`/`clusters[i]...`.
+    TLS contexts may name files but no secrets (SDS is not supported yet).
     """
     issues = Issues(source)
     with _gc_paused():
-        snapshot = _assemble(issues, listeners, "listeners", clusters, "clusters", version)
+        snapshot = _assemble(
+            issues, listeners, "listeners", clusters, "clusters", version, Sources()
+        )
     issues.raise_if_any()
     return snapshot

@@ -1,4 +1,4 @@
-"""Envoy `Cluster` (static or DNS endpoints, load balancing, resilience) -> native cluster."""
+"""Envoy `Cluster` (static or DNS endpoints, load balancing, resilience, TLS) -> native cluster."""
 
 from __future__ import annotations
 
@@ -20,6 +20,8 @@ from ._fields import (
     obj,
 )
 from ._resilience import circuit_breakers, health_checks, outlier_detection
+from ._sources import Sources
+from ._tls import upstream_tls
 
 __all__ = ["translate_cluster"]
 
@@ -44,6 +46,7 @@ _CLUSTER: Final = frozenset(
         "circuit_breakers",
         "outlier_detection",
         "health_checks",
+        "transport_socket",
     }
 )
 _LOAD_ASSIGNMENT: Final = frozenset({"cluster_name", "endpoints"})
@@ -155,7 +158,9 @@ def _lb_configs(issues: Issues, c: Doc, path: str, lb_policy: str, out: dict[str
             out["healthy_panic_threshold"] = panic
 
 
-def translate_cluster(issues: Issues, raw: object, path: str) -> dict[str, Any] | None:
+def translate_cluster(
+    issues: Issues, raw: object, path: str, sources: Sources
+) -> dict[str, Any] | None:
     """An Envoy `Cluster` at `path` -> native `Cluster`; None if it has problems."""
     c = obj(issues, raw, path, _CLUSTER)
     if c is None:
@@ -227,4 +232,14 @@ def translate_cluster(issues: Issues, raw: object, path: str) -> dict[str, Any] 
                 f"typed_extension_protocol_options.{HTTP_OPTIONS_KEY}, not both",
             )
         out["http2"] = True
+    if "transport_socket" in c:
+        tls = upstream_tls(
+            issues,
+            c["transport_socket"],
+            at(path, "transport_socket"),
+            sources,
+            http2=out.get("http2", False),
+        )
+        if tls is not None:
+            out["tls"] = tls
     return None if name is None else out

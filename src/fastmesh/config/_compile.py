@@ -20,6 +20,7 @@ on a crash (traceback on stderr).
 from __future__ import annotations
 
 import json
+import re
 import sys
 import zlib
 from collections.abc import Mapping
@@ -28,6 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ._errors import ConfigError, Problem
+from ._stamp import Stamp
 
 if TYPE_CHECKING:
     from ._bootstrap import Bootstrap
@@ -41,6 +43,7 @@ __all__ = [
     "encode",
     "encode_error",
     "main",
+    "redact_private_keys",
 ]
 
 #: Exit status of the child when the file is not a config fastmesh can run.
@@ -56,8 +59,9 @@ class Compiled:
     version: str
     #: The native snapshot as compact JSON, for `Engine.apply`.
     snapshot_json: str
-    #: The bootstrap document as parsed, without its `node`, as zlib-compressed compact
-    #: JSON (for `/config_dump`, which splices it in as text; rarely read, so compressed).
+    #: The bootstrap document as parsed, without its `node` and with private keys
+    #: redacted, as zlib-compressed compact JSON (for `/config_dump`, which splices it in
+    #: as text; rarely read, so compressed).
     document_zjson: bytes
     #: The document's `node` as JSON text (None: no `node` key), kept apart so
     #: `/config_dump` can apply `--service-node/--service-cluster` without parsing the rest.
@@ -66,6 +70,27 @@ class Compiled:
     node_cluster: str = ""
     node_metadata: Mapping[str, Any] = field(default_factory=dict)
     admin_address: tuple[str, int] | None = None
+    #: Files the config references -> their stamps when read (see `Bootstrap.files`).
+    files: Mapping[str, Stamp | None] = field(default_factory=dict)
+
+
+# Private keys in compact JSON text: the document's `private_key` DataSources (every
+# string in them, as Envoy's config dump redacts fields marked sensitive) and the
+# snapshot's `private_key_pem`.
+_JSON_STRING = r'"(?:[^"\\]|\\.)*"'
+_DATA_SOURCE_KEY = re.compile(r'("private_key":\{)([^{}]*)(\})')
+_SNAPSHOT_KEY = re.compile(r'"private_key_pem":' + _JSON_STRING)
+_VALUE = re.compile(r":" + _JSON_STRING)
+REDACTED = "[redacted]"
+
+
+def redact_private_keys(json_text: str) -> str:
+    """Compact JSON of a bootstrap document or a native snapshot with every private key
+    replaced by "[redacted]", as Envoy's `/config_dump` shows them."""
+    if "private_key" not in json_text:
+        return json_text
+    text = _SNAPSHOT_KEY.sub(f'"private_key_pem":"{REDACTED}"', json_text)
+    return _DATA_SOURCE_KEY.sub(lambda m: m[1] + _VALUE.sub(f':"{REDACTED}"', m[2]) + m[3], text)
 
 
 def _json(value: Any) -> str:
@@ -79,13 +104,15 @@ def compile_bootstrap(bootstrap: Bootstrap, document: Mapping[str, Any]) -> Comp
         version=str(bootstrap.snapshot.get("version") or bootstrap.version),
         snapshot_json=bootstrap.snapshot_json(),
         document_zjson=zlib.compress(
-            _json({k: v for k, v in document.items() if k != "node"}).encode(), 1
+            redact_private_keys(_json({k: v for k, v in document.items() if k != "node"})).encode(),
+            1,
         ),
         document_node_json=_json(document["node"]) if "node" in document else None,
         node_id=bootstrap.node_id,
         node_cluster=bootstrap.node_cluster,
         node_metadata=dict(bootstrap.node_metadata),
         admin_address=bootstrap.admin_address,
+        files=dict(bootstrap.files),
     )
 
 
@@ -111,6 +138,7 @@ def encode(compiled: Compiled) -> bytes:
         "node_metadata": compiled.node_metadata,
         "admin_address": compiled.admin_address,
         "document_node_json": compiled.document_node_json,
+        "files": _files_json(compiled.files),
     }
     snapshot = zlib.compress(compiled.snapshot_json.encode(), 1)
     head["lengths"] = [len(snapshot), len(compiled.document_zjson)]
@@ -119,17 +147,31 @@ def encode(compiled: Compiled) -> bytes:
     )
 
 
+def _files_json(files: Mapping[str, Stamp | None]) -> list[list[Any]]:
+    return [[name, stamp] for name, stamp in files.items()]
+
+
+def _files(rows: list[list[Any]]) -> dict[str, Stamp | None]:
+    return {name: None if st is None else (int(st[0]), int(st[1]), int(st[2])) for name, st in rows}
+
+
 def encode_error(exc: ConfigError) -> bytes:
     """A `ConfigError` -> the child's stdout."""
     problems = [[p.path, p.message] for p in exc.problems]
-    return json.dumps({"source": exc.source, "problems": problems}).encode()
+    return json.dumps(
+        {"source": exc.source, "problems": problems, "files": _files_json(exc.files)}
+    ).encode()
 
 
 def decode(out: bytes, returncode: int) -> Compiled:
     """The child's stdout and exit status -> `Compiled`, or raise its `ConfigError`."""
     if returncode == EXIT_CONFIG_ERROR:
         err = json.loads(out)
-        raise ConfigError(err["source"], [Problem(p, m) for p, m in err["problems"]])
+        raise ConfigError(
+            err["source"],
+            [Problem(p, m) for p, m in err["problems"]],
+            files=_files(err.get("files", [])),
+        )
     cut = out.index(b"\n") + 1
     meta = json.loads(out[:cut])
     n_snapshot, n_document = meta["lengths"]
@@ -147,6 +189,7 @@ def decode(out: bytes, returncode: int) -> Compiled:
         node_metadata=meta["node_metadata"],
         admin_address=(admin[0], int(admin[1])) if admin else None,
         document_node_json=meta["document_node_json"],
+        files=_files(meta["files"]),
     )
 
 

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
+
+from ._stamp import Stamp
 
 __all__ = ["ConfigError", "Issues", "Problem"]
 
@@ -32,13 +35,23 @@ class ConfigError(ValueError):
         envoy.yaml: static_resources.listeners[0].name: duplicate listener name "a"
     """
 
-    def __init__(self, source: str, problems: Iterable[Problem]) -> None:
+    def __init__(
+        self,
+        source: str,
+        problems: Iterable[Problem],
+        *,
+        files: Mapping[str, Stamp | None] | None = None,
+    ) -> None:
         self.source = source
         self.problems: tuple[Problem, ...] = tuple(problems)
+        #: The files the failed translation read or tried to read, with their stamps
+        #: (see `Bootstrap.files`): live reload retries when one of them changes.
+        self.files: dict[str, Stamp | None] = dict(files or {})
         super().__init__(self.render())
 
-    def __reduce__(self) -> tuple[type[ConfigError], tuple[str, tuple[Problem, ...]]]:
-        return (type(self), (self.source, self.problems))  # picklable across processes
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Picklable across processes (keyword-only `files` goes through the state).
+        return (type(self), (self.source, self.problems), {"files": self.files})
 
     def render(self) -> str:
         n = len(self.problems)

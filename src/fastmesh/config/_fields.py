@@ -33,6 +33,7 @@ __all__ = [
     "item",
     "kind_of",
     "obj",
+    "one_of",
     "parse_duration_ms",
     "typed_config",
 ]
@@ -114,6 +115,20 @@ def obj(issues: Issues, value: object, path: str, allowed: frozenset[str]) -> Do
             if key not in allowed:
                 issues.add(at(path, str(key)), _unknown_field(str(key), allowed))
     return value
+
+
+def one_of(issues: Issues, doc: Doc, path: str, keys: Sequence[str]) -> str | None:
+    """The one key of `keys` set in `doc` (a proto `oneof`); a problem (and None) unless
+    exactly one is."""
+    present = [k for k in keys if k in doc]
+    if len(present) == 1:
+        return present[0]
+    issues.add(
+        path,
+        f"expected exactly one of {', '.join(keys)}"
+        + (f", got {', '.join(present)}" if present else ""),
+    )
+    return None
 
 
 def get_map(

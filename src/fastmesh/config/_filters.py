@@ -1,4 +1,4 @@
-"""Envoy HTTP filters (fault, local rate limit, CORS, router) and their per-route configs.
+"""Envoy HTTP filters (fault, local rate limit, CORS, RBAC, router) and their per-route configs.
 
 The connection manager's `http_filters` chain becomes the native `http_filters` list
 plus a map of filter name -> kind; routes and virtual hosts use that map to translate
@@ -27,13 +27,23 @@ from ._fields import (
     get_str,
     item,
     obj,
+    one_of,
 )
 from ._headers import headers_to_add
 from ._match import header_matcher, string_matcher
+from ._rbac import (
+    HTTP_RBAC_FIELDS,
+    HTTP_RBAC_TYPE,
+    PER_ROUTE_FIELDS,
+    RBAC_PER_ROUTE_TYPE,
+    http_rbac,
+    per_route_rbac,
+)
 
 __all__ = ["FilterKinds", "filter_overrides", "http_filters"]
 
-#: Filter name (as in `http_filters[].name`) -> native kind ("fault", "local_rate_limit", "cors").
+#: Filter name (as in `http_filters[].name`) -> native kind ("fault", "local_rate_limit",
+#: "cors", "rbac").
 FilterKinds = Mapping[str, str]
 
 ROUTER_NAME: Final = "envoy.filters.http.router"
@@ -50,6 +60,7 @@ _KINDS: Final = {
     TYPE_PREFIX + FAULT_TYPE: "fault",
     TYPE_PREFIX + LOCAL_RATE_LIMIT_TYPE: "local_rate_limit",
     TYPE_PREFIX + CORS_TYPE: "cors",
+    TYPE_PREFIX + HTTP_RBAC_TYPE: "rbac",
     TYPE_PREFIX + ROUTER_TYPE: "router",
 }
 # The canonical names, for a clearer message when their `@type` is wrong.
@@ -58,6 +69,7 @@ _WELL_KNOWN: Final = {
     "envoy.filters.http.fault": FAULT_TYPE,
     "envoy.filters.http.local_ratelimit": LOCAL_RATE_LIMIT_TYPE,
     CORS_NAME: CORS_TYPE,
+    "envoy.filters.http.rbac": HTTP_RBAC_TYPE,
 }
 
 _HTTP_FILTER: Final = frozenset({"name", "typed_config"})
@@ -96,6 +108,7 @@ _CHAIN_FIELDS: Final = {
     "cors": frozenset({"@type"}),
     "fault": _FAULT,
     "local_rate_limit": _LOCAL_RATE_LIMIT,
+    "rbac": HTTP_RBAC_FIELDS,
 }
 _X_RATELIMIT: Final = {"OFF": "", "DRAFT_VERSION_03": "draft_version_03"}
 _U32_MAX: Final = 2**32 - 1
@@ -119,19 +132,6 @@ _STATUS_CODES: Final = {
 }  # fmt: skip
 
 
-def _one_of(issues: Issues, doc: Doc, path: str, keys: tuple[str, ...]) -> str | None:
-    """The one key of `keys` set in `doc`; a problem (and None) unless exactly one is."""
-    present = [k for k in keys if k in doc]
-    if len(present) == 1:
-        return present[0]
-    issues.add(
-        path,
-        f"expected exactly one of {', '.join(keys)}"
-        + (f", got {', '.join(present)}" if present else ""),
-    )
-    return None
-
-
 def _header_controlled(issues: Issues, doc: Doc, key: str, path: str) -> None:
     """`header_delay: {}` / `header_abort: {}`: empty messages, the value is in the request."""
     get_map(issues, doc, key, path, frozenset())
@@ -142,7 +142,7 @@ def _fault_delay(issues: Issues, raw: object, path: str) -> dict[str, Any] | Non
     if d is None:
         return None
     out: dict[str, Any] = {"percent": get_fraction(issues, d, "percentage", path) or dict(_NONE)}
-    kind = _one_of(issues, d, path, ("fixed_delay", "header_delay"))
+    kind = one_of(issues, d, path, ("fixed_delay", "header_delay"))
     if kind == "fixed_delay":
         fixed = get_duration_ms(issues, d, "fixed_delay", path)
         if fixed is None:
@@ -159,7 +159,7 @@ def _fault_abort(issues: Issues, raw: object, path: str) -> dict[str, Any] | Non
     if a is None:
         return None
     out: dict[str, Any] = {"percent": get_fraction(issues, a, "percentage", path) or dict(_NONE)}
-    kind = _one_of(issues, a, path, ("http_status", "grpc_status", "header_abort"))
+    kind = one_of(issues, a, path, ("http_status", "grpc_status", "header_abort"))
     if kind == "http_status":
         status = get_int(issues, a, kind, path, 200, 599)
         if status is None:
@@ -302,6 +302,9 @@ def _per_route_config(issues: Issues, kind: str, raw: object, path: str) -> dict
     if kind == "local_rate_limit":
         f = _typed(issues, raw, path, LOCAL_RATE_LIMIT_TYPE, _LOCAL_RATE_LIMIT)
         return None if f is None else _local_rate_limit(issues, f, path)
+    if kind == "rbac":
+        f = _typed(issues, raw, path, RBAC_PER_ROUTE_TYPE, PER_ROUTE_FIELDS)
+        return None if f is None else per_route_rbac(issues, f, path)
     c = _typed(issues, raw, path, CORS_POLICY_TYPE, _CORS_POLICY | {"@type"})
     return None if c is None else cors_policy(issues, c, path)
 
@@ -414,6 +417,10 @@ def http_filters(
             chain.append({"type": "fault", **_fault(issues, cfg, tp)})
         elif kind == "local_rate_limit":
             chain.append({"type": "local_rate_limit", **_local_rate_limit(issues, cfg, tp)})
+        elif kind == "rbac":
+            rbac = http_rbac(issues, cfg, tp)
+            if rbac is not None:
+                chain.append({"type": "rbac", **rbac})
         else:
             chain.append({"type": "cors"})
     return chain, kinds

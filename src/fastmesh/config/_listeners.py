@@ -1,4 +1,5 @@
-"""Envoy `Listener` (http_connection_manager or tcp_proxy) -> native listener."""
+"""Envoy `Listener` (http_connection_manager or tcp_proxy, optionally behind network RBAC,
+TLS or Istio's permissive TLS-or-plaintext chain pair) -> native listener."""
 
 from __future__ import annotations
 
@@ -23,7 +24,10 @@ from ._fields import (
     typed_config,
 )
 from ._filters import http_filters
+from ._rbac import NETWORK_RBAC_FIELDS, NETWORK_RBAC_NAME, NETWORK_RBAC_TYPE, network_rbac
 from ._routes import ClusterRefs
+from ._sources import Sources
+from ._tls import downstream_tls
 
 __all__ = ["HCM_NAME", "TCP_PROXY_NAME", "translate_listener"]
 
@@ -35,8 +39,14 @@ TCP_PROXY_NAME: Final = "envoy.filters.network.tcp_proxy"
 TCP_PROXY_TYPE: Final = "envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy"
 LISTENER_TYPE: Final = "type.googleapis.com/envoy.config.listener.v3.Listener"
 
-_LISTENER: Final = frozenset({"name", "address", "filter_chains", "@type"})
-_CHAIN: Final = frozenset({"filters", "name"})
+TLS_INSPECTOR_NAME: Final = "envoy.filters.listener.tls_inspector"
+TLS_INSPECTOR_TYPE: Final = "envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector"
+
+_LISTENER: Final = frozenset({"name", "address", "filter_chains", "listener_filters", "@type"})
+_LISTENER_FILTER: Final = frozenset({"name", "typed_config"})
+_CHAIN: Final = frozenset({"filters", "name", "transport_socket", "filter_chain_match"})
+_CHAIN_MATCH: Final = frozenset({"transport_protocol"})
+_TRANSPORT_PROTOCOLS: Final = ("tls", "raw_buffer")
 _FILTER: Final = frozenset({"name", "typed_config"})
 _HCM: Final = frozenset(
     {
@@ -51,8 +61,18 @@ _HCM: Final = frozenset(
         "http2_protocol_options",
         "use_remote_address",
         "stream_idle_timeout",
+        "forward_client_cert_details",
+        "set_current_client_cert_details",
     }
 )
+_XFCC: Final = {
+    "SANITIZE": "sanitize",
+    "FORWARD_ONLY": "forward_only",
+    "APPEND_FORWARD": "append_forward",
+    "SANITIZE_SET": "sanitize_set",
+    "ALWAYS_FORWARD_ONLY": "always_forward_only",
+}
+_XFCC_DETAILS: Final = ("subject", "cert", "chain", "dns", "uri")
 _HCM_COMMON: Final = frozenset({"idle_timeout", "max_headers_count"})
 _HCM_H2: Final = frozenset({"max_concurrent_streams"})
 _TCP: Final = frozenset({"stat_prefix", "cluster", "idle_timeout"})
@@ -99,6 +119,7 @@ def _hcm(issues: Issues, cfg: Doc, path: str, refs: ClusterRefs) -> dict[str, An
     stream_idle = get_duration_ms(issues, cfg, "stream_idle_timeout", path)
     if stream_idle is not None:
         out["stream_idle_timeout_ms"] = stream_idle  # 0 = disabled, as in Envoy
+    _xfcc(issues, cfg, path, out)
     chain, filter_kinds = http_filters(
         issues, list(get_list(issues, cfg, "http_filters", path)), at(path, "http_filters")
     )
@@ -115,8 +136,35 @@ def _hcm(issues: Issues, cfg: Doc, path: str, refs: ClusterRefs) -> dict[str, An
     )
     if rc is None or stat_prefix is None:
         return None
+    rbac = next((f for f in chain if f["type"] == "rbac"), None)
+    if rbac is not None:
+        _route_rbac_stats(rc, rbac["stat_prefix"])
     out["route_config"] = rc
     return out
+
+
+def _xfcc(issues: Issues, cfg: Doc, path: str, out: dict[str, Any]) -> None:
+    """`forward_client_cert_details` and `set_current_client_cert_details` -> `out`."""
+    mode = get_enum(issues, cfg, "forward_client_cert_details", path, _XFCC, "sanitize")
+    if mode != "sanitize":
+        out["forward_client_cert"] = mode
+    details = get_map(
+        issues, cfg, "set_current_client_cert_details", path, frozenset(_XFCC_DETAILS)
+    )
+    if details is not None:
+        p = at(path, "set_current_client_cert_details")
+        chosen = {k: True for k in _XFCC_DETAILS if get_bool(issues, details, k, p)}
+        if chosen:
+            out["client_cert_details"] = chosen
+
+
+def _route_rbac_stats(rc: dict[str, Any], stat_prefix: str) -> None:
+    """Per-route RBAC configs count under the filter's own prefix, as in Envoy."""
+    for vh in rc["virtual_hosts"]:
+        for level in (vh, *vh["routes"]):
+            rbac = level.get("filter_overrides", {}).get("rbac")
+            if rbac is not None:
+                rbac["stat_prefix"] = stat_prefix
 
 
 def _tcp(issues: Issues, cfg: Doc, path: str, refs: ClusterRefs) -> dict[str, Any] | None:
@@ -131,20 +179,19 @@ def _tcp(issues: Issues, cfg: Doc, path: str, refs: ClusterRefs) -> dict[str, An
     return None if stat_prefix is None or cluster is None else out
 
 
-def _network_filter(
-    issues: Issues, raw: object, path: str, refs: ClusterRefs
+def _terminal_filter(
+    issues: Issues, f: Doc, name: str | None, path: str, refs: ClusterRefs
 ) -> dict[str, Any] | None:
-    f = obj(issues, raw, path, _FILTER)
-    if f is None:
-        return None
-    name = get_str(issues, f, "name", path, required=True)
+    """The chain's last filter: the connection manager or the TCP proxy."""
     if name == HCM_NAME:
         cfg = typed_config(issues, f, "typed_config", path, HCM_TYPE, _HCM)
         return None if cfg is None else _hcm(issues, cfg, at(path, "typed_config"), refs)
     if name == TCP_PROXY_NAME:
         cfg = typed_config(issues, f, "typed_config", path, TCP_PROXY_TYPE, _TCP)
         return None if cfg is None else _tcp(issues, cfg, at(path, "typed_config"), refs)
-    if name is not None:
+    if name == NETWORK_RBAC_NAME:
+        issues.add(path, f"{NETWORK_RBAC_NAME} must come before {HCM_NAME} or {TCP_PROXY_NAME}")
+    elif name is not None:
         issues.add(
             at(path, "name"),
             f"network filter {name!r} is {NOT_SUPPORTED}; expected {HCM_NAME} or {TCP_PROXY_NAME}",
@@ -152,8 +199,164 @@ def _network_filter(
     return None
 
 
+def _network_filters(
+    issues: Issues, chain: Doc, path: str, refs: ClusterRefs
+) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+    """A chain's `filters`: optionally the network RBAC filter, then the terminal filter ->
+    (native `filter`, native `network_rbac` or None)."""
+    filters = get_list(issues, chain, "filters", path, required=True)
+    fpath = at(path, "filters")
+    if not filters or len(filters) > 2:
+        if isinstance(chain.get("filters"), list):
+            issues.add(
+                fpath,
+                f"expected one network filter, optionally after {NETWORK_RBAC_NAME}, "
+                f"got {len(filters)}",
+            )
+        return None, None
+    docs = [obj(issues, raw, item(fpath, i), _FILTER) for i, raw in enumerate(filters)]
+    names = [
+        None if d is None else get_str(issues, d, "name", item(fpath, i), required=True)
+        for i, d in enumerate(docs)
+    ]
+    rbac = None
+    if len(docs) == 2 and docs[0] is not None:
+        p = item(fpath, 0)
+        if names[0] == NETWORK_RBAC_NAME:
+            cfg = typed_config(
+                issues, docs[0], "typed_config", p, NETWORK_RBAC_TYPE, NETWORK_RBAC_FIELDS
+            )
+            rbac = None if cfg is None else network_rbac(issues, cfg, at(p, "typed_config"))
+        elif names[0] is not None:
+            issues.add(
+                at(p, "name"),
+                f"only {NETWORK_RBAC_NAME} may come before the last network filter, "
+                f"got {names[0]!r}",
+            )
+    last = docs[-1]
+    p = item(fpath, len(docs) - 1)
+    filter_ = None if last is None else _terminal_filter(issues, last, names[-1], p, refs)
+    return filter_, rbac
+
+
+def _has_tls_inspector(issues: Issues, lst: Doc, path: str) -> bool:
+    """`listener_filters`: only the TLS inspector, which the permissive chain pair needs."""
+    found = False
+    base = at(path, "listener_filters")
+    for i, raw in enumerate(get_list(issues, lst, "listener_filters", path)):
+        p = item(base, i)
+        f = obj(issues, raw, p, _LISTENER_FILTER)
+        if f is None:
+            continue
+        name = get_str(issues, f, "name", p, required=True)
+        if name != TLS_INSPECTOR_NAME:
+            if name is not None:
+                issues.add(
+                    at(p, "name"),
+                    f"listener filter {name!r} is {NOT_SUPPORTED}; expected {TLS_INSPECTOR_NAME}",
+                )
+            continue
+        if "typed_config" in f:
+            typed_config(issues, f, "typed_config", p, TLS_INSPECTOR_TYPE, frozenset())
+        found = True
+    return found
+
+
+def _transport_protocol(issues: Issues, chain: Doc, path: str) -> str | None:
+    """`filter_chain_match.transport_protocol` ("tls", "raw_buffer"; None when unset)."""
+    m = get_map(issues, chain, "filter_chain_match", path, _CHAIN_MATCH)
+    if m is None:
+        return None
+    p = at(path, "filter_chain_match")
+    proto = get_str(issues, m, "transport_protocol", p)
+    if proto is not None and proto not in _TRANSPORT_PROTOCOLS:
+        issues.add(
+            at(p, "transport_protocol"),
+            f"expected one of {', '.join(_TRANSPORT_PROTOCOLS)}, got {proto!r}",
+        )
+        return None
+    return proto
+
+
+def _permissive_pair(
+    issues: Issues, chains: list[Doc | None], path: str, inspector: bool
+) -> int | None:
+    """Istio's PERMISSIVE: a TLS chain and a plaintext chain with the same filters -> the
+    index of the TLS one, or None (with the reason) for any other pair."""
+    if None in chains:
+        return None
+    protos = [_transport_protocol(issues, c, item(path, i)) for i, c in enumerate(chains)]  # type: ignore[arg-type]
+    sockets = ["transport_socket" in c for c in chains]  # type: ignore[operator]
+    if sorted(p or "" for p in protos) != ["raw_buffer", "tls"]:
+        why = "one chain must match transport_protocol tls and the other raw_buffer"
+    elif sockets != [p == "tls" for p in protos]:
+        why = "the tls chain must have the transport_socket and the raw_buffer chain none"
+    elif chains[0].get("filters") != chains[1].get("filters"):  # type: ignore[union-attr]
+        why = "both chains must have identical filters"
+    elif not inspector:
+        why = f"listener_filters must include {TLS_INSPECTOR_NAME} to tell them apart"
+    else:
+        return protos.index("tls")
+    issues.add(
+        path,
+        "two filter chains are supported only as Istio's permissive TLS-or-plaintext pair: " + why,
+    )
+    return None
+
+
+def _filter_chain(
+    issues: Issues, lst: Doc, path: str, refs: ClusterRefs, sources: Sources
+) -> dict[str, Any] | None:
+    """`filter_chains` (and `listener_filters`) -> the native listener's `filter`, `tls` and
+    `network_rbac` fields."""
+    inspector = _has_tls_inspector(issues, lst, path)
+    cpath = at(path, "filter_chains")
+    raw_chains = get_list(issues, lst, "filter_chains", path, required=True)
+    if not 1 <= len(raw_chains) <= 2:
+        if isinstance(lst.get("filter_chains"), list):
+            issues.add(
+                cpath,
+                f"expected one filter chain (or Istio's permissive pair), got {len(raw_chains)}",
+            )
+        return None
+    chains = [obj(issues, raw, item(cpath, i), _CHAIN) for i, raw in enumerate(raw_chains)]
+    if len(chains) == 2:
+        index = _permissive_pair(issues, chains, cpath, inspector)
+        if index is None:
+            return None
+    else:
+        index = 0
+        chain = chains[0]
+        proto = None if chain is None else _transport_protocol(issues, chain, item(cpath, 0))
+        if chain is not None and proto is not None:
+            p = at(at(item(cpath, 0), "filter_chain_match"), "transport_protocol")
+            if (proto == "tls") != ("transport_socket" in chain):
+                issues.add(p, f"{proto} does not match the chain's transport_socket")
+            elif not inspector:
+                issues.add(p, f"needs {TLS_INSPECTOR_NAME} in listener_filters")
+    chain = chains[index]
+    if chain is None:
+        return None
+    p = item(cpath, index)
+    out: dict[str, Any] = {}
+    if "transport_socket" in chain:
+        tls = downstream_tls(issues, chain["transport_socket"], at(p, "transport_socket"), sources)
+        if tls is None:
+            return None
+        if len(chains) == 2:
+            tls["allow_plaintext"] = True
+        out["tls"] = tls
+    filter_, rbac = _network_filters(issues, chain, p, refs)
+    if filter_ is None:
+        return None
+    if rbac is not None:
+        out["network_rbac"] = rbac
+    out["filter"] = filter_
+    return out
+
+
 def translate_listener(
-    issues: Issues, raw: object, path: str, index: int, refs: ClusterRefs
+    issues: Issues, raw: object, path: str, index: int, refs: ClusterRefs, sources: Sources
 ) -> dict[str, Any] | None:
     """An Envoy `Listener` at `path` -> native `Listener`; None if it has problems."""
     lst = obj(issues, raw, path, _LISTENER)
@@ -172,24 +375,7 @@ def translate_listener(
         address = socket_address(
             issues, lst["address"], at(path, "address"), ip_only=True, port_min=0
         )
-    cpath = at(path, "filter_chains")
-    chains = get_list(issues, lst, "filter_chains", path, required=True)
-    filter_: dict[str, Any] | None = None
-    if len(chains) > 1:
-        issues.add(cpath, f"expected exactly one filter chain, got {len(chains)} ({NOT_SUPPORTED})")
-    elif chains:
-        p = item(cpath, 0)
-        chain = obj(issues, chains[0], p, _CHAIN)
-        if chain is not None:
-            filters = get_list(issues, chain, "filters", p, required=True)
-            if len(filters) != 1:
-                issues.add(
-                    at(p, "filters"), f"expected exactly one network filter, got {len(filters)}"
-                )
-            else:
-                filter_ = _network_filter(issues, filters[0], item(at(p, "filters"), 0), refs)
-    elif isinstance(lst.get("filter_chains"), list):
-        issues.add(cpath, "expected exactly one filter chain, got 0")
-    if name is None or address is None or filter_ is None:
+    chain = _filter_chain(issues, lst, path, refs, sources)
+    if name is None or address is None or chain is None:
         return None
-    return {"name": name, "address": host_port(*address), "filter": filter_}
+    return {"name": name, "address": host_port(*address), **chain}

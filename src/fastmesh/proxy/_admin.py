@@ -18,6 +18,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import trio
 
+from fastmesh.config._compile import redact_private_keys
 from fastmesh.observe import (
     format_clusters_json,
     format_clusters_text,
@@ -123,7 +124,7 @@ async def _config_dump(server: ProxyServer, query: Query) -> Response:
     # The bootstrap and the snapshot are spliced in as the JSON text kept for them:
     # parsing and re-encoding a 10k-cluster config would take hundreds of MB.
     bootstrap = cfg.bootstrap_json(*server.node())
-    snapshot = cfg.snapshot_json()
+    snapshot = redact_private_keys(cfg.snapshot_json())
     dump = {
         "configs": [
             {

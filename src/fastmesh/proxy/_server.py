@@ -22,6 +22,7 @@ from typing import Any
 
 import trio
 
+from fastmesh.config._stamp import Stamp, stamp
 from fastmesh.proxy._config import ConfigError, LoadedConfig, load_file_in_child
 
 __all__ = ["ProxyServer", "ServeOptions", "ServerState", "exit_status"]
@@ -97,7 +98,10 @@ class ProxyServer:
         self._drain_scope = trio.CancelScope()
         self._drain_thread_done = threading.Event()
         self._drain_thread_done.set()
-        self._file_signature: tuple[int, int, int] | None = None
+        # What the last load attempt read: the config file's stamp, and the stamps of the
+        # files it references (certificates, keys, CA bundles).
+        self._config_stamp: Stamp | None = None
+        self._referenced: Mapping[str, Stamp | None] = {}
         self._seen_digest = ""
 
     # --- what admin reads ----------------------------------------------------------------
@@ -151,7 +155,7 @@ class ProxyServer:
             log.critical("the fastmesh engine is not built (%s); run scripts/build.sh", exc)
             return 1
         path = self.options.config_path
-        signature = self._signature()  # before reading: a change while loading is seen later
+        config_stamp = stamp(path)  # before reading: a change while loading is seen later
         try:
             self.config = await load_file_in_child(path)
         except ConfigError as exc:
@@ -167,7 +171,7 @@ class ProxyServer:
             except ValueError as exc:  # fastmesh._native.ConfigError
                 config_log.critical("%s: the engine rejected the config: %s", path, exc)
                 return 1
-            self._file_signature = signature
+            self._watch(config_stamp, self.config.compiled.files)
             self._seen_digest = self.config.version
             for name, address in sorted(self.engine.listening().items()):
                 log.info("listener '%s' listening on %s", name, address)
@@ -318,12 +322,15 @@ class ProxyServer:
 
     # --- live reload ---------------------------------------------------------------------
 
-    def _signature(self) -> tuple[int, int, int] | None:
-        try:
-            st = self.options.config_path.stat()
-        except OSError:
-            return None
-        return (st.st_mtime_ns, st.st_size, st.st_ino)
+    def _watch(self, config_stamp: Stamp | None, referenced: Mapping[str, Stamp | None]) -> None:
+        self._config_stamp = config_stamp
+        self._referenced = referenced
+
+    def _changed_file(self, config_stamp: Stamp) -> str | None:
+        """The first watched file that differs from when it was last read, if any."""
+        if config_stamp != self._config_stamp:
+            return str(self.options.config_path)
+        return next((f for f, st in self._referenced.items() if stamp(f) != st), None)
 
     async def _watch_config(self) -> None:
         while True:
@@ -331,20 +338,27 @@ class ProxyServer:
             await self.check_config()
 
     async def check_config(self, *, force: bool = False) -> bool | None:
-        """Re-read the config file if it changed; apply it if valid.
+        """Re-read the config if its file, or a file it references (a certificate, key or
+        CA bundle), changed; apply it if valid.
 
         Returns True (applied), False (rejected: the last good config keeps serving) or
-        None (unchanged). A rejected file is not retried until its content changes.
+        None (unchanged). A rejected config is not retried until one of its files changes.
         """
-        sig = self._signature()
-        if sig is None or (sig == self._file_signature and not force):
-            return None
-        self._file_signature = sig
         path = self.options.config_path
+        config_stamp = stamp(path)
+        if config_stamp is None:
+            return None  # being replaced, or gone: keep serving the last config
+        changed = self._changed_file(config_stamp)
+        if changed is None and not force:
+            return None
+        if changed is not None and changed != str(path):
+            config_log.info("%s changed: reloading %s", changed, path)
         try:
             loaded = await load_file_in_child(path)
         except ConfigError as exc:
+            self._watch(config_stamp, exc.files)
             return self._reload_failed(str(exc).splitlines())
+        self._watch(config_stamp, loaded.compiled.files)
         if loaded.version == self._seen_digest and not force:
             self.last_reload_error = ""
             return None

@@ -1,0 +1,100 @@
+"""Envoy `DataSource`s (a file read now, or an inline value) and the static `secrets` that
+TLS contexts name; every file read is recorded with its stamp and digest.
+
+The snapshot carries certificates and keys as PEM text, so the record is what makes a
+rotated file on disk a new snapshot: the live-reload watcher re-translates when a stamp
+changes, and the snapshot version covers each file's digest.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+from pathlib import Path
+from typing import Any, Final
+
+from ._errors import Issues
+from ._fields import at, obj, one_of
+from ._stamp import Stamp, stamp
+
+__all__ = ["Secret", "Sources"]
+
+_DATA_SOURCE: Final = frozenset({"filename", "inline_string", "inline_bytes"})
+_KINDS: Final = ("filename", "inline_string", "inline_bytes")
+
+#: A static secret, translated once: (kind, value). Kind "tls_certificate": the native
+#: {cert_chain_pem, private_key_pem}; "validation_context": {trusted_ca_pem, sans}. The
+#: value is None when the secret has problems (reported at its own path).
+Secret = tuple[str, "dict[str, Any] | None"]
+
+
+class Sources:
+    """What TLS contexts read while one document is translated."""
+
+    __slots__ = ("_texts", "digests", "secrets", "stamps")
+
+    def __init__(self) -> None:
+        #: Every file named by a `DataSource`, in first-read order -> its stamp taken
+        #: before reading (None: it could not be stat'ed).
+        self.stamps: dict[str, Stamp | None] = {}
+        #: File -> sha256 of the bytes read (only files read successfully).
+        self.digests: dict[str, str] = {}
+        #: `static_resources.secrets` by name.
+        self.secrets: dict[str, Secret] = {}
+        # File -> its text, or the reason it cannot be used; each file is read once, so
+        # every context naming it sees the same content.
+        self._texts: dict[str, str | OSError | UnicodeDecodeError] = {}
+
+    def _read(self, filename: str) -> str | OSError | UnicodeDecodeError:
+        cached = self._texts.get(filename)
+        if cached is not None:
+            return cached
+        self.stamps[filename] = stamp(filename)
+        result: str | OSError | UnicodeDecodeError
+        try:
+            raw = Path(filename).read_bytes()
+            self.digests[filename] = hashlib.sha256(raw).hexdigest()
+            result = raw.decode("ascii")  # PEM is ASCII
+        except (OSError, UnicodeDecodeError) as exc:
+            result = exc
+        self._texts[filename] = result
+        return result
+
+    def data_source(self, issues: Issues, raw: object, path: str) -> tuple[str, str] | None:
+        """A `DataSource` at `path` -> (its text, where it came from for messages)."""
+        ds = obj(issues, raw, path, _DATA_SOURCE)
+        if ds is None:
+            return None
+        kind = one_of(issues, ds, path, _KINDS)
+        value = ds.get(kind) if kind is not None else None
+        if kind is None:
+            return None
+        if not isinstance(value, str):
+            issues.add(at(path, kind), "expected a string")
+            return None
+        if kind == "inline_string":
+            return value, "the inline value"
+        if kind == "inline_bytes":  # proto3 JSON bytes: base64
+            try:
+                return base64.b64decode(value, validate=True).decode("ascii"), "the inline value"
+            except (binascii.Error, UnicodeDecodeError):
+                issues.add(at(path, kind), "expected base64 of PEM text")
+                return None
+        text = self._read(value)
+        if isinstance(text, OSError):
+            issues.add(at(path, kind), f"cannot read {value}: {text.strerror or text}")
+            return None
+        if isinstance(text, UnicodeDecodeError):
+            issues.add(at(path, kind), f"{value} is not PEM text (not ASCII)")
+            return None
+        return text, value
+
+    def version(self, base: str) -> str:
+        """`base` (the document's digest) folded with the digest of every file read."""
+        if not self.digests:
+            return base
+        h = hashlib.sha256(base.encode())
+        for name, digest in self.digests.items():
+            h.update(f"\0{name}\0{digest}".encode())
+        return h.hexdigest()[: len(base) or 12]

@@ -1,0 +1,466 @@
+"""Envoy's TLS transport socket (`DownstreamTlsContext`, `UpstreamTlsContext`) and static
+`secrets` -> native `DownstreamTls` / `UpstreamTls`.
+
+Certificates, keys and CA bundles are read now (see `_sources`) and checked with
+`cryptography`: a file that does not parse, or a key that is not the certificate's, is
+a problem at the field that named it, so a bad rotation is rejected with its path and
+the last good config keeps serving.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from ._errors import Issues
+from ._fields import (
+    NOT_SUPPORTED,
+    Doc,
+    at,
+    get_bool,
+    get_enum,
+    get_list,
+    get_map,
+    get_str,
+    item,
+    obj,
+    one_of,
+    typed_config,
+)
+from ._match import string_matcher
+from ._sources import Sources
+
+__all__ = [
+    "downstream_tls",
+    "translate_secrets",
+    "upstream_tls",
+]
+
+_TLS_TYPES: Final = "envoy.extensions.transport_sockets.tls.v3."
+DOWNSTREAM_TLS_TYPE: Final = _TLS_TYPES + "DownstreamTlsContext"
+UPSTREAM_TLS_TYPE: Final = _TLS_TYPES + "UpstreamTlsContext"
+
+_SOCKET: Final = frozenset({"name", "typed_config"})
+_DOWNSTREAM: Final = frozenset({"common_tls_context", "require_client_certificate"})
+_UPSTREAM: Final = frozenset({"common_tls_context", "sni"})
+_COMMON: Final = frozenset(
+    {
+        "tls_params",
+        "tls_certificates",
+        "tls_certificate_sds_secret_configs",
+        "validation_context",
+        "validation_context_sds_secret_config",
+        "combined_validation_context",
+        "alpn_protocols",
+    }
+)
+_VALIDATION_KINDS: Final = (
+    "validation_context",
+    "validation_context_sds_secret_config",
+    "combined_validation_context",
+)
+_PARAMS: Final = frozenset({"tls_minimum_protocol_version", "tls_maximum_protocol_version"})
+_CERTIFICATE: Final = frozenset({"certificate_chain", "private_key"})
+_VALIDATION: Final = frozenset({"trusted_ca", "match_typed_subject_alt_names"})
+_SAN_MATCHER: Final = frozenset({"san_type", "matcher"})
+_SDS_REF: Final = frozenset({"name", "sds_config"})
+_COMBINED: Final = frozenset({"default_validation_context", "validation_context_sds_secret_config"})
+_SECRET: Final = frozenset({"name", "tls_certificate", "validation_context"})
+_SECRET_KINDS: Final = ("tls_certificate", "validation_context")
+
+_SAN_TYPES: Final = {"URI": "uri", "DNS": "dns", "EMAIL": "email", "IP_ADDRESS": "ip_address"}
+_RUSTLS: Final = "not supported: fastmesh speaks TLS 1.2 and 1.3 only"
+_MIN_VERSIONS: Final = {"TLS_AUTO": "1.2", "TLSv1_2": "1.2", "TLSv1_3": "1.3"}
+_MAX_VERSIONS: Final = {"TLS_AUTO": "", "TLSv1_3": ""}
+_OLD_VERSIONS: Final = {"TLSv1_0": _RUSTLS, "TLSv1_1": _RUSTLS}
+
+#: A validation context as read, before its SDS merge: trusted CA (None: unset) and SANs.
+_Validation = tuple["str | None", list[dict[str, Any]]]
+
+
+# --- certificates and keys -------------------------------------------------------------
+
+
+def _pem_certificates(issues: Issues, text: str, origin: str, path: str) -> list[Any] | None:
+    from cryptography import x509
+
+    try:
+        return x509.load_pem_x509_certificates(text.encode())
+    except ValueError as exc:
+        issues.add(path, f"{origin}: not a PEM certificate chain ({exc})")
+        return None
+
+
+def _check_key(issues: Issues, text: str, origin: str, path: str, leaf: Any) -> None:
+    """`text` must be an unencrypted PEM private key matching `leaf` (when it parsed)."""
+    from cryptography.hazmat.primitives import serialization
+
+    try:
+        key = serialization.load_pem_private_key(text.encode(), password=None)
+    except (ValueError, TypeError) as exc:  # TypeError: encrypted
+        issues.add(path, f"{origin}: not an unencrypted PEM private key ({exc})")
+        return
+    spki = serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    if leaf is not None and key.public_key().public_bytes(*spki) != leaf.public_key().public_bytes(
+        *spki
+    ):
+        issues.add(
+            path, f"{origin}: not the private key of the certificate_chain's first certificate"
+        )
+
+
+def tls_certificate(
+    issues: Issues, raw: object, path: str, sources: Sources
+) -> dict[str, Any] | None:
+    """A `TlsCertificate` -> native {cert_chain_pem, private_key_pem}, checked."""
+    tc = obj(issues, raw, path, _CERTIFICATE)
+    if tc is None:
+        return None
+    parts: dict[str, tuple[str, str]] = {}
+    for key in ("certificate_chain", "private_key"):
+        if key not in tc:
+            issues.add(at(path, key), "required field is missing")
+            continue
+        got = sources.data_source(issues, tc[key], at(path, key))
+        if got is not None:
+            parts[key] = got
+    leaf = None
+    if "certificate_chain" in parts:
+        text, origin = parts["certificate_chain"]
+        certs = _pem_certificates(issues, text, origin, at(path, "certificate_chain"))
+        if certs is None:
+            return None
+        leaf = certs[0]
+    if "private_key" in parts:
+        text, origin = parts["private_key"]
+        _check_key(issues, text, origin, at(path, "private_key"), leaf)
+    if len(parts) != 2:
+        return None
+    return {
+        "cert_chain_pem": parts["certificate_chain"][0],
+        "private_key_pem": parts["private_key"][0],
+    }
+
+
+# --- validation contexts ---------------------------------------------------------------
+
+
+def _san_matcher(issues: Issues, raw: object, path: str) -> dict[str, Any] | None:
+    m = obj(issues, raw, path, _SAN_MATCHER)
+    if m is None:
+        return None
+    if "san_type" not in m:
+        issues.add(
+            at(path, "san_type"), f"required field is missing (one of {', '.join(_SAN_TYPES)})"
+        )
+    san_type = get_enum(
+        issues, m, "san_type", path, _SAN_TYPES, "", rejected={"OTHER_NAME": NOT_SUPPORTED}
+    )
+    if "matcher" not in m:
+        issues.add(at(path, "matcher"), "required field is missing")
+        return None
+    matcher = string_matcher(issues, m["matcher"], at(path, "matcher"))
+    if not san_type or matcher is None:
+        return None
+    return {"san_type": san_type, "matcher": matcher}
+
+
+def _validation_context(
+    issues: Issues, raw: object, path: str, sources: Sources
+) -> _Validation | None:
+    """A `CertificateValidationContext` -> (trusted CA PEM or None, SAN matchers)."""
+    v = obj(issues, raw, path, _VALIDATION)
+    if v is None:
+        return None
+    ca = None
+    if "trusted_ca" in v:
+        got = sources.data_source(issues, v["trusted_ca"], at(path, "trusted_ca"))
+        if got is None:
+            return None
+        ca, origin = got
+        if _pem_certificates(issues, ca, origin, at(path, "trusted_ca")) is None:
+            return None
+    base = at(path, "match_typed_subject_alt_names")
+    sans = [
+        _san_matcher(issues, m, item(base, i))
+        for i, m in enumerate(get_list(issues, v, "match_typed_subject_alt_names", path))
+    ]
+    if None in sans:
+        return None
+    return ca, sans  # type: ignore[return-value]
+
+
+def _secret(
+    issues: Issues, raw: object, path: str, kind: str, sources: Sources
+) -> dict[str, Any] | None:
+    """An `SdsSecretConfig` -> the static secret it names, which must be of `kind`."""
+    ref = obj(issues, raw, path, _SDS_REF)
+    if ref is None:
+        return None
+    if "sds_config" in ref:
+        issues.add(
+            at(path, "sds_config"),
+            f"SDS over a config source is {NOT_SUPPORTED}; name a static_resources.secrets "
+            "entry (no sds_config)",
+        )
+        return None
+    name = get_str(issues, ref, "name", path, required=True, non_empty=True)
+    if name is None:
+        return None
+    if name not in sources.secrets:
+        issues.add(at(path, "name"), f"unknown secret {name!r} (no static_resources.secrets entry)")
+        return None
+    secret_kind, value = sources.secrets[name]
+    if secret_kind != kind:
+        issues.add(at(path, "name"), f"secret {name!r} is a {secret_kind}, expected a {kind}")
+        return None
+    return value  # None: the secret itself has problems, reported at its own path
+
+
+def _finish_validation(issues: Issues, validation: _Validation, path: str) -> dict[str, Any] | None:
+    """(CA, SANs) -> native `CertValidation`; None when nothing is verified."""
+    ca, sans = validation
+    if ca is None:
+        if sans:  # as Envoy: SAN checks without a CA would trust any self-made certificate
+            issues.add(path, "match_typed_subject_alt_names needs trusted_ca")
+        return None
+    out: dict[str, Any] = {"trusted_ca_pem": ca}
+    if sans:
+        out["match_subject_alt_names"] = sans
+    return out
+
+
+def _validation(issues: Issues, c: Doc, path: str, sources: Sources) -> dict[str, Any] | None:
+    """The one validation context of a `CommonTlsContext` -> native `CertValidation`."""
+    if not any(k in c for k in _VALIDATION_KINDS):
+        return None
+    kind = one_of(issues, c, path, _VALIDATION_KINDS)
+    if kind is None:
+        return None
+    p = at(path, kind)
+    if kind == "validation_context":
+        v = _validation_context(issues, c[kind], p, sources)
+    elif kind == "validation_context_sds_secret_config":
+        secret = _secret(issues, c[kind], p, "validation_context", sources)
+        v = None if secret is None else (secret["trusted_ca_pem"], secret["sans"])
+    else:
+        v = _combined(issues, c[kind], p, sources)
+    return None if v is None else _finish_validation(issues, v, p)
+
+
+def _combined(issues: Issues, raw: object, path: str, sources: Sources) -> _Validation | None:
+    """Envoy merges the SDS context into the default one (proto `MergeFrom`): the
+    secret's CA wins when set, the SAN matchers of both apply."""
+    cv = obj(issues, raw, path, _COMBINED)
+    if cv is None:
+        return None
+    for key in _COMBINED:
+        if key not in cv:
+            issues.add(at(path, key), "required field is missing")
+    if not _COMBINED.issubset(cv):
+        return None
+    default = _validation_context(
+        issues, cv["default_validation_context"], at(path, "default_validation_context"), sources
+    )
+    secret = _secret(
+        issues,
+        cv["validation_context_sds_secret_config"],
+        at(path, "validation_context_sds_secret_config"),
+        "validation_context",
+        sources,
+    )
+    if default is None or secret is None:
+        return None
+    return secret["trusted_ca_pem"] or default[0], default[1] + secret["sans"]
+
+
+# --- common, downstream, upstream ------------------------------------------------------
+
+
+def _certificate(issues: Issues, c: Doc, path: str, sources: Sources) -> dict[str, Any] | None:
+    """The context's one certificate: `tls_certificates[0]` or a static SDS secret."""
+    inline = get_list(issues, c, "tls_certificates", path)
+    refs = get_list(issues, c, "tls_certificate_sds_secret_configs", path)
+    if len(inline) + len(refs) > 1:
+        issues.add(
+            path,
+            "expected one certificate in tls_certificates or tls_certificate_sds_secret_configs; "
+            f"several (e.g. RSA and ECDSA) are {NOT_SUPPORTED}",
+        )
+        return None
+    if inline:
+        return tls_certificate(issues, inline[0], item(at(path, "tls_certificates"), 0), sources)
+    if refs:
+        p = item(at(path, "tls_certificate_sds_secret_configs"), 0)
+        return _secret(issues, refs[0], p, "tls_certificate", sources)
+    return None
+
+
+def _alpn(issues: Issues, c: Doc, path: str) -> list[str]:
+    out = []
+    base = at(path, "alpn_protocols")
+    for i, proto in enumerate(get_list(issues, c, "alpn_protocols", path)):
+        if not isinstance(proto, str) or not proto:
+            issues.add(item(base, i), f"expected a protocol name like h2, got {proto!r}")
+        else:
+            out.append(proto)
+    return out
+
+
+def _min_version(issues: Issues, c: Doc, path: str) -> str:
+    """`tls_params` -> the native minimum version; the maximum must be TLS 1.3 (or unset)."""
+    params = get_map(issues, c, "tls_params", path, _PARAMS)
+    if params is None:
+        return "1.2"
+    p = at(path, "tls_params")
+    low = get_enum(
+        issues, params, "tls_minimum_protocol_version", p, _MIN_VERSIONS, "1.2",
+        rejected=_OLD_VERSIONS,
+    )  # fmt: skip
+    get_enum(
+        issues, params, "tls_maximum_protocol_version", p, _MAX_VERSIONS, "",
+        rejected={**_OLD_VERSIONS, "TLSv1_2": f"{NOT_SUPPORTED}: the maximum is always TLS 1.3"},
+    )  # fmt: skip
+    return low
+
+
+@dataclass(frozen=True, slots=True)
+class _Common:
+    """What a `CommonTlsContext` says (all of it optional)."""
+
+    #: Whether it names a certificate at all (`certificate` is also None when that
+    #: certificate has problems, reported at its path).
+    names_certificate: bool = False
+    #: Native {cert_chain_pem, private_key_pem}.
+    certificate: dict[str, Any] | None = None
+    #: Native `CertValidation`.
+    validation: dict[str, Any] | None = None
+    alpn: list[str] = field(default_factory=list)
+    min_version: str = "1.2"
+
+
+def _common(issues: Issues, ctx: Doc, path: str, sources: Sources) -> _Common | None:
+    """A TLS context's `common_tls_context` -> `_Common`; None if it is not a mapping."""
+    if "common_tls_context" not in ctx:
+        return _Common()
+    p = at(path, "common_tls_context")
+    c = obj(issues, ctx["common_tls_context"], p, _COMMON)
+    if c is None:
+        return None
+    return _Common(
+        names_certificate=bool(
+            c.get("tls_certificates") or c.get("tls_certificate_sds_secret_configs")
+        ),
+        certificate=_certificate(issues, c, p, sources),
+        validation=_validation(issues, c, p, sources),
+        alpn=_alpn(issues, c, p),
+        min_version=_min_version(issues, c, p),
+    )
+
+
+def _socket(
+    issues: Issues, raw: object, path: str, type_name: str, allowed: frozenset[str]
+) -> Doc | None:
+    """A `TransportSocket` -> its TLS context (`typed_config` of `type_name`)."""
+    sock = obj(issues, raw, path, _SOCKET)
+    if sock is None:
+        return None
+    get_str(issues, sock, "name", path, required=True, non_empty=True)
+    return typed_config(issues, sock, "typed_config", path, type_name, allowed)
+
+
+def downstream_tls(
+    issues: Issues, raw: object, path: str, sources: Sources
+) -> dict[str, Any] | None:
+    """A listener's `transport_socket` -> native `DownstreamTls`."""
+    ctx = _socket(issues, raw, path, DOWNSTREAM_TLS_TYPE, _DOWNSTREAM)
+    if ctx is None:
+        return None
+    p = at(path, "typed_config")
+    common = _common(issues, ctx, p, sources)
+    require = get_bool(issues, ctx, "require_client_certificate", p) or False
+    if common is None:
+        return None
+    cert = common.certificate
+    if cert is None:
+        if not common.names_certificate:
+            issues.add(
+                at(p, "common_tls_context"),
+                "a server needs a certificate: tls_certificates or "
+                "tls_certificate_sds_secret_configs",
+            )
+        return None
+    validation = common.validation
+    if require and validation is None:
+        issues.add(
+            at(p, "require_client_certificate"),
+            "requiring a client certificate needs a validation context with trusted_ca",
+        )
+        return None
+    out: dict[str, Any] = dict(cert)
+    if common.alpn:
+        out["alpn"] = common.alpn
+    if require:
+        out["require_client_certificate"] = True
+    if validation is not None:
+        out["validation"] = validation
+    if common.min_version != "1.2":
+        out["min_version"] = common.min_version
+    return out
+
+
+def upstream_tls(
+    issues: Issues, raw: object, path: str, sources: Sources, *, http2: bool
+) -> dict[str, Any] | None:
+    """A cluster's `transport_socket` -> native `UpstreamTls`.
+
+    Without `alpn_protocols`, an HTTP/2 cluster offers `h2`, as Envoy's does.
+    """
+    ctx = _socket(issues, raw, path, UPSTREAM_TLS_TYPE, _UPSTREAM)
+    if ctx is None:
+        return None
+    p = at(path, "typed_config")
+    common = _common(issues, ctx, p, sources)
+    sni = get_str(issues, ctx, "sni", p, non_empty=True)
+    if common is None:
+        return None
+    if common.min_version != "1.2":
+        issues.add(
+            at(at(at(p, "common_tls_context"), "tls_params"), "tls_minimum_protocol_version"),
+            f"TLSv1_3 upstream is {NOT_SUPPORTED} (upstream connections offer TLS 1.2 and 1.3)",
+        )
+    out: dict[str, Any] = dict(common.certificate or {})
+    if common.validation is not None:
+        out["validation"] = common.validation
+    if sni is not None:
+        out["sni"] = sni
+    alpn = common.alpn or (["h2"] if http2 else [])
+    if alpn:
+        out["alpn"] = alpn
+    return out
+
+
+# --- static secrets --------------------------------------------------------------------
+
+
+def translate_secrets(issues: Issues, secrets: list[object], path: str, sources: Sources) -> None:
+    """`static_resources.secrets` -> `sources.secrets` (each translated once, here)."""
+    first: dict[str, str] = {}
+    for i, raw in enumerate(secrets):
+        p = item(path, i)
+        s = obj(issues, raw, p, _SECRET)
+        if s is None:
+            continue
+        name = get_str(issues, s, "name", p, required=True, non_empty=True)
+        kind = one_of(issues, s, p, _SECRET_KINDS)
+        if name is not None and first.setdefault(name, p) != p:
+            issues.add(at(p, "name"), f"duplicate secret name {name!r} (first at {first[name]})")
+            continue
+        value: dict[str, Any] | None = None
+        if kind == "tls_certificate":
+            value = tls_certificate(issues, s[kind], at(p, kind), sources)
+        elif kind == "validation_context":
+            v = _validation_context(issues, s[kind], at(p, kind), sources)
+            value = None if v is None else {"trusted_ca_pem": v[0], "sans": v[1]}
+        if name is not None and kind is not None:
+            sources.secrets[name] = (kind, value)
