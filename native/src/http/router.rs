@@ -148,6 +148,27 @@ pub struct RouteInput<'a> {
     pub headers: &'a http::HeaderMap,
 }
 
+impl<'a> RouteInput<'a> {
+    /// The facts of a request the route was already chosen for (filters match on them).
+    pub fn from_request(req: &'a http::request::Parts) -> Self {
+        let host = match req.uri.authority() {
+            Some(a) => a.as_str(),
+            None => req
+                .headers
+                .get(http::header::HOST)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or(""),
+        };
+        RouteInput {
+            host,
+            path: req.uri.path(),
+            method: &req.method,
+            path_and_query: req.uri.path_and_query().map_or("/", |p| p.as_str()),
+            headers: &req.headers,
+        }
+    }
+}
+
 fn anchored(re: &str, what: &str) -> Result<Regex, String> {
     Regex::new(&format!("^(?:{re})$")).map_err(|e| format!("{what}: bad regex {re:?}: {e}"))
 }
@@ -380,6 +401,13 @@ impl RouteRt {
 }
 
 impl HeaderMatcherRt {
+    /// The verdict on a request without this header. Envoy: a missing header fails
+    /// every matcher, inverted or not, except `present: false` (and `present: true`
+    /// inverted).
+    pub(crate) fn matches_absent(&self) -> bool {
+        matches!(self.kind, HeaderKindRt::Present(p) if p == self.invert)
+    }
+
     /// `what` names the owner in errors.
     pub(crate) fn compile(h: &config::HeaderMatcher, what: &str) -> Result<Self, String> {
         let lname = h.name.to_ascii_lowercase();
@@ -433,9 +461,7 @@ impl HeaderMatcherRt {
             }
         };
         let Some(value) = value else {
-            // Envoy: a missing header fails every matcher, inverted or not, except
-            // `present: false` (and `present: true` inverted).
-            return matches!(self.kind, HeaderKindRt::Present(p) if p == self.invert);
+            return self.matches_absent();
         };
         let value = Some(value);
         let hit = match (&self.kind, value) {
