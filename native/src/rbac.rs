@@ -20,8 +20,8 @@ use crate::stats::{rbac as st, rbac_enforced, rbac_shadow, Registry, StatGroup};
 #[derive(Clone, Copy)]
 pub struct RbacInput<'a> {
     conn: &'a ConnInfo,
-    /// `None` in the network filter, where Envoy matches against an empty header
-    /// map: header rules see every header missing and `url_path` never matches.
+    /// `None` in the network filter: `url_path` never matches there, and header
+    /// rules are refused when it is compiled (as Envoy does).
     request: Option<&'a RouteInput<'a>>,
 }
 
@@ -41,10 +41,7 @@ impl<'a> RbacInput<'a> {
     }
 
     fn header(&self, m: &HeaderMatcherRt) -> bool {
-        match self.request {
-            Some(r) => m.matches(r),
-            None => m.matches_absent(),
-        }
+        self.request.is_some_and(|r| m.matches(r))
     }
 
     /// Envoy's `requestedServerName()`: empty without TLS or SNI.
@@ -423,7 +420,21 @@ pub struct NetworkRbac {
 
 impl NetworkRbac {
     /// Stats land under `<c.stat_prefix>.rbac.*`; `what` names the owner in errors.
+    /// Header rules are refused, as Envoy refuses them: a connection has no headers.
     pub fn compile(c: &RbacConfig, stats: &Registry, what: &str) -> Result<Self, String> {
+        for (which, rules) in [("rules", &c.rules), ("shadow_rules", &c.shadow_rules)] {
+            let policies = rules.iter().flat_map(|r| &r.policies);
+            for (name, p) in policies {
+                if p.permissions.iter().any(permission_reads_headers)
+                    || p.principals.iter().any(principal_reads_headers)
+                {
+                    return Err(format!(
+                        "{what}: rbac {which}: policy {name:?}: header rules are not \
+                         supported by the network RBAC filter"
+                    ));
+                }
+            }
+        }
         Ok(NetworkRbac {
             rbac: Rbac::compile(c, what)?,
             stats: RbacStats::network(stats, &c.stat_prefix),
@@ -433,6 +444,26 @@ impl NetworkRbac {
     /// Whether `conn` may proceed; counts `allowed`/`denied` (and the shadow pair).
     pub fn allows(&self, conn: &ConnInfo) -> bool {
         self.rbac.check(&RbacInput::network(conn), &self.stats)
+    }
+}
+
+fn permission_reads_headers(p: &Permission) -> bool {
+    match p {
+        Permission::Header(_) => true,
+        Permission::AndRules(ps) | Permission::OrRules(ps) => {
+            ps.iter().any(permission_reads_headers)
+        }
+        Permission::NotRule(p) => permission_reads_headers(p),
+        _ => false,
+    }
+}
+
+fn principal_reads_headers(p: &Principal) -> bool {
+    match p {
+        Principal::Header(_) => true,
+        Principal::AndIds(ps) | Principal::OrIds(ps) => ps.iter().any(principal_reads_headers),
+        Principal::NotId(p) => principal_reads_headers(p),
+        _ => false,
     }
 }
 
@@ -819,16 +850,28 @@ mod tests {
             &c,
             None
         ));
-        assert!(!permits(
-            header(":method", json!({"present": true})),
-            &c,
-            None
-        ));
-        assert!(!permits(header("x-a", json!({"prefix": ""})), &c, None));
-        // Envoy matches against an empty header map, where `present: false` holds.
-        assert!(permits(header("x-a", json!({"present": false})), &c, None));
         assert!(permits(json!({"destination_port": 8443}), &c, None));
-        assert!(!admits(header("x-a", json!({"exact": "1"})), &c, None));
+    }
+
+    #[test]
+    fn network_rbac_refuses_header_rules_wherever_they_hide() {
+        let refused = |permission: Value, principal: Value| {
+            let c = json!({"shadow_rules": {"action": "deny", "policies": {
+                "ok": {"permissions": ["any"], "principals": ["any"]},
+                "hdr": {"permissions": [permission], "principals": [principal]},
+            }}});
+            let c = serde_json::from_value(c).unwrap();
+            NetworkRbac::compile(&c, &Registry::default(), "listener l").err()
+        };
+        let h = header("x-a", json!({"present": false}));
+        let e = refused(json!({"or_rules": [{"not_rule": h}]}), json!("any")).unwrap();
+        assert_eq!(
+            e,
+            "listener l: rbac shadow_rules: policy \"hdr\": header rules are not \
+             supported by the network RBAC filter"
+        );
+        assert!(refused(json!("any"), json!({"and_ids": ["any", h]})).is_some());
+        assert!(refused(json!({"not_rule": {"url_path": exact("/")}}), json!("any")).is_none());
     }
 
     #[test]

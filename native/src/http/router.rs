@@ -401,13 +401,6 @@ impl RouteRt {
 }
 
 impl HeaderMatcherRt {
-    /// The verdict on a request without this header. Envoy: a missing header fails
-    /// every matcher, inverted or not, except `present: false` (and `present: true`
-    /// inverted).
-    pub(crate) fn matches_absent(&self) -> bool {
-        matches!(self.kind, HeaderKindRt::Present(p) if p == self.invert)
-    }
-
     /// `what` names the owner in errors.
     pub(crate) fn compile(h: &config::HeaderMatcher, what: &str) -> Result<Self, String> {
         let lname = h.name.to_ascii_lowercase();
@@ -461,7 +454,9 @@ impl HeaderMatcherRt {
             }
         };
         let Some(value) = value else {
-            return self.matches_absent();
+            // Envoy: a missing header fails every matcher, inverted or not, except
+            // `present: false` (and `present: true` inverted).
+            return matches!(self.kind, HeaderKindRt::Present(p) if p == self.invert);
         };
         let value = Some(value);
         let hit = match (&self.kind, value) {
