@@ -46,6 +46,7 @@ impl HttpFilter for RbacFilter {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::HttpFilterConfig;
     use crate::http::filters::RouteFilters;
     use crate::http::ProxyBody;
     use crate::stats::Registry;
@@ -110,6 +111,24 @@ mod tests {
         assert_eq!(r.headers()["grpc-message"], BODY);
         assert_eq!(stat(&stats, "http.in.rbac.allowed"), 1);
         assert_eq!(stat(&stats, "http.in.rbac.denied"), 2);
+    }
+
+    #[tokio::test]
+    async fn the_chain_builds_it_with_its_rules_stat_prefix() {
+        let stats = Registry::default();
+        let mut cfg = gets_only();
+        cfg["stat_prefix"] = json!("mine_");
+        let chain = crate::http::filter::FilterChain::compile(
+            &[HttpFilterConfig::Rbac(serde_json::from_value(cfg).unwrap())],
+            &stats,
+            "in",
+        )
+        .unwrap();
+        let mut ctx = FilterCtx::new(crate::conn::test_conn(), None, &RouteFilters::NONE);
+        let mut post = http::Request::post("/x").body(()).unwrap().into_parts().0;
+        let r = chain.on_request(&mut ctx, &mut post).await.expect("denied");
+        assert_eq!(r.status(), StatusCode::FORBIDDEN);
+        assert_eq!(stat(&stats, "http.in.rbac.mine_.denied"), 1);
     }
 
     #[test]
