@@ -98,6 +98,11 @@ impl Cidr {
         })
     }
 
+    /// `parse`, with `what` naming the owner in errors.
+    fn compile(s: &str, what: &str) -> Result<Self, String> {
+        Cidr::parse(s).map_err(|e| format!("{what}: {e}"))
+    }
+
     #[inline]
     pub fn contains(&self, ip: IpAddr) -> bool {
         let ip = ip.to_canonical();
@@ -150,9 +155,7 @@ impl PermissionRt {
             Permission::Header(h) => PermissionRt::Header(HeaderMatcherRt::compile(h, what)?),
             Permission::UrlPath(m) => PermissionRt::UrlPath(StringMatcherRt::compile(m, what)?),
             Permission::DestinationPort(port) => PermissionRt::DestinationPort(*port),
-            Permission::DestinationIp(c) => {
-                PermissionRt::DestinationIp(Cidr::parse(c).map_err(|e| format!("{what}: {e}"))?)
-            }
+            Permission::DestinationIp(c) => PermissionRt::DestinationIp(Cidr::compile(c, what)?),
             Permission::RequestedServerName(m) => {
                 PermissionRt::RequestedServerName(StringMatcherRt::compile(m, what)?)
             }
@@ -197,7 +200,6 @@ impl PrincipalRt {
             }
             ps.iter().map(|p| PrincipalRt::compile(p, what)).collect()
         };
-        let cidr = |c: &str| Cidr::parse(c).map_err(|e| format!("{what}: {e}"));
         Ok(match p {
             Principal::Any => PrincipalRt::Any,
             Principal::AndIds(ps) => PrincipalRt::And(set(ps, "and_ids")?),
@@ -208,7 +210,9 @@ impl PrincipalRt {
                     .map(|m| StringMatcherRt::compile(m, what))
                     .transpose()?,
             ),
-            Principal::DirectRemoteIp(c) | Principal::RemoteIp(c) => PrincipalRt::PeerIp(cidr(c)?),
+            Principal::DirectRemoteIp(c) | Principal::RemoteIp(c) => {
+                PrincipalRt::PeerIp(Cidr::compile(c, what)?)
+            }
             Principal::Header(h) => PrincipalRt::Header(HeaderMatcherRt::compile(h, what)?),
         })
     }
