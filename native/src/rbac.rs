@@ -690,15 +690,16 @@ mod tests {
             &mtls(&[spiffe], &["cart.shop.svc"], ""),
             Some(&r)
         ));
-        let subject = named(json!({"kind": {"prefix": "cn=cart"}, "ignore_case": true}));
+        // RFC 2253 order, as Envoy prints a subject.
+        let subject = named(json!({"kind": {"suffix": "cn=cart"}, "ignore_case": true}));
         assert!(admits(
             subject.clone(),
-            &mtls(&[spiffe], &[], "CN=cart,O=shop"),
+            &mtls(&[spiffe], &[], "O=shop,CN=cart"),
             Some(&r)
         ));
         assert!(!admits(
             subject,
-            &mtls(&[spiffe], &[], "CN=pay,O=shop"),
+            &mtls(&[spiffe], &[], "O=shop,CN=pay"),
             Some(&r)
         ));
         let ns = named(json!({"kind": {"regex": "spiffe://td/ns/shop/sa/.+"}}));
