@@ -1,5 +1,5 @@
 //! fastmesh's data path. The engine is plain Rust (`engine`, `listener`, `http`,
-//! `upstream`, `tcp`, `stats`); this file adds only the thin PyO3 module
+//! `upstream`, `tcp`, `rbac`, `stats`); this file adds only the thin PyO3 module
 //! `fastmesh._native`, built when maturin turns on `pyo3/extension-module`.
 
 pub mod config;
@@ -7,6 +7,7 @@ pub mod conn;
 pub mod engine;
 pub mod http;
 pub mod listener;
+pub mod rbac;
 pub mod stats;
 pub mod tcp;
 pub mod upstream;

@@ -123,6 +123,35 @@ pub mod cors {
     }
 }
 
+/// Names of `<prefix>.rbac.*` (Envoy's RBAC filters, HTTP and network) when the
+/// enforced and shadow rules count under the same prefix.
+pub mod rbac {
+    stat_group! {
+        // Each `*_DENIED` must follow its `*_ALLOWED`: `rbac::Tally` counts from the latter.
+        ALLOWED => "allowed",
+        DENIED => "denied",
+        SHADOW_ALLOWED => "shadow_allowed",
+        SHADOW_DENIED => "shadow_denied",
+    }
+}
+
+/// Names of `http.<stat_prefix>.rbac.<rules_stat_prefix>.*`: the enforced rules'
+/// counters when Envoy's `rules_stat_prefix` moves them away from the shadow ones.
+pub mod rbac_enforced {
+    stat_group! {
+        ALLOWED => "allowed",
+        DENIED => "denied",
+    }
+}
+
+/// Names of `http.<stat_prefix>.rbac.*` when the enforced counters moved (`rbac_enforced`).
+pub mod rbac_shadow {
+    stat_group! {
+        SHADOW_ALLOWED => "shadow_allowed",
+        SHADOW_DENIED => "shadow_denied",
+    }
+}
+
 /// Names of `listener.<address>.*`.
 pub mod listener {
     stat_group! {
@@ -273,6 +302,19 @@ mod tests {
             (route::RQ_2XX + 1, route::RQ_2XX + 2, route::RQ_2XX + 3)
         );
         assert_eq!(http::NAMES[http::RQ_5XX], "downstream_rq_5xx");
+    }
+
+    #[test]
+    fn rbac_denied_follows_allowed_in_every_list() {
+        for (names, allowed) in [
+            (rbac::NAMES, rbac::ALLOWED),
+            (rbac::NAMES, rbac::SHADOW_ALLOWED),
+            (rbac_enforced::NAMES, rbac_enforced::ALLOWED),
+            (rbac_shadow::NAMES, rbac_shadow::SHADOW_ALLOWED),
+        ] {
+            let (a, d) = (names[allowed], names[allowed + 1]);
+            assert_eq!(a.replace("allowed", "denied"), d, "{names:?}");
+        }
     }
 
     #[test]

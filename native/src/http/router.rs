@@ -148,6 +148,27 @@ pub struct RouteInput<'a> {
     pub headers: &'a http::HeaderMap,
 }
 
+impl<'a> RouteInput<'a> {
+    /// The facts of a request the route was already chosen for (filters match on them).
+    pub fn from_request(req: &'a http::request::Parts) -> Self {
+        let host = match req.uri.authority() {
+            Some(a) => a.as_str(),
+            None => req
+                .headers
+                .get(http::header::HOST)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or(""),
+        };
+        RouteInput {
+            host,
+            path: req.uri.path(),
+            method: &req.method,
+            path_and_query: req.uri.path_and_query().map_or("/", |p| p.as_str()),
+            headers: &req.headers,
+        }
+    }
+}
+
 fn anchored(re: &str, what: &str) -> Result<Regex, String> {
     Regex::new(&format!("^(?:{re})$")).map_err(|e| format!("{what}: bad regex {re:?}: {e}"))
 }

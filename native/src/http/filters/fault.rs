@@ -99,17 +99,7 @@ impl FaultPolicy {
         if self.headers.is_empty() {
             return true;
         }
-        let host = match req.uri.authority() {
-            Some(a) => a.as_str(),
-            None => header_str(&req.headers, "host").unwrap_or(""),
-        };
-        let input = RouteInput {
-            host,
-            path: req.uri.path(),
-            method: &req.method,
-            path_and_query: req.uri.path_and_query().map_or("/", |p| p.as_str()),
-            headers: &req.headers,
-        };
+        let input = RouteInput::from_request(req);
         self.headers.iter().all(|m| m.matches(&input))
     }
 

@@ -1,10 +1,11 @@
-//! Envoy's native HTTP filters (fault, local rate limit, CORS), the per-route
+//! Envoy's native HTTP filters (fault, local rate limit, CORS, RBAC), the per-route
 //! configs that override them, and what they share: percentage rolls and
 //! Envoy-shaped local replies.
 
 pub mod cors;
 pub mod fault;
 pub mod local_rate_limit;
+pub mod rbac;
 
 use std::sync::Arc;
 
@@ -14,6 +15,7 @@ use http::{request, HeaderValue, Response, StatusCode};
 use crate::config::{FilterOverrides, HttpFilterConfig};
 use crate::http::filter::HttpFilter;
 use crate::http::ProxyBody;
+use crate::rbac::{Rbac, RbacStats};
 use crate::stats::Registry;
 
 /// One chain entry from its config.
@@ -38,7 +40,10 @@ pub(crate) fn build(
             )))
         }
         HttpFilterConfig::Cors => Arc::new(cors::CorsFilter::new(stats, stat_prefix)),
-        HttpFilterConfig::Rbac(_) => return Err("http filter rbac: not built yet".to_owned()),
+        HttpFilterConfig::Rbac(c) => Arc::new(rbac::RbacFilter::new(
+            Arc::new(Rbac::compile(c, "http filter rbac")?),
+            RbacStats::http(stats, stat_prefix, &c.stat_prefix),
+        )),
     })
 }
 
@@ -50,6 +55,8 @@ pub struct RouteFilters {
     /// One token bucket per config: a virtual host's is shared by its routes.
     pub local_rate_limit: Option<Arc<local_rate_limit::RateLimitPolicy>>,
     pub cors: Option<Arc<cors::CorsPolicyRt>>,
+    /// Envoy `RBACPerRoute`: replaces the filter's rules and shadow rules.
+    pub rbac: Option<Arc<Rbac>>,
 }
 
 impl RouteFilters {
@@ -58,6 +65,7 @@ impl RouteFilters {
         fault: None,
         local_rate_limit: None,
         cors: None,
+        rbac: None,
     };
 
     /// `what` names the owner (route or virtual host) in errors.
@@ -77,6 +85,10 @@ impl RouteFilters {
                 Some(c) => Some(Arc::new(cors::CorsPolicyRt::compile(c, what)?)),
                 None => None,
             },
+            rbac: match &o.rbac {
+                Some(c) => Some(Arc::new(Rbac::compile(c, what)?)),
+                None => None,
+            },
         })
     }
 
@@ -89,6 +101,7 @@ impl RouteFilters {
                 .local_rate_limit
                 .or_else(|| vhost.local_rate_limit.clone()),
             cors: self.cors.or_else(|| vhost.cors.clone()),
+            rbac: self.rbac.or_else(|| vhost.rbac.clone()),
         }
     }
 }
