@@ -216,3 +216,30 @@ async fn a_bad_policy_is_refused_and_the_old_snapshot_keeps_serving() {
     assert!(err.contains("bad CIDR range \"10.0.0.0/40\""), "{err}");
     assert_eq!(get(addr, "/a").await.0, StatusCode::OK);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_no_route_matches_are_judged_before_the_404() {
+    let mut filter =
+        json!({"rules": allow(json!([{"url_path": {"kind": {"prefix": "/public/"}}}]))});
+    filter["type"] = json!("rbac");
+    let e = Engine::new(1).unwrap();
+    e.apply(&common::snapshot(
+        vec![json!({
+            "name": "ingress",
+            "address": "127.0.0.1:0",
+            "filter": {"type": "http", "stat_prefix": "ingress", "http_filters": [filter],
+                "route_config": {"virtual_hosts": [{"name": "only", "domains": ["known.test"],
+                    "routes": [{"match": {"path": {"prefix": "/"}}, "action": {"direct": {"status": 200}}}]}]}},
+        })],
+        vec![],
+    ))
+    .unwrap();
+    let addr = e.listening()["ingress"];
+    // Envoy's chain runs before the router: RBAC refuses first, then no route is a 404.
+    let c = common::h1();
+    let (status, _, _) = common::get(&c, format!("http://{addr}/private"), "elsewhere.test").await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _, _) = common::get(&c, format!("http://{addr}/public/x"), "elsewhere.test").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(stat(&e, "http.ingress.no_route"), 1);
+}

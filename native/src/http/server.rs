@@ -20,6 +20,7 @@ use crate::config::{CodecType, HttpConnectionManager};
 use crate::conn::ConnInfo;
 use crate::http::action::{ActionRt, ForwardRt};
 use crate::http::filter::{FilterChain, FilterCtx};
+use crate::http::filters::RouteFilters;
 use crate::http::forward::Call;
 use crate::http::headers::{self as hdr, HeaderOps};
 use crate::http::router::{RouteInput, RouteTable};
@@ -187,32 +188,39 @@ async fn route_and_forward(
             .and_then(|h| h.to_str().ok())
             .unwrap_or(""),
     };
-    let Some(vh) = http.routes.vhost(host) else {
-        http.stats.inc(hs::NO_ROUTE);
-        return local_reply(StatusCode::NOT_FOUND, "");
-    };
-    let pq = parts
-        .uri
-        .path_and_query()
-        .map(|p| p.as_str())
-        .unwrap_or("/");
-    let input = RouteInput {
-        host,
-        path: parts.uri.path(),
-        method: &parts.method,
-        path_and_query: pq,
-        headers: &parts.headers,
-    };
-    let Some(route) = vh.route(&input) else {
-        http.stats.inc(hs::NO_ROUTE);
-        return local_reply(StatusCode::NOT_FOUND, "");
-    };
-    let mut fctx = FilterCtx::new(&ctx.conn, Some(&vh.name), &route.filters);
+    let vh = http.routes.vhost(host);
+    let route = vh.and_then(|vh| {
+        let pq = parts
+            .uri
+            .path_and_query()
+            .map(|p| p.as_str())
+            .unwrap_or("/");
+        vh.route(&RouteInput {
+            host,
+            path: parts.uri.path(),
+            method: &parts.method,
+            path_and_query: pq,
+            headers: &parts.headers,
+        })
+    });
+    // Filters run before the 404 of an unrouted request, as Envoy's chain does
+    // (RBAC denies it with 403 first, a fault may still abort it).
+    let mut fctx = FilterCtx::new(
+        &ctx.conn,
+        vh.map(|v| v.name.as_str()),
+        route.map_or(&RouteFilters::NONE, |r| &r.filters),
+    );
     if !http.filters.is_empty() {
         if let Some(r) = http.filters.on_request(&mut fctx, &mut parts).await {
             return r;
         }
     }
+    let (Some(vh), Some(route)) = (vh, route) else {
+        http.stats.inc(hs::NO_ROUTE);
+        return http
+            .filters
+            .respond(&fctx, local_reply(StatusCode::NOT_FOUND, ""));
+    };
     let response_ops = [&route.headers, &vh.headers, &http.routes.headers];
     let fwd = match &route.action {
         ActionRt::Direct { status, body } => {
