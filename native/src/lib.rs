@@ -9,6 +9,7 @@ pub mod http;
 pub mod listener;
 pub mod stats;
 pub mod tcp;
+pub mod tls;
 pub mod upstream;
 
 pub use engine::{Engine, EngineError};
