@@ -336,8 +336,10 @@ async fn mutual_tls_refuses_missing_untrusted_and_mismatched_client_certificates
     settle(|| ssl(&e, "fail_verify_san") == 1).await;
     assert_eq!(ssl(&e, "fail_verify_san"), 1);
 
-    assert_eq!(ssl(&e, "handshake"), 0);
+    // The verifier counts before the failed handshake is counted.
+    settle(|| ssl(&e, "connection_error") == 3).await;
     assert_eq!(ssl(&e, "connection_error"), 3);
+    assert_eq!(ssl(&e, "handshake"), 0);
 }
 
 #[tokio::test]
@@ -494,8 +496,23 @@ async fn sessions_resume_and_are_counted() {
 
 // ---- upstream ----
 
-/// An HTTPS upstream with `leaf`, answering `tls-up` and whether the client
-/// presented a certificate.
+/// A TLS acceptor for `leaf`, offering h2 and HTTP/1.1.
+fn acceptor(
+    leaf: &Leaf,
+    b: rustls::ConfigBuilder<ServerConfig, rustls::server::WantsServerCert>,
+) -> TlsAcceptor {
+    let mut cfg = b
+        .with_single_cert(
+            vec![leaf.der.clone()],
+            PrivateKeyDer::from_pem_slice(leaf.key_pem.as_bytes()).unwrap(),
+        )
+        .unwrap();
+    cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    TlsAcceptor::from(Arc::new(cfg))
+}
+
+/// An HTTPS upstream with `leaf`, answering `tls-up <version>` and whether the
+/// client presented a certificate.
 async fn tls_upstream(leaf: &Leaf, client_ca: Option<&Ca>) -> SocketAddr {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let b = ServerConfig::builder_with_provider(provider.clone())
@@ -515,13 +532,7 @@ async fn tls_upstream(leaf: &Leaf, client_ca: Option<&Ca>) -> SocketAddr {
         }
         None => b.with_no_client_auth(),
     };
-    let cfg = b
-        .with_single_cert(
-            vec![leaf.der.clone()],
-            PrivateKeyDer::from_pem_slice(leaf.key_pem.as_bytes()).unwrap(),
-        )
-        .unwrap();
-    let acceptor = TlsAcceptor::from(Arc::new(cfg));
+    let acceptor = acceptor(leaf, b);
     let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = l.local_addr().unwrap();
     tokio::spawn(async move {
@@ -534,8 +545,9 @@ async fn tls_upstream(leaf: &Leaf, client_ca: Option<&Ca>) -> SocketAddr {
                 };
                 let client_cert = tls.get_ref().1.peer_certificates().is_some();
                 let svc = hyper::service::service_fn(
-                    move |_req: Request<hyper::body::Incoming>| async move {
-                        let mut r = http::Response::new(full("tls-up"));
+                    move |req: Request<hyper::body::Incoming>| async move {
+                        let mut r =
+                            http::Response::new(full(format!("tls-up {:?}", req.version())));
                         r.headers_mut()
                             .insert("x-client-cert", client_cert.to_string().parse().unwrap());
                         Ok::<_, std::convert::Infallible>(r)
@@ -575,7 +587,7 @@ async fn upstream_tls_checks_the_servers_chain_and_san_not_its_hostname() {
     ))
     .await;
     let (status, _, body) = get(&h1(), format!("http://{addr}/"), "x").await;
-    assert_eq!((status, body.as_str()), (StatusCode::OK, "tls-up"));
+    assert_eq!((status, body.as_str()), (StatusCode::OK, "tls-up HTTP/1.1"));
     assert_eq!(stat(&e, "cluster.web.ssl.handshake"), 1);
 
     let (e, addr) = proxy(upstream_tls_snapshot(
@@ -640,4 +652,83 @@ async fn bad_tls_material_is_refused_at_apply() {
     let half = json!({"cert_chain_pem": leaf.pem});
     assert!(e.apply(&upstream_tls_snapshot(up, half)).is_err());
     assert!(e.listening().is_empty(), "nothing was applied");
+}
+
+#[tokio::test]
+async fn h2_upstreams_are_reached_over_tls_with_alpn() {
+    let pki = ca("root");
+    let up = tls_upstream(&pki.issue(vec![uri(SERVER_ID)]), None).await;
+    let snap = snapshot(
+        vec![http_listener(
+            "ingress",
+            "127.0.0.1:0",
+            forward_all("web", 15000),
+        )],
+        vec![cluster(
+            "web",
+            &[up],
+            json!({"http2": true, "tls": {"alpn": ["h2"]}}),
+        )],
+    );
+    let (e, addr) = proxy(snap).await;
+    for _ in 0..2 {
+        let (status, _, body) = get(&h1(), format!("http://{addr}/"), "x").await;
+        assert_eq!((status, body.as_str()), (StatusCode::OK, "tls-up HTTP/2.0"));
+    }
+    assert_eq!(
+        stat(&e, "cluster.web.ssl.handshake"),
+        1,
+        "one multiplexed connection"
+    );
+}
+
+#[tokio::test]
+async fn tcp_proxy_runs_tls_on_both_sides_with_half_close() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let pki = ca("root");
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let up_tls = acceptor(
+        &pki.issue(vec![uri(SERVER_ID)]),
+        ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth(),
+    );
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let up = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        let (s, _) = l.accept().await.unwrap();
+        let mut s = up_tls.accept(s).await.unwrap();
+        let mut got = Vec::new();
+        s.read_to_end(&mut got).await.unwrap();
+        got.reverse();
+        s.write_all(&got).await.unwrap();
+        s.shutdown().await.unwrap();
+    });
+    let mut listener = json!({"name": "ingress", "address": "127.0.0.1:0",
+        "filter": {"type": "tcp", "stat_prefix": "db", "cluster": "db"}});
+    listener["tls"] = downstream_tls(&pki.server_leaf(), json!({"alpn": []}));
+    let upstream_tls = json!({"validation": {"trusted_ca_pem": pki.pem, "match_subject_alt_names": uri_exact(SERVER_ID)}});
+    let (e, addr) = proxy(snapshot(
+        vec![listener],
+        vec![cluster("db", &[up], json!({"tls": upstream_tls}))],
+    ))
+    .await;
+
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    let mut s = TlsConnector::from(client_config(&pki, None, &[]))
+        .connect(ServerName::try_from("localhost").unwrap(), tcp)
+        .await
+        .unwrap();
+    s.write_all(b"hello").await.unwrap();
+    s.shutdown().await.unwrap();
+    let mut back = Vec::new();
+    tokio::time::timeout(std::time::Duration::from_secs(5), s.read_to_end(&mut back))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(back, b"olleh");
+    assert_eq!(ssl(&e, "handshake"), 1);
+    assert_eq!(stat(&e, "cluster.db.ssl.handshake"), 1);
 }
