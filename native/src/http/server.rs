@@ -25,7 +25,7 @@ use crate::http::timed::TimedBody;
 use crate::http::{local_reply, ProxyBody};
 use crate::listener::{DownstreamIo, ListenerHandle, ListenerKind};
 use crate::stats::{http as hs, Registry, StatGroup};
-use crate::tls::xfcc;
+use crate::tls::xfcc::ConnXfcc;
 use crate::upstream::ClusterRt;
 
 /// An `http_connection_manager` compiled for one snapshot.
@@ -111,8 +111,7 @@ impl HttpRt {
 struct ConnCtx {
     listener: Arc<ListenerHandle>,
     conn: ConnInfo,
-    /// URI SANs of the certificate this connection's TLS handshake presented (XFCC `By`).
-    local_uri_sans: Option<Arc<[String]>>,
+    xfcc: ConnXfcc,
 }
 
 /// Serve one HTTP connection (plaintext or TLS, HTTP/2 by preface or ALPN)
@@ -132,7 +131,7 @@ pub async fn serve<S: DownstreamIo>(
     let ctx = Arc::new(ConnCtx {
         listener,
         conn,
-        local_uri_sans,
+        xfcc: ConnXfcc::new(local_uri_sans),
     });
     let svc = service_fn(move |req| {
         let ctx = ctx.clone();
@@ -402,11 +401,10 @@ fn prepare_upstream_request(
             HeaderValue::from_static(scheme),
         );
     }
-    xfcc::apply(
+    ctx.xfcc.apply(
         http.forward_client_cert,
         http.client_cert_details,
         &ctx.conn,
-        ctx.local_uri_sans.as_deref().unwrap_or_default(),
         h,
     );
     if !h.contains_key(&hdr::X_REQUEST_ID) {

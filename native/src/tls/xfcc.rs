@@ -5,6 +5,7 @@
 //! Subject="..";URI=..;DNS=..`.
 
 use std::fmt::Write;
+use std::sync::{Arc, OnceLock};
 
 use http::{HeaderMap, HeaderName, HeaderValue};
 
@@ -13,55 +14,89 @@ use crate::conn::{ConnInfo, PeerCert};
 
 pub static X_FORWARDED_CLIENT_CERT: HeaderName = HeaderName::from_static("x-forwarded-client-cert");
 
-/// Envoy's `mutateXfccRequestHeader` for one request. `local_uri_sans` are the
-/// URI SANs of the certificate this connection's handshake presented.
-pub fn apply(
-    mode: ForwardClientCert,
-    details: XfccDetails,
-    conn: &ConnInfo,
-    local_uri_sans: &[String],
-    headers: &mut HeaderMap,
-) {
-    if mode == ForwardClientCert::AlwaysForwardOnly {
-        return;
+/// One connection's part in XFCC: the URI SANs of the certificate its handshake
+/// presented (`By`), and this hop's element, the same for every request on the
+/// connection, built once.
+#[derive(Debug, Default)]
+pub struct ConnXfcc {
+    local_uri_sans: Option<Arc<[String]>>,
+    element: OnceLock<(XfccDetails, Option<HeaderValue>)>,
+}
+
+impl ConnXfcc {
+    pub fn new(local_uri_sans: Option<Arc<[String]>>) -> Self {
+        ConnXfcc {
+            local_uri_sans,
+            element: OnceLock::new(),
+        }
     }
-    let peer = match conn.peer_cert() {
-        Some(p) if mode != ForwardClientCert::Sanitize => p,
-        // Sanitize, or not mutual TLS: the client's value is never trusted.
-        _ => {
-            headers.remove(&X_FORWARDED_CLIENT_CERT);
+
+    /// Envoy's `mutateXfccRequestHeader` for one request on this connection.
+    pub fn apply(
+        &self,
+        mode: ForwardClientCert,
+        details: XfccDetails,
+        conn: &ConnInfo,
+        headers: &mut HeaderMap,
+    ) {
+        if mode == ForwardClientCert::AlwaysForwardOnly {
             return;
         }
-    };
-    if mode == ForwardClientCert::ForwardOnly {
-        return;
-    }
-    let mine = element(details, peer, local_uri_sans);
-    let value = if mode == ForwardClientCert::AppendForward {
-        // Several header lines count as one comma-joined value, as Envoy reads them.
-        let mut all = headers
-            .get_all(&X_FORWARDED_CLIENT_CERT)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .fold(String::new(), |mut acc, v| {
-                acc.push_str(v);
-                acc.push(',');
-                acc
-            });
-        all.push_str(&mine);
-        all
-    } else {
-        mine
-    };
-    match HeaderValue::try_from(value) {
-        Ok(v) => {
-            headers.insert(&X_FORWARDED_CLIENT_CERT, v);
+        let peer = match conn.peer_cert() {
+            Some(p) if mode != ForwardClientCert::Sanitize => p,
+            // Sanitize, or not mutual TLS: the client's value is never trusted.
+            _ => {
+                headers.remove(&X_FORWARDED_CLIENT_CERT);
+                return;
+            }
+        };
+        if mode == ForwardClientCert::ForwardOnly {
+            return;
         }
         // A SAN with bytes no header may carry: forward no claim rather than a broken one.
-        Err(_) => {
+        let Some(mine) = self.element(details, peer) else {
             headers.remove(&X_FORWARDED_CLIENT_CERT);
-        }
+            return;
+        };
+        let value = if mode == ForwardClientCert::AppendForward {
+            appended(headers, &mine)
+        } else {
+            Some(mine)
+        };
+        match value {
+            Some(v) => headers.insert(&X_FORWARDED_CLIENT_CERT, v),
+            None => headers.remove(&X_FORWARDED_CLIENT_CERT),
+        };
     }
+
+    fn element(&self, details: XfccDetails, peer: &PeerCert) -> Option<HeaderValue> {
+        if let Some((built_for, v)) = self.element.get() {
+            if *built_for == details {
+                return v.clone();
+            }
+        }
+        let by = self.local_uri_sans.as_deref().unwrap_or_default();
+        let v = HeaderValue::try_from(element(details, peer, by)).ok();
+        // A snapshot changing the details mid-connection builds anew each time.
+        let _ = self.element.set((details, v.clone()));
+        v
+    }
+}
+
+/// The client's value (several header lines count as one comma-joined value,
+/// as Envoy reads them), then ours.
+fn appended(headers: &HeaderMap, mine: &HeaderValue) -> Option<HeaderValue> {
+    let mut theirs = headers.get_all(&X_FORWARDED_CLIENT_CERT).iter().peekable();
+    if theirs.peek().is_none() {
+        return Some(mine.clone());
+    }
+    let mut all = Vec::new();
+    for v in theirs {
+        all.extend_from_slice(v.as_bytes());
+        all.push(b',');
+    }
+    all.extend_from_slice(mine.as_bytes());
+    HeaderValue::from_bytes(&all).ok()
 }
 
 /// This hop's element: `By` and `Hash` always, then the configured details in
@@ -189,7 +224,7 @@ mod tests {
             uri: true,
             ..XfccDetails::default()
         };
-        apply(mode, details, c, &[BY.to_owned()], &mut h);
+        ConnXfcc::new(Some(Arc::from([BY.to_owned()]))).apply(mode, details, c, &mut h);
         h.get_all(&X_FORWARDED_CLIENT_CERT)
             .iter()
             .map(|v| v.to_str().unwrap().to_owned())
@@ -277,6 +312,30 @@ mod tests {
             run(ForwardClientCert::AlwaysForwardOnly, &plain, &theirs),
             theirs
         );
+    }
+
+    #[test]
+    fn a_connections_element_follows_the_details_of_each_snapshot() {
+        let x = ConnXfcc::new(None);
+        let c = conn(Some(peer()));
+        let set = |details| {
+            let mut h = HeaderMap::new();
+            x.apply(ForwardClientCert::SanitizeSet, details, &c, &mut h);
+            h[&X_FORWARDED_CLIENT_CERT].to_str().unwrap().to_owned()
+        };
+        let uri = XfccDetails {
+            uri: true,
+            ..XfccDetails::default()
+        };
+        let dns = XfccDetails {
+            dns: true,
+            ..XfccDetails::default()
+        };
+        let with_uri = format!("Hash={ABC_SHA256};URI=spiffe://td/ns/a/sa/client");
+        assert_eq!(set(uri), with_uri);
+        assert_eq!(set(uri), with_uri);
+        assert_eq!(set(dns), format!("Hash={ABC_SHA256};DNS=client.a;DNS=c.a"));
+        assert_eq!(set(uri), with_uri);
     }
 
     #[test]
