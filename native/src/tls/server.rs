@@ -23,6 +23,10 @@ use crate::tls::{cert, cert_chain, private_key, provider, rustls_error, validati
 /// How long a client has to finish its handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How long a PERMISSIVE listener waits for a first byte (Envoy's default
+/// `listener_filters_timeout`).
+const SNIFF_TIMEOUT: Duration = Duration::from_secs(15);
+
 /// Sessions remembered for resumption by session ID (TLS 1.2 clients without tickets).
 const SESSION_CACHE: usize = 4096;
 
@@ -90,13 +94,20 @@ impl TlsServer {
         &self.local_uri_sans
     }
 
-    /// Run the handshake (or the plaintext sniff) on a new connection. `None`
-    /// when it failed or timed out; the connection is then dropped.
+    /// Run the plaintext sniff (PERMISSIVE only), then the handshake, on a new
+    /// connection. `None` when the handshake failed or timed out; the
+    /// connection is then dropped.
     pub async fn accept(&self, tcp: TcpStream) -> Option<Accepted> {
-        let handshake = async {
-            if self.config.allow_plaintext && !opens_with_tls_record(&tcp).await? {
-                return Ok(Accepted::Plain(tcp));
+        if self.config.allow_plaintext {
+            match tokio::time::timeout(SNIFF_TIMEOUT, opens_with_tls_record(&tcp)).await {
+                Ok(Ok(true)) => {}
+                // A client that says nothing may speak a server-first protocol:
+                // plaintext, as Istio's `continue_on_listener_filters_timeout`.
+                Ok(Ok(false)) | Err(_) => return Some(Accepted::Plain(tcp)),
+                Ok(Err(_)) => return None,
             }
+        }
+        let handshake = async {
             let stream = TlsAcceptor::from(self.rustls.clone()).accept(tcp).await?;
             let info = self.established(&stream)?;
             Ok::<_, std::io::Error>(Accepted::Tls(stream, info))
@@ -162,4 +173,50 @@ fn peer_cert(
             .map(|c| Bytes::copy_from_slice(c))
             .collect(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stats::Registry;
+    use tokio::net::TcpListener;
+
+    fn server(allow_plaintext: bool, stats: &Registry) -> TlsServer {
+        let key = rcgen::KeyPair::generate().expect("a key");
+        let cert = rcgen::CertificateParams::new(vec!["localhost".to_owned()])
+            .and_then(|p| p.self_signed(&key))
+            .expect("a certificate");
+        let config = DownstreamTls {
+            cert_chain_pem: cert.pem(),
+            private_key_pem: key.serialize_pem(),
+            alpn: Vec::new(),
+            require_client_certificate: false,
+            validation: None,
+            min_version: "1.2".to_owned(),
+            allow_plaintext,
+        };
+        TlsServer::compile(&config, stats.group("listener.t.ssl", ssl::NAMES)).expect("compiles")
+    }
+
+    /// A server-side socket whose client connected and says nothing.
+    async fn silent_client() -> (TcpStream, TcpStream) {
+        let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let client = TcpStream::connect(l.local_addr().expect("addr"))
+            .await
+            .expect("connect");
+        (l.accept().await.expect("accept").0, client)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_silent_client_is_plaintext_when_permissive_and_timed_out_otherwise() {
+        let stats = Registry::default();
+        let (tcp, _client) = silent_client().await;
+        let permissive = server(true, &stats).accept(tcp).await;
+        assert!(matches!(permissive, Some(Accepted::Plain(_))));
+
+        let (tcp, _client) = silent_client().await;
+        let strict = server(false, &stats);
+        assert!(strict.accept(tcp).await.is_none());
+        assert_eq!(strict.stats.get(ssl::CONNECTION_ERROR), 1);
+    }
 }
