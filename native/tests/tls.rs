@@ -732,3 +732,28 @@ async fn tcp_proxy_runs_tls_on_both_sides_with_half_close() {
     assert_eq!(ssl(&e, "handshake"), 1);
     assert_eq!(stat(&e, "cluster.db.ssl.handshake"), 1);
 }
+
+#[tokio::test]
+async fn min_version_1_3_refuses_tls_1_2_clients() {
+    let up = upstream("up").await;
+    let pki = ca("root");
+    let tls = downstream_tls(&pki.server_leaf(), json!({"min_version": "1.3"}));
+    let (e, addr) = proxy(tls_snapshot(up, tls, json!({}))).await;
+    let mut roots = RootCertStore::empty();
+    roots.add(pki.der.clone()).unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let old = Arc::new(
+        ClientConfig::builder_with_provider(provider)
+            .with_protocol_versions(&[&rustls::version::TLS12])
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth(),
+    );
+    assert!(get_once(addr, &old).await.is_err());
+    settle(|| ssl(&e, "connection_error") == 1).await;
+    assert_eq!(ssl(&e, "connection_error"), 1);
+    let (status, _) = get_once(addr, &client_config(&pki, None, &[]))
+        .await
+        .unwrap();
+    assert_eq!(status, StatusCode::OK);
+}
