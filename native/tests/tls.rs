@@ -155,10 +155,19 @@ fn mtls(ca: &Ca, san: Value) -> Value {
 // ---- clients ----
 
 fn client_config(trust: &Ca, cert: Option<&Leaf>, alpn: &[&str]) -> Arc<ClientConfig> {
+    client_config_for(rustls::DEFAULT_VERSIONS, trust, cert, alpn)
+}
+
+fn client_config_for(
+    versions: &[&'static rustls::SupportedProtocolVersion],
+    trust: &Ca,
+    cert: Option<&Leaf>,
+    alpn: &[&str],
+) -> Arc<ClientConfig> {
     let mut roots = RootCertStore::empty();
     roots.add(trust.der.clone()).unwrap();
     let b = ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()
+        .with_protocol_versions(versions)
         .unwrap()
         .with_root_certificates(roots);
     let mut c = match cert {
@@ -739,16 +748,7 @@ async fn min_version_1_3_refuses_tls_1_2_clients() {
     let pki = ca("root");
     let tls = downstream_tls(&pki.server_leaf(), json!({"min_version": "1.3"}));
     let (e, addr) = proxy(tls_snapshot(up, tls, json!({}))).await;
-    let mut roots = RootCertStore::empty();
-    roots.add(pki.der.clone()).unwrap();
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let old = Arc::new(
-        ClientConfig::builder_with_provider(provider)
-            .with_protocol_versions(&[&rustls::version::TLS12])
-            .unwrap()
-            .with_root_certificates(roots)
-            .with_no_client_auth(),
-    );
+    let old = client_config_for(&[&rustls::version::TLS12], &pki, None, &[]);
     assert!(get_once(addr, &old).await.is_err());
     settle(|| ssl(&e, "connection_error") == 1).await;
     assert_eq!(ssl(&e, "connection_error"), 1);
@@ -756,4 +756,34 @@ async fn min_version_1_3_refuses_tls_1_2_clients() {
         .await
         .unwrap();
     assert_eq!(status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn mutual_tls_1_2_verifies_resumes_and_forwards_the_identity() {
+    let up = upstream("up").await;
+    let pki = ca("root");
+    let tls = downstream_tls(&pki.server_leaf(), mtls(&pki, uri_exact(CLIENT_ID)));
+    let hcm =
+        json!({"forward_client_cert": "append_forward", "client_cert_details": {"uri": true}});
+    let (e, addr) = proxy(tls_snapshot(up, tls, hcm)).await;
+    let client = pki.issue(vec![uri(CLIENT_ID)]);
+    let cfg = client_config_for(&[&rustls::version::TLS12], &pki, Some(&client), &[]);
+
+    let mut first = connect(addr, &cfg).await.unwrap();
+    let (status, _, headers, _) = first.get("/").await.unwrap();
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        headers["x-seen-x-forwarded-client-cert"],
+        format!(
+            "By={SERVER_ID};Hash={};URI={CLIENT_ID}",
+            sha256_hex(&client.der)
+        )
+        .as_str()
+    );
+    let mut second = connect(addr, &cfg).await.unwrap();
+    assert!(second.resumed);
+    // A resumed session still knows its peer.
+    let (_, _, headers, _) = second.get("/").await.unwrap();
+    assert!(headers.contains_key("x-seen-x-forwarded-client-cert"));
+    assert_eq!(ssl(&e, "session_reused"), 1);
 }
