@@ -33,6 +33,8 @@ pub struct PeerCert {
     pub subject: String,
     /// The leaf, DER.
     pub der: bytes::Bytes,
+    /// The certificates the peer sent after its leaf, DER (XFCC's `Chain`).
+    pub intermediates: Vec<bytes::Bytes>,
 }
 
 impl ConnInfo {

@@ -17,8 +17,10 @@ use arc_swap::ArcSwap;
 use crate::config::{self, DiscoveryType, ListenerFilter, Snapshot};
 use crate::http::server::HttpRt;
 use crate::listener::{self, ListenerHandle, ListenerKind, ListenerRt};
-use crate::stats::{cluster as cs, listener as ls, Registry};
+use crate::rbac::NetworkRbac;
+use crate::stats::{cluster as cs, listener as ls, ssl, Registry};
 use crate::tcp::TcpRt;
+use crate::tls::{TlsClient, TlsServer};
 use crate::upstream::lb::EndpointHealth;
 use crate::upstream::{dns, health_check, outlier, ClusterRt};
 
@@ -187,35 +189,58 @@ impl Engine {
                 DiscoveryType::Static => dns::static_endpoints(c).map_err(invalid)?,
                 DiscoveryType::StrictDns | DiscoveryType::LogicalDns => dns::resolve_blocking(c),
             };
-            let rt = Arc::new(ClusterRt::new(
-                c.clone(),
-                addrs,
-                self.stats.group(&format!("cluster.{}", c.name), cs::NAMES),
-            ));
+            let tls = c
+                .tls
+                .as_ref()
+                .map(|t| {
+                    let stats = self
+                        .stats
+                        .group(&format!("cluster.{}.ssl", c.name), ssl::NAMES);
+                    TlsClient::compile(t, stats)
+                })
+                .transpose()
+                .map_err(|e| invalid(format!("cluster {}: tls: {e}", c.name)))?;
+            let rt = Arc::new(
+                ClusterRt::new(
+                    c.clone(),
+                    addrs,
+                    self.stats.group(&format!("cluster.{}", c.name), cs::NAMES),
+                )
+                .with_tls(tls),
+            );
             fresh.push(rt.clone());
             clusters.insert(c.name.clone(), rt);
         }
 
-        // Listeners: compile everything, then bind what is new.
+        // Listeners: bind what is new (its stats are named by the address it
+        // got), then compile.
         let mut names = HashSet::new();
         let mut compiled = Vec::with_capacity(snap.listeners.len());
+        let mut bound = HashMap::new();
         for l in &snap.listeners {
             if !names.insert(l.name.as_str()) {
                 return Err(invalid(format!("listener {:?} is defined twice", l.name)));
             }
-            compiled.push((l, self.compile_listener(l, &clusters).map_err(invalid)?));
-        }
-        let mut bound = HashMap::new();
-        for (l, _) in &compiled {
-            let keep = listeners
-                .get(&l.name)
-                .is_some_and(|h| h.address == l.address);
-            if !keep {
-                // On error the sockets bound so far close as `bound` drops.
-                let sock = listener::bind(&l.address, self.handles.len())
-                    .map_err(|e| invalid(format!("listener {}: {e}", l.name)))?;
-                bound.insert(l.name.clone(), sock);
-            }
+            let kept = listeners.get(&l.name).filter(|h| h.address == l.address);
+            let at = match kept {
+                Some(h) => h.bound,
+                None => {
+                    // On error the sockets bound so far close as `bound` drops.
+                    let sock = listener::bind(&l.address, self.handles.len())
+                        .map_err(|e| invalid(format!("listener {}: {e}", l.name)))?;
+                    let at = sock[0]
+                        .local_addr()
+                        .map_err(|e| invalid(format!("listener {}: {e}", l.name)))?;
+                    bound.insert(l.name.clone(), sock);
+                    at
+                }
+            };
+            // Envoy names listener stats by the bound address, `:` as `_`.
+            let prefix = format!("listener.{}", at.to_string().replace(':', "_"));
+            let lrt = self
+                .compile_listener(l, &clusters, &prefix)
+                .map_err(invalid)?;
+            compiled.push((l, prefix, lrt));
         }
 
         // Commit: nothing below fails.
@@ -232,7 +257,7 @@ impl Engine {
         }
         self.clusters.store(Arc::new(clusters));
         let mut next = BTreeMap::new();
-        for (l, lrt) in compiled {
+        for (l, prefix, lrt) in compiled {
             match bound.remove(&l.name) {
                 None => {
                     let h = listeners.remove(&l.name).expect("kept listener exists");
@@ -240,13 +265,7 @@ impl Engine {
                     next.insert(l.name.clone(), h);
                 }
                 Some(sock) => {
-                    // Envoy names listener stats by the bound address, `:` as `_`.
-                    let at = sock[0]
-                        .local_addr()
-                        .map_or_else(|_| l.address.clone(), |a| a.to_string());
-                    let stats = self
-                        .stats
-                        .group(&format!("listener.{}", at.replace(':', "_")), ls::NAMES);
+                    let stats = self.stats.group(&prefix, ls::NAMES);
                     let h = ListenerHandle::start(
                         l.name.clone(),
                         l.address.clone(),
@@ -267,10 +286,12 @@ impl Engine {
         Ok(())
     }
 
+    /// `stat_prefix`: `listener.<bound address>`.
     fn compile_listener(
         &self,
         l: &config::Listener,
         clusters: &Clusters,
+        stat_prefix: &str,
     ) -> Result<ListenerRt, String> {
         let ctx = |e: String| format!("listener {}: {e}", l.name);
         let kind = match &l.filter {
@@ -281,9 +302,25 @@ impl Engine {
                 TcpRt::compile(t, clusters, &self.stats).map_err(ctx)?,
             )),
         };
+        let tls = l
+            .tls
+            .as_ref()
+            .map(|t| {
+                let stats = self.stats.group(&format!("{stat_prefix}.ssl"), ssl::NAMES);
+                TlsServer::compile(t, stats).map(Arc::new)
+            })
+            .transpose()
+            .map_err(|e| ctx(format!("tls: {e}")))?;
+        let network_rbac = l
+            .network_rbac
+            .as_ref()
+            .map(|r| NetworkRbac::compile(r, &self.stats, &format!("listener {}", l.name)))
+            .transpose()?;
         Ok(ListenerRt {
             kind,
             max_connections: l.max_connections,
+            tls,
+            network_rbac,
         })
     }
 

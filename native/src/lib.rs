@@ -10,6 +10,7 @@ pub mod listener;
 pub mod rbac;
 pub mod stats;
 pub mod tcp;
+pub mod tls;
 pub mod upstream;
 
 pub use engine::{Engine, EngineError};

@@ -1,4 +1,5 @@
-//! A bound listener: its accept loop, connection limit, and drain signal.
+//! A bound listener: its accept loop, connection limit, drain signal, and the
+//! TLS handshake each connection runs in its own task before its filter sees it.
 //! The socket lives as long as the listener keeps its name and address; its
 //! config (`ListenerRt`) is swapped under it on every apply.
 
@@ -8,12 +9,16 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 
+use crate::conn::ConnInfo;
 use crate::http::server::HttpRt;
+use crate::rbac::NetworkRbac;
 use crate::stats::{listener as ls, StatGroup};
 use crate::tcp::TcpRt;
+use crate::tls::{Accepted, TlsServer};
 
 /// Permits standing for "no limit".
 const UNLIMITED: usize = 1 << 24;
@@ -23,7 +28,15 @@ const UNLIMITED: usize = 1 << 24;
 pub struct ListenerRt {
     pub kind: ListenerKind,
     pub max_connections: Option<u32>,
+    /// Terminate TLS (Envoy's `DownstreamTlsContext`).
+    pub tls: Option<Arc<TlsServer>>,
+    /// Envoy's network RBAC filter: judged once per connection, before its filter.
+    pub network_rbac: Option<NetworkRbac>,
 }
+
+/// A downstream byte stream a listener hands its filter: TCP, or TLS over it.
+pub trait DownstreamIo: AsyncRead + AsyncWrite + Unpin + Send + 'static {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> DownstreamIo for T {}
 
 #[derive(Debug)]
 pub enum ListenerKind {
@@ -126,7 +139,14 @@ impl ListenerHandle {
     }
 
     /// Swap in a new snapshot's config for this listener.
-    pub fn update(&self, lrt: ListenerRt) {
+    pub fn update(&self, mut lrt: ListenerRt) {
+        // An unchanged TLS context keeps its session cache and ticket keys, so
+        // clients resume across applies.
+        if let (Some(new), Some(old)) = (&mut lrt.tls, &self.rt.load().tls) {
+            if new.config == old.config {
+                *new = old.clone();
+            }
+        }
         let want = permits_for(lrt.max_connections);
         let mut have = self.permits.lock().unwrap();
         if want > *have {
@@ -189,14 +209,49 @@ async fn accept_loop(h: Arc<ListenerHandle>, listener: TcpListener) {
             let _permit = permit;
             let _active = Active::new(&h2);
             let lrt = h2.rt.load_full();
-            let drain = h2.shutdown.subscribe();
-            match &lrt.kind {
-                ListenerKind::Http(http) => {
-                    crate::http::server::serve(stream, peer, h2.clone(), http, drain).await
+            let local = stream.local_addr().unwrap_or(peer);
+            let plain = ConnInfo::plain(peer, local);
+            let Some(tls) = &lrt.tls else {
+                return dispatch(stream, plain, None, &lrt, &h2).await;
+            };
+            match tls.accept(stream).await {
+                Some(Accepted::Tls(stream, info)) => {
+                    let conn = ConnInfo {
+                        tls: Some(info),
+                        ..plain
+                    };
+                    let by = Some(tls.local_uri_sans().clone());
+                    dispatch(stream, conn, by, &lrt, &h2).await
                 }
-                ListenerKind::Tcp(tcp) => crate::tcp::proxy(stream, tcp, drain).await,
+                Some(Accepted::Plain(stream)) => dispatch(stream, plain, None, &lrt, &h2).await,
+                None => {}
             }
         });
+    }
+}
+
+/// Hand an established connection to the listener's filter. `local_uri_sans`:
+/// the URI SANs of the certificate its TLS handshake presented.
+async fn dispatch<S: DownstreamIo>(
+    stream: S,
+    conn: ConnInfo,
+    local_uri_sans: Option<Arc<[String]>>,
+    lrt: &ListenerRt,
+    h: &Arc<ListenerHandle>,
+) {
+    if let Some(rbac) = &lrt.network_rbac {
+        // Envoy decides on the first byte; with every input known at accept, the
+        // verdict is the same, and a denied connection never reaches its filter.
+        if !rbac.allows(&conn) {
+            return;
+        }
+    }
+    let drain = h.shutdown.subscribe();
+    match &lrt.kind {
+        ListenerKind::Http(http) => {
+            crate::http::server::serve(stream, conn, local_uri_sans, h.clone(), http, drain).await
+        }
+        ListenerKind::Tcp(tcp) => crate::tcp::proxy(stream, tcp, drain).await,
     }
 }
 

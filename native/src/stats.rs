@@ -161,6 +161,19 @@ pub mod listener {
     }
 }
 
+/// Names of `listener.<address>.ssl.*` and `cluster.<name>.ssl.*` (Envoy's TLS context stats).
+pub mod ssl {
+    stat_group! {
+        HANDSHAKE => "handshake",
+        CONNECTION_ERROR => "connection_error",
+        NO_CERTIFICATE => "no_certificate",
+        FAIL_VERIFY_NO_CERT => "fail_verify_no_cert",
+        FAIL_VERIFY_SAN => "fail_verify_san",
+        FAIL_VERIFY_ERROR => "fail_verify_error",
+        SESSION_REUSED => "session_reused",
+    }
+}
+
 /// Names of `cluster.<name>.*`.
 pub mod cluster {
     stat_group! {

@@ -1,5 +1,5 @@
-//! `tcp_proxy`: connect to a cluster endpoint and copy bytes both ways, with
-//! half-close, an idle timeout, and byte counters.
+//! `tcp_proxy`: connect to a cluster endpoint (TLS when the cluster originates
+//! it) and copy bytes both ways, with half-close, an idle timeout, and byte counters.
 
 use std::io;
 use std::pin::Pin;
@@ -9,10 +9,10 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::TcpStream;
 use tokio::sync::watch;
 
 use crate::config::TcpProxy;
+use crate::listener::DownstreamIo;
 use crate::stats::{cluster as cs, tcp as ts, Registry, StatGroup};
 use crate::upstream::breaker::Limit;
 use crate::upstream::outlier::Outcome;
@@ -54,14 +54,14 @@ impl TcpRt {
 }
 
 /// Proxy one downstream connection to the cluster until both sides close.
-pub async fn proxy(down: TcpStream, t: &TcpRt, _drain: watch::Receiver<bool>) {
+pub async fn proxy<S: DownstreamIo>(down: S, t: &TcpRt, _drain: watch::Receiver<bool>) {
     t.stats.inc(ts::CX_TOTAL);
     t.stats.inc(ts::CX_ACTIVE);
     run(down, t).await;
     t.stats.dec(ts::CX_ACTIVE);
 }
 
-async fn run(down: TcpStream, t: &TcpRt) {
+async fn run<S: DownstreamIo>(down: S, t: &TcpRt) {
     let cluster = &t.cluster;
     let Some(ep) = cluster.lb.pick(&Default::default()) else {
         cluster.stats.inc(cs::NONE_HEALTHY);
@@ -72,18 +72,10 @@ async fn run(down: TcpStream, t: &TcpRt) {
     let Some(_cx) = cluster.breakers.try_acquire(Limit::Connections) else {
         return;
     };
-    let timeout = Duration::from_millis(cluster.config.connect_timeout_ms.max(1));
-    let up = match tokio::time::timeout(timeout, TcpStream::connect(ep.addr)).await {
-        Ok(Ok(s)) => s,
-        Ok(Err(_)) | Err(_) => {
-            cluster.stats.inc(cs::CX_CONNECT_FAIL);
-            ep.cx_connect_fail.fetch_add(1, Ordering::Relaxed);
-            cluster.record_outcome(&ep, Outcome::ConnectFailure);
-            return;
-        }
+    let Ok(up) = cluster.dial(&ep).await else {
+        cluster.record_outcome(&ep, Outcome::ConnectFailure);
+        return;
     };
-    let _ = up.set_nodelay(true);
-    cluster.stats.inc(cs::CX_TOTAL);
     ep.active.fetch_add(1, Ordering::Relaxed);
     let start = Instant::now();
     let last = Arc::new(AtomicU64::new(0));
@@ -126,21 +118,21 @@ async fn run(down: TcpStream, t: &TcpRt) {
 }
 
 /// A stream that counts bytes read from it and notes when it was last active.
-struct Counted<'a> {
-    io: TcpStream,
+struct Counted<'a, S> {
+    io: S,
     rx: [(&'a StatGroup, usize); 2],
     last: &'a AtomicU64,
     start: Instant,
 }
 
-impl Counted<'_> {
+impl<S> Counted<'_, S> {
     fn touch(&self) {
         self.last
             .store(self.start.elapsed().as_millis() as u64, Ordering::Relaxed);
     }
 }
 
-impl AsyncRead for Counted<'_> {
+impl<S: AsyncRead + Unpin> AsyncRead for Counted<'_, S> {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -160,7 +152,7 @@ impl AsyncRead for Counted<'_> {
     }
 }
 
-impl AsyncWrite for Counted<'_> {
+impl<S: AsyncWrite + Unpin> AsyncWrite for Counted<'_, S> {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,

@@ -204,9 +204,10 @@ async fn shadow_rules_count_but_never_block() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bad_policy_is_refused_and_the_old_snapshot_keeps_serving() {
     let (e, addr) = proxy(json!({}), Value::Null, Value::Null).await;
+    // The same listener (name and configured address), now with a bad policy.
     let bad = json!({"listeners": [{
         "name": "ingress",
-        "address": addr.to_string(),
+        "address": "127.0.0.1:0",
         "filter": {"type": "http", "stat_prefix": "ingress",
             "http_filters": [{"type": "rbac", "rules": rules("deny", json!(["any"]),
                 json!([{"remote_ip": "10.0.0.0/40"}]))}],
@@ -242,4 +243,35 @@ async fn requests_no_route_matches_are_judged_before_the_404() {
     let (status, _, _) = common::get(&c, format!("http://{addr}/public/x"), "elsewhere.test").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert_eq!(stat(&e, "http.ingress.no_route"), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_network_filter_closes_a_denied_connection_before_its_filter() {
+    let up = upstream("up").await;
+    let deny_loopback = json!({"stat_prefix": "net", "rules": {"action": "deny", "policies": {
+        "loopback": {"permissions": ["any"], "principals": [{"direct_remote_ip": "127.0.0.0/8"}]}}}});
+    let snapshot = |rbac: Value| {
+        let mut l = common::http_listener("ingress", "127.0.0.1:0", common::forward_all("web", 0));
+        l["network_rbac"] = rbac;
+        common::snapshot(vec![l], vec![common::cluster("web", &[up], json!({}))])
+    };
+    let e = Engine::new(1).unwrap();
+    e.apply(&snapshot(deny_loopback)).unwrap();
+    let addr = e.listening()["ingress"];
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let _ = s.write_all(b"GET / HTTP/1.1\r\nhost: a\r\n\r\n").await;
+    let mut buf = Vec::new();
+    let _ = s.read_to_end(&mut buf).await;
+    assert!(buf.is_empty(), "a denied connection gets no answer");
+    assert_eq!(stat(&e, "net.rbac.denied"), 1);
+    assert_eq!(stat(&e, "cluster.web.upstream_rq_total"), 0);
+
+    e.apply(&snapshot(Value::Null)).unwrap();
+    let (status, _, _) = common::get(&common::h1(), format!("http://{addr}/"), "a").await;
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "the same listener, without the filter"
+    );
 }

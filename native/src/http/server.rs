@@ -3,7 +3,6 @@
 //! and the per-request proxy pipeline: route, filters, upstream, headers, stats.
 
 use std::convert::Infallible;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,10 +12,9 @@ use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use tokio::net::TcpStream;
 use tokio::sync::watch;
 
-use crate::config::{CodecType, HttpConnectionManager};
+use crate::config::{CodecType, ForwardClientCert, HttpConnectionManager, XfccDetails};
 use crate::conn::ConnInfo;
 use crate::http::action::{ActionRt, ForwardRt};
 use crate::http::filter::{FilterChain, FilterCtx};
@@ -26,8 +24,9 @@ use crate::http::headers::{self as hdr, HeaderOps};
 use crate::http::router::{RouteInput, RouteTable};
 use crate::http::timed::TimedBody;
 use crate::http::{local_reply, ProxyBody};
-use crate::listener::{ListenerHandle, ListenerKind};
+use crate::listener::{DownstreamIo, ListenerHandle, ListenerKind};
 use crate::stats::{http as hs, Registry, StatGroup};
+use crate::tls::xfcc::ConnXfcc;
 use crate::upstream::ClusterRt;
 
 /// An `http_connection_manager` compiled for one snapshot.
@@ -40,6 +39,8 @@ pub struct HttpRt {
     max_headers_count: usize,
     use_remote_address: bool,
     stream_idle_timeout: Option<Duration>,
+    forward_client_cert: ForwardClientCert,
+    client_cert_details: XfccDetails,
     builder: auto::Builder<TokioExecutor>,
 }
 
@@ -101,6 +102,8 @@ impl HttpRt {
                 .stream_idle_timeout_ms
                 .filter(|ms| *ms > 0)
                 .map(Duration::from_millis),
+            forward_client_cert: hcm.forward_client_cert,
+            client_cert_details: hcm.client_cert_details,
             builder,
         })
     }
@@ -109,13 +112,16 @@ impl HttpRt {
 struct ConnCtx {
     listener: Arc<ListenerHandle>,
     conn: ConnInfo,
+    xfcc: ConnXfcc,
 }
 
-/// Serve one HTTP connection until it closes, or until `drain` flips, then
-/// shut it down gracefully (GOAWAY on h2, close once idle on HTTP/1.1).
-pub async fn serve(
-    stream: TcpStream,
-    peer: SocketAddr,
+/// Serve one HTTP connection (plaintext or TLS, HTTP/2 by preface or ALPN)
+/// until it closes, or until `drain` flips, then shut it down gracefully
+/// (GOAWAY on h2, close once idle on HTTP/1.1).
+pub async fn serve<S: DownstreamIo>(
+    stream: S,
+    conn: ConnInfo,
+    local_uri_sans: Option<Arc<[String]>>,
     listener: Arc<ListenerHandle>,
     http: &HttpRt,
     mut drain: watch::Receiver<bool>,
@@ -123,10 +129,10 @@ pub async fn serve(
     let stats = http.stats.clone();
     stats.inc(hs::CX_TOTAL);
     stats.inc(hs::CX_ACTIVE);
-    let local = stream.local_addr().unwrap_or(peer);
     let ctx = Arc::new(ConnCtx {
         listener,
-        conn: ConnInfo::plain(peer, local),
+        conn,
+        xfcc: ConnXfcc::new(local_uri_sans),
     });
     let svc = service_fn(move |req| {
         let ctx = ctx.clone();
@@ -356,7 +362,8 @@ fn request_host(parts: &http::request::Parts) -> &str {
 
 /// Envoy's request-header work before forwarding: host rewrite (keeping the
 /// original in `x-envoy-original-host`), hop-by-hop removal, `x-forwarded-proto`,
-/// `x-request-id`, `x-forwarded-for`. Returns the upstream authority.
+/// `x-request-id`, `x-forwarded-for`, `x-forwarded-client-cert`. Returns the
+/// upstream authority.
 fn prepare_upstream_request(
     ctx: &ConnCtx,
     http: &HttpRt,
@@ -392,11 +399,22 @@ fn prepare_upstream_request(
     };
     hdr::remove_hop_by_hop(h);
     if !h.contains_key(&hdr::X_FORWARDED_PROTO) {
+        let scheme = if ctx.conn.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
         h.insert(
             hdr::X_FORWARDED_PROTO.clone(),
-            HeaderValue::from_static("http"),
+            HeaderValue::from_static(scheme),
         );
     }
+    ctx.xfcc.apply(
+        http.forward_client_cert,
+        http.client_cert_details,
+        &ctx.conn,
+        h,
+    );
     if !h.contains_key(&hdr::X_REQUEST_ID) {
         h.insert(hdr::X_REQUEST_ID.clone(), hdr::request_id());
     }

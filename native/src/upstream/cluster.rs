@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use crate::config::{Cluster, DiscoveryType};
 use crate::stats::{cluster as cs, StatGroup};
+use crate::tls::TlsClient;
 use crate::upstream::breaker::Breakers;
 use crate::upstream::lb::{Balancer, EndpointAddr, EndpointRt, EndpointSet};
 use crate::upstream::outlier::{Outcome, OutlierDetector};
@@ -23,6 +24,8 @@ pub struct ClusterRt {
     pub(crate) connect_timeout: Duration,
     pub(crate) idle_timeout: Duration,
     pub(crate) max_idle: usize,
+    /// Originate TLS (Envoy's `UpstreamTlsContext`).
+    pub(crate) tls: Option<TlsClient>,
 }
 
 impl ClusterRt {
@@ -47,8 +50,15 @@ impl ClusterRt {
             connect_timeout: Duration::from_millis(config.connect_timeout_ms.max(1)),
             idle_timeout: Duration::from_millis(config.idle_timeout_ms.unwrap_or(3_600_000)),
             max_idle: config.max_idle_per_endpoint.map_or(1024, |n| n as usize),
+            tls: None,
             config,
         }
+    }
+
+    /// Originate TLS with `tls`, compiled from `config.tls`.
+    pub fn with_tls(mut self, tls: Option<TlsClient>) -> Self {
+        self.tls = tls;
+        self
     }
 
     pub fn is_dns(&self) -> bool {

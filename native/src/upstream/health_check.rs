@@ -12,13 +12,13 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
+use crate::tls::UpstreamStream;
 use bytes::Bytes;
 use http::{header, Request, Uri};
 use http_body_util::Empty;
 use hyper::client::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio::task::JoinSet;
 
 use crate::config::{HealthCheck, HealthCheckKind};
@@ -111,8 +111,11 @@ impl Check {
         Duration::from_millis(interval.max(1) + jitter)
     }
 
-    async fn probe(&self, addr: SocketAddr) -> Verdict {
+    /// One check of `addr`, over TLS when the cluster originates TLS (as Envoy's
+    /// checks use the cluster's transport socket).
+    async fn probe(&self, cluster: &ClusterRt, addr: SocketAddr) -> Verdict {
         let run = async {
+            let stream = cluster.connect(addr).await.ok()?;
             match &self.cfg.kind {
                 HealthCheckKind::Http {
                     path,
@@ -120,7 +123,7 @@ impl Check {
                     http2,
                     ..
                 } => {
-                    let status = http_status(addr, &self.host, path, *http2).await?;
+                    let status = http_status(stream, &self.host, path, *http2).await?;
                     Some(if expected(expected_statuses, status) {
                         Verdict::Pass
                     } else {
@@ -128,7 +131,7 @@ impl Check {
                     })
                 }
                 HealthCheckKind::Tcp { send, receive } => {
-                    tcp_exchange(addr, send, receive).await?;
+                    tcp_exchange(stream, send, receive).await?;
                     Some(Verdict::Pass)
                 }
             }
@@ -149,9 +152,7 @@ fn expected(ranges: &[(u16, u16)], status: u16) -> bool {
 }
 
 /// `GET path` on a new connection; the response status, `None` on any network error.
-async fn http_status(addr: SocketAddr, host: &str, path: &str, h2: bool) -> Option<u16> {
-    let stream = TcpStream::connect(addr).await.ok()?;
-    let _ = stream.set_nodelay(true);
+async fn http_status(stream: UpstreamStream, host: &str, path: &str, h2: bool) -> Option<u16> {
     let io = TokioIo::new(stream);
     let req = Request::get(path).header(header::USER_AGENT, "Envoy/HC");
     if h2 {
@@ -185,8 +186,7 @@ async fn http_status(addr: SocketAddr, host: &str, path: &str, h2: bool) -> Opti
 }
 
 /// Connect, write `send`, then read until `receive` has arrived; `None` if any step fails.
-async fn tcp_exchange(addr: SocketAddr, send: &[u8], receive: &[u8]) -> Option<()> {
-    let mut stream = TcpStream::connect(addr).await.ok()?;
+async fn tcp_exchange(mut stream: UpstreamStream, send: &[u8], receive: &[u8]) -> Option<()> {
     if !send.is_empty() {
         stream.write_all(send).await.ok()?;
     }
@@ -286,7 +286,11 @@ async fn session(
     let mut standing = Standing::default();
     loop {
         stats.inc(cs::HC_ATTEMPT);
-        let verdict = check.probe(ep.addr).await;
+        let Some(cluster) = weak.upgrade() else {
+            return;
+        };
+        let verdict = check.probe(&cluster, ep.addr).await;
+        drop(cluster);
         count(&stats, verdict);
         if standing.record(verdict, &check.cfg) {
             let Some(c) = weak.upgrade() else { return };

@@ -1,8 +1,8 @@
 //! Per-cluster upstream connection pools: HTTP/1.1 keep-alive connections kept
 //! in a LIFO idle stack per endpoint (checked back in the moment a response body
-//! ends, no task per request), HTTP/2 as one multiplexed h2c connection per
+//! ends, no task per request), HTTP/2 as one multiplexed connection per
 //! endpoint, reconnected when it dies. Requests a dead pooled connection never
-//! sent are retried on another.
+//! sent are retried on another. Connections are TLS when the cluster says so.
 //!
 //! The keep-alive race (an upstream closing an idle connection just as a request
 //! is written to it, istio/istio#13205) is fought twice: a connection is dropped
@@ -11,6 +11,7 @@
 //! `UpstreamError::Stale`, which the forwarder re-sends on a fresh connection
 //! when the request body can be replayed.
 
+use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -24,6 +25,7 @@ use tokio::net::TcpStream;
 use crate::http::body::UpstreamBody;
 use crate::http::ProxyBody;
 use crate::stats::cluster as cs;
+use crate::tls::UpstreamStream;
 use crate::upstream::breaker::{Limit, Permit};
 use crate::upstream::cluster::ClusterRt;
 use crate::upstream::lb::EndpointRt;
@@ -36,7 +38,7 @@ const ATTEMPTS: usize = 3;
 pub enum UpstreamError {
     /// The cluster has no endpoints.
     NoHealthy,
-    /// TCP connect failed or timed out.
+    /// TCP connect or the TLS handshake failed or timed out.
     ConnectFail,
     /// The connection broke before response headers.
     Reset,
@@ -91,7 +93,11 @@ impl ClusterRt {
     ) -> Result<Response<ProxyBody>, UpstreamError> {
         if self.config.http2 {
             let mut parts = http::uri::Parts::default();
-            parts.scheme = Some(http::uri::Scheme::HTTP);
+            parts.scheme = Some(if self.tls.is_some() {
+                http::uri::Scheme::HTTPS
+            } else {
+                http::uri::Scheme::HTTP
+            });
             parts.authority = Some(authority.unwrap_or_else(|| ep.authority.clone()));
             parts.path_and_query = req
                 .uri()
@@ -204,14 +210,25 @@ impl ClusterRt {
         Err(UpstreamError::Reset)
     }
 
-    async fn dial(&self, ep: &EndpointRt) -> Result<TcpStream, UpstreamError> {
-        let stream =
-            match tokio::time::timeout(self.connect_timeout, TcpStream::connect(ep.addr)).await {
-                Ok(Ok(s)) => s,
-                Ok(Err(_)) => return Err(self.connect_failed(ep, false)),
-                Err(_) => return Err(self.connect_failed(ep, true)),
-            };
-        let _ = stream.set_nodelay(true);
+    /// A new connection to `ep`, through the TLS handshake when the cluster
+    /// originates TLS; the connect timeout covers both, as Envoy's does.
+    /// TCP to `addr`, then TLS when the cluster originates it; no timeout, no
+    /// stats (health checks use it too, and Envoy does not count them as traffic).
+    pub(crate) async fn connect(&self, addr: SocketAddr) -> std::io::Result<UpstreamStream> {
+        let tcp = TcpStream::connect(addr).await?;
+        let _ = tcp.set_nodelay(true);
+        Ok(match &self.tls {
+            None => UpstreamStream::Plain(tcp),
+            Some(tls) => UpstreamStream::Tls(Box::new(tls.connect(tcp, addr.ip()).await?)),
+        })
+    }
+
+    pub(crate) async fn dial(&self, ep: &EndpointRt) -> Result<UpstreamStream, UpstreamError> {
+        let stream = match tokio::time::timeout(self.connect_timeout, self.connect(ep.addr)).await {
+            Ok(Ok(s)) => s,
+            Ok(Err(_)) => return Err(self.connect_failed(ep, false)),
+            Err(_) => return Err(self.connect_failed(ep, true)),
+        };
         self.stats.inc(cs::CX_TOTAL);
         Ok(stream)
     }

@@ -1,0 +1,82 @@
+//! TLS in the data path (rustls with the ring provider): a listener's server
+//! side (`server`), a cluster's client side (`client`), peer verification with
+//! SAN matching and the SPIFFE rules (`verify`, `cert`), and Envoy's
+//! `x-forwarded-client-cert` (`xfcc`). Configs are compiled once per snapshot;
+//! a handshake only runs them.
+
+mod cert;
+pub mod client;
+pub mod server;
+mod verify;
+pub mod xfcc;
+
+pub use client::{TlsClient, UpstreamStream};
+pub use server::{Accepted, TlsServer};
+
+use std::sync::Arc;
+
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::{RootCertStore, SupportedProtocolVersion};
+
+use crate::config::CertValidation;
+use crate::stats::StatGroup;
+use verify::IdentityCheck;
+
+fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+static TLS13_ONLY: &[&SupportedProtocolVersion] = &[&rustls::version::TLS13];
+
+/// Envoy's `tls_minimum_protocol_version`, as the snapshot spells it.
+fn versions(min: &str) -> Result<&'static [&'static SupportedProtocolVersion], String> {
+    match min {
+        "1.2" => Ok(rustls::DEFAULT_VERSIONS),
+        "1.3" => Ok(TLS13_ONLY),
+        other => Err(format!(
+            "min_version {other:?}: fastmesh speaks TLS 1.2 and 1.3"
+        )),
+    }
+}
+
+fn cert_chain(pem: &str) -> Result<Vec<CertificateDer<'static>>, String> {
+    let chain = CertificateDer::pem_slice_iter(pem.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("cert_chain_pem: {e}"))?;
+    if chain.is_empty() {
+        return Err("cert_chain_pem: no certificate".into());
+    }
+    Ok(chain)
+}
+
+fn private_key(pem: &str) -> Result<PrivateKeyDer<'static>, String> {
+    PrivateKeyDer::from_pem_slice(pem.as_bytes()).map_err(|e| format!("private_key_pem: {e}"))
+}
+
+/// The validation context's roots and identity rules, compiled.
+fn validation(
+    v: Option<&CertValidation>,
+    stats: &Arc<StatGroup>,
+) -> Result<Option<(Arc<RootCertStore>, IdentityCheck)>, String> {
+    let Some(v) = v else {
+        return Ok(None);
+    };
+    let mut roots = RootCertStore::empty();
+    for ca in CertificateDer::pem_slice_iter(v.trusted_ca_pem.as_bytes()) {
+        let ca = ca.map_err(|e| format!("trusted_ca_pem: {e}"))?;
+        roots.add(ca).map_err(|e| format!("trusted_ca_pem: {e}"))?;
+    }
+    if roots.is_empty() {
+        return Err("trusted_ca_pem: no certificate".into());
+    }
+    let identity = IdentityCheck::compile(&v.match_subject_alt_names, stats.clone())?;
+    Ok(Some((Arc::new(roots), identity)))
+}
+
+/// Why a handshake failed, for the `ssl.*` counters: rustls' error travels
+/// inside the `io::Error` tokio-rustls returns.
+fn rustls_error(e: &std::io::Error) -> Option<&rustls::Error> {
+    e.get_ref()?.downcast_ref::<rustls::Error>()
+}
