@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 from cryptography import x509
 
 from fastmesh.ca import CertificateAuthority, SpiffeId, WorkloadKey, new_workload_key
@@ -175,14 +174,6 @@ class TestWatcher:
         assert engine.served_chain() == workload.cert.read_text()
 
 
-XFAIL_ENGINE = pytest.mark.xfail(
-    reason="needs an engine that takes a TLS listener (built from the TLS contract and the "
-    "wt-tls branch); remove this mark once merged",
-    strict=True,
-)
-
-
-@XFAIL_ENGINE
 def test_rotated_certificate_file_is_reloaded_and_a_bad_one_rejected(
     echo: EchoServer, tmp_path: Path
 ) -> None:
@@ -217,7 +208,6 @@ def test_rotated_certificate_file_is_reloaded_and_a_bad_one_rejected(
         assert _stat(p, "server.config_reload_failure") == 1
 
 
-@XFAIL_ENGINE
 def test_the_rotated_certificate_is_served(echo: EchoServer, tmp_path: Path) -> None:
     workload = Workload(tmp_path)
     first = workload.renew()
