@@ -63,7 +63,7 @@ def test_route_config(benchmark: Any, doc: dict[str, Any], impl: str) -> None:
     def run() -> Any:
         gc.disable()  # as in translate_bootstrap
         try:
-            return fn(Issues("bench"), rc, "rc", [])
+            return fn(Issues("bench"), rc, "rc", [], {})
         finally:
             gc.enable()
 
