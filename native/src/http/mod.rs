@@ -7,6 +7,7 @@ pub mod filters;
 mod forward;
 pub mod hash;
 pub mod headers;
+mod premature;
 pub mod router;
 pub mod server;
 mod timed;

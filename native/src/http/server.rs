@@ -22,6 +22,7 @@ use crate::http::action::{ActionRt, ForwardRt};
 use crate::http::filter::{FilterChain, FilterCtx};
 use crate::http::forward::Call;
 use crate::http::headers::{self as hdr, HeaderOps};
+use crate::http::premature::PrematureResets;
 use crate::http::router::{RouteInput, RouteTable};
 use crate::http::timed::TimedBody;
 use crate::http::{local_reply, ProxyBody};
@@ -127,15 +128,27 @@ pub async fn serve(
         listener,
         conn: ConnInfo::plain(peer, local),
     });
+    let resets = Arc::new(PrematureResets::default());
+    let tally = resets.clone();
     let svc = service_fn(move |req| {
         let ctx = ctx.clone();
-        async move { Ok::<_, Infallible>(handle(&ctx, req).await) }
+        let watch = tally.watch();
+        async move {
+            let resp = handle(&ctx, req).await;
+            watch.answered();
+            Ok::<_, Infallible>(resp)
+        }
     });
     let conn = http.builder.serve_connection(TokioIo::new(stream), svc);
     tokio::pin!(conn);
     let drained = tokio::select! {
         _ = conn.as_mut() => false,
         r = drain.wait_for(|d| *d) => r.is_ok(),
+        _ = resets.tripped() => {
+            // Envoy aborts such a connection: dropping it closes the socket.
+            stats.inc(hs::TOO_MANY_PREMATURE_RESETS);
+            false
+        }
     };
     if drained {
         conn.as_mut().graceful_shutdown();
@@ -371,10 +384,14 @@ fn prepare_upstream_request(
         }
         None => {
             let a = parts.uri.authority().cloned();
-            if let (Some(a), false) = (&a, h.contains_key(header::HOST)) {
-                if let Ok(v) = HeaderValue::from_str(a.as_str()) {
-                    h.insert(header::HOST, v);
-                }
+            // The target's authority (h2, absolute-form) routed the request: the
+            // upstream gets it as Host, never a different received Host
+            // (RFC 9112 3.2.2, RFC 9113 8.3.1).
+            if let Some(v) = a
+                .as_ref()
+                .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+            {
+                h.insert(header::HOST, v);
             }
             a.or_else(|| {
                 h.get(header::HOST)
