@@ -146,3 +146,34 @@ async fn absolute_form_target_is_the_host_upstream() {
         "{out}"
     );
 }
+
+/// Everything the proxy answers to `request` on a fresh HTTP/1.1 connection, up to its close.
+async fn exchange(a: SocketAddr, request: &[u8]) -> String {
+    let mut s = TcpStream::connect(a).await.unwrap();
+    s.write_all(request).await.unwrap();
+    let mut out = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out)).await;
+    assert!(read.is_ok(), "the connection stayed open");
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_host_headers_are_refused_and_closed() {
+    let up = upstream("a").await;
+    let (_e, a) = proxy_to(up);
+    let out = exchange(a, b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n").await;
+    assert!(out.starts_with("HTTP/1.1 400"), "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bytes_after_a_refused_connect_are_never_a_request() {
+    let up = upstream("a").await;
+    let (_e, a) = proxy_to(up);
+    let out = exchange(
+        a,
+        b"CONNECT b.example:80 HTTP/1.1\r\nHost: b.example:80\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n",
+    )
+    .await;
+    assert!(out.starts_with("HTTP/1.1 404"), "{out}");
+    assert_eq!(out.matches("HTTP/1.1 ").count(), 1, "{out}");
+}

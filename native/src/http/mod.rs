@@ -2,6 +2,7 @@
 
 pub mod action;
 pub mod body;
+mod desync;
 pub mod filter;
 pub mod filters;
 mod forward;

@@ -19,6 +19,7 @@ use tokio::sync::watch;
 use crate::config::{CodecType, HttpConnectionManager};
 use crate::conn::ConnInfo;
 use crate::http::action::{ActionRt, ForwardRt};
+use crate::http::desync;
 use crate::http::filter::{FilterChain, FilterCtx};
 use crate::http::forward::Call;
 use crate::http::headers::{self as hdr, HeaderOps};
@@ -167,6 +168,14 @@ async fn handle(ctx: &ConnCtx, req: Request<Incoming>) -> Response<ProxyBody> {
     };
     let http: &HttpRt = http;
     http.stats.inc(hs::RQ_TOTAL);
+    if let Some(status) = desync::refusal(&req) {
+        let mut r = local_reply(status, "");
+        let h = r.headers_mut();
+        h.insert(header::CONNECTION, HeaderValue::from_static("close"));
+        h.insert(header::SERVER, http.server_name.clone());
+        http.stats.inc_class(hs::RQ_2XX, status.as_u16());
+        return r;
+    }
     if req.version() == http::Version::HTTP_2 && req.headers().len() > http.max_headers_count {
         http.stats.inc(hs::TOO_LARGE);
         let mut r = local_reply(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, "");
