@@ -31,6 +31,11 @@ use crate::listener::{ListenerHandle, ListenerKind};
 use crate::stats::{http as hs, Registry, StatGroup};
 use crate::upstream::ClusterRt;
 
+/// Client-reset streams h2 may hold before hyper accepts them (h2's own default).
+const H2_MAX_PENDING_ACCEPT_RESETS: usize = 20;
+/// Protocol-error resets we send on one connection before giving up on it (hyper's default).
+const H2_MAX_LOCAL_ERROR_RESETS: usize = 1024;
+
 /// An `http_connection_manager` compiled for one snapshot.
 #[derive(Debug)]
 pub struct HttpRt {
@@ -83,13 +88,22 @@ impl HttpRt {
             .header_read_timeout(h1_read_timeout)
             .max_buf_size(header_bytes.max(8192))
             .max_headers(hcm.max_request_headers_count as usize);
+        // HTTP/2 flood bounds (tests/hardening): CONTINUATION and HPACK bombs stop at
+        // the header list size; SETTINGS and PING floods at h2's one pending ACK (it
+        // reads no further until the ACK is written); Rapid Reset at the resets below,
+        // then `premature` for paced ones.
         builder
             .http2()
             .timer(TokioTimer::new())
             .max_header_list_size(header_bytes as u32)
             .max_concurrent_streams(hcm.max_concurrent_streams.unwrap_or(1 << 20))
             .initial_stream_window_size(1 << 20)
-            .initial_connection_window_size(4 << 20);
+            .initial_connection_window_size(4 << 20)
+            // Streams reset by the client while still queued for us: past this, GOAWAY
+            // ENHANCE_YOUR_CALM.
+            .max_pending_accept_reset_streams(H2_MAX_PENDING_ACCEPT_RESETS)
+            // Streams we reset for the client's protocol errors: past this, GOAWAY.
+            .max_local_error_reset_streams(H2_MAX_LOCAL_ERROR_RESETS);
         Ok(HttpRt {
             stats: stats.group(&format!("http.{}", hcm.stat_prefix), hs::NAMES),
             routes,
