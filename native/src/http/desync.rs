@@ -24,10 +24,11 @@ pub fn refusal<B>(request: &Request<B>) -> Option<StatusCode> {
         // the first and the next on the last.
         return Some(StatusCode::BAD_REQUEST);
     }
-    match uri.scheme_str() {
-        None | Some("http" | "https") => None,
-        Some(_) => Some(StatusCode::BAD_REQUEST),
-    }
+    let odd_scheme = !matches!(uri.scheme_str(), None | Some("http" | "https"));
+    // `http://user@host/`: routed on the whole authority, but a later hop may
+    // read only what follows the `@` (RFC 9110 4.2.4 deprecates userinfo).
+    let userinfo = uri.authority().is_some_and(|a| a.as_str().contains('@'));
+    (odd_scheme || userinfo).then_some(StatusCode::BAD_REQUEST)
 }
 
 #[cfg(test)]
@@ -80,9 +81,13 @@ mod tests {
     }
 
     #[test]
-    fn only_http_schemes_are_proxied() {
+    fn only_plain_http_targets_are_proxied() {
         assert_eq!(
             refusal(&request("GET", "ftp://x/", &["x"])),
+            Some(StatusCode::BAD_REQUEST)
+        );
+        assert_eq!(
+            refusal(&request("GET", "http://a@internal/", &["x"])),
             Some(StatusCode::BAD_REQUEST)
         );
     }
