@@ -7,6 +7,7 @@ use common::*;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use serde_json::json;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -176,4 +177,28 @@ async fn bytes_after_a_refused_connect_are_never_a_request() {
     .await;
     assert!(out.starts_with("HTTP/1.1 404"), "{out}");
     assert_eq!(out.matches("HTTP/1.1 ").count(), 1, "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_connection_ends_in_fin_not_reset() {
+    // h2spec 3.5/2: a bad preface on an h2c listener, with input left unread behind
+    // it. The close must be clean (Envoy's delayed close), not a reset.
+    let up = upstream("a").await;
+    let e = engine();
+    let mut listener = http_listener("ingress", "127.0.0.1:0", forward_all("web", 0));
+    listener["filter"]["codec_type"] = json!("http2");
+    e.apply(&snapshot(
+        vec![listener],
+        vec![cluster("web", &[up], json!({}))],
+    ))
+    .unwrap();
+    let mut s = TcpStream::connect(addr_of(&e, "ingress")).await.unwrap();
+    s.write_all(b"INVALID CONNECTION PREFACE\r\n\r\n")
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out))
+        .await
+        .expect("the connection stayed open");
+    assert!(read.is_ok(), "reset instead of closed: {read:?}");
 }

@@ -45,6 +45,7 @@ def front_config(
     tcp_upstream_port: int | None = None,
     request_headers_timeout_s: float | None = None,
     max_concurrent_streams: int | None = None,
+    codec_type: str = "AUTO",
 ) -> Json:
     """`/` forwarded to cluster `up`; vhost `internal.example` answers 403 directly, so a
     request routed by one host and forwarded with another shows up."""
@@ -54,7 +55,9 @@ def front_config(
         ),
         virtual_host("all", ["*"], [route(prefix("/"), cluster="up")]),
     ]
-    listener = http_listener("ingress", ports.http, vhosts, stat_prefix="ingress")
+    listener = http_listener(
+        "ingress", ports.http, vhosts, stat_prefix="ingress", codec_type=codec_type
+    )
     hcm = hcm_of(listener)
     if request_headers_timeout_s is not None:
         hcm["request_headers_timeout"] = f"{request_headers_timeout_s}s"

@@ -2,6 +2,7 @@
 
 pub mod action;
 pub mod body;
+mod delayed_close;
 mod desync;
 pub mod filter;
 pub mod filters;

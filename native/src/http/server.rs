@@ -19,6 +19,7 @@ use tokio::sync::watch;
 use crate::config::{CodecType, HttpConnectionManager};
 use crate::conn::ConnInfo;
 use crate::http::action::{ActionRt, ForwardRt};
+use crate::http::delayed_close::DelayedClose;
 use crate::http::desync;
 use crate::http::filter::{FilterChain, FilterCtx};
 use crate::http::forward::Call;
@@ -154,7 +155,8 @@ pub async fn serve(
             Ok::<_, Infallible>(resp)
         }
     });
-    let conn = http.builder.serve_connection(TokioIo::new(stream), svc);
+    let io = TokioIo::new(DelayedClose::new(stream));
+    let conn = http.builder.serve_connection(io, svc);
     tokio::pin!(conn);
     let drained = tokio::select! {
         _ = conn.as_mut() => false,
