@@ -102,7 +102,7 @@ def attack(front: Front, frames: Callable[[H2Wire], Iterator[bytes]]) -> Outcome
             sent = wire.flood(frames(wire), budget_s=budget_s)
             # The flood stopped early: the proxy stopped reading it, or closed.
             starved = time.monotonic() - started < budget_s
-            end = wire.until_goaway_or_close(timeout=5.0)
+            end = wire.until_goaway_or_close(timeout=2.0)
             grown = rss_kib(front.proxy.pid) - before
     finally:
         good.stop.set()
