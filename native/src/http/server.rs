@@ -162,7 +162,7 @@ pub async fn serve(
         _ = conn.as_mut() => false,
         r = drain.wait_for(|d| *d) => r.is_ok(),
         _ = resets.tripped() => {
-            // Envoy aborts such a connection: dropping it closes the socket.
+            // Envoy aborts such a connection: drop it, streams and all, no GOAWAY.
             stats.inc(hs::TOO_MANY_PREMATURE_RESETS);
             false
         }
