@@ -101,7 +101,13 @@ async fn paced_rapid_reset_is_closed_for_premature_resets() {
             if wr.write_all(&open).await.is_err() {
                 return;
             }
-            tokio::time::sleep(Duration::from_millis(1)).await;
+            // Cancel only once the proxy works on it (never while h2 still queues it).
+            let started = || stat(&e, "http.ingress.downstream_rq_total") > u64::from(i);
+            let closed = || stat(&e, "http.ingress.downstream_rq_too_many_premature_resets") > 0;
+            settle(|| started() || closed()).await;
+            if !started() {
+                return;
+            }
             let cancel = frame(RST_STREAM, 0, id, &CANCEL.to_be_bytes());
             if wr.write_all(&cancel).await.is_err() {
                 return;
