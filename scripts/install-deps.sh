@@ -26,6 +26,17 @@ fi
 echo "==> pip install (dev + test requirements)"
 python3 -m pip install -q --disable-pip-version-check -r requirements-dev.txt
 
+# h2spec: HTTP/2 conformance, run by tests/hardening. v2.2.1 is its last tag the Go module
+# proxy serves (later tags carry a go.mod without the /v2 suffix, so `go install` refuses them).
+if ! command -v h2spec >/dev/null 2>&1 && [ ! -x "$(go env GOPATH 2>/dev/null)/bin/h2spec" ]; then
+  if command -v go >/dev/null 2>&1; then
+    echo "==> go install h2spec"
+    go install github.com/summerwind/h2spec/cmd/h2spec@v2.2.1+incompatible
+  else
+    echo "go is required for h2spec (tests/hardening)" >&2; exit 1
+  fi
+fi
+
 if ! command -v fortio >/dev/null 2>&1 && [ ! -x "$(go env GOPATH 2>/dev/null)/bin/fortio" ]; then
   if command -v go >/dev/null 2>&1; then
     echo "==> go install fortio"

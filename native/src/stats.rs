@@ -92,6 +92,7 @@ pub mod http {
         RQ_IDLE_TIMEOUT => "downstream_rq_idle_timeout",
         RQ_MAX_DURATION => "downstream_rq_max_duration_reached",
         RQ_REDIRECT => "rq_redirect",
+        TOO_MANY_PREMATURE_RESETS => "downstream_rq_too_many_premature_resets",
     }
 }
 

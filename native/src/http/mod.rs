@@ -2,11 +2,14 @@
 
 pub mod action;
 pub mod body;
+mod delayed_close;
+mod desync;
 pub mod filter;
 pub mod filters;
 mod forward;
 pub mod hash;
 pub mod headers;
+mod premature;
 pub mod router;
 pub mod server;
 mod timed;

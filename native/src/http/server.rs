@@ -17,10 +17,13 @@ use tokio::sync::watch;
 use crate::config::{CodecType, ForwardClientCert, HttpConnectionManager, XfccDetails};
 use crate::conn::ConnInfo;
 use crate::http::action::{ActionRt, ForwardRt};
+use crate::http::delayed_close::DelayedClose;
+use crate::http::desync;
 use crate::http::filter::{FilterChain, FilterCtx};
 use crate::http::filters::RouteFilters;
 use crate::http::forward::Call;
 use crate::http::headers::{self as hdr, HeaderOps};
+use crate::http::premature::PrematureResets;
 use crate::http::router::{RouteInput, RouteTable};
 use crate::http::timed::TimedBody;
 use crate::http::{local_reply, ProxyBody};
@@ -28,6 +31,11 @@ use crate::listener::{DownstreamIo, ListenerHandle, ListenerKind};
 use crate::stats::{http as hs, Registry, StatGroup};
 use crate::tls::xfcc::ConnXfcc;
 use crate::upstream::ClusterRt;
+
+/// Client-reset streams h2 may hold before hyper accepts them (h2's own default).
+const H2_MAX_PENDING_ACCEPT_RESETS: usize = 20;
+/// Protocol-error resets we send on one connection before giving up on it (hyper's default).
+const H2_MAX_LOCAL_ERROR_RESETS: usize = 1024;
 
 /// An `http_connection_manager` compiled for one snapshot.
 #[derive(Debug)]
@@ -83,13 +91,22 @@ impl HttpRt {
             .header_read_timeout(h1_read_timeout)
             .max_buf_size(header_bytes.max(8192))
             .max_headers(hcm.max_request_headers_count as usize);
+        // HTTP/2 flood bounds (tests/hardening): CONTINUATION and HPACK bombs stop at
+        // the header list size; SETTINGS and PING floods at h2's one pending ACK (it
+        // reads no further until the ACK is written); Rapid Reset at the resets below,
+        // then `premature` for paced ones.
         builder
             .http2()
             .timer(TokioTimer::new())
             .max_header_list_size(header_bytes as u32)
             .max_concurrent_streams(hcm.max_concurrent_streams.unwrap_or(1 << 20))
             .initial_stream_window_size(1 << 20)
-            .initial_connection_window_size(4 << 20);
+            .initial_connection_window_size(4 << 20)
+            // Streams reset by the client while still queued for us: past this, GOAWAY
+            // ENHANCE_YOUR_CALM.
+            .max_pending_accept_reset_streams(H2_MAX_PENDING_ACCEPT_RESETS)
+            // Streams we reset for the client's protocol errors: past this, GOAWAY.
+            .max_local_error_reset_streams(H2_MAX_LOCAL_ERROR_RESETS);
         Ok(HttpRt {
             stats: stats.group(&format!("http.{}", hcm.stat_prefix), hs::NAMES),
             routes,
@@ -134,15 +151,28 @@ pub async fn serve<S: DownstreamIo>(
         conn,
         xfcc: ConnXfcc::new(local_uri_sans),
     });
+    let resets = Arc::new(PrematureResets::default());
+    let tally = resets.clone();
     let svc = service_fn(move |req| {
         let ctx = ctx.clone();
-        async move { Ok::<_, Infallible>(handle(&ctx, req).await) }
+        let watch = tally.watch();
+        async move {
+            let resp = handle(&ctx, req).await;
+            watch.answered();
+            Ok::<_, Infallible>(resp)
+        }
     });
-    let conn = http.builder.serve_connection(TokioIo::new(stream), svc);
+    let io = TokioIo::new(DelayedClose::new(stream));
+    let conn = http.builder.serve_connection(io, svc);
     tokio::pin!(conn);
     let drained = tokio::select! {
         _ = conn.as_mut() => false,
         r = drain.wait_for(|d| *d) => r.is_ok(),
+        _ = resets.tripped() => {
+            // Envoy aborts such a connection: drop it, streams and all, no GOAWAY.
+            stats.inc(hs::TOO_MANY_PREMATURE_RESETS);
+            false
+        }
     };
     if drained {
         conn.as_mut().graceful_shutdown();
@@ -161,6 +191,14 @@ async fn handle(ctx: &ConnCtx, req: Request<Incoming>) -> Response<ProxyBody> {
     };
     let http: &HttpRt = http;
     http.stats.inc(hs::RQ_TOTAL);
+    if let Some(status) = desync::refusal(&req) {
+        let mut r = local_reply(status, "");
+        let h = r.headers_mut();
+        h.insert(header::CONNECTION, HeaderValue::from_static("close"));
+        h.insert(header::SERVER, http.server_name.clone());
+        http.stats.inc_class(hs::RQ_2XX, status.as_u16());
+        return r;
+    }
     if req.version() == http::Version::HTTP_2 && req.headers().len() > http.max_headers_count {
         http.stats.inc(hs::TOO_LARGE);
         let mut r = local_reply(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, "");
@@ -386,10 +424,14 @@ fn prepare_upstream_request(
         }
         None => {
             let a = parts.uri.authority().cloned();
-            if let (Some(a), false) = (&a, h.contains_key(header::HOST)) {
-                if let Ok(v) = HeaderValue::from_str(a.as_str()) {
-                    h.insert(header::HOST, v);
-                }
+            // The target's authority (h2, absolute-form) routed the request: the
+            // upstream gets it as Host, never a different received Host
+            // (RFC 9112 3.2.2, RFC 9113 8.3.1).
+            if let Some(v) = a
+                .as_ref()
+                .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+            {
+                h.insert(header::HOST, v);
             }
             a.or_else(|| {
                 h.get(header::HOST)

@@ -1,0 +1,79 @@
+"""The topology every hardening test uses: one HTTP listener (HTTP/1.1 or h2c by preface)
+in front of one upstream, optionally a tcp_proxy listener too, and the proxy's RSS."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tests.support import (
+    bootstrap,
+    cluster,
+    free_port,
+    http_listener,
+    prefix,
+    route,
+    tcp_listener,
+    virtual_host,
+)
+
+Json = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Ports:
+    http: int
+    admin: int
+    tcp: int
+
+    @classmethod
+    def fresh(cls) -> Ports:
+        return cls(free_port(), free_port(), free_port())
+
+
+def hcm_of(listener: Json) -> Json:
+    """The http_connection_manager config inside a listener built by `http_listener`."""
+    typed: Json = listener["filter_chains"][0]["filters"][0]["typed_config"]
+    return typed
+
+
+def front_config(
+    ports: Ports,
+    upstream_port: int,
+    *,
+    tcp_upstream_port: int | None = None,
+    request_headers_timeout_s: float | None = None,
+    max_concurrent_streams: int | None = None,
+    codec_type: str = "AUTO",
+) -> Json:
+    """`/` forwarded to cluster `up`; vhost `internal.example` answers 403 directly, so a
+    request routed by one host and forwarded with another shows up."""
+    vhosts = [
+        virtual_host(
+            "internal", ["internal.example"], [route(prefix("/"), direct=(403, "internal\n"))]
+        ),
+        virtual_host("all", ["*"], [route(prefix("/"), cluster="up")]),
+    ]
+    listener = http_listener(
+        "ingress", ports.http, vhosts, stat_prefix="ingress", codec_type=codec_type
+    )
+    hcm = hcm_of(listener)
+    if request_headers_timeout_s is not None:
+        hcm["request_headers_timeout"] = f"{request_headers_timeout_s}s"
+    if max_concurrent_streams is not None:
+        hcm["http2_protocol_options"] = {"max_concurrent_streams": max_concurrent_streams}
+    listeners = [listener]
+    clusters = [cluster("up", [("127.0.0.1", upstream_port)])]
+    if tcp_upstream_port is not None:
+        listeners.append(tcp_listener("tcp", ports.tcp, "tcp_up"))
+        clusters.append(cluster("tcp_up", [("127.0.0.1", tcp_upstream_port)]))
+    return bootstrap(admin_port=ports.admin, listeners=listeners, clusters=clusters)
+
+
+def rss_kib(pid: int) -> int:
+    """Resident set size of `pid`, KiB (VmRSS from /proc)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise RuntimeError(f"no VmRSS for pid {pid}")
