@@ -9,26 +9,28 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+
+use crate::listener::DownstreamIo;
 
 const DELAYED_CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
 
-/// A downstream socket that lingers as above when dropped (on a runtime).
+/// A downstream stream (TCP, or TLS over it) that lingers as above when dropped
+/// (on a runtime).
 #[derive(Debug)]
-pub struct DelayedClose(Option<TcpStream>);
+pub struct DelayedClose<S: DownstreamIo>(Option<S>);
 
-impl DelayedClose {
-    pub fn new(stream: TcpStream) -> Self {
+impl<S: DownstreamIo> DelayedClose<S> {
+    pub fn new(stream: S) -> Self {
         DelayedClose(Some(stream))
     }
 
-    fn io(&mut self) -> Pin<&mut TcpStream> {
+    fn io(&mut self) -> Pin<&mut S> {
         Pin::new(self.0.as_mut().expect("taken only on drop"))
     }
 }
 
-impl Drop for DelayedClose {
+impl<S: DownstreamIo> Drop for DelayedClose<S> {
     fn drop(&mut self) {
         let (Some(stream), Ok(rt)) = (self.0.take(), tokio::runtime::Handle::try_current()) else {
             return;
@@ -37,16 +39,17 @@ impl Drop for DelayedClose {
     }
 }
 
-async fn linger(mut stream: TcpStream) {
-    let _ = socket2::SockRef::from(&stream).shutdown(std::net::Shutdown::Write);
+async fn linger<S: DownstreamIo>(mut stream: S) {
     let mut sink = [0u8; 4096];
     let _ = tokio::time::timeout(DELAYED_CLOSE_TIMEOUT, async {
+        // Half-close (TLS sends close_notify first), then drain until the peer closes.
+        let _ = stream.shutdown().await;
         while matches!(stream.read(&mut sink).await, Ok(n) if n > 0) {}
     })
     .await;
 }
 
-impl AsyncRead for DelayedClose {
+impl<S: DownstreamIo> AsyncRead for DelayedClose<S> {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -56,7 +59,7 @@ impl AsyncRead for DelayedClose {
     }
 }
 
-impl AsyncWrite for DelayedClose {
+impl<S: DownstreamIo> AsyncWrite for DelayedClose<S> {
     fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, b: &[u8]) -> Poll<io::Result<usize>> {
         self.get_mut().io().poll_write(cx, b)
     }
@@ -70,7 +73,7 @@ impl AsyncWrite for DelayedClose {
     }
 
     fn is_write_vectored(&self) -> bool {
-        true
+        self.0.as_ref().is_some_and(|s| s.is_write_vectored())
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
