@@ -31,6 +31,7 @@ from ._errors import ConfigError, Problem
 
 if TYPE_CHECKING:
     from ._bootstrap import Bootstrap
+    from ._xds import DynamicResources
 
 __all__ = [
     "EXIT_CONFIG_ERROR",
@@ -66,6 +67,12 @@ class Compiled:
     node_cluster: str = ""
     node_metadata: Mapping[str, Any] = field(default_factory=dict)
     admin_address: tuple[str, int] | None = None
+    #: `dynamic_resources`: the ADS server's (ip, port); None = a static bootstrap.
+    ads_address: tuple[str, int] | None = None
+    #: EDS / RDS names the dynamic resources use, and those not received yet (warming).
+    eds_names: tuple[str, ...] = ()
+    rds_names: tuple[str, ...] = ()
+    warming: tuple[str, ...] = ()
 
 
 def _json(value: Any) -> str:
@@ -86,18 +93,22 @@ def compile_bootstrap(bootstrap: Bootstrap, document: Mapping[str, Any]) -> Comp
         node_cluster=bootstrap.node_cluster,
         node_metadata=dict(bootstrap.node_metadata),
         admin_address=bootstrap.admin_address,
+        ads_address=bootstrap.ads.address if bootstrap.ads is not None else None,
+        eds_names=bootstrap.eds_names,
+        rds_names=bootstrap.rds_names,
+        warming=bootstrap.warming,
     )
 
 
-def compile_file(path: str | Path) -> Compiled:
-    """Read and translate an Envoy bootstrap file (YAML or JSON).
+def compile_file(path: str | Path, dynamic: DynamicResources | None = None) -> Compiled:
+    """Read and translate an Envoy bootstrap file (YAML or JSON), plus what ADS delivered.
 
     Raises `ConfigError` listing every problem (file, field path, what was expected),
     including an unreadable file.
     """
     from ._bootstrap import load_bootstrap_document
 
-    bootstrap, document = load_bootstrap_document(path)
+    bootstrap, document = load_bootstrap_document(path, dynamic)
     return compile_bootstrap(bootstrap, document)
 
 
@@ -111,6 +122,10 @@ def encode(compiled: Compiled) -> bytes:
         "node_metadata": compiled.node_metadata,
         "admin_address": compiled.admin_address,
         "document_node_json": compiled.document_node_json,
+        "ads_address": compiled.ads_address,
+        "eds_names": compiled.eds_names,
+        "rds_names": compiled.rds_names,
+        "warming": compiled.warming,
     }
     snapshot = zlib.compress(compiled.snapshot_json.encode(), 1)
     head["lengths"] = [len(snapshot), len(compiled.document_zjson)]
@@ -137,6 +152,7 @@ def decode(out: bytes, returncode: int) -> Compiled:
         raise ValueError(f"truncated output: {len(out)} bytes")
     view = memoryview(out)
     admin = meta["admin_address"]
+    ads = meta["ads_address"]
     return Compiled(
         source=meta["source"],
         version=meta["version"],
@@ -147,17 +163,29 @@ def decode(out: bytes, returncode: int) -> Compiled:
         node_metadata=meta["node_metadata"],
         admin_address=(admin[0], int(admin[1])) if admin else None,
         document_node_json=meta["document_node_json"],
+        ads_address=(ads[0], int(ads[1])) if ads else None,
+        eds_names=tuple(meta["eds_names"]),
+        rds_names=tuple(meta["rds_names"]),
+        warming=tuple(meta["warming"]),
     )
 
 
 def main(argv: list[str] | None = None) -> int:
-    """The child: `python -m fastmesh.config FILE`; writes `encode(...)` to stdout."""
+    """The child: `python -m fastmesh.config FILE [--xds]`; writes `encode(...)` to stdout.
+
+    With `--xds`, stdin is `DynamicResources` as JSON (its fields, by resource name).
+    """
     args = sys.argv[1:] if argv is None else argv
-    if len(args) != 1:
-        print("usage: python -m fastmesh.config FILE", file=sys.stderr)
+    if len(args) not in (1, 2) or args[1:] not in ([], ["--xds"]):
+        print("usage: python -m fastmesh.config FILE [--xds < resources.json]", file=sys.stderr)
         return 2
+    dynamic = None
+    if len(args) == 2:
+        from ._xds import DynamicResources
+
+        dynamic = DynamicResources(**json.load(sys.stdin))
     try:
-        out = encode(compile_file(args[0]))
+        out = encode(compile_file(args[0], dynamic))
     except ConfigError as exc:
         sys.stdout.buffer.write(encode_error(exc))
         return EXIT_CONFIG_ERROR

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Final
+from typing import Any, Final, cast
 
 from . import _speedups
 from ._address import host_port, socket_address
@@ -24,6 +24,7 @@ from ._fields import (
 )
 from ._filters import http_filters
 from ._routes import ClusterRefs
+from ._xds import XdsLookup, rds_route_config
 
 __all__ = ["HCM_NAME", "TCP_PROXY_NAME", "translate_listener"]
 
@@ -35,7 +36,9 @@ TCP_PROXY_NAME: Final = "envoy.filters.network.tcp_proxy"
 TCP_PROXY_TYPE: Final = "envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy"
 LISTENER_TYPE: Final = "type.googleapis.com/envoy.config.listener.v3.Listener"
 
-_LISTENER: Final = frozenset({"name", "address", "filter_chains", "@type"})
+_LISTENER: Final = frozenset({"name", "address", "filter_chains", "@type", "traffic_direction"})
+# Informational in Envoy (stats and tracing); accepted and ignored.
+_DIRECTIONS: Final = {"UNSPECIFIED": "", "INBOUND": "", "OUTBOUND": ""}
 _CHAIN: Final = frozenset({"filters", "name"})
 _FILTER: Final = frozenset({"name", "typed_config"})
 _HCM: Final = frozenset(
@@ -43,6 +46,7 @@ _HCM: Final = frozenset(
         "stat_prefix",
         "codec_type",
         "route_config",
+        "rds",
         "http_filters",
         "server_name",
         "common_http_protocol_options",
@@ -60,7 +64,9 @@ _CODECS: Final = {"AUTO": "auto", "HTTP1": "http1", "HTTP2": "http2"}
 _U32_MAX: Final = 2**32 - 1
 
 
-def _hcm(issues: Issues, cfg: Doc, path: str, refs: ClusterRefs) -> dict[str, Any] | None:
+def _hcm(
+    issues: Issues, cfg: Doc, path: str, refs: ClusterRefs, xds: XdsLookup | None
+) -> dict[str, Any] | None:
     stat_prefix = get_str(issues, cfg, "stat_prefix", path, required=True, non_empty=True)
     out: dict[str, Any] = {
         "type": "http",
@@ -104,15 +110,19 @@ def _hcm(issues: Issues, cfg: Doc, path: str, refs: ClusterRefs) -> dict[str, An
     )
     if chain:
         out["http_filters"] = chain
-    if "route_config" not in cfg:
-        issues.add(
-            at(path, "route_config"),
-            "required field is missing (an inline route_config; rds is not supported yet)",
-        )
+    if "route_config" in cfg:
+        if "rds" in cfg:
+            issues.add(at(path, "rds"), "set either route_config or rds, not both")
+        raw_rc, rc_path = cast(Doc, cfg["route_config"]), at(path, "route_config")
+    elif "rds" in cfg:
+        found = rds_route_config(issues, cfg, path, xds)
+        if found is None:
+            return None
+        raw_rc, rc_path = found
+    else:
+        issues.add(at(path, "route_config"), "required field is missing (route_config or rds)")
         return None
-    rc = _speedups.translate_route_config(
-        issues, cfg["route_config"], at(path, "route_config"), refs, filter_kinds
-    )
+    rc = _speedups.translate_route_config(issues, raw_rc, rc_path, refs, filter_kinds)
     if rc is None or stat_prefix is None:
         return None
     out["route_config"] = rc
@@ -132,7 +142,7 @@ def _tcp(issues: Issues, cfg: Doc, path: str, refs: ClusterRefs) -> dict[str, An
 
 
 def _network_filter(
-    issues: Issues, raw: object, path: str, refs: ClusterRefs
+    issues: Issues, raw: object, path: str, refs: ClusterRefs, xds: XdsLookup | None
 ) -> dict[str, Any] | None:
     f = obj(issues, raw, path, _FILTER)
     if f is None:
@@ -140,7 +150,7 @@ def _network_filter(
     name = get_str(issues, f, "name", path, required=True)
     if name == HCM_NAME:
         cfg = typed_config(issues, f, "typed_config", path, HCM_TYPE, _HCM)
-        return None if cfg is None else _hcm(issues, cfg, at(path, "typed_config"), refs)
+        return None if cfg is None else _hcm(issues, cfg, at(path, "typed_config"), refs, xds)
     if name == TCP_PROXY_NAME:
         cfg = typed_config(issues, f, "typed_config", path, TCP_PROXY_TYPE, _TCP)
         return None if cfg is None else _tcp(issues, cfg, at(path, "typed_config"), refs)
@@ -153,14 +163,23 @@ def _network_filter(
 
 
 def translate_listener(
-    issues: Issues, raw: object, path: str, index: int, refs: ClusterRefs
+    issues: Issues,
+    raw: object,
+    path: str,
+    index: int,
+    refs: ClusterRefs,
+    xds: XdsLookup | None = None,
 ) -> dict[str, Any] | None:
-    """An Envoy `Listener` at `path` -> native `Listener`; None if it has problems."""
+    """An Envoy `Listener` at `path` -> native `Listener`; None if it has problems.
+
+    `xds` holds the RDS resources an HCM with `rds` takes its routes from.
+    """
     lst = obj(issues, raw, path, _LISTENER)
     if lst is None:
         return None
     if "@type" in lst and lst["@type"] != LISTENER_TYPE:
         issues.add(at(path, "@type"), f'expected "{LISTENER_TYPE}", got {lst["@type"]!r}')
+    get_enum(issues, lst, "traffic_direction", path, _DIRECTIONS, "")
     # Envoy names unnamed static listeners with a UUID; a stable name keeps the socket on reload.
     name = get_str(issues, lst, "name", path, non_empty=True)
     if name is None and "name" not in lst:
@@ -187,7 +206,7 @@ def translate_listener(
                     at(p, "filters"), f"expected exactly one network filter, got {len(filters)}"
                 )
             else:
-                filter_ = _network_filter(issues, filters[0], item(at(p, "filters"), 0), refs)
+                filter_ = _network_filter(issues, filters[0], item(at(p, "filters"), 0), refs, xds)
     elif isinstance(lst.get("filter_chains"), list):
         issues.add(cpath, "expected exactly one filter chain, got 0")
     if name is None or address is None or filter_ is None:
