@@ -25,11 +25,11 @@ from fastmesh.config._compile import Compiled
 from fastmesh.config._errors import ConfigError
 from fastmesh.config._xds import DynamicResources
 
-from ._call import CallEnded, GrpcCall, open_call
+from ._call import CallEnded, open_call
 from ._resources import CLUSTER, ENDPOINT, LISTENER, ROUTE, short_type
 from ._session import AdsSession
 
-__all__ = ["ADS_PATH", "AdsClient", "ConfigTarget"]
+__all__ = ["ADS_PATH", "AdsClient", "Call", "ConfigTarget"]
 
 log = logging.getLogger("fastmesh.proxy.xds")
 
@@ -37,6 +37,14 @@ ADS_PATH = "/envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggrega
 #: Envoy's stat prefix per type; EDS and RDS updates are counted with the type that named them.
 _STAT_PREFIX = {CLUSTER: "cluster_manager.cds", LISTENER: "listener_manager.lds"}
 _SUBSCRIBED_BY = {CLUSTER: ENDPOINT, LISTENER: ROUTE}
+
+
+class Call(Protocol):
+    """A bidirectional stream of messages (`_call.GrpcCall`)."""
+
+    async def send(self, message: bytes) -> None: ...
+
+    async def receive(self) -> bytes: ...
 
 
 class ConfigTarget(Protocol):
@@ -94,7 +102,7 @@ class AdsClient:
                 async with open_call(host, port, ADS_PATH) as call:
                     self.connected = True
                     log.info("ADS stream to %s:%d open", host, port)
-                    await self._converse(call)
+                    await self.converse(call)
             except* (OSError, CallEnded, DecodeError) as group:
                 log.warning("ADS stream to %s:%d: %s", host, port, group.exceptions[0])
             finally:
@@ -103,7 +111,9 @@ class AdsClient:
             delay = min(self.backoff_max, self.backoff_base * 2 ** min(self._failures - 1, 16))
             await trio.sleep(delay * random.uniform(0.5, 1.0))
 
-    async def _converse(self, call: GrpcCall) -> None:
+    async def converse(self, call: Call) -> None:
+        """One ADS stream: subscribe, then answer every response until the call ends
+        (raises CallEnded). `run` calls it again after each break."""
         await self._send(call, self.session.open_stream())
         while True:
             with trio.move_on_at(self._warm_deadline) as waiting:
@@ -115,7 +125,7 @@ class AdsClient:
             response = discovery_pb2.DiscoveryResponse.FromString(raw)
             await self._send(call, await self._handle(response))
 
-    async def _send(self, call: GrpcCall, requests: Iterable[Any]) -> None:
+    async def _send(self, call: Call, requests: Iterable[Any]) -> None:
         for request in requests:
             await call.send(request.SerializeToString())
 
