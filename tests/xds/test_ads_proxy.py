@@ -5,6 +5,7 @@ cannot run (and keeps serving), and rides out a control-plane restart."""
 from __future__ import annotations
 
 import json
+import socket
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import ExitStack
@@ -183,6 +184,31 @@ def test_a_cluster_the_translator_refuses_is_nacked_and_the_old_config_serves(
     mesh.write_routing(destination_rule(), all_to("v2"))
     wait_until("the fix is ACKed", lambda: synced(mesh.status()))
     wait_until("traffic on v2", lambda: mesh.upstreams(5) == {"reviews-v2": 5})
+
+
+def test_a_snapshot_the_engine_refuses_is_nacked_and_the_old_config_serves(mesh: Mesh) -> None:
+    mesh.write_routing(destination_rule(), all_to("v1"))
+    wait_until("traffic on v1", lambda: mesh.upstreams(5) == {"reviews-v1": 5})
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        # a new service whose outbound listener cannot bind: the translator accepts it, the
+        # engine refuses the snapshot; the response that completed it is NACKed
+        write_yaml(
+            mesh.config_dir / "blocked.yaml",
+            service("blocked", port),
+            workload("blocked-v1", "blocked", "v1", mesh.v1.port),
+        )
+
+        def refused() -> tuple[str, str, str] | None:
+            nacks = mesh.status().nacks
+            return nacks[-1] if nacks and "the engine refused" in nacks[-1][2] else None
+
+        _, _, reason = wait_until("the NACK of the unbindable listener", refused)
+        assert f"127.0.0.1:{port}" in reason, reason
+        assert mesh.upstreams(10) == {"reviews-v1": 10}
+        (mesh.config_dir / "blocked.yaml").unlink()
 
 
 def test_proxy_keeps_serving_without_the_control_plane_and_reconnects(tmp_path: Path) -> None:
