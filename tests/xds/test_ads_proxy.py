@@ -132,6 +132,22 @@ def test_proxy_takes_its_config_over_ads_and_serves_traffic(mesh: Mesh) -> None:
     # the dynamic clusters are the engine's, with the endpoints EDS gave them
     _, clusters = mesh.proxy.admin_get("/clusters")
     assert f"outbound|{mesh.port}|v1|reviews.default.svc.cluster.local::127.0.0.1:" in clusters
+    _, prometheus = mesh.proxy.admin_get("/stats/prometheus")
+    assert "# TYPE envoy_control_plane_connected_state gauge" in prometheus
+
+
+def test_config_dump_shows_what_ads_delivered(mesh: Mesh) -> None:
+    mesh.write_routing(destination_rule(), all_to("v1"))
+    wait_until("every type SYNCED", lambda: synced(mesh.status()))
+    status, body = mesh.proxy.admin_get("/config_dump")
+    assert status == 200
+    [ads] = [c for c in json.loads(body)["configs"] if c["@type"] == "fastmesh.xds.AdsDump"]
+    assert ads["server"] == f"127.0.0.1:{mesh.cp.port}" and ads["connected"] is True
+    acked = mesh.status().acked
+    subscriptions = ads["subscriptions"]
+    assert {kind: s["version"] for kind, s in subscriptions.items()} == acked
+    assert subscriptions["LDS"]["resource_names"] == [f"127.0.0.1_{mesh.port}"]
+    assert subscriptions["RDS"]["resource_names"] == [str(mesh.port)]
 
 
 def test_registry_edits_reach_the_proxy(mesh: Mesh) -> None:

@@ -87,11 +87,31 @@ class AdsClient:
         }
         #: Consecutive failed connections (the back-off exponent).
         self._failures = 0
+        #: Per type (CDS, EDS, ...): why its last response was NACKed, until one is accepted.
+        self.rejected: dict[str, str] = {}
         self._warming: Compiled | None = None
         self._warm_deadline = float("inf")
 
     def stats(self) -> dict[str, int]:
         return {**self.counters, "control_plane.connected_state": int(self.connected)}
+
+    def describe(self) -> dict[str, Any]:
+        """For `/config_dump`: the server, and per type the accepted version and names."""
+        subscriptions: dict[str, Any] = {}
+        for type_url, sub in self.session.subscriptions.items():
+            kind = short_type(type_url)
+            entry = subscriptions[kind] = {
+                "version": sub.version,
+                "resource_names": sorted(sub.resources),
+            }
+            if kind in self.rejected:
+                entry["last_rejected"] = self.rejected[kind]
+        return {
+            "server": "{}:{}".format(*self.address),
+            "connected": self.connected,
+            "warming": list(self._warming.warming) if self._warming is not None else [],
+            "subscriptions": subscriptions,
+        }
 
     async def run(self) -> None:
         """Keep one ADS stream open; after a break, reconnect with jittered exponential
@@ -156,6 +176,7 @@ class AdsClient:
             self._warming = compiled
         self._count(type_url, "update_success")
         log.info("%s version %s accepted", kind, candidate.version)
+        self.rejected.pop(kind, None)
         out = [self.session.accept(candidate)]
         names = {ENDPOINT: compiled.eds_names, ROUTE: compiled.rds_names}
         if type_url in _SUBSCRIBED_BY:
@@ -167,6 +188,7 @@ class AdsClient:
 
     def _reject(self, type_url: str, kind: str, version: str, reason: str) -> Any:
         self._count(type_url, "update_rejected")
+        self.rejected[kind] = reason
         log.error("%s version %s rejected: %s", kind, version, reason)
         return self.session.reject(type_url, reason)
 
