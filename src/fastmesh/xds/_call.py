@@ -18,7 +18,7 @@ import h2.events
 import h2.exceptions
 import trio
 
-from fastmesh.controlplane._grpc import (
+from fastmesh._grpc import (
     CONTENT_TYPE,
     FrameError,
     MessageDecoder,
