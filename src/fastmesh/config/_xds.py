@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from ._errors import Issues
-from ._fields import Doc, at, get_list, get_map, get_str, item, obj
+from ._fields import Doc, at, get_bool, get_list, get_map, get_str, item, obj
 
 __all__ = [
     "AdsSource",
@@ -121,6 +121,7 @@ def ads_source(
     if ads is None:
         return None
     p = at(path, "ads_config")
+    get_bool(issues, ads, "set_node_on_first_message_only", p)  # what fastmesh does anyway
     for key, want in (("api_type", "GRPC"), ("transport_api_version", "V3")):
         if ads.get(key) != want:
             issues.add(at(p, key), f"expected {want}, got {ads.get(key)!r}")
