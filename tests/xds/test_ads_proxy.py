@@ -202,6 +202,24 @@ def test_a_cluster_the_translator_refuses_is_nacked_and_the_old_config_serves(
     wait_until("traffic on v2", lambda: mesh.upstreams(5) == {"reviews-v2": 5})
 
 
+def test_a_broken_edit_of_the_bootstrap_file_does_not_block_xds_updates(mesh: Mesh) -> None:
+    original = mesh.proxy.config_path.read_text()
+    failures = mesh.stats()["server.config_reload_failure"]
+    nacks = len(mesh.status().nacks)
+    mesh.proxy.write_config("static_resources: [")
+    try:
+        wait_until(
+            "the reload to be rejected",
+            lambda: mesh.stats()["server.config_reload_failure"] > failures,
+        )
+        # ADS updates are translated with the bootstrap as last loaded, not the broken file
+        mesh.write_routing(destination_rule(), all_to("v2"))
+        wait_until("traffic on v2", lambda: mesh.upstreams(5) == {"reviews-v2": 5})
+        assert len(mesh.status().nacks) == nacks
+    finally:
+        mesh.proxy.write_config(original)
+
+
 def test_a_snapshot_the_engine_refuses_is_nacked_and_the_old_config_serves(mesh: Mesh) -> None:
     mesh.write_routing(destination_rule(), all_to("v1"))
     wait_until("traffic on v1", lambda: mesh.upstreams(5) == {"reviews-v1": 5})

@@ -19,11 +19,12 @@ on a crash (traceback on stderr).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sys
 import zlib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -37,6 +38,7 @@ __all__ = [
     "EXIT_CONFIG_ERROR",
     "Compiled",
     "compile_bootstrap",
+    "compile_document",
     "compile_file",
     "decode",
     "encode",
@@ -112,6 +114,20 @@ def compile_file(path: str | Path, dynamic: DynamicResources | None = None) -> C
     return compile_bootstrap(bootstrap, document)
 
 
+def compile_document(
+    source: str, document: Mapping[str, Any], dynamic: DynamicResources
+) -> Compiled:
+    """A bootstrap already parsed (as the proxy last loaded it) plus what ADS delivered.
+
+    The version hashes both, so equal inputs give equal versions."""
+    from ._bootstrap import translate_bootstrap
+
+    canon = json.dumps([document, asdict(dynamic)], sort_keys=True, default=str)
+    version = hashlib.sha256(canon.encode()).hexdigest()[:12]
+    bootstrap = translate_bootstrap(document, source, version=version, dynamic=dynamic)
+    return compile_bootstrap(bootstrap, document)
+
+
 def encode(compiled: Compiled) -> bytes:
     """`Compiled` -> the child's stdout."""
     head: dict[str, Any] = {
@@ -170,22 +186,28 @@ def decode(out: bytes, returncode: int) -> Compiled:
     )
 
 
-def main(argv: list[str] | None = None) -> int:
-    """The child: `python -m fastmesh.config FILE [--xds]`; writes `encode(...)` to stdout.
+def _compile_xds(source: str, payload: Mapping[str, Any]) -> Compiled:
+    """`--xds`: stdin is `{"dynamic": DynamicResources fields, "document"?: bootstrap}`;
+    without "document", the file `source` is read."""
+    from ._xds import DynamicResources
 
-    With `--xds`, stdin is `DynamicResources` as JSON (its fields, by resource name).
-    """
+    dynamic = DynamicResources(**payload["dynamic"])
+    if "document" in payload:
+        return compile_document(source, payload["document"], dynamic)
+    return compile_file(source, dynamic)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The child: `python -m fastmesh.config FILE [--xds]`; writes `encode(...)` to stdout."""
     args = sys.argv[1:] if argv is None else argv
     if len(args) not in (1, 2) or args[1:] not in ([], ["--xds"]):
-        print("usage: python -m fastmesh.config FILE [--xds < resources.json]", file=sys.stderr)
+        print("usage: python -m fastmesh.config FILE [--xds < input.json]", file=sys.stderr)
         return 2
-    dynamic = None
-    if len(args) == 2:
-        from ._xds import DynamicResources
-
-        dynamic = DynamicResources(**json.load(sys.stdin))
     try:
-        out = encode(compile_file(args[0], dynamic))
+        if len(args) == 2:
+            out = encode(_compile_xds(args[0], json.load(sys.stdin)))
+        else:
+            out = encode(compile_file(args[0]))
     except ConfigError as exc:
         sys.stdout.buffer.write(encode_error(exc))
         return EXIT_CONFIG_ERROR

@@ -125,22 +125,26 @@ def _child_env() -> dict[str, str]:
 
 
 async def load_file_in_child(
-    path: str | Path, dynamic: DynamicResources | None = None
+    path: str | Path, dynamic: DynamicResources | None = None, *, document_json: str = ""
 ) -> LoadedConfig:
     """`load_file`, translated in a short-lived `python -m fastmesh.config` child.
 
     The same result and the same `ConfigError` (same messages) as `load_file`, but the
     parse and translation peak is the child's, and is gone when it exits. `dynamic`: the
-    resources ADS delivered, translated with the file (sent to the child on stdin).
+    resources ADS delivered, translated with the file (sent to the child on stdin), or
+    with `document_json` (the bootstrap as last loaded) instead of the file when given.
     """
     import trio
 
     argv = [sys.executable, "-m", "fastmesh.config", os.fspath(path)]
+    stdin = b""
     if dynamic is not None:
         argv.append("--xds")
+        document = f',"document":{document_json}' if document_json else ""
+        stdin = f'{{"dynamic":{json.dumps(asdict(dynamic))}{document}}}'.encode()
     result = await trio.run_process(
         argv,
-        stdin=json.dumps(asdict(dynamic)).encode() if dynamic is not None else b"",
+        stdin=stdin,
         capture_stdout=True,
         capture_stderr=True,
         check=False,

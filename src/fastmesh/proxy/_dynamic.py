@@ -43,7 +43,14 @@ class DynamicConfig:
         return self.client.session.dynamic()
 
     async def translate(self, dynamic: DynamicResources) -> Compiled:
-        return (await load_file_in_child(self.server.options.config_path, dynamic)).compiled
+        """With the bootstrap as last loaded, not the file as it is now: an edit in
+        progress (or a broken one) must not turn into NACKs."""
+        config = self.server.config
+        assert config is not None
+        loaded = await load_file_in_child(
+            config.source, dynamic, document_json=config.bootstrap_json()
+        )
+        return loaded.compiled
 
     async def apply(self, compiled: Compiled) -> None:
         await self.server.apply(LoadedConfig(compiled))
