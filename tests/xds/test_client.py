@@ -11,6 +11,7 @@ import trio
 import trio.testing
 from envoy.config.cluster.v3 import cluster_pb2
 from envoy.config.endpoint.v3 import endpoint_pb2
+from envoy.config.listener.v3 import listener_pb2
 from envoy.service.discovery.v3 import discovery_pb2
 from google.protobuf import any_pb2, json_format
 
@@ -18,7 +19,7 @@ from fastmesh.config import translate_bootstrap
 from fastmesh.config._compile import Compiled, compile_bootstrap
 from fastmesh.config._xds import DynamicResources
 from fastmesh.xds import AdsClient, node_message
-from fastmesh.xds._resources import CLUSTER, ENDPOINT
+from fastmesh.xds._resources import CLUSTER, ENDPOINT, LISTENER
 from tests.controlplane.harness import ads_bootstrap
 
 BOOTSTRAP = ads_bootstrap(admin_port=9901, xds_port=15010, node_id="sidecar~1~a.default~x")
@@ -38,9 +39,11 @@ class ScriptedCall:
         self.requests.append(discovery_pb2.DiscoveryRequest.FromString(message))
 
     def respond(self, type_url: str, version: str, *messages: dict[str, Any]) -> None:
-        message_type = (
-            cluster_pb2.Cluster if type_url == CLUSTER else endpoint_pb2.ClusterLoadAssignment
-        )
+        message_type = {
+            CLUSTER: cluster_pb2.Cluster,
+            ENDPOINT: endpoint_pb2.ClusterLoadAssignment,
+            LISTENER: listener_pb2.Listener,
+        }[type_url]
         resources = []
         for doc in messages:
             packed = any_pb2.Any()
@@ -92,8 +95,12 @@ def endpoints_of(compiled: Compiled, cluster: str) -> list[dict[str, Any]]:
     return list(found["endpoints"])
 
 
-async def settle(call: ScriptedCall, count: int) -> None:
-    while len(call.requests) < count:
+async def settle(call: ScriptedCall, type_url: str, count: int) -> list[Any]:
+    """The requests of `type_url` sent so far, once there are `count` of them."""
+    while True:
+        sent = [r for r in call.requests if r.type_url == type_url]
+        if len(sent) >= count:
+            return sent
         await trio.sleep(0.01)
 
 
@@ -103,8 +110,21 @@ async def conversation(nursery: trio.Nursery) -> tuple[AdsClient, ScriptedCall, 
     client = AdsClient(("127.0.0.1", 15010), node_message("n", "c", {}), target, warm_timeout=15)
     call = ScriptedCall()
     nursery.start_soon(client.converse, call)
-    await settle(call, 2)  # CDS and LDS subscriptions
+    await settle(call, CLUSTER, 1)
     return client, call, target
+
+
+async def test_clusters_first_then_their_endpoints_and_the_listeners(
+    conversation: tuple[AdsClient, ScriptedCall, Target],
+) -> None:
+    _, call, _ = conversation
+    assert [r.type_url for r in call.requests] == [CLUSTER]
+    call.respond(CLUSTER, "c1", eds_cluster("backend"))
+    await settle(call, LISTENER, 1)
+    ack, subscribe, listeners = call.requests[1:]
+    assert (ack.type_url, ack.version_info, ack.response_nonce) == (CLUSTER, "c1", "n-c1")
+    assert (subscribe.type_url, list(subscribe.resource_names)) == (ENDPOINT, ["backend"])
+    assert (listeners.type_url, list(listeners.resource_names)) == (LISTENER, [])
 
 
 async def test_a_cluster_waits_for_its_endpoints_then_applies(
@@ -112,15 +132,14 @@ async def test_a_cluster_waits_for_its_endpoints_then_applies(
 ) -> None:
     client, call, target = conversation
     call.respond(CLUSTER, "c1", eds_cluster("backend"))
-    await settle(call, 4)
-    ack, subscribe = call.requests[2:]
-    assert (ack.type_url, ack.version_info, ack.response_nonce) == (CLUSTER, "c1", "n-c1")
-    assert (subscribe.type_url, list(subscribe.resource_names)) == (ENDPOINT, ["backend"])
+    await settle(call, LISTENER, 1)
+    call.respond(LISTENER, "l1")  # no listeners
+    await settle(call, LISTENER, 2)
     assert target.applied == [] and not client.initialized.is_set()  # warming
 
     call.respond(ENDPOINT, "e1", assignment("backend", 8080))
-    await settle(call, 5)
-    assert call.requests[4].version_info == "e1" and not call.requests[4].HasField("error_detail")
+    ack = (await settle(call, ENDPOINT, 2))[-1]
+    assert ack.version_info == "e1" and not ack.HasField("error_detail")
     [applied] = target.applied
     assert endpoints_of(applied, "backend") == [{"host": "127.0.0.1", "port": 8080}]
     assert client.initialized.is_set()
@@ -133,6 +152,7 @@ async def test_warming_is_bounded_by_the_initial_fetch_timeout(
     client, call, target = conversation
     start = trio.current_time()
     call.respond(CLUSTER, "c1", eds_cluster("backend"))
+    call.respond(LISTENER, "l1")
     await client.initialized.wait()  # no EDS ever comes
     assert trio.current_time() - start == pytest.approx(15, abs=0.1)
     [applied] = target.applied
@@ -146,10 +166,9 @@ async def test_what_the_translator_refuses_is_nacked_with_its_reason(
     client, call, target = conversation
     call.respond(CLUSTER, "c1", eds_cluster("backend"))
     call.respond(ENDPOINT, "e1", assignment("backend", 8080))
-    await settle(call, 5)
+    await settle(call, ENDPOINT, 2)
     call.respond(CLUSTER, "c2", eds_cluster("backend", lb_policy="CLUSTER_PROVIDED"))
-    await settle(call, 6)
-    nack = call.requests[5]
+    nack = (await settle(call, CLUSTER, 3))[-1]
     assert (nack.version_info, nack.response_nonce) == ("c1", "n-c2")
     assert (
         "Cluster[backend].lb_policy: CLUSTER_PROVIDED is not supported" in nack.error_detail.message
@@ -164,11 +183,10 @@ async def test_what_the_engine_refuses_is_nacked_and_not_kept(
     _, call, target = conversation
     call.respond(CLUSTER, "c1", eds_cluster("backend"))
     call.respond(ENDPOINT, "e1", assignment("backend", 8080))
-    await settle(call, 5)
+    await settle(call, ENDPOINT, 2)
     target.refuse = "listener x: address in use"
     call.respond(ENDPOINT, "e2", assignment("backend", 9090))
-    await settle(call, 6)
-    nack = call.requests[5]
+    nack = (await settle(call, ENDPOINT, 3))[-1]
     assert (nack.version_info, nack.response_nonce) == ("e1", "n-e2")
     assert (
         nack.error_detail.message == "the engine refused the snapshot: listener x: address in use"
@@ -176,5 +194,19 @@ async def test_what_the_engine_refuses_is_nacked_and_not_kept(
     # the next update is translated from the last accepted endpoints, not the refused ones
     target.refuse = ""
     call.respond(CLUSTER, "c2", eds_cluster("backend", connect_timeout="2s"))
-    await settle(call, 7)
+    await settle(call, CLUSTER, 3)
     assert endpoints_of(target.applied[-1], "backend") == [{"host": "127.0.0.1", "port": 8080}]
+
+
+async def test_initialized_needs_an_answer_for_listeners_too(
+    conversation: tuple[AdsClient, ScriptedCall, Target],
+) -> None:
+    client, call, target = conversation
+    call.respond(CLUSTER, "c1", eds_cluster("backend"))
+    call.respond(ENDPOINT, "e1", assignment("backend", 8080))
+    await settle(call, ENDPOINT, 2)
+    assert len(target.applied) == 1 and not client.initialized.is_set()
+    call.respond(LISTENER, "l1", {"name": "bad"})  # NACKed (no address): still an answer
+    nack = (await settle(call, LISTENER, 2))[-1]
+    assert nack.HasField("error_detail")
+    assert client.initialized.is_set()

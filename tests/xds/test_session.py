@@ -43,7 +43,9 @@ def cla(name: str, port: int) -> Any:
 
 def test_first_stream_asks_for_clusters_then_listeners_with_the_node_once() -> None:
     session = AdsSession(NODE)
-    cds, lds = session.open_stream()
+    [cds] = session.open_stream()
+    lds = session.subscribe_all(LISTENER)
+    assert lds is not None and session.subscribe_all(LISTENER) is None
     assert (cds.type_url, lds.type_url) == (CLUSTER, LISTENER)
     assert cds.node.id == "sidecar~1" and cds.node.cluster == "productpage"
     assert cds.node.metadata["NAMESPACE"] == "default"
@@ -111,6 +113,7 @@ def test_a_new_stream_resumes_from_the_versions_held_without_nonces() -> None:
     session.open_stream()
     session.accept(session.candidate(response(CLUSTER, "c7", "1", cluster_pb2.Cluster(name="a"))))
     session.subscribe(ENDPOINT, ["a"])
+    session.subscribe_all(LISTENER)
     cds, eds, lds = session.open_stream()
     assert [r.type_url for r in (cds, eds, lds)] == [CLUSTER, ENDPOINT, LISTENER]
     assert (cds.version_info, cds.response_nonce) == ("c7", "")

@@ -78,8 +78,10 @@ class AdsClient:
         self.backoff_base = backoff_base
         self.backoff_max = backoff_max
         self.connected = False
-        #: Set once a snapshot with the dynamic resources has been applied.
+        #: Set once CDS and LDS have each been answered and nothing is warming: Envoy's
+        #: end of initialization (a NACKed type counts as answered, as in Envoy).
         self.initialized = trio.Event()
+        self._answered: set[str] = set()
         self.counters: dict[str, int] = {
             f"{prefix}.{name}": 0
             for prefix in _STAT_PREFIX.values()
@@ -155,7 +157,24 @@ class AdsClient:
             self.counters[f"{prefix}.{outcome}"] += 1
 
     async def _handle(self, response: Any) -> list[Any]:
-        """One response -> the requests to send: its ACK or NACK, then new subscriptions."""
+        """One response -> the requests to send: its ACK or NACK, then new subscriptions
+        (the EDS/RDS names of what was accepted; LDS once CDS had its first answer)."""
+        type_url = str(response.type_url)
+        request, compiled = await self._judge(response)
+        self._answered.add(type_url)
+        self._check_initialized()
+        out = [request]
+        if compiled is not None and type_url in _SUBSCRIBED_BY:
+            dependent = _SUBSCRIBED_BY[type_url]
+            names = compiled.eds_names if dependent == ENDPOINT else compiled.rds_names
+            out.append(self.session.subscribe(dependent, names))
+        if type_url == CLUSTER:
+            # Envoy's order: listeners after clusters, so no route names a cluster not yet known
+            out.append(self.session.subscribe_all(LISTENER))
+        return [r for r in out if r is not None]
+
+    async def _judge(self, response: Any) -> tuple[Any, Compiled | None]:
+        """The ACK and the accepted snapshot, or the NACK and None."""
         type_url = str(response.type_url)
         kind = short_type(type_url)
         self._count(type_url, "update_attempt")
@@ -163,13 +182,13 @@ class AdsClient:
             candidate = self.session.candidate(response)
             compiled = await self.target.translate(self.session.dynamic(candidate))
         except (ValueError, ConfigError) as exc:  # ConfigError is a ValueError too
-            return [self._reject(type_url, kind, response.version_info, str(exc))]
+            return self._reject(type_url, kind, response.version_info, str(exc)), None
         if not compiled.warming:
             try:
                 await self._apply(compiled)
             except ValueError as exc:
                 reason = f"the engine refused the snapshot: {exc}"
-                return [self._reject(type_url, kind, response.version_info, reason)]
+                return self._reject(type_url, kind, response.version_info, reason), None
         else:
             if self._warming is None:
                 self._warm_deadline = trio.current_time() + self.warm_timeout
@@ -177,14 +196,7 @@ class AdsClient:
         self._count(type_url, "update_success")
         log.info("%s version %s accepted", kind, candidate.version)
         self.rejected.pop(kind, None)
-        out = [self.session.accept(candidate)]
-        names = {ENDPOINT: compiled.eds_names, ROUTE: compiled.rds_names}
-        if type_url in _SUBSCRIBED_BY:
-            dependent = _SUBSCRIBED_BY[type_url]
-            subscribe = self.session.subscribe(dependent, names[dependent])
-            if subscribe is not None:
-                out.append(subscribe)
-        return out
+        return self.session.accept(candidate), compiled
 
     def _reject(self, type_url: str, kind: str, version: str, reason: str) -> Any:
         self._count(type_url, "update_rejected")
@@ -195,7 +207,10 @@ class AdsClient:
     async def _apply(self, compiled: Compiled) -> None:
         self._warming, self._warm_deadline = None, float("inf")
         await self.target.apply(compiled)
-        self.initialized.set()
+
+    def _check_initialized(self) -> None:
+        if self._warming is None and self._answered >= {CLUSTER, LISTENER}:
+            self.initialized.set()
 
     async def _warm_timed_out(self) -> None:
         compiled = self._warming
@@ -209,3 +224,4 @@ class AdsClient:
             await self._apply(compiled)
         except ValueError as exc:
             log.error("the engine refused the snapshot: %s", exc)
+        self._check_initialized()

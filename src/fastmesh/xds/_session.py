@@ -28,7 +28,6 @@ __all__ = ["AdsSession", "Candidate", "Subscription", "node_message"]
 
 #: gRPC status INVALID_ARGUMENT: the code of every NACK (as Envoy's).
 _INVALID_ARGUMENT = 3
-_WILDCARD = (CLUSTER, LISTENER)
 
 
 @dataclass
@@ -68,7 +67,8 @@ class AdsSession:
 
     def __init__(self, node: Any) -> None:
         self.node = node
-        self.subscriptions: dict[str, Subscription] = {t: Subscription(t) for t in _WILDCARD}
+        # CDS first; LDS joins once clusters are known (`subscribe_all`), as in Envoy.
+        self.subscriptions: dict[str, Subscription] = {CLUSTER: Subscription(CLUSTER)}
         self._node_sent = False
 
     def open_stream(self) -> list[Any]:
@@ -113,6 +113,13 @@ class AdsSession:
         request.error_detail.code = _INVALID_ARGUMENT
         request.error_detail.message = reason
         return request
+
+    def subscribe_all(self, type_url: str) -> Any | None:
+        """A wildcard subscription to `type_url` (LDS); the request, or None if there is one."""
+        if type_url in self.subscriptions:
+            return None
+        sub = self.subscriptions[type_url] = Subscription(type_url)
+        return self._request(sub, "")
 
     def subscribe(self, type_url: str, names: Iterable[str]) -> Any | None:
         """Ask for exactly `names` of an EDS/RDS type; the request, or None if unchanged.
