@@ -47,6 +47,8 @@ class GrpcCall:
         self._id = 0
         self._lock = trio.Lock()
         self._window = trio.Event()
+        #: Why the call ended, once it has (a sender waiting for window must not hang).
+        self._ended: CallEnded | None = None
         self._decoder = MessageDecoder()
         self._inbox, self._messages = trio.open_memory_channel[bytes | CallEnded](math.inf)
 
@@ -73,17 +75,23 @@ class GrpcCall:
         await self._flush()
 
     async def send(self, message: bytes) -> None:
-        """One whole message, in as many DATA frames as flow control allows."""
+        """One whole message, in as many DATA frames as flow control allows; raises
+        CallEnded if the call or the connection is gone."""
         data = memoryview(encode_message(message))
-        while data:
-            window = self._h2.local_flow_control_window(self._id)
-            size = min(window, self._h2.max_outbound_frame_size, len(data))
-            if size <= 0:
-                await self._window.wait()
-                continue
-            self._h2.send_data(self._id, bytes(data[:size]))
-            data = data[size:]
-            await self._flush()
+        try:
+            while data:
+                if self._ended is not None:
+                    raise self._ended
+                window = self._h2.local_flow_control_window(self._id)
+                size = min(window, self._h2.max_outbound_frame_size, len(data))
+                if size <= 0:
+                    await self._window.wait()
+                    continue
+                self._h2.send_data(self._id, bytes(data[:size]))
+                data = data[size:]
+                await self._flush()
+        except (h2.exceptions.ProtocolError, trio.BrokenResourceError, OSError) as exc:
+            raise CallEnded(f"cannot send: {exc}") from None
 
     async def receive(self) -> bytes:
         item = await self._messages.receive()
@@ -102,7 +110,8 @@ class GrpcCall:
                     break
                 done = None
                 for event in self._h2.receive_data(data):
-                    done = self._on_event(event) or done
+                    reason = self._on_event(event)
+                    done = done or reason  # the first reason (trailers before StreamEnded)
                 await self._flush()
                 if done is not None:
                     ended = done
@@ -111,6 +120,8 @@ class GrpcCall:
             ended = CallEnded(f"the connection broke: {exc}")
         except (h2.exceptions.ProtocolError, FrameError) as exc:
             ended = CallEnded(f"protocol error: {exc}")
+        self._ended = ended
+        self._window.set()
         self._inbox.send_nowait(ended)
 
     def _on_event(self, event: h2.events.Event) -> CallEnded | None:

@@ -34,7 +34,8 @@ __all__ = ["ADS_PATH", "AdsClient", "Call", "ConfigTarget"]
 log = logging.getLogger("fastmesh.proxy.xds")
 
 ADS_PATH = "/envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggregatedResources"
-#: Envoy's stat prefix per type; EDS and RDS updates are counted with the type that named them.
+#: Envoy's stat prefix per type. EDS and RDS updates are not counted (Envoy counts them per
+#: cluster and per route configuration).
 _STAT_PREFIX = {CLUSTER: "cluster_manager.cds", LISTENER: "listener_manager.lds"}
 _SUBSCRIBED_BY = {CLUSTER: ENDPOINT, LISTENER: ROUTE}
 
@@ -127,6 +128,8 @@ class AdsClient:
                     await self.converse(call)
             except* (OSError, CallEnded, DecodeError) as group:
                 log.warning("ADS stream to %s:%d: %s", host, port, group.exceptions[0])
+            except* Exception:  # a bug must cost one stream, never the proxy
+                log.exception("ADS stream to %s:%d failed", host, port)
             finally:
                 self.connected = False
             self._failures += 1
