@@ -53,5 +53,5 @@ class DynamicConfig:
         return loaded.compiled
 
     async def apply(self, compiled: Compiled) -> None:
-        await self.server.apply(LoadedConfig(compiled))
-        log.info("applied xDS snapshot version %s", compiled.version)
+        if await self.server.apply(LoadedConfig(compiled)):
+            log.info("applied xDS snapshot version %s", compiled.version)

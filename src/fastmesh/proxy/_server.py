@@ -150,14 +150,15 @@ class ProxyServer:
         log.info("shutting down: %s", reason)
         self._begin_exit(signal.SIGTERM)
 
-    async def apply(self, loaded: LoadedConfig) -> None:
-        """Swap the engine to `loaded` unless it is the running version; raises ValueError
-        (the engine's ConfigError) when the engine refuses it."""
+    async def apply(self, loaded: LoadedConfig) -> bool:
+        """Swap the engine to `loaded`; False if it is the running version already. Raises
+        ValueError (the engine's ConfigError) when the engine refuses it."""
         async with self._apply_lock:
             if self.config is not None and loaded.version == self.config.version:
-                return
+                return False
             await trio.to_thread.run_sync(self.engine.apply, loaded.snapshot_json())
             self.config = loaded
+            return True
 
     # --- lifecycle -----------------------------------------------------------------------
 
