@@ -20,14 +20,12 @@ from envoy.config.core.v3 import base_pb2
 from envoy.service.discovery.v3 import discovery_pb2
 from google.protobuf import struct_pb2
 
+from fastmesh._grpc import Status
 from fastmesh.config._xds import DynamicResources
 
 from ._resources import CLUSTER, ENDPOINT, LISTENER, ROUTE, TYPE_ORDER, decode
 
 __all__ = ["AdsSession", "Candidate", "Subscription", "node_message"]
-
-#: gRPC status INVALID_ARGUMENT: the code of every NACK (as Envoy's).
-_INVALID_ARGUMENT = 3
 
 
 @dataclass
@@ -110,7 +108,7 @@ class AdsSession:
         """The NACK of the last response of `type_url`: the previous version stays."""
         sub = self.subscriptions[type_url]
         request = self._request(sub, sub.version)
-        request.error_detail.code = _INVALID_ARGUMENT
+        request.error_detail.code = Status.INVALID_ARGUMENT  # as Envoy's NACKs
         request.error_detail.message = reason
         return request
 
