@@ -328,9 +328,8 @@ def translate_bootstrap(
         get_list(issues, static, "clusters", "static_resources"), "static_resources.clusters"
     )
     n_static = len(clusters)
-    xds = XdsLookup() if "dynamic_resources" in doc else None
+    xds = XdsLookup(dynamic or DynamicResources()) if "dynamic_resources" in doc else None
     if xds is not None and dynamic is not None:
-        xds.assignments, xds.route_configs = dynamic.assignments, dynamic.route_configs
         listeners = [*listeners, *_named(dynamic.listeners, "Listener")]
         clusters = [*clusters, *_named(dynamic.clusters, "Cluster")]
     with _gc_paused():

@@ -66,12 +66,10 @@ class DynamicResources:
 
 @dataclass
 class XdsLookup:
-    """The EDS and RDS resources received so far, by name; notes every name asked for."""
+    """Looks EDS and RDS resources up by name for the clusters and listeners that name
+    them, noting every name asked for."""
 
-    #: `ClusterLoadAssignment`s by `cluster_name`.
-    assignments: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
-    #: `RouteConfiguration`s by `name`.
-    route_configs: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    received: DynamicResources = field(default_factory=DynamicResources)
     #: EDS names the clusters use (the EDS subscription).
     endpoint_names: set[str] = field(default_factory=set)
     #: RDS names the listeners use (the RDS subscription).
@@ -80,8 +78,8 @@ class XdsLookup:
     @property
     def missing(self) -> list[str]:
         """Resources named but not received: the snapshot is still warming while non-empty."""
-        endpoints = sorted(self.endpoint_names.difference(self.assignments))
-        routes = sorted(self.route_names.difference(self.route_configs))
+        endpoints = sorted(self.endpoint_names.difference(self.received.assignments))
+        routes = sorted(self.route_names.difference(self.received.route_configs))
         return [
             *(f"ClusterLoadAssignment {n}" for n in endpoints),
             *(f"RouteConfiguration {n}" for n in routes),
@@ -174,7 +172,7 @@ def eds_assignment(
     if name is None:
         return None
     xds.endpoint_names.add(name)
-    cla = xds.assignments.get(name)
+    cla = xds.received.assignments.get(name)
     if cla is None:
         return None
     cla_path = f"ClusterLoadAssignment[{name}]"
@@ -199,7 +197,7 @@ def rds_route_config(
     if name is None:
         return None
     xds.route_names.add(name)
-    rc = xds.route_configs.get(name)
+    rc = xds.received.route_configs.get(name)
     if rc is None:
         return {"name": name}, p
     return {k: v for k, v in rc.items() if k != _VALIDATE_CLUSTERS}, f"RouteConfiguration[{name}]"
