@@ -15,9 +15,8 @@ from envoy.config.listener.v3 import listener_pb2
 from envoy.service.discovery.v3 import discovery_pb2
 from google.protobuf import any_pb2, json_format
 
-from fastmesh.config import translate_bootstrap
+from fastmesh.config import DynamicResources, translate_bootstrap
 from fastmesh.config._compile import Compiled, compile_bootstrap
-from fastmesh.config._xds import DynamicResources
 from fastmesh.xds import AdsClient, node_message
 from fastmesh.xds._resources import CLUSTER, ENDPOINT, LISTENER
 from tests.controlplane.harness import ads_bootstrap

@@ -8,8 +8,7 @@ from typing import Any
 
 import pytest
 
-from fastmesh.config import ConfigError, translate_bootstrap
-from fastmesh.config._xds import DynamicResources
+from fastmesh.config import ConfigError, DynamicResources, translate_bootstrap
 from tests.controlplane.harness import ads_bootstrap
 
 BOOTSTRAP = ads_bootstrap(admin_port=9901, xds_port=15010, node_id="sidecar~1~a.default~x")

@@ -33,6 +33,7 @@ from ._xds import AdsSource, DynamicResources, XdsLookup, ads_source
 
 __all__ = [
     "Bootstrap",
+    "DynamicResources",
     "load_bootstrap",
     "load_bootstrap_document",
     "parse_document",
