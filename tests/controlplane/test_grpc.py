@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from fastmesh.controlplane._grpc import (
+from fastmesh._grpc import (
     FrameError,
     MessageDecoder,
     Status,

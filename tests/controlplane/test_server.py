@@ -183,7 +183,7 @@ async def raw_call(port: int, path: str, body: bytes) -> RawCall:
 
 
 def framed(message: Any) -> bytes:
-    from fastmesh.controlplane._grpc import encode_message
+    from fastmesh._grpc import encode_message
 
     return encode_message(message.SerializeToString())
 

@@ -122,8 +122,8 @@ class TestErrorFormat:
 
 class TestUnknownFields:
     def test_top_level(self) -> None:
-        path, message = only_problem(bootstrap(dynamic_resources={"lds_config": {}}))
-        assert path == "dynamic_resources"
+        path, message = only_problem(bootstrap(cluster_manager={}))
+        assert path == "cluster_manager"
         assert message.startswith(NOT_SUPPORTED)
 
     def test_camel_case_gets_a_hint(self) -> None:
@@ -499,14 +499,13 @@ class TestFiltersAndTypes:
             "envoy.filters.network.tcp_proxy",
         }
 
-    def test_rds_instead_of_route_config(self) -> None:
+    def test_rds_needs_dynamic_resources(self) -> None:
         typed = hcm(rds={"route_config_name": "r"})
         del typed["route_config"]
         found = problems(bootstrap([listener(typed)]))
-        assert found.pop(f"{HCM}.rds").startswith(NOT_SUPPORTED)
         assert found == {
-            f"{HCM}.route_config": "required field is missing "
-            "(an inline route_config; rds is not supported yet)",
+            f"{HCM}.rds": "rds needs dynamic_resources.ads_config in the bootstrap",
+            f"{HCM}.rds.config_source": "required field is missing",
         }
 
     def test_several_filter_chains_or_filters(self) -> None:
@@ -528,9 +527,11 @@ class TestFiltersAndTypes:
         }
 
     def test_cluster_enums(self) -> None:
-        found = problems(bootstrap(clusters=[cluster(type="EDS", dns_lookup_family="V6_ONLY")]))
+        found = problems(
+            bootstrap(clusters=[cluster(type="ORIGINAL_DST", dns_lookup_family="V6_ONLY")])
+        )
         assert found == {
-            "static_resources.clusters[0].type": f"EDS is {NOT_SUPPORTED}",
+            "static_resources.clusters[0].type": f"ORIGINAL_DST is {NOT_SUPPORTED}",
             "static_resources.clusters[0].dns_lookup_family": f"V6_ONLY is {NOT_SUPPORTED}",
         }
         assert only_problem(bootstrap(clusters=[cluster(lb_policy="CLUSTER_PROVIDED")])) == (
@@ -645,7 +646,7 @@ def test_config_error_survives_pickling() -> None:
 def test_xds_resource_errors_name_the_resource() -> None:
     lst = listener(hcm([vhost(routes=[route("missing")])]))
     lst["@type"] = "type.googleapis.com/envoy.config.listener.v3.Listener"
-    bad = cluster("backend", type="EDS")
+    bad = cluster("backend", type="ORIGINAL_DST")
     bad["@type"] = "type.googleapis.com/envoy.api.v2.Cluster"
     with pytest.raises(ConfigError) as info:
         translate_resources([lst], [bad], source="xds:lds+cds", version="3")
@@ -655,7 +656,7 @@ def test_xds_resource_errors_name_the_resource() -> None:
             'expected "type.googleapis.com/envoy.config.cluster.v3.Cluster", '
             "got 'type.googleapis.com/envoy.api.v2.Cluster'",
         ),
-        ("clusters[0].type", f"EDS is {NOT_SUPPORTED}"),
+        ("clusters[0].type", f"ORIGINAL_DST is {NOT_SUPPORTED}"),
         (
             "listeners[0].filter_chains[0].filters[0].typed_config.route_config"
             ".virtual_hosts[0].routes[0].route.cluster",

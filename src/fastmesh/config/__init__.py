@@ -17,6 +17,7 @@ from ._errors import ConfigError, Problem
 if TYPE_CHECKING:
     from ._bootstrap import (
         Bootstrap,
+        DynamicResources,
         load_bootstrap,
         parse_document,
         snapshot_json,
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
 __all__ = [
     "Bootstrap",
     "ConfigError",
+    "DynamicResources",
     "Problem",
     "load_bootstrap",
     "parse_document",

@@ -7,7 +7,7 @@ import hashlib
 import json
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
@@ -32,9 +32,11 @@ from ._routes import ClusterRefs
 from ._sources import Sources
 from ._stamp import Stamp
 from ._tls import translate_secrets
+from ._xds import AdsSource, DynamicResources, XdsLookup, ads_source
 
 __all__ = [
     "Bootstrap",
+    "DynamicResources",
     "load_bootstrap",
     "load_bootstrap_document",
     "parse_document",
@@ -52,6 +54,7 @@ _BOOTSTRAP: Final = frozenset(
         "stats_flush_interval",
         "overload_manager",
         "stats_config",
+        "dynamic_resources",
     }
 )
 _NODE: Final = frozenset({"id", "cluster", "metadata"})
@@ -86,6 +89,13 @@ class Bootstrap:
     node_metadata: Mapping[str, Any] = field(default_factory=dict)
     #: `admin.address.socket_address` as (ip, port); None = no admin listener.
     admin_address: tuple[str, int] | None = None
+    #: `dynamic_resources`: the ADS server; None = a static bootstrap.
+    ads: AdsSource | None = None
+    #: EDS and RDS resource names the dynamic clusters and listeners use (subscriptions).
+    eds_names: tuple[str, ...] = ()
+    rds_names: tuple[str, ...] = ()
+    #: Named EDS/RDS resources not received yet: translated empty, the snapshot is warming.
+    warming: tuple[str, ...] = ()
 
     def snapshot_json(self) -> str:
         """The snapshot as JSON for `Engine.apply`."""
@@ -156,8 +166,13 @@ def load_bootstrap(path: str | Path) -> Bootstrap:
     return load_bootstrap_document(path)[0]
 
 
-def load_bootstrap_document(path: str | Path) -> tuple[Bootstrap, Mapping[str, Any]]:
-    """`load_bootstrap`, also returning the document as parsed (for `/config_dump`)."""
+def load_bootstrap_document(
+    path: str | Path, dynamic: DynamicResources | None = None
+) -> tuple[Bootstrap, Mapping[str, Any]]:
+    """`load_bootstrap`, also returning the document as parsed (for `/config_dump`).
+
+    `dynamic`: the resources ADS delivered (see `translate_bootstrap`).
+    """
     source = str(path)
     try:
         raw = Path(path).read_bytes()
@@ -173,8 +188,11 @@ def load_bootstrap_document(path: str | Path) -> tuple[Bootstrap, Mapping[str, A
         raise ConfigError(source, [Problem("", "the file is empty")])
     if not isinstance(doc, Mapping):
         raise ConfigError(source, [Problem("", "expected a mapping at the top level")])
-    version = hashlib.sha256(raw).hexdigest()[:12]
-    return translate_bootstrap(doc, source, version=version), doc
+    digest = hashlib.sha256(raw)
+    if dynamic is not None:
+        digest.update(json.dumps(asdict(dynamic), sort_keys=True, default=str).encode())
+    version = digest.hexdigest()[:12]
+    return translate_bootstrap(doc, source, version=version, dynamic=dynamic), doc
 
 
 def _node(issues: Issues, doc: Doc) -> tuple[str, str, Mapping[str, Any]]:
@@ -234,22 +252,32 @@ def _no_op_sections(issues: Issues, doc: Doc) -> None:
         get_map(issues, layer, "admin_layer", p, frozenset())
 
 
+#: (path, document) of each listener or cluster to translate.
+Located = Sequence[tuple[str, object]]
+
+
+def _indexed(docs: Sequence[object], path: str) -> Located:
+    return [(item(path, i), raw) for i, raw in enumerate(docs)]
+
+
+def _named(docs: Mapping[str, object], kind: str) -> Located:
+    return [(f"{kind}[{name}]", raw) for name, raw in sorted(docs.items())]
+
+
 def _assemble(
     issues: Issues,
-    listeners: Sequence[object],
-    lpath: str,
-    clusters: Sequence[object],
-    cpath: str,
+    listeners: Located,
+    clusters: Located,
     version: str,
     sources: Sources,
+    xds: XdsLookup | None = None,
 ) -> dict[str, Any]:
     refs: ClusterRefs = []
     out_listeners: list[dict[str, Any]] = []
     names: dict[str, str] = {}
     addresses: dict[str, str] = {}
-    for i, raw in enumerate(listeners):
-        p = item(lpath, i)
-        lst = translate_listener(issues, raw, p, i, refs, sources)
+    for i, (p, raw) in enumerate(listeners):
+        lst = translate_listener(issues, raw, p, i, refs, sources, xds)
         if lst is None:
             continue
         first = names.setdefault(lst["name"], p)
@@ -262,9 +290,8 @@ def _assemble(
         out_listeners.append(lst)
     out_clusters: list[dict[str, Any]] = []
     cluster_names: dict[str, str] = {}
-    for i, raw in enumerate(clusters):
-        p = item(cpath, i)
-        c = translate_cluster(issues, raw, p, sources)
+    for p, raw in clusters:
+        c = translate_cluster(issues, raw, p, sources, xds)
         if c is None:
             continue
         first = cluster_names.setdefault(c["name"], p)
@@ -278,12 +305,19 @@ def _assemble(
 
 
 def translate_bootstrap(
-    doc: Mapping[str, Any], source: str, *, version: str | None = None
+    doc: Mapping[str, Any],
+    source: str,
+    *,
+    version: str | None = None,
+    dynamic: DynamicResources | None = None,
 ) -> Bootstrap:
     """A decoded Envoy v3 bootstrap -> `Bootstrap`.
 
     `source` names the document in errors (usually its file path). `version` defaults
-    to a hash of the document. Raises ConfigError listing every problem found.
+    to a hash of the document. With `dynamic_resources`, `dynamic` is what ADS delivered
+    so far: its listeners and clusters join the static ones in the one snapshot (their
+    errors read `Listener[name]...`, `Cluster[name]...`). Raises ConfigError listing every
+    problem found.
     """
     issues = Issues(source)
     top = obj(issues, doc, "", _BOOTSTRAP)
@@ -299,16 +333,23 @@ def translate_bootstrap(
     sources = Sources()
     secrets = get_list(issues, static, "secrets", "static_resources")
     translate_secrets(issues, list(secrets), "static_resources.secrets", sources)
+    listeners = _indexed(
+        get_list(issues, static, "listeners", "static_resources"), "static_resources.listeners"
+    )
+    clusters = _indexed(
+        get_list(issues, static, "clusters", "static_resources"), "static_resources.clusters"
+    )
+    n_static = len(clusters)
+    xds = XdsLookup(dynamic or DynamicResources()) if "dynamic_resources" in doc else None
+    if xds is not None and dynamic is not None:
+        listeners = [*listeners, *_named(dynamic.listeners, "Listener")]
+        clusters = [*clusters, *_named(dynamic.clusters, "Cluster")]
     with _gc_paused():
-        snapshot = _assemble(
-            issues,
-            get_list(issues, static, "listeners", "static_resources"),
-            "static_resources.listeners",
-            get_list(issues, static, "clusters", "static_resources"),
-            "static_resources.clusters",
-            version,
-            sources,
-        )
+        snapshot = _assemble(issues, listeners, clusters, version, sources, xds)
+    ads = None
+    if xds is not None:
+        static_clusters = {c["name"]: c for c in snapshot["clusters"][:n_static]}
+        ads = ads_source(issues, doc, static_clusters)
     if issues.problems:
         raise ConfigError(source, issues.problems, files=sources.stamps)
     version = sources.version(version)  # a rotated certificate is a new version
@@ -322,6 +363,10 @@ def translate_bootstrap(
         node_cluster=node_cluster,
         node_metadata=node_metadata,
         admin_address=admin,
+        ads=ads,
+        eds_names=tuple(sorted(xds.endpoint_names)) if xds else (),
+        rds_names=tuple(sorted(xds.route_names)) if xds else (),
+        warming=tuple(xds.missing) if xds else (),
     )
 
 
@@ -341,7 +386,11 @@ def translate_resources(
     issues = Issues(source)
     with _gc_paused():
         snapshot = _assemble(
-            issues, listeners, "listeners", clusters, "clusters", version, Sources()
+            issues,
+            _indexed(listeners, "listeners"),
+            _indexed(clusters, "clusters"),
+            version,
+            Sources(),
         )
     issues.raise_if_any()
     return snapshot

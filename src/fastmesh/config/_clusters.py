@@ -22,6 +22,7 @@ from ._fields import (
 from ._resilience import circuit_breakers, health_checks, outlier_detection
 from ._sources import Sources
 from ._tls import upstream_tls
+from ._xds import XdsLookup, eds_assignment
 
 __all__ = ["translate_cluster"]
 
@@ -36,6 +37,7 @@ _CLUSTER: Final = frozenset(
         "connect_timeout",
         "lb_policy",
         "load_assignment",
+        "eds_cluster_config",
         "dns_refresh_rate",
         "dns_lookup_family",
         "typed_extension_protocol_options",
@@ -54,7 +56,12 @@ _HTTP_OPTIONS: Final = frozenset({"@type", "explicit_http_config", "common_http_
 _EXPLICIT: Final = frozenset({"http_protocol_options", "http2_protocol_options"})
 _COMMON: Final = frozenset({"idle_timeout"})
 
-_TYPES: Final = {"STATIC": "static", "STRICT_DNS": "strict_dns", "LOGICAL_DNS": "logical_dns"}
+_TYPES: Final = {
+    "STATIC": "static",
+    "STRICT_DNS": "strict_dns",
+    "LOGICAL_DNS": "logical_dns",
+    "EDS": "eds",  # endpoints from a ClusterLoadAssignment; static to the engine
+}
 _LB_REJECTED: Final = dict.fromkeys(
     ("CLUSTER_PROVIDED", "LOAD_BALANCING_POLICY_CONFIG"), NOT_SUPPORTED
 )
@@ -159,17 +166,23 @@ def _lb_configs(issues: Issues, c: Doc, path: str, lb_policy: str, out: dict[str
 
 
 def translate_cluster(
-    issues: Issues, raw: object, path: str, sources: Sources
+    issues: Issues, raw: object, path: str, sources: Sources, xds: XdsLookup | None = None
 ) -> dict[str, Any] | None:
-    """An Envoy `Cluster` at `path` -> native `Cluster`; None if it has problems."""
+    """An Envoy `Cluster` at `path` -> native `Cluster`; None if it has problems.
+
+    `sources` reads the certificate files and secrets a TLS context names; `xds` holds
+    the EDS resources a `type: EDS` cluster takes its endpoints from.
+    """
     c = obj(issues, raw, path, _CLUSTER)
     if c is None:
         return None
     if "@type" in c and c["@type"] != CLUSTER_TYPE:
         issues.add(at(path, "@type"), f'expected "{CLUSTER_TYPE}", got {c["@type"]!r}')
     name = get_str(issues, c, "name", path, required=True, non_empty=True)
-    rejected = {t: NOT_SUPPORTED for t in ("EDS", "ORIGINAL_DST")}
+    rejected = {"ORIGINAL_DST": NOT_SUPPORTED}
     discovery = get_enum(issues, c, "type", path, _TYPES, "static", rejected=rejected)
+    if "eds_cluster_config" in c and discovery != "eds":
+        issues.add(at(path, "eds_cluster_config"), "only applies with type: EDS")
     out: dict[str, Any] = {
         "name": name,
         "discovery": discovery,
@@ -196,9 +209,14 @@ def translate_cluster(
     if refresh is not None:
         out["dns_refresh_ms"] = refresh
     endpoints: list[dict[str, Any]] = []
-    la = get_map(issues, c, "load_assignment", path, _LOAD_ASSIGNMENT)
-    if la is not None:
+    if discovery == "eds":
+        discovery = out["discovery"] = "static"
+        found = eds_assignment(issues, c, path, name, xds)
+        la, lap = found if found is not None else (None, "")
+    else:
+        la = get_map(issues, c, "load_assignment", path, _LOAD_ASSIGNMENT)
         lap = at(path, "load_assignment")
+    if la is not None:
         get_str(issues, la, "cluster_name", lap)
         endpoints = _speedups.translate_endpoints(issues, la, lap, discovery)
     if discovery == "logical_dns" and len(endpoints) != 1 and la is not None:

@@ -19,12 +19,13 @@ on a crash (traceback on stderr).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import sys
 import zlib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -33,11 +34,13 @@ from ._stamp import Stamp
 
 if TYPE_CHECKING:
     from ._bootstrap import Bootstrap
+    from ._xds import DynamicResources
 
 __all__ = [
     "EXIT_CONFIG_ERROR",
     "Compiled",
     "compile_bootstrap",
+    "compile_document",
     "compile_file",
     "decode",
     "encode",
@@ -70,6 +73,12 @@ class Compiled:
     node_cluster: str = ""
     node_metadata: Mapping[str, Any] = field(default_factory=dict)
     admin_address: tuple[str, int] | None = None
+    #: `dynamic_resources`: the ADS server's (ip, port); None = a static bootstrap.
+    ads_address: tuple[str, int] | None = None
+    #: EDS / RDS names the dynamic resources use, and those not received yet (warming).
+    eds_names: tuple[str, ...] = ()
+    rds_names: tuple[str, ...] = ()
+    warming: tuple[str, ...] = ()
     #: Files the config references -> their stamps when read (see `Bootstrap.files`).
     files: Mapping[str, Stamp | None] = field(default_factory=dict)
 
@@ -112,19 +121,37 @@ def compile_bootstrap(bootstrap: Bootstrap, document: Mapping[str, Any]) -> Comp
         node_cluster=bootstrap.node_cluster,
         node_metadata=dict(bootstrap.node_metadata),
         admin_address=bootstrap.admin_address,
+        ads_address=bootstrap.ads.address if bootstrap.ads is not None else None,
+        eds_names=bootstrap.eds_names,
+        rds_names=bootstrap.rds_names,
+        warming=bootstrap.warming,
         files=dict(bootstrap.files),
     )
 
 
-def compile_file(path: str | Path) -> Compiled:
-    """Read and translate an Envoy bootstrap file (YAML or JSON).
+def compile_file(path: str | Path, dynamic: DynamicResources | None = None) -> Compiled:
+    """Read and translate an Envoy bootstrap file (YAML or JSON), plus what ADS delivered.
 
     Raises `ConfigError` listing every problem (file, field path, what was expected),
     including an unreadable file.
     """
     from ._bootstrap import load_bootstrap_document
 
-    bootstrap, document = load_bootstrap_document(path)
+    bootstrap, document = load_bootstrap_document(path, dynamic)
+    return compile_bootstrap(bootstrap, document)
+
+
+def compile_document(
+    source: str, document: Mapping[str, Any], dynamic: DynamicResources
+) -> Compiled:
+    """A bootstrap already parsed (as the proxy last loaded it) plus what ADS delivered.
+
+    The version hashes both, so equal inputs give equal versions."""
+    from ._bootstrap import translate_bootstrap
+
+    canon = json.dumps([document, asdict(dynamic)], sort_keys=True, default=str)
+    version = hashlib.sha256(canon.encode()).hexdigest()[:12]
+    bootstrap = translate_bootstrap(document, source, version=version, dynamic=dynamic)
     return compile_bootstrap(bootstrap, document)
 
 
@@ -138,6 +165,10 @@ def encode(compiled: Compiled) -> bytes:
         "node_metadata": compiled.node_metadata,
         "admin_address": compiled.admin_address,
         "document_node_json": compiled.document_node_json,
+        "ads_address": compiled.ads_address,
+        "eds_names": compiled.eds_names,
+        "rds_names": compiled.rds_names,
+        "warming": compiled.warming,
         "files": _files_json(compiled.files),
     }
     snapshot = zlib.compress(compiled.snapshot_json.encode(), 1)
@@ -179,6 +210,7 @@ def decode(out: bytes, returncode: int) -> Compiled:
         raise ValueError(f"truncated output: {len(out)} bytes")
     view = memoryview(out)
     admin = meta["admin_address"]
+    ads = meta["ads_address"]
     return Compiled(
         source=meta["source"],
         version=meta["version"],
@@ -189,18 +221,36 @@ def decode(out: bytes, returncode: int) -> Compiled:
         node_metadata=meta["node_metadata"],
         admin_address=(admin[0], int(admin[1])) if admin else None,
         document_node_json=meta["document_node_json"],
+        ads_address=(ads[0], int(ads[1])) if ads else None,
+        eds_names=tuple(meta["eds_names"]),
+        rds_names=tuple(meta["rds_names"]),
+        warming=tuple(meta["warming"]),
         files=_files(meta["files"]),
     )
 
 
+def _compile_xds(source: str, payload: Mapping[str, Any]) -> Compiled:
+    """`--xds`: stdin is `{"dynamic": DynamicResources fields, "document"?: bootstrap}`;
+    without "document", the file `source` is read."""
+    from ._xds import DynamicResources
+
+    dynamic = DynamicResources(**payload["dynamic"])
+    if "document" in payload:
+        return compile_document(source, payload["document"], dynamic)
+    return compile_file(source, dynamic)
+
+
 def main(argv: list[str] | None = None) -> int:
-    """The child: `python -m fastmesh.config FILE`; writes `encode(...)` to stdout."""
+    """The child: `python -m fastmesh.config FILE [--xds]`; writes `encode(...)` to stdout."""
     args = sys.argv[1:] if argv is None else argv
-    if len(args) != 1:
-        print("usage: python -m fastmesh.config FILE", file=sys.stderr)
+    if len(args) not in (1, 2) or args[1:] not in ([], ["--xds"]):
+        print("usage: python -m fastmesh.config FILE [--xds < input.json]", file=sys.stderr)
         return 2
     try:
-        out = encode(compile_file(args[0]))
+        if len(args) == 2:
+            out = encode(_compile_xds(args[0], json.load(sys.stdin)))
+        else:
+            out = encode(compile_file(args[0]))
     except ConfigError as exc:
         sys.stdout.buffer.write(encode_error(exc))
         return EXIT_CONFIG_ERROR

@@ -3,7 +3,7 @@ TLS or Istio's permissive TLS-or-plaintext chain pair) -> native listener."""
 
 from __future__ import annotations
 
-from typing import Any, Final
+from typing import Any, Final, cast
 
 from . import _speedups
 from ._address import host_port, socket_address
@@ -28,6 +28,7 @@ from ._rbac import NETWORK_RBAC_FIELDS, NETWORK_RBAC_NAME, NETWORK_RBAC_TYPE, ne
 from ._routes import ClusterRefs
 from ._sources import Sources
 from ._tls import downstream_tls
+from ._xds import XdsLookup, rds_route_config
 
 __all__ = ["HCM_NAME", "TCP_PROXY_NAME", "translate_listener"]
 
@@ -42,7 +43,11 @@ LISTENER_TYPE: Final = "type.googleapis.com/envoy.config.listener.v3.Listener"
 TLS_INSPECTOR_NAME: Final = "envoy.filters.listener.tls_inspector"
 TLS_INSPECTOR_TYPE: Final = "envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector"
 
-_LISTENER: Final = frozenset({"name", "address", "filter_chains", "listener_filters", "@type"})
+_LISTENER: Final = frozenset(
+    {"name", "address", "filter_chains", "listener_filters", "@type", "traffic_direction"}
+)
+# Informational in Envoy (stats and tracing); accepted and ignored.
+_DIRECTIONS: Final = {"UNSPECIFIED": "", "INBOUND": "", "OUTBOUND": ""}
 _LISTENER_FILTER: Final = frozenset({"name", "typed_config"})
 _CHAIN: Final = frozenset({"filters", "name", "transport_socket", "filter_chain_match"})
 _CHAIN_MATCH: Final = frozenset({"transport_protocol"})
@@ -53,6 +58,7 @@ _HCM: Final = frozenset(
         "stat_prefix",
         "codec_type",
         "route_config",
+        "rds",
         "http_filters",
         "server_name",
         "common_http_protocol_options",
@@ -80,7 +86,9 @@ _CODECS: Final = {"AUTO": "auto", "HTTP1": "http1", "HTTP2": "http2"}
 _U32_MAX: Final = 2**32 - 1
 
 
-def _hcm(issues: Issues, cfg: Doc, path: str, refs: ClusterRefs) -> dict[str, Any] | None:
+def _hcm(
+    issues: Issues, cfg: Doc, path: str, refs: ClusterRefs, xds: XdsLookup | None
+) -> dict[str, Any] | None:
     stat_prefix = get_str(issues, cfg, "stat_prefix", path, required=True, non_empty=True)
     out: dict[str, Any] = {
         "type": "http",
@@ -125,15 +133,19 @@ def _hcm(issues: Issues, cfg: Doc, path: str, refs: ClusterRefs) -> dict[str, An
     )
     if chain:
         out["http_filters"] = chain
-    if "route_config" not in cfg:
-        issues.add(
-            at(path, "route_config"),
-            "required field is missing (an inline route_config; rds is not supported yet)",
-        )
+    if "route_config" in cfg:
+        if "rds" in cfg:
+            issues.add(at(path, "rds"), "set either route_config or rds, not both")
+        raw_rc, rc_path = cast(Doc, cfg["route_config"]), at(path, "route_config")
+    elif "rds" in cfg:
+        found = rds_route_config(issues, cfg, path, xds)
+        if found is None:
+            return None
+        raw_rc, rc_path = found
+    else:
+        issues.add(at(path, "route_config"), "required field is missing (route_config or rds)")
         return None
-    rc = _speedups.translate_route_config(
-        issues, cfg["route_config"], at(path, "route_config"), refs, filter_kinds
-    )
+    rc = _speedups.translate_route_config(issues, raw_rc, rc_path, refs, filter_kinds)
     if rc is None or stat_prefix is None:
         return None
     rbac = next((f for f in chain if f["type"] == "rbac"), None)
@@ -180,12 +192,12 @@ def _tcp(issues: Issues, cfg: Doc, path: str, refs: ClusterRefs) -> dict[str, An
 
 
 def _terminal_filter(
-    issues: Issues, f: Doc, name: str | None, path: str, refs: ClusterRefs
+    issues: Issues, f: Doc, name: str | None, path: str, refs: ClusterRefs, xds: XdsLookup | None
 ) -> dict[str, Any] | None:
     """The chain's last filter: the connection manager or the TCP proxy."""
     if name == HCM_NAME:
         cfg = typed_config(issues, f, "typed_config", path, HCM_TYPE, _HCM)
-        return None if cfg is None else _hcm(issues, cfg, at(path, "typed_config"), refs)
+        return None if cfg is None else _hcm(issues, cfg, at(path, "typed_config"), refs, xds)
     if name == TCP_PROXY_NAME:
         cfg = typed_config(issues, f, "typed_config", path, TCP_PROXY_TYPE, _TCP)
         return None if cfg is None else _tcp(issues, cfg, at(path, "typed_config"), refs)
@@ -200,7 +212,7 @@ def _terminal_filter(
 
 
 def _network_filters(
-    issues: Issues, chain: Doc, path: str, refs: ClusterRefs
+    issues: Issues, chain: Doc, path: str, refs: ClusterRefs, xds: XdsLookup | None
 ) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
     """A chain's `filters`: optionally the network RBAC filter, then the terminal filter ->
     (native `filter`, native `network_rbac` or None)."""
@@ -235,7 +247,7 @@ def _network_filters(
             )
     last = docs[-1]
     p = item(fpath, len(docs) - 1)
-    filter_ = None if last is None else _terminal_filter(issues, last, names[-1], p, refs)
+    filter_ = None if last is None else _terminal_filter(issues, last, names[-1], p, refs, xds)
     return filter_, rbac
 
 
@@ -305,7 +317,7 @@ def _permissive_pair(
 
 
 def _filter_chain(
-    issues: Issues, lst: Doc, path: str, refs: ClusterRefs, sources: Sources
+    issues: Issues, lst: Doc, path: str, refs: ClusterRefs, sources: Sources, xds: XdsLookup | None
 ) -> dict[str, Any] | None:
     """`filter_chains` (and `listener_filters`) -> the native listener's `filter`, `tls` and
     `network_rbac` fields."""
@@ -346,7 +358,7 @@ def _filter_chain(
         if len(chains) == 2:
             tls["allow_plaintext"] = True
         out["tls"] = tls
-    filter_, rbac = _network_filters(issues, chain, p, refs)
+    filter_, rbac = _network_filters(issues, chain, p, refs, xds)
     if filter_ is None:
         return None
     if rbac is not None:
@@ -356,9 +368,19 @@ def _filter_chain(
 
 
 def translate_listener(
-    issues: Issues, raw: object, path: str, index: int, refs: ClusterRefs, sources: Sources
+    issues: Issues,
+    raw: object,
+    path: str,
+    index: int,
+    refs: ClusterRefs,
+    sources: Sources,
+    xds: XdsLookup | None = None,
 ) -> dict[str, Any] | None:
-    """An Envoy `Listener` at `path` -> native `Listener`; None if it has problems."""
+    """An Envoy `Listener` at `path` -> native `Listener`; None if it has problems.
+
+    `sources` reads the files and secrets a TLS context names; `xds` holds the RDS
+    resources an HCM with `rds` takes its routes from.
+    """
     lst = obj(issues, raw, path, _LISTENER)
     if lst is None:
         return None
@@ -375,7 +397,8 @@ def translate_listener(
         address = socket_address(
             issues, lst["address"], at(path, "address"), ip_only=True, port_min=0
         )
-    chain = _filter_chain(issues, lst, path, refs, sources)
+    get_enum(issues, lst, "traffic_direction", path, _DIRECTIONS, "")
+    chain = _filter_chain(issues, lst, path, refs, sources, xds)
     if name is None or address is None or chain is None:
         return None
     return {"name": name, "address": host_port(*address), **chain}

@@ -17,7 +17,15 @@ import trio
 from envoy.service.discovery.v3 import discovery_pb2
 from google.protobuf.message import DecodeError
 
-from ._grpc import FrameError, MessageDecoder, Status, encode_message, response_headers, trailers
+from fastmesh._grpc import (
+    FrameError,
+    MessageDecoder,
+    Status,
+    encode_message,
+    response_headers,
+    trailers,
+)
+
 from ._hub import SnapshotHub
 from ._session import ProtocolError, Session
 from ._status import SYNCZ_PATH, proxy_status, syncz_json

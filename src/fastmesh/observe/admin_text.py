@@ -38,6 +38,7 @@ GAUGES = frozenset(
         "max_host_weight",
         "version",
         "config_version",
+        "connected_state",
     }
 )
 

@@ -142,6 +142,10 @@ async def _config_dump(server: ProxyServer, query: Query) -> Response:
             },
         ]
     }
+    if server.dynamic is not None:
+        dump["configs"].append(
+            {"@type": "fastmesh.xds.AdsDump", **server.dynamic.client.describe()}
+        )
     head, _, tail = json.dumps(dump, indent=1).partition(json.dumps(_BOOTSTRAP_SLOT))
     mid, _, tail = tail.partition(json.dumps(_SNAPSHOT_SLOT))
     return Response(200, "".join([head, bootstrap, mid, snapshot, tail, "\n"]), JSON)

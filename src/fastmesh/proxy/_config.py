@@ -15,12 +15,15 @@ import sys
 import time
 import zlib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastmesh.config._compile import EXIT_CONFIG_ERROR, Compiled, decode
 from fastmesh.config._errors import ConfigError, Problem
+
+if TYPE_CHECKING:
+    from fastmesh.config._xds import DynamicResources
 
 __all__ = ["ConfigError", "LoadedConfig", "load_file", "load_file_in_child", "load_mapping"]
 
@@ -121,16 +124,27 @@ def _child_env() -> dict[str, str]:
     return env
 
 
-async def load_file_in_child(path: str | Path) -> LoadedConfig:
+async def load_file_in_child(
+    path: str | Path, dynamic: DynamicResources | None = None, *, document_json: str = ""
+) -> LoadedConfig:
     """`load_file`, translated in a short-lived `python -m fastmesh.config` child.
 
     The same result and the same `ConfigError` (same messages) as `load_file`, but the
-    parse and translation peak is the child's, and is gone when it exits.
+    parse and translation peak is the child's, and is gone when it exits. `dynamic`: the
+    resources ADS delivered, translated with the file (sent to the child on stdin), or
+    with `document_json` (the bootstrap as last loaded) instead of the file when given.
     """
     import trio
 
+    argv = [sys.executable, "-m", "fastmesh.config", os.fspath(path)]
+    stdin = b""
+    if dynamic is not None:
+        argv.append("--xds")
+        document = f',"document":{document_json}' if document_json else ""
+        stdin = f'{{"dynamic":{json.dumps(asdict(dynamic))}{document}}}'.encode()
     result = await trio.run_process(
-        [sys.executable, "-m", "fastmesh.config", os.fspath(path)],
+        argv,
+        stdin=stdin,
         capture_stdout=True,
         capture_stderr=True,
         check=False,

@@ -18,12 +18,15 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import trio
 
 from fastmesh.config._stamp import Stamp, stamp
 from fastmesh.proxy._config import ConfigError, LoadedConfig, load_file_in_child
+
+if TYPE_CHECKING:
+    from fastmesh.proxy._dynamic import DynamicConfig
 
 __all__ = ["ProxyServer", "ServeOptions", "ServerState", "exit_status"]
 
@@ -103,6 +106,10 @@ class ProxyServer:
         self._config_stamp: Stamp | None = None
         self._referenced: Mapping[str, Stamp | None] = {}
         self._seen_digest = ""
+        #: `dynamic_resources` in the bootstrap: the ADS client and what it delivered.
+        self.dynamic: DynamicConfig | None = None
+        # The ADS client and the file watcher both apply snapshots: one at a time.
+        self._apply_lock = trio.Lock()
 
     # --- what admin reads ----------------------------------------------------------------
 
@@ -132,6 +139,8 @@ class ProxyServer:
         out["server.concurrency"] = self.concurrency
         if self.engine is not None:
             out["server.total_connections"] = int(self.engine.active_connections())
+        if self.dynamic is not None:
+            out.update(self.dynamic.client.stats())
         return out
 
     def clusters(self) -> list[dict[str, Any]]:
@@ -144,6 +153,16 @@ class ProxyServer:
         """Begin a graceful exit (admin `/quitquitquit`): like SIGTERM."""
         log.info("shutting down: %s", reason)
         self._begin_exit(signal.SIGTERM)
+
+    async def apply(self, loaded: LoadedConfig) -> bool:
+        """Swap the engine to `loaded`; False if it is the running version already. Raises
+        ValueError (the engine's ConfigError) when the engine refuses it."""
+        async with self._apply_lock:
+            if self.config is not None and loaded.version == self.config.version:
+                return False
+            await trio.to_thread.run_sync(self.engine.apply, loaded.snapshot_json())
+            self.config = loaded
+            return True
 
     # --- lifecycle -----------------------------------------------------------------------
 
@@ -173,6 +192,10 @@ class ProxyServer:
                 return 1
             self._watch(config_stamp, self.config.compiled.files)
             self._seen_digest = self.config.version
+            if self.config.compiled.ads_address is not None:
+                from fastmesh.proxy._dynamic import DynamicConfig
+
+                self.dynamic = DynamicConfig(self, self.config.compiled.ads_address)
             for name, address in sorted(self.engine.listening().items()):
                 log.info("listener '%s' listening on %s", name, address)
             return await self._serve()
@@ -195,6 +218,8 @@ class ProxyServer:
                         nursery.cancel_scope.cancel()
                         return 1
                     self._write_admin_address()
+                if self.dynamic is not None:
+                    await self._start_dynamic(nursery)
                 self.state = ServerState.LIVE
                 log.info("all listeners ready; version %s", self.config.version)
                 if self.options.init_only:
@@ -207,6 +232,21 @@ class ProxyServer:
                 await self._drain()
                 nursery.cancel_scope.cancel()
         return self.exit_code
+
+    async def _start_dynamic(self, nursery: trio.Nursery) -> None:
+        """Start the ADS client; wait (bounded) for its first snapshot, as Envoy's
+        initialization waits for CDS and LDS."""
+        from fastmesh.proxy._dynamic import INITIAL_FETCH_TIMEOUT_S
+
+        assert self.dynamic is not None
+        nursery.start_soon(self.dynamic.run)
+        with trio.move_on_after(INITIAL_FETCH_TIMEOUT_S):
+            await self.dynamic.client.initialized.wait()
+            return
+        log.warning(
+            "no complete xDS snapshot after %gs; serving the static config meanwhile",
+            INITIAL_FETCH_TIMEOUT_S,
+        )
 
     def _write_admin_address(self) -> None:
         target = self.options.admin_address_path
@@ -353,8 +393,9 @@ class ProxyServer:
             return None
         if changed is not None and changed != str(path):
             config_log.info("%s changed: reloading %s", changed, path)
+        dynamic = self.dynamic.dynamic() if self.dynamic is not None else None
         try:
-            loaded = await load_file_in_child(path)
+            loaded = await load_file_in_child(path, dynamic)
         except ConfigError as exc:
             self._watch(config_stamp, exc.files)
             return self._reload_failed(str(exc).splitlines())
@@ -364,10 +405,9 @@ class ProxyServer:
             return None
         self._seen_digest = loaded.version
         try:
-            await trio.to_thread.run_sync(self.engine.apply, loaded.snapshot_json())
+            await self.apply(loaded)
         except ValueError as exc:  # fastmesh._native.ConfigError
             return self._reload_failed([f"{path}: the engine rejected the config: {exc}"])
-        self.config = loaded
         self.counters["server.config_reload_success"] += 1
         self.last_reload_error = ""
         config_log.info("%s: applied config version %s", path, loaded.version)

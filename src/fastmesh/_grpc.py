@@ -1,4 +1,7 @@
-"""gRPC over HTTP/2, sans-IO: message framing (5-byte prefix) and the header/trailer sets."""
+"""gRPC over HTTP/2, sans-IO: message framing (5-byte prefix) and the header/trailer sets.
+
+Shared by the control plane (server side) and fastmesh-proxy's ADS client, which must not
+import the control plane (it would load PyYAML and the registry into the sidecar)."""
 
 from __future__ import annotations
 
