@@ -77,6 +77,13 @@ def refused(port: int, caller: Workload) -> bool:
     raise AssertionError(f"served {response.status_code} to {caller.uri}")
 
 
+def negotiated_alpn(port: int, caller: Workload) -> str | None:
+    ctx = caller.client_context()
+    ctx.set_alpn_protocols(["h2", "http/1.1"])
+    with connect(port) as raw, ctx.wrap_socket(raw) as tls:
+        return tls.selected_alpn_protocol()
+
+
 @dataclass
 class Pair:
     a: ProxyProcess
@@ -163,8 +170,9 @@ def test_traffic_flows_and_the_app_sees_the_callers_identity(
     assert fields["By"] == backend.uri
     assert fields["URI"] == frontend.uri
     assert len(fields["Hash"]) == 64  # hex SHA-256 of A's certificate
-    # One pooled mTLS connection carried every request.
+    # One pooled mTLS connection carried every request, and B offers HTTP/2 over ALPN.
     assert stat(pair.b, listener_stat(pair.b_side.listener, "handshake")) == 1
+    assert negotiated_alpn(pair.b_side.listener, frontend) == "h2"
 
 
 @pytest.mark.parametrize("b_binary", BOTH)
@@ -183,6 +191,28 @@ def test_a_caller_with_the_wrong_spiffe_id_is_refused_at_the_handshake(
     assert echo.requests == []
     assert stat(pair.b, listener_stat(pair.b_side.listener, "fail_verify_san")) >= 2
     assert mtls_get(pair.b_side.listener, frontend).status_code == 200
+
+
+@pytest.mark.parametrize("a_binary", BOTH)
+def test_a_server_with_the_wrong_spiffe_id_is_refused_by_the_caller(
+    start_proxy: StartProxy,
+    frontend: Workload,
+    intruder: Workload,
+    echo: EchoServer,
+    a_binary: str,
+) -> None:
+    """The intruder serves B's port with a valid SVID of the mesh; A pins the backend."""
+    require_binary(a_binary)
+    a_side, b_side = Sidecar(), Sidecar()
+    start_proxy(inbound_config(b_side, intruder, echo.port))
+    backend_uri = intruder.uri.replace("intruder", "backend")
+    a = start_proxy(
+        outbound_config(a_side, frontend, b_side.listener, backend_uri), binary=a_binary
+    )
+    response = httpx.get(f"http://127.0.0.1:{a_side.listener}/", timeout=5)
+    assert response.status_code == 503
+    assert echo.requests == []
+    assert stat(a, "cluster.inbound_b.ssl.fail_verify_san") >= 1
 
 
 @pytest.mark.parametrize("b_binary", BOTH)
