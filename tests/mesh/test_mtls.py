@@ -32,6 +32,7 @@ from ._mesh import (
     outbound_config,
     principal_policy,
     served_serial,
+    spiffe,
 )
 
 FASTMESH = "fastmesh-proxy"
@@ -67,13 +68,13 @@ def mtls_get(port: int, caller: Workload, path: str = "/") -> httpx.Response:
         return client.get(f"https://127.0.0.1:{port}{path}")
 
 
-def refused(port: int, caller: Workload) -> bool:
-    """True when B refuses `caller`'s certificate. With TLS 1.3 the server judges the client
+def assert_refused(port: int, caller: Workload) -> None:
+    """B must refuse `caller`'s certificate. With TLS 1.3 the server judges the client
     certificate after the client's handshake is done, so the refusal shows on first read."""
     try:
         response = mtls_get(port, caller)
     except (httpx.TransportError, ssl.SSLError):
-        return True
+        return
     raise AssertionError(f"served {response.status_code} to {caller.uri}")
 
 
@@ -187,7 +188,7 @@ def test_a_caller_with_the_wrong_spiffe_id_is_refused_at_the_handshake(
     # The intruder's sidecar pins the right server; the server pins the frontend only.
     pair = start_pair(start_proxy, intruder, backend, echo, b_binary=b_binary, peer=frontend.uri)
     assert pair.get().status_code == 503
-    assert refused(pair.b_side.listener, intruder)
+    assert_refused(pair.b_side.listener, intruder)
     assert echo.requests == []
     assert stat(pair.b, listener_stat(pair.b_side.listener, "fail_verify_san")) >= 2
     assert mtls_get(pair.b_side.listener, frontend).status_code == 200
@@ -205,7 +206,7 @@ def test_a_server_with_the_wrong_spiffe_id_is_refused_by_the_caller(
     require_binary(a_binary)
     a_side, b_side = Sidecar(), Sidecar()
     start_proxy(inbound_config(b_side, intruder, echo.port))
-    backend_uri = intruder.uri.replace("intruder", "backend")
+    backend_uri = spiffe("backend").uri
     a = start_proxy(
         outbound_config(a_side, frontend, b_side.listener, backend_uri), binary=a_binary
     )
@@ -230,7 +231,7 @@ def test_an_expired_certificate_is_refused(
     # Verifiers compare whole seconds: wait until the expiry is a full second behind.
     expired_at = cert.not_valid_after_utc + dt.timedelta(seconds=1)
     eventually(lambda: dt.datetime.now(dt.UTC) > expired_at, timeout=5)
-    assert refused(side.listener, frontend)
+    assert_refused(side.listener, frontend)
     assert echo.requests == []
     assert stat(b, listener_stat(side.listener, "fail_verify_error")) == 1
 
