@@ -684,7 +684,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def preflight() -> list[str]:
     missing = [
         t
-        for t in ("wrk", "h2load", "nginx", "taskset")
+        for t in ("wrk", "h2load", "nginx", "taskset", "openssl")
         if shutil.which(t) is None and not (t == "nginx" and Path("/usr/sbin/nginx").exists())
     ]
     return missing
