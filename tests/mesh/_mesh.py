@@ -29,6 +29,7 @@ TRUST_DOMAIN = "cluster.local"
 EXT = "type.googleapis.com/envoy.extensions."
 TLS = EXT + "transport_sockets.tls.v3."
 HTTP_RBAC = EXT + "filters.http.rbac.v3.RBAC"
+NETWORK_RBAC = EXT + "filters.network.rbac.v3.RBAC"
 TLS_INSPECTOR = EXT + "filters.listener.tls_inspector.v3.TlsInspector"
 Mode = Literal["strict", "permissive"]
 
@@ -177,10 +178,13 @@ def inbound_config(
     *,
     peer: str | None = None,
     rbac: Json | None = None,
+    network_rbac: Json | None = None,
     mode: Mode = "strict",
 ) -> Json:
     """Sidecar B: mTLS in (client certificate required, only `peer` when given), XFCC set
-    to the caller's URI SAN, optional HTTP RBAC `rbac` rules; plaintext to the app.
+    to the caller's URI SAN, optional RBAC rules on requests (`rbac`, stats under
+    `http.inbound.rbac.`) or connections (`network_rbac`, under `inbound_tcp.rbac.`);
+    plaintext to the app.
     `permissive` adds Istio's plaintext chain behind the TLS inspector."""
     listener = http_listener(
         "inbound",
@@ -195,6 +199,10 @@ def inbound_config(
         typed: Json = {"@type": HTTP_RBAC, "rules": rbac}
         rbac_filter = {"name": "envoy.filters.http.rbac", "typed_config": typed}
         hcm["http_filters"].insert(0, rbac_filter)
+    if network_rbac is not None:
+        typed = {"@type": NETWORK_RBAC, "stat_prefix": "inbound_tcp", "rules": network_rbac}
+        rbac_filter = {"name": "envoy.filters.network.rbac", "typed_config": typed}
+        listener["filter_chains"][0]["filters"].insert(0, rbac_filter)
     tls_chain: Json = {
         "filters": listener["filter_chains"][0]["filters"],
         "transport_socket": {

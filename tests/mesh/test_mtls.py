@@ -294,6 +294,28 @@ def test_rbac_on_the_verified_identity(
     assert stat(b, "http.inbound.rbac.denied") == 1
 
 
+@pytest.mark.parametrize("b_binary", BOTH)
+def test_network_rbac_closes_the_connection_of_an_unlisted_identity(
+    start_proxy: StartProxy,
+    frontend: Workload,
+    intruder: Workload,
+    backend: Workload,
+    echo: EchoServer,
+    b_binary: str,
+) -> None:
+    require_binary(b_binary)
+    side = Sidecar()
+    rules = principal_policy("ALLOW", frontend.uri)
+    b = start_proxy(inbound_config(side, backend, echo.port, network_rbac=rules), binary=b_binary)
+
+    assert mtls_get(side.listener, frontend).status_code == 200
+    with pytest.raises(httpx.TransportError):
+        mtls_get(side.listener, intruder)
+    assert len(echo.requests) == 1
+    assert stat(b, "inbound_tcp.rbac.allowed") == 1
+    assert stat(b, "inbound_tcp.rbac.denied") == 1
+
+
 class Stream:
     """Requests in a loop until stopped: through sidecar A (its pooled mTLS connection)
     and straight to B on a fresh mTLS connection each (a new handshake each time)."""
