@@ -201,3 +201,42 @@ def fortio(url: str, qps: int, conns: int, seconds: float, cpus: str | None) -> 
     if rc != 0 and not ld.error:
         ld.error = f"fortio exited {rc}"
     return ld
+
+
+def parse_s_time(outs: list[str]) -> Load:
+    """Sum of parallel `openssl s_time -new` runs: rps = new TLS handshakes per second."""
+    ld = Load(raw="\n".join(outs)[-2000:])
+    for out in outs:
+        m = re.search(r"(\d+) connections in (\d+) real seconds", out)
+        if not m or int(m.group(2)) == 0:
+            ld.error = "s_time: no summary: " + out[-300:]
+            return ld
+        ld.requests += int(m.group(1))
+        ld.rps += int(m.group(1)) / int(m.group(2))
+        ld.seconds = max(ld.seconds, float(m.group(2)))
+    if ld.requests == 0:
+        ld.error = "s_time: no handshake completed"
+    return ld
+
+
+def tls_handshakes(
+    port: int, cert: Path, key: Path, clients: int, seconds: float, cpus: str | None
+) -> Load:
+    """`clients` parallel ``openssl s_time -new`` loops against 127.0.0.1:port, presenting
+    `cert`/`key`: each connection is a full handshake (no resumption), then closed."""
+    argv = ["openssl", "s_time", "-connect", f"127.0.0.1:{port}", "-new"]
+    argv += ["-time", str(max(1, round(seconds))), "-cert", str(cert), "-key", str(key)]
+    full = (["taskset", "-c", cpus] if cpus else []) + argv
+    runs = [
+        subprocess.Popen(full, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        for _ in range(clients)
+    ]
+    outs = []
+    for run in runs:
+        try:
+            out, _ = run.communicate(timeout=seconds + 30)
+        except subprocess.TimeoutExpired:
+            run.kill()
+            out, _ = run.communicate()
+        outs.append(out)
+    return parse_s_time(outs)

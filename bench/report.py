@@ -80,6 +80,34 @@ ROWS = (
         True,
         _num("rps"),
     ),
+    Row(
+        "Mesh hop: sidecar A -> mTLS HTTP/2 -> sidecar B -> nginx, req/s (wrk, 32 conns)",
+        "mesh_hop",
+        "rps",
+        True,
+        _num("rps"),
+    ),
+    Row(
+        "Mesh hop at 1,000 req/s fixed: latency p50 / p90 / p99 ms (fortio, 16 conns)",
+        "mesh_latency",
+        "p99_ms",
+        False,
+        _lat,
+    ),
+    Row(
+        "Mesh hop at 1,000 req/s fixed: both sidecars' CPU µs per request",
+        "mesh_latency",
+        "cpu_us_per_req",
+        False,
+        _num("cpu_us_per_req", 1),
+    ),
+    Row(
+        "New mTLS handshakes/s on one listener (openssl s_time -new, client SVID)",
+        "tls_handshakes",
+        "rps",
+        True,
+        _num("rps"),
+    ),
     Row("TCP proxy, req/s (wrk through tcp_proxy)", "tcp", "rps", True, _num("rps")),
     Row("1 MiB body, req/s (MiB/s) (wrk, 32 conns)", "body_1mb", "rps", True, _mb),
     Row(
@@ -225,7 +253,12 @@ def write_chart(doc: dict[str, Any], path: Path) -> None:
             "Throughput, req/s (higher is better)",
             [
                 (f"{lbl}\n{w}w", sc, w)
-                for sc, lbl in (("http1", "HTTP/1.1"), ("http2", "HTTP/2"), ("tcp", "TCP"))
+                for sc, lbl in (
+                    ("http1", "HTTP/1.1"),
+                    ("http2", "HTTP/2"),
+                    ("tcp", "TCP"),
+                    ("mesh_hop", "mesh hop"),
+                )
                 for w in workers
             ],
             "rps",

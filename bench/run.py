@@ -5,8 +5,10 @@ start a fresh nginx and the proxy with the same config, then run, in one proxy p
 HTTP/1.1 (wrk), HTTP/2 (h2load), fixed 1,000 req/s latency and CPU/request (fortio),
 TCP proxy (wrk through tcp_proxy) and a 1 MiB body (wrk). Envoy and fastmesh then run
 HTTP/1.1 once more on the same config plus retries, circuit breakers, outlier detection
-and health checks (bench/resilience.py), configured but never triggered. Peak RSS is read idle and
-after the load; a last pass loads 10,000 clusters + 10,000 virtual hosts per proxy.
+and health checks (bench/resilience.py), configured but never triggered, and as a pair of
+sidecars on mTLS (bench/mesh.py: the mesh hop, its latency, TLS handshakes per second).
+Peak RSS is read idle and after the load; a last pass loads 10,000 clusters + 10,000
+virtual hosts per proxy.
 Writes bench/results/latest.{json,md,png}; exits 1 if any proxy failed to serve.
 """
 
@@ -24,18 +26,22 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from bench import load, procs, topology
+from bench.mesh import MeshFiles, mesh_files
 from bench.report import write_chart, write_markdown
 
 PROXIES = ("fastmesh", "envoy", "haproxy")
 #: Proxies run on the Envoy YAML with resilience features (HAProxy has no such file).
 RESILIENT_PROXIES = ("fastmesh", "envoy")
 RESILIENT = "http1_resilient"
+#: Proxies run as a pair of sidecars on the mesh YAML (bench/mesh.py).
+MESH_PROXIES = ("fastmesh", "envoy")
+MESH_HOP, MESH_LATENCY, TLS_HANDSHAKES = "mesh_hop", "mesh_latency", "tls_handshakes"
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
@@ -148,6 +154,7 @@ class Env:
     ports: topology.Ports
     envoy_yaml: Path
     resilient_yaml: Path
+    mesh: MeshFiles
     base_id: int = 7000
 
     def next_base_id(self) -> int:
@@ -234,14 +241,16 @@ class Usage:
 
 
 def _measured(
-    proc: procs.Proc | None, nginx: procs.Proc, fn: Callable[[], load.Load]
+    proc: procs.Proc | Sequence[procs.Proc] | None, nginx: procs.Proc, fn: Callable[[], load.Load]
 ) -> tuple[load.Load, Usage]:
-    """Run one load; also return who used how much CPU meanwhile."""
+    """Run one load; also return who used how much CPU meanwhile. `proc` is the proxy, or
+    every proxy the load crosses (the mesh hop's two sidecars): their CPU is summed."""
+    proxies = [] if proc is None else [proc] if isinstance(proc, procs.Proc) else list(proc)
 
     def sample() -> Usage:
         return Usage(
             wall=time.monotonic(),
-            proxy=procs.cpu_seconds(proc.pid) if proc else 0.0,
+            proxy=sum(procs.cpu_seconds(p.pid) for p in proxies),
             nginx=procs.cpu_seconds(nginx.pid),
             loadgen=procs.children_cpu_seconds(),
             busy=procs.system_busy_seconds(),
@@ -250,8 +259,9 @@ def _measured(
     a = sample()
     ld = fn()
     b = sample()
-    if proc is not None and not proc.alive():
-        ld.error = (ld.error or "") + f" proxy died:\n{proc.log_tail()}"
+    for p in proxies:
+        if not p.alive():
+            ld.error = (ld.error or "") + f" {p.name} died:\n{p.log_tail()}"
     used = Usage(
         *(getattr(b, f) - getattr(a, f) for f in ("wall", "proxy", "nginx", "loadgen", "busy"))
     )
@@ -427,6 +437,82 @@ def resilient_run(plan: Plan, env: Env, proxy: str, workers: int, rnd: int) -> R
         nginx.stop()
 
 
+def start_sidecars(env: Env, proxy: str, workers: int, pin: Pinning, tag: str) -> list[procs.Proc]:
+    """Sidecar B (inbound) then A (outbound), both `proxy` on the proxy CPU, each ready;
+    then one request through both must reach nginx. Stops what it started on failure."""
+    mesh = env.mesh
+    started: list[procs.Proc] = []
+    try:
+        for side, yaml_path, admin in (
+            ("b", mesh.b_yaml, mesh.ports.b_admin),
+            ("a", mesh.a_yaml, mesh.ports.a_admin),
+        ):
+            argv = proxy_argv(env, proxy, workers, yaml_path)
+            started.append(procs.start(f"{tag}-{side}", argv, pin.proxy, env.work))
+            procs.wait_ready(started[-1], f"http://127.0.0.1:{admin}/ready", 60)
+        status, body = procs.http_get(f"http://127.0.0.1:{mesh.ports.a_http}/")
+        if status != 200 or body != topology.SMALL_BODY.encode():
+            raise procs.ProcError(f"{proxy} mesh hop answered {status} {body[:200]!r}")
+    except procs.ProcError:
+        for p in started:
+            p.stop()
+        raise
+    return started
+
+
+def mesh_run(plan: Plan, env: Env, proxy: str, workers: int, rnd: int) -> list[Result]:
+    """The mesh hop (bench/mesh.py): wrk, then fortio at the latency row's fixed rate,
+    through sidecar A -> mTLS HTTP/2 -> sidecar B -> nginx (CPU is both sidecars'); then
+    new mTLS handshakes per second against B's listener alone (`openssl s_time -new`)."""
+    pin = pinning_for(workers)
+    thr = load_threads(pin)
+    tag = f"r{rnd}-w{workers}-{proxy}-mesh"
+    nginx = start_nginx(env, pin, tag)
+    sidecars: list[procs.Proc] = []
+    try:
+        try:
+            sidecars = start_sidecars(env, proxy, workers, pin, tag)
+        except procs.ProcError as e:
+            log(f"  {proxy} w={workers} {MESH_HOP} FAILED to start: {e}")
+            return [Result(rnd, workers, proxy, MESH_HOP, {}, str(e))]
+        out: list[Result] = []
+
+        def record(scenario: str, ld: load.Load, use: Usage) -> None:
+            out.append(measured_result(rnd, workers, proxy, scenario, ld, use, True))
+
+        url = f"http://127.0.0.1:{env.mesh.ports.a_http}/"
+        load.wrk(url, plan.conns, thr, plan.warmup, pin.load)
+        record(
+            MESH_HOP,
+            *_measured(
+                sidecars, nginx, lambda: load.wrk(url, plan.conns, thr, plan.seconds, pin.load)
+            ),
+        )
+        if load.fortio_bin() is not None:
+            rate = (plan.qps, plan.fortio_conns, plan.latency_seconds)
+            record(
+                MESH_LATENCY,
+                *_measured(sidecars, nginx, lambda: load.fortio(url, *rate, pin.load)),
+            )
+        client = env.mesh.client
+        record(
+            TLS_HANDSHAKES,
+            *_measured(
+                sidecars[0],
+                nginx,
+                # two loops per load CPU: one alone waits on every round trip
+                lambda: load.tls_handshakes(
+                    env.mesh.ports.b_tls, client.cert, client.key, 2 * thr, plan.seconds, pin.load
+                ),
+            ),
+        )
+        return out
+    finally:
+        for p in sidecars:
+            p.stop()
+        nginx.stop()
+
+
 def scale_run(plan: Plan, env: Env, proxy: str, workers: int, yaml_path: Path) -> Result:
     """Peak RSS with `scale_n` clusters + virtual hosts loaded, once the last virtual host
     answers (its `/healthz` direct response, so no upstream is involved)."""
@@ -598,7 +684,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def preflight() -> list[str]:
     missing = [
         t
-        for t in ("wrk", "h2load", "nginx", "taskset")
+        for t in ("wrk", "h2load", "nginx", "taskset", "openssl")
         if shutil.which(t) is None and not (t == "nginx" and Path("/usr/sbin/nginx").exists())
     ]
     return missing
@@ -622,6 +708,7 @@ def main(argv: list[str] | None = None) -> int:
         ports=ports,
         envoy_yaml=topology.envoy_bootstrap(work, ports),
         resilient_yaml=topology.envoy_bootstrap_resilient(work, ports),
+        mesh=mesh_files(work, ports.nginx),
     )
     log(
         f"{plan.mode}: {plan.rounds} round(s), workers {plan.workers}, "
@@ -649,6 +736,8 @@ def main(argv: list[str] | None = None) -> int:
                 results.extend(one_proxy_run(plan, env, proxy, workers, rnd))
                 if proxy in RESILIENT_PROXIES:
                     results.append(resilient_run(plan, env, proxy, workers, rnd))
+                if proxy in MESH_PROXIES:
+                    results.extend(mesh_run(plan, env, proxy, workers, rnd))
 
     if not args.no_scale:
         scale_yaml = topology.envoy_bootstrap_10k(work, ports, plan.scale_n)

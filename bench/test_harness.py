@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from bench import load, run, topology
+from bench import load, mesh, run, topology
 
 WRK_OK = """\
 Running 5s test @ http://127.0.0.1:40001/
@@ -180,3 +180,40 @@ def test_haproxy_accepts_its_config(tmp_path: Path, scale: int) -> None:
         ["haproxy", "-c", "-f", str(cfg)], capture_output=True, text=True, timeout=60, check=False
     )
     assert cp.returncode == 0, cp.stdout + cp.stderr
+
+
+S_TIME = """\
+Collecting connection statistics for 1 seconds
+*****************
+
+{n} connections in 0.41s; 1000.00 connections/user sec, bytes read 0
+{n} connections in {secs} real seconds, 0 bytes read per connection
+"""
+
+
+def test_parse_s_time_sums_parallel_loops() -> None:
+    ld = load.parse_s_time([S_TIME.format(n=300, secs=2), S_TIME.format(n=100, secs=1)])
+    assert ld.error is None
+    assert (ld.requests, ld.rps, ld.seconds) == (400, 250.0, 2.0)
+
+
+def test_parse_s_time_flags_a_loop_that_never_connected() -> None:
+    failed = "Collecting connection statistics for 1 seconds\nconnect:errno=111\n"
+    ld = load.parse_s_time([S_TIME.format(n=300, secs=1), failed])
+    assert ld.error is not None and "errno=111" in ld.error
+    assert load.parse_s_time([S_TIME.format(n=0, secs=1)]).error is not None
+
+
+@pytest.mark.parametrize("proxy", [pytest.param("envoy", marks=pytest.mark.envoy), "fastmesh"])
+def test_both_proxies_accept_the_mesh_sidecars(tmp_path: Path, proxy: str) -> None:
+    """The mesh rows' two files (bench/mesh.py), with the SVIDs they name."""
+    exe = run.envoy_binary() if proxy == "envoy" else run.fastmesh_binary()
+    if exe is None:
+        pytest.skip(reason=f"{proxy} not installed")
+    files = mesh.mesh_files(tmp_path, nginx_port=1)
+    for path in (files.a_yaml, files.b_yaml):
+        cp = subprocess.run(
+            [exe, "--mode", "validate", "-c", str(path), "-l", "error"],
+            capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+        assert cp.returncode == 0, cp.stdout + cp.stderr

@@ -37,6 +37,14 @@ if ! command -v h2spec >/dev/null 2>&1 && [ ! -x "$(go env GOPATH 2>/dev/null)/b
   fi
 fi
 
+# sslyze (the TLS scan in tests/mesh) pins an older cryptography than fastmesh needs: its own venv.
+SSLYZE_VENV="${XDG_CACHE_HOME:-$HOME/.cache}/fastmesh/sslyze"
+if [ ! -x "$SSLYZE_VENV/bin/sslyze" ]; then
+  echo "==> sslyze into $SSLYZE_VENV"
+  python3 -m venv "$SSLYZE_VENV"
+  "$SSLYZE_VENV/bin/pip" install -q --disable-pip-version-check sslyze==6.1.0
+fi
+
 if ! command -v fortio >/dev/null 2>&1 && [ ! -x "$(go env GOPATH 2>/dev/null)/bin/fortio" ]; then
   if command -v go >/dev/null 2>&1; then
     echo "==> go install fortio"
