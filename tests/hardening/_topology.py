@@ -3,20 +3,27 @@ in front of one upstream, optionally a tcp_proxy listener too, and the proxy's R
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from tests.support import (
+    ProxyProcess,
     bootstrap,
     cluster,
     free_port,
     http_listener,
     prefix,
+    require_binary,
     route,
+    run_proxy,
     tcp_listener,
     virtual_host,
 )
+
+from ._upstreams import RecordingUpstream
 
 Json = dict[str, Any]
 
@@ -69,6 +76,26 @@ def front_config(
         listeners.append(tcp_listener("tcp", ports.tcp, "tcp_up"))
         clusters.append(cluster("tcp_up", [("127.0.0.1", tcp_upstream_port)]))
     return bootstrap(admin_port=ports.admin, listeners=listeners, clusters=clusters)
+
+
+@dataclass
+class Front:
+    """A proxy running `front_config` in front of a recording upstream."""
+
+    binary: str
+    proxy: ProxyProcess
+    ports: Ports
+    upstream: RecordingUpstream
+
+
+@contextmanager
+def running_front(binary: str, **config: Any) -> Iterator[Front]:
+    """`binary` serving `front_config(..., **config)` in front of a fresh recording upstream."""
+    require_binary(binary)
+    with RecordingUpstream() as up:
+        ports = Ports.fresh()
+        with run_proxy(front_config(ports, up.port, **config), binary=binary) as proxy:
+            yield Front(binary, proxy, ports, up)
 
 
 def rss_kib(pid: int) -> int:

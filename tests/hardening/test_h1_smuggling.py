@@ -13,28 +13,15 @@ from dataclasses import dataclass
 
 import pytest
 
-from tests.support import BINARY_PARAMS, ProxyProcess, connect, require_binary, run_proxy
+from tests.support import BINARY_PARAMS, connect
 
-from ._topology import Ports, front_config
-from ._upstreams import RecordingUpstream
-
-
-@dataclass
-class Front:
-    binary: str
-    proxy: ProxyProcess
-    ports: Ports
-    upstream: RecordingUpstream
+from ._topology import Front, running_front
 
 
 @pytest.fixture(scope="module", params=BINARY_PARAMS)
 def front(request: pytest.FixtureRequest) -> Iterator[Front]:
-    binary: str = request.param
-    require_binary(binary)
-    with RecordingUpstream() as up:
-        ports = Ports.fresh()
-        with run_proxy(front_config(ports, up.port), binary=binary) as proxy:
-            yield Front(binary, proxy, ports, up)
+    with running_front(request.param) as f:
+        yield f
 
 
 @dataclass

@@ -17,11 +17,10 @@ from dataclasses import dataclass, field
 import httpx
 import pytest
 
-from tests.support import BINARY_PARAMS, ProxyProcess, require_binary, run_proxy
+from tests.support import BINARY_PARAMS
 
 from ._h2wire import Ending, H2Wire, continuation, ping, rst, settings
-from ._topology import Ports, front_config, rss_kib
-from ._upstreams import RecordingUpstream
+from ._topology import Front, rss_kib, running_front
 
 #: How much a flood may grow the proxy's RSS, KiB. Floods send far more than this.
 RSS_GROWTH_LIMIT_KIB = 48 * 1024
@@ -29,22 +28,10 @@ RSS_GROWTH_LIMIT_KIB = 48 * 1024
 GOOD_CLIENT_LATENCY_S = 3.0
 
 
-@dataclass
-class Front:
-    proxy: ProxyProcess
-    ports: Ports
-    upstream: RecordingUpstream
-
-
 @pytest.fixture(scope="module", params=BINARY_PARAMS)
 def front(request: pytest.FixtureRequest) -> Iterator[Front]:
-    binary: str = request.param
-    require_binary(binary)
-    with RecordingUpstream() as up:
-        ports = Ports.fresh()
-        cfg = front_config(ports, up.port, max_concurrent_streams=100)
-        with run_proxy(cfg, binary=binary) as proxy:
-            yield Front(proxy, ports, up)
+    with running_front(request.param, max_concurrent_streams=100) as f:
+        yield f
 
 
 @dataclass

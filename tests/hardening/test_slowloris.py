@@ -7,37 +7,23 @@ import contextlib
 import socket
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 import httpx
 import pytest
 
-from tests.support import BINARY_PARAMS, ProxyProcess, connect, require_binary, run_proxy
+from tests.support import BINARY_PARAMS, connect
 
-from ._topology import Ports, front_config
-from ._upstreams import RecordingUpstream
+from ._topology import Front, running_front
 
 HEADERS_TIMEOUT_S = 1.0
 #: Connections holding half-sent headers while a real client is served.
 IDLE_CONNECTIONS = 300
 
 
-@dataclass
-class Front:
-    proxy: ProxyProcess
-    ports: Ports
-    upstream: RecordingUpstream
-
-
 @pytest.fixture(scope="module", params=BINARY_PARAMS)
 def front(request: pytest.FixtureRequest) -> Iterator[Front]:
-    binary: str = request.param
-    require_binary(binary)
-    with RecordingUpstream() as up:
-        ports = Ports.fresh()
-        cfg = front_config(ports, up.port, request_headers_timeout_s=HEADERS_TIMEOUT_S)
-        with run_proxy(cfg, binary=binary) as proxy:
-            yield Front(proxy, ports, up)
+    with running_front(request.param, request_headers_timeout_s=HEADERS_TIMEOUT_S) as f:
+        yield f
 
 
 def dribble_until_cut(sock: socket.socket, data: bytes, *, every_s: float) -> float | None:
