@@ -1,4 +1,5 @@
-"""h2spec (HTTP/2 and HPACK conformance) against the h2c listener, routed to a real upstream.
+"""h2spec (HTTP/2 and HPACK conformance) against an h2c listener and a TLS listener (h2 by
+ALPN, an SVID from the mesh CA), routed to a real upstream.
 
 h2spec 2.2.1 (the last tag `go install` can fetch, scripts/install-deps.sh) runs 145 cases;
 later tags add one. Envoy 1.40 fails a dozen (5.1 stream states, 5.1.1, 5.3.1, 6.3,
@@ -14,6 +15,9 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
+
+from tests.mesh._mesh import Mesh
 from tests.support import require_binary, run_proxy
 
 from ._topology import Ports, front_config
@@ -51,23 +55,57 @@ def read_junit(path: Path) -> list[CaseResult]:
     return out
 
 
-def test_h2spec_passes_every_case(tmp_path: Path) -> None:
+TLS_TYPE = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext"
+
+
+def with_tls(config: dict[str, object], tmp_path: Path) -> dict[str, object]:
+    """`config` with its HTTP listener terminating TLS, offering only h2."""
+    svid = Mesh(tmp_path / "mesh").workload("h2spec")
+    listener = config["static_resources"]["listeners"][0]  # type: ignore[index]
+    listener["filter_chains"][0]["transport_socket"] = {
+        "name": "envoy.transport_sockets.tls",
+        "typed_config": {
+            "@type": TLS_TYPE,
+            "common_tls_context": {
+                "tls_certificates": [svid.tls_certificate()],
+                "alpn_protocols": ["h2"],
+            },
+        },
+    }
+    return config
+
+
+@pytest.mark.parametrize("transport", ["h2c", "tls"])
+def test_h2spec_passes_every_case(tmp_path: Path, transport: str) -> None:
     h2spec = require_binary("h2spec")
     ports = Ports.fresh()
     report = tmp_path / "h2spec.xml"
-    with (
-        RecordingUpstream(body=BODY) as up,
-        # h2c only (with AUTO a bad preface is HTTP/1.1, answered 400: 3.5/2 fails); a
+    tls = ["-t", "-k"] if transport == "tls" else []  # -k: an SVID names no host
+    with RecordingUpstream(body=BODY) as up:
+        # h2 only (with AUTO a bad preface is HTTP/1.1, answered 400: 3.5/2 fails); a
         # finite stream limit, or 5.1.2 opens a million streams to exceed it.
-        run_proxy(front_config(ports, up.port, codec_type="HTTP2", max_concurrent_streams=100)),
-    ):
-        run = subprocess.run(
-            [h2spec, "-h", "127.0.0.1", "-p", str(ports.http), "-o", "2", "-j", str(report)],
-            capture_output=True,
-            text=True,
-            timeout=240,
-            check=False,
-        )
+        config = front_config(ports, up.port, codec_type="HTTP2", max_concurrent_streams=100)
+        if transport == "tls":
+            config = with_tls(config, tmp_path)
+        with run_proxy(config):
+            run = subprocess.run(
+                [
+                    h2spec,
+                    *tls,
+                    "-h",
+                    "127.0.0.1",
+                    "-p",
+                    str(ports.http),
+                    "-o",
+                    "2",
+                    "-j",
+                    str(report),
+                ],
+                capture_output=True,
+                text=True,
+                timeout=240,
+                check=False,
+            )
     assert report.exists(), f"h2spec wrote no report:\n{run.stdout[-3000:]}{run.stderr}"
     results = read_junit(report)
     failed = [str(r) for r in results if r.failure is not None]
