@@ -244,14 +244,9 @@ cdef object _forward(object issues, object raw, str path, bint is_regex, list re
     timeout = get_duration_ms(issues, a, "timeout", path)
     if timeout is not None:
         out["timeout_ms"] = timeout
-    prefix_rewrite = get_str(issues, a, "prefix_rewrite", path)
-    if prefix_rewrite is not None:
-        if is_regex:
-            issues.add(
-                at(path, "prefix_rewrite"),
-                "prefix_rewrite needs a prefix or path match, not safe_regex",
-            )
-        out["prefix_rewrite"] = prefix_rewrite
+    rewrite = _actions.prefix_rewrite(issues, a, path, is_regex)
+    if rewrite is not None:
+        out["prefix_rewrite"] = rewrite
     host = get_str(issues, a, "host_rewrite_literal", path, False, True)
     if host is not None:
         out["host_rewrite"] = host

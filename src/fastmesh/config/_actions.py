@@ -29,7 +29,13 @@ from ._fields import (
 from ._headers import MUTATION_FIELDS, header_mutation
 from ._match import check_regex, header_name
 
-__all__ = ["FORWARD_POLICIES", "forward_policies", "redirect_action", "retry_policy"]
+__all__ = [
+    "FORWARD_POLICIES",
+    "forward_policies",
+    "prefix_rewrite",
+    "redirect_action",
+    "retry_policy",
+]
 
 #: Route action fields handled here rather than by the route translator's fast path.
 FORWARD_POLICIES: Final = frozenset(
@@ -117,6 +123,18 @@ def _exclusive(issues: Issues, doc: Doc, path: str, keys: tuple[str, ...]) -> bo
         issues.add(path, f"expected at most one of {', '.join(keys)}, got {', '.join(present)}")
         return False
     return True
+
+
+def prefix_rewrite(issues: Issues, doc: Doc, path: str, is_regex: bool) -> str | None:
+    """`prefix_rewrite` of a route or redirect; Envoy refuses it on a safe_regex match (there is
+    no prefix to replace)."""
+    prefix = get_str(issues, doc, "prefix_rewrite", path)
+    if prefix is not None and is_regex:
+        issues.add(
+            at(path, "prefix_rewrite"),
+            "prefix_rewrite needs a prefix or path match, not safe_regex",
+        )
+    return prefix
 
 
 def _regex_rewrite(issues: Issues, doc: Doc, path: str) -> dict[str, str] | None:
@@ -408,13 +426,8 @@ def redirect_action(
     new_path = get_str(issues, r, "path_redirect", path)
     if new_path is not None:
         out["path"] = new_path
-    prefix = get_str(issues, r, "prefix_rewrite", path)
+    prefix = prefix_rewrite(issues, r, path, is_regex)
     if prefix is not None:
-        if is_regex:
-            issues.add(
-                at(path, "prefix_rewrite"),
-                "prefix_rewrite needs a prefix or path match, not safe_regex",
-            )
         out["prefix_rewrite"] = prefix
     rewrite = _regex_rewrite(issues, r, path)
     if rewrite is not None:

@@ -5,7 +5,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Final
 
-from ._actions import FORWARD_POLICIES, forward_policies, redirect_action, retry_policy
+from ._actions import (
+    FORWARD_POLICIES,
+    forward_policies,
+    prefix_rewrite,
+    redirect_action,
+    retry_policy,
+)
 from ._errors import Issues
 from ._fields import (
     Doc,
@@ -138,14 +144,9 @@ def _forward(
     timeout = get_duration_ms(issues, a, "timeout", path)
     if timeout is not None:
         out["timeout_ms"] = timeout
-    prefix_rewrite = get_str(issues, a, "prefix_rewrite", path)
-    if prefix_rewrite is not None:
-        if is_regex:
-            issues.add(
-                at(path, "prefix_rewrite"),
-                "prefix_rewrite needs a prefix or path match, not safe_regex",
-            )
-        out["prefix_rewrite"] = prefix_rewrite
+    rewrite = prefix_rewrite(issues, a, path, is_regex)
+    if rewrite is not None:
+        out["prefix_rewrite"] = rewrite
     host = get_str(issues, a, "host_rewrite_literal", path, non_empty=True)
     if host is not None:
         out["host_rewrite"] = host
