@@ -256,13 +256,13 @@ class TestSecrets:
         }
         assert snap.files == {}
 
-        # The same contexts with SDS over ADS, as the control plane serves them: refused.
+        # The same contexts with SDS over ADS need dynamic_resources (tests/xds/test_sds.py).
         ref = common["tls_certificate_sds_secret_configs"][0]
         ref["sds_config"] = {"ads": {}, "resource_api_version": "V3"}
         found = problems(doc)
         assert found == {
-            f"{COMMON}.tls_certificate_sds_secret_configs[0].sds_config": f"SDS over a config "
-            f"source is {NOT_SUPPORTED}; name a static_resources.secrets entry (no sds_config)"
+            f"{COMMON}.tls_certificate_sds_secret_configs[0].sds_config": "SDS needs "
+            "dynamic_resources.ads_config"
         }
 
     def test_secret_errors(self, server: Pem) -> None:

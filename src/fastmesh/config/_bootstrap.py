@@ -31,7 +31,7 @@ from ._listeners import translate_listener
 from ._routes import ClusterRefs
 from ._sources import Sources
 from ._stamp import Stamp
-from ._tls import translate_secrets
+from ._tls import translate_sds_secrets, translate_secrets
 from ._xds import AdsSource, DynamicResources, XdsLookup, ads_source
 
 __all__ = [
@@ -94,7 +94,9 @@ class Bootstrap:
     #: EDS and RDS resource names the dynamic clusters and listeners use (subscriptions).
     eds_names: tuple[str, ...] = ()
     rds_names: tuple[str, ...] = ()
-    #: Named EDS/RDS resources not received yet: translated empty, the snapshot is warming.
+    sds_names: tuple[str, ...] = ()
+    #: Named EDS/RDS/SDS resources not received yet: translated empty (a TLS listener whose
+    #: secret is missing is left out, its cluster has no hosts), the snapshot is warming.
     warming: tuple[str, ...] = ()
 
     def snapshot_json(self) -> str:
@@ -341,6 +343,8 @@ def translate_bootstrap(
     )
     n_static = len(clusters)
     xds = XdsLookup(dynamic or DynamicResources()) if "dynamic_resources" in doc else None
+    if xds is not None:
+        translate_sds_secrets(issues, xds.received.secrets, sources)
     if xds is not None and dynamic is not None:
         listeners = [*listeners, *_named(dynamic.listeners, "Listener")]
         clusters = [*clusters, *_named(dynamic.clusters, "Cluster")]
@@ -366,7 +370,8 @@ def translate_bootstrap(
         ads=ads,
         eds_names=tuple(sorted(xds.endpoint_names)) if xds else (),
         rds_names=tuple(sorted(xds.route_names)) if xds else (),
-        warming=tuple(xds.missing) if xds else (),
+        sds_names=tuple(sorted(sources.sds_names)),
+        warming=(*xds.missing, *sources.missing_secrets()) if xds else (),
     )
 
 

@@ -251,6 +251,7 @@ def translate_cluster(
             )
         out["http2"] = True
     if "transport_socket" in c:
+        awaited = sources.awaited
         tls = upstream_tls(
             issues,
             c["transport_socket"],
@@ -260,4 +261,8 @@ def translate_cluster(
         )
         if tls is not None:
             out["tls"] = tls
+        elif sources.awaited > awaited:
+            # Its SDS secret has not arrived: no hosts until it does (Envoy's warming
+            # cluster), never a plaintext connection meant to be TLS.
+            out["discovery"], out["endpoints"] = "static", []
     return None if name is None else out

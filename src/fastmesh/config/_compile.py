@@ -75,9 +75,10 @@ class Compiled:
     admin_address: tuple[str, int] | None = None
     #: `dynamic_resources`: the ADS server's (ip, port); None = a static bootstrap.
     ads_address: tuple[str, int] | None = None
-    #: EDS / RDS names the dynamic resources use, and those not received yet (warming).
+    #: EDS / RDS / SDS names the dynamic resources use, and those not received yet (warming).
     eds_names: tuple[str, ...] = ()
     rds_names: tuple[str, ...] = ()
+    sds_names: tuple[str, ...] = ()
     warming: tuple[str, ...] = ()
     #: Files the config references -> their stamps when read (see `Bootstrap.files`).
     files: Mapping[str, Stamp | None] = field(default_factory=dict)
@@ -124,6 +125,7 @@ def compile_bootstrap(bootstrap: Bootstrap, document: Mapping[str, Any]) -> Comp
         ads_address=bootstrap.ads.address if bootstrap.ads is not None else None,
         eds_names=bootstrap.eds_names,
         rds_names=bootstrap.rds_names,
+        sds_names=bootstrap.sds_names,
         warming=bootstrap.warming,
         files=dict(bootstrap.files),
     )
@@ -168,6 +170,7 @@ def encode(compiled: Compiled) -> bytes:
         "ads_address": compiled.ads_address,
         "eds_names": compiled.eds_names,
         "rds_names": compiled.rds_names,
+        "sds_names": compiled.sds_names,
         "warming": compiled.warming,
         "files": _files_json(compiled.files),
     }
@@ -224,6 +227,7 @@ def decode(out: bytes, returncode: int) -> Compiled:
         ads_address=(ads[0], int(ads[1])) if ads else None,
         eds_names=tuple(meta["eds_names"]),
         rds_names=tuple(meta["rds_names"]),
+        sds_names=tuple(meta["sds_names"]),
         warming=tuple(meta["warming"]),
         files=_files(meta["files"]),
     )

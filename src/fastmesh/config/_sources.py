@@ -32,7 +32,7 @@ Secret = tuple[str, "dict[str, Any] | None"]
 class Sources:
     """What TLS contexts read while one document is translated."""
 
-    __slots__ = ("_texts", "digests", "secrets", "stamps")
+    __slots__ = ("_texts", "awaited", "digests", "sds", "sds_names", "secrets", "stamps")
 
     def __init__(self) -> None:
         #: Every file named by a `DataSource`, in first-read order -> its stamp taken
@@ -42,6 +42,13 @@ class Sources:
         self.digests: dict[str, str] = {}
         #: `static_resources.secrets` by name.
         self.secrets: dict[str, Secret] = {}
+        #: Secrets received over SDS (ADS), by name; None without `dynamic_resources`.
+        self.sds: dict[str, Secret] | None = None
+        #: Every SDS secret a TLS context names (the SDS subscription).
+        self.sds_names: set[str] = set()
+        #: How many references to SDS secrets not received yet were met so far. A TLS
+        #: context compares it before and after: its own secret is awaited if it grew.
+        self.awaited = 0
         # File -> its text, or the reason it cannot be used; each file is read once, so
         # every context naming it sees the same content.
         self._texts: dict[str, str | OSError | UnicodeDecodeError] = {}
@@ -89,6 +96,10 @@ class Sources:
             issues.add(at(path, kind), f"{value} is not PEM text (not ASCII)")
             return None
         return text, value
+
+    def missing_secrets(self) -> list[str]:
+        """SDS secrets named but not received (the snapshot warms while there are any)."""
+        return [f"Secret {n}" for n in sorted(self.sds_names.difference(self.sds or {}))]
 
     def version(self, base: str) -> str:
         """`base` (the document's digest) folded with the digest of every file read."""

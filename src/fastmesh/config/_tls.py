@@ -9,6 +9,7 @@ the last good config keeps serving.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -28,10 +29,12 @@ from ._fields import (
     typed_config,
 )
 from ._match import string_matcher
-from ._sources import Sources
+from ._sources import Secret, Sources
+from ._xds import config_source
 
 __all__ = [
     "downstream_tls",
+    "translate_sds_secrets",
     "translate_secrets",
     "upstream_tls",
 ]
@@ -193,24 +196,31 @@ def _validation_context(
 def _secret(
     issues: Issues, raw: object, path: str, kind: str, sources: Sources
 ) -> dict[str, Any] | None:
-    """An `SdsSecretConfig` -> the static secret it names, which must be of `kind`."""
+    """An `SdsSecretConfig` -> the secret it names, which must be of `kind`: a static one,
+    or with `sds_config: {ads: {}}` one received over SDS. An SDS secret not received yet
+    is None without a problem, counted in `sources.awaited`."""
     ref = obj(issues, raw, path, _SDS_REF)
     if ref is None:
         return None
-    if "sds_config" in ref:
-        issues.add(
-            at(path, "sds_config"),
-            f"SDS over a config source is {NOT_SUPPORTED}; name a static_resources.secrets "
-            "entry (no sds_config)",
-        )
-        return None
     name = get_str(issues, ref, "name", path, required=True, non_empty=True)
+    over_sds = "sds_config" in ref
+    if over_sds:
+        config_source(issues, ref, "sds_config", path)
+        if sources.sds is None:
+            issues.add(at(path, "sds_config"), "SDS needs dynamic_resources.ads_config")
+            return None
     if name is None:
         return None
-    if name not in sources.secrets:
+    secrets = sources.sds if sources.sds is not None and over_sds else sources.secrets
+    if over_sds:
+        sources.sds_names.add(name)
+        if name not in secrets:
+            sources.awaited += 1
+            return None
+    elif name not in secrets:
         issues.add(at(path, "name"), f"unknown secret {name!r} (no static_resources.secrets entry)")
         return None
-    secret_kind, value = sources.secrets[name]
+    secret_kind, value = secrets[name]
     if secret_kind != kind:
         issues.add(at(path, "name"), f"secret {name!r} is a {secret_kind}, expected a {kind}")
         return None
@@ -337,6 +347,8 @@ class _Common:
     validation: dict[str, Any] | None = None
     alpn: list[str] = field(default_factory=list)
     min_version: str = "1.2"
+    #: An SDS secret it names has not been received yet.
+    awaited: bool = False
 
 
 def _common(issues: Issues, ctx: Doc, path: str, sources: Sources) -> _Common | None:
@@ -347,6 +359,7 @@ def _common(issues: Issues, ctx: Doc, path: str, sources: Sources) -> _Common | 
     c = obj(issues, ctx["common_tls_context"], p, _COMMON)
     if c is None:
         return None
+    awaited = sources.awaited
     return _Common(
         names_certificate=bool(
             c.get("tls_certificates") or c.get("tls_certificate_sds_secret_configs")
@@ -355,6 +368,7 @@ def _common(issues: Issues, ctx: Doc, path: str, sources: Sources) -> _Common | 
         validation=_validation(issues, c, p, sources),
         alpn=_alpn(issues, c, p),
         min_version=_min_version(issues, c, p),
+        awaited=sources.awaited > awaited,
     )
 
 
@@ -379,7 +393,7 @@ def downstream_tls(
     p = at(path, "typed_config")
     common = _common(issues, ctx, p, sources)
     require = get_bool(issues, ctx, "require_client_certificate", p) or False
-    if common is None:
+    if common is None or common.awaited:  # the listener waits for its secrets (warming)
         return None
     cert = common.certificate
     if cert is None:
@@ -414,7 +428,8 @@ def upstream_tls(
 ) -> dict[str, Any] | None:
     """A cluster's `transport_socket` -> native `UpstreamTls`.
 
-    Without `alpn_protocols`, an HTTP/2 cluster offers `h2`, as Envoy's does.
+    Without `alpn_protocols`, an HTTP/2 cluster offers `h2`, as Envoy's does. None, with
+    `sources.awaited` grown, while an SDS secret it names has not arrived.
     """
     ctx = _socket(issues, raw, path, UPSTREAM_TLS_TYPE, _UPSTREAM)
     if ctx is None:
@@ -422,7 +437,7 @@ def upstream_tls(
     p = at(path, "typed_config")
     common = _common(issues, ctx, p, sources)
     sni = get_str(issues, ctx, "sni", p, non_empty=True)
-    if common is None:
+    if common is None or common.awaited:
         return None
     if common.min_version != "1.2":
         issues.add(
@@ -448,19 +463,41 @@ def translate_secrets(issues: Issues, secrets: list[object], path: str, sources:
     first: dict[str, str] = {}
     for i, raw in enumerate(secrets):
         p = item(path, i)
-        s = obj(issues, raw, p, _SECRET)
-        if s is None:
+        found = _translate_secret(issues, raw, p, sources)
+        if found is None:
             continue
-        name = get_str(issues, s, "name", p, required=True, non_empty=True)
-        kind = one_of(issues, s, p, _SECRET_KINDS)
-        if name is not None and first.setdefault(name, p) != p:
+        name, secret = found
+        if first.setdefault(name, p) != p:
             issues.add(at(p, "name"), f"duplicate secret name {name!r} (first at {first[name]})")
             continue
-        value: dict[str, Any] | None = None
-        if kind == "tls_certificate":
-            value = tls_certificate(issues, s[kind], at(p, kind), sources)
-        elif kind == "validation_context":
-            v = _validation_context(issues, s[kind], at(p, kind), sources)
-            value = None if v is None else {"trusted_ca_pem": v[0], "sans": v[1]}
-        if name is not None and kind is not None:
-            sources.secrets[name] = (kind, value)
+        sources.secrets[name] = secret
+
+
+def translate_sds_secrets(issues: Issues, secrets: Mapping[str, object], sources: Sources) -> None:
+    """Secrets received over SDS (by resource name) -> `sources.sds`; errors read
+    `Secret[name]...`."""
+    sds = sources.sds = {}
+    for name, raw in secrets.items():
+        found = _translate_secret(issues, raw, f"Secret[{name}]", sources)
+        if found is not None:
+            sds[found[0]] = found[1]
+
+
+def _translate_secret(
+    issues: Issues, raw: object, path: str, sources: Sources
+) -> tuple[str, Secret] | None:
+    """One `Secret` -> (name, (kind, value)); None when it has no usable name or kind."""
+    s = obj(issues, raw, path, _SECRET)
+    if s is None:
+        return None
+    name = get_str(issues, s, "name", path, required=True, non_empty=True)
+    kind = one_of(issues, s, path, _SECRET_KINDS)
+    value: dict[str, Any] | None = None
+    if kind == "tls_certificate":
+        value = tls_certificate(issues, s[kind], at(path, kind), sources)
+    elif kind == "validation_context":
+        v = _validation_context(issues, s[kind], at(path, kind), sources)
+        value = None if v is None else {"trusted_ca_pem": v[0], "sans": v[1]}
+    if name is None or kind is None:
+        return None
+    return name, (kind, value)

@@ -22,6 +22,7 @@ __all__ = [
     "DynamicResources",
     "XdsLookup",
     "ads_source",
+    "config_source",
     "eds_assignment",
     "rds_route_config",
 ]
@@ -62,6 +63,8 @@ class DynamicResources:
     assignments: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     #: `RouteConfiguration`s by `name`.
     route_configs: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    #: SDS `Secret`s by `name`.
+    secrets: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
 
 @dataclass
@@ -86,7 +89,7 @@ class XdsLookup:
         ]
 
 
-def _config_source(issues: Issues, doc: Doc, key: str, path: str) -> None:
+def config_source(issues: Issues, doc: Doc, key: str, path: str) -> None:
     """A `ConfigSource` that must be `{ads: {}}` (optionally `resource_api_version: V3`)."""
     src = get_map(issues, doc, key, path, _CONFIG_SOURCE, required=True)
     if src is None:
@@ -115,7 +118,7 @@ def ads_source(
     path = "dynamic_resources"
     ads = get_map(issues, dyn, "ads_config", path, _ADS_CONFIG, required=True)
     for key in ("cds_config", "lds_config"):
-        _config_source(issues, dyn, key, path)
+        config_source(issues, dyn, key, path)
     if ads is None:
         return None
     p = at(path, "ads_config")
@@ -164,7 +167,7 @@ def eds_assignment(
     if cfg is None:
         return None
     p = at(path, "eds_cluster_config")
-    _config_source(issues, cfg, "eds_config", p)
+    config_source(issues, cfg, "eds_config", p)
     name = get_str(issues, cfg, "service_name", p, non_empty=True) or cluster_name
     if xds is None:
         issues.add(at(path, "type"), "EDS needs dynamic_resources.ads_config in the bootstrap")
@@ -189,7 +192,7 @@ def rds_route_config(
     if rds is None:
         return None
     p = at(path, "rds")
-    _config_source(issues, rds, "config_source", p)
+    config_source(issues, rds, "config_source", p)
     name = get_str(issues, rds, "route_config_name", p, required=True, non_empty=True)
     if xds is None:
         issues.add(p, "rds needs dynamic_resources.ads_config in the bootstrap")

@@ -4,9 +4,11 @@ snapshot, ACK/NACK, warming, and reconnection with back-off.
 Each response is translated together with everything accepted so far (and the bootstrap's
 static part) by the `ConfigTarget`. A response that does not translate is NACKed with the
 translator's text; one that translates is ACKed. The snapshot is applied only when it is
-complete: every EDS and RDS resource the clusters and listeners name has arrived (Envoy's
-warming). That wait is bounded by `warm_timeout` (Envoy's `initial_fetch_timeout`, 15 s):
-past it, the snapshot is applied with the missing endpoints / routes empty, as Envoy does.
+complete: every EDS, RDS and SDS resource the clusters and listeners name has arrived
+(Envoy's warming). That wait is bounded by `warm_timeout` (Envoy's `initial_fetch_timeout`,
+15 s): past it, the snapshot is applied with the missing endpoints / routes empty, as Envoy
+does; a TLS listener whose secret is missing stays unbound and a TLS cluster without its
+secret has no hosts, so nothing meant to be TLS ever goes plaintext.
 If the engine refuses a snapshot, the response that completed it is NACKed instead.
 """
 
@@ -26,7 +28,7 @@ from fastmesh.config._errors import ConfigError
 from fastmesh.config._xds import DynamicResources
 
 from ._call import CallEnded, open_call
-from ._resources import CLUSTER, ENDPOINT, LISTENER, ROUTE, short_type
+from ._resources import CLUSTER, ENDPOINT, LISTENER, ROUTE, SECRET, short_type
 from ._session import AdsSession
 
 __all__ = ["ADS_PATH", "AdsClient", "Call", "ConfigTarget"]
@@ -161,7 +163,7 @@ class AdsClient:
 
     async def _handle(self, response: Any) -> list[Any]:
         """One response -> the requests to send: its ACK or NACK, then new subscriptions
-        (the EDS/RDS names of what was accepted; LDS once CDS had its first answer)."""
+        (the EDS/RDS and SDS names of what was accepted; LDS once CDS had its first answer)."""
         type_url = str(response.type_url)
         request, compiled = await self._judge(response)
         self._answered.add(type_url)
@@ -171,6 +173,7 @@ class AdsClient:
             dependent = _SUBSCRIBED_BY[type_url]
             names = compiled.eds_names if dependent == ENDPOINT else compiled.rds_names
             out.append(self.session.subscribe(dependent, names))
+            out.append(self.session.subscribe(SECRET, compiled.sds_names))
         if type_url == CLUSTER:
             # Envoy's order: listeners after clusters, so no route names a cluster not yet known
             out.append(self.session.subscribe_all(LISTENER))

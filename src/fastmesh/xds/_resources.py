@@ -1,4 +1,4 @@
-"""The four xDS resource types fastmesh-proxy subscribes to, and their protobuf -> dict
+"""The five xDS resource types fastmesh-proxy subscribes to, and their protobuf -> dict
 decoding (proto3 JSON with field names as in YAML: what the translator reads)."""
 
 from __future__ import annotations
@@ -19,32 +19,51 @@ from envoy.extensions.filters.network.http_connection_manager.v3 import (  # noq
     http_connection_manager_pb2,
 )
 from envoy.extensions.filters.network.tcp_proxy.v3 import tcp_proxy_pb2  # noqa: F401
+from envoy.extensions.transport_sockets.tls.v3 import secret_pb2
 from envoy.extensions.upstreams.http.v3 import http_protocol_options_pb2  # noqa: F401
 from google.protobuf import json_format
 from google.protobuf.message import DecodeError
 
-__all__ = ["CLUSTER", "ENDPOINT", "LISTENER", "ROUTE", "TYPE_ORDER", "decode", "short_type"]
+__all__ = [
+    "CLUSTER",
+    "ENDPOINT",
+    "LISTENER",
+    "ROUTE",
+    "SECRET",
+    "TYPE_ORDER",
+    "decode",
+    "short_type",
+]
 
 _PREFIX: Final = "type.googleapis.com/"
 CLUSTER: Final = _PREFIX + "envoy.config.cluster.v3.Cluster"
 ENDPOINT: Final = _PREFIX + "envoy.config.endpoint.v3.ClusterLoadAssignment"
 LISTENER: Final = _PREFIX + "envoy.config.listener.v3.Listener"
 ROUTE: Final = _PREFIX + "envoy.config.route.v3.RouteConfiguration"
-#: Envoy's order: clusters, their endpoints, listeners, their routes.
-TYPE_ORDER: Final = (CLUSTER, ENDPOINT, LISTENER, ROUTE)
+SECRET: Final = _PREFIX + "envoy.extensions.transport_sockets.tls.v3.Secret"
+#: Envoy's order: clusters, their endpoints, listeners, their routes; then the secrets
+#: their TLS contexts name.
+TYPE_ORDER: Final = (CLUSTER, ENDPOINT, LISTENER, ROUTE, SECRET)
 
 _MESSAGES: Final[dict[str, Any]] = {
     CLUSTER: cluster_pb2.Cluster,
     ENDPOINT: endpoint_pb2.ClusterLoadAssignment,
     LISTENER: listener_pb2.Listener,
     ROUTE: route_pb2.RouteConfiguration,
+    SECRET: secret_pb2.Secret,
 }
-_NAME_FIELD: Final = {CLUSTER: "name", ENDPOINT: "cluster_name", LISTENER: "name", ROUTE: "name"}
-_SHORT: Final = {CLUSTER: "CDS", ENDPOINT: "EDS", LISTENER: "LDS", ROUTE: "RDS"}
+_NAME_FIELD: Final = {
+    CLUSTER: "name",
+    ENDPOINT: "cluster_name",
+    LISTENER: "name",
+    ROUTE: "name",
+    SECRET: "name",
+}
+_SHORT: Final = {CLUSTER: "CDS", ENDPOINT: "EDS", LISTENER: "LDS", ROUTE: "RDS", SECRET: "SDS"}
 
 
 def short_type(type_url: str) -> str:
-    """`CDS`, `EDS`, `LDS`, `RDS`, or the type URL itself."""
+    """`CDS`, `EDS`, `LDS`, `RDS`, `SDS`, or the type URL itself."""
     return _SHORT.get(type_url, type_url)
 
 

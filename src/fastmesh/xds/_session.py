@@ -6,7 +6,7 @@ the accepted resources with the response applied. The caller translates a candid
 `accept`s (ACK: the response's version and nonce) or `reject`s it (NACK: the previous
 version, the nonce, and the reason in `error_detail`).
 
-LDS and CDS are wildcard subscriptions: a response holds all of the type. EDS and RDS
+LDS and CDS are wildcard subscriptions: a response holds all of the type. EDS, RDS and SDS
 name their resources; a response may hold only some, the rest are kept.
 """
 
@@ -23,7 +23,7 @@ from google.protobuf import struct_pb2
 from fastmesh._grpc import Status
 from fastmesh.config._xds import DynamicResources
 
-from ._resources import CLUSTER, ENDPOINT, LISTENER, ROUTE, TYPE_ORDER, decode
+from ._resources import CLUSTER, ENDPOINT, LISTENER, ROUTE, SECRET, TYPE_ORDER, decode
 
 __all__ = ["AdsSession", "Candidate", "Subscription", "node_message"]
 
@@ -120,7 +120,7 @@ class AdsSession:
         return self._request(sub, "")
 
     def subscribe(self, type_url: str, names: Iterable[str]) -> Any | None:
-        """Ask for exactly `names` of an EDS/RDS type; the request, or None if unchanged.
+        """Ask for exactly `names` of an EDS/RDS/SDS type; the request, or None if unchanged.
 
         Accepted resources no longer named are forgotten."""
         wanted = frozenset(names)
@@ -144,7 +144,7 @@ class AdsSession:
             sub = self.subscriptions.get(type_url)
             return sub.resources if sub is not None else {}
 
-        return DynamicResources(of(CLUSTER), of(LISTENER), of(ENDPOINT), of(ROUTE))
+        return DynamicResources(of(CLUSTER), of(LISTENER), of(ENDPOINT), of(ROUTE), of(SECRET))
 
     def _request(self, sub: Subscription, version: str) -> Any:
         request = discovery_pb2.DiscoveryRequest(

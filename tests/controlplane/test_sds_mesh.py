@@ -1,11 +1,12 @@
-"""End to end: two real Envoys take their SPIFFE certificates over SDS (ADS) from our control
-plane and talk mTLS; plaintext and wrong identities are refused; short-lived certificates
-rotate under traffic."""
+"""End to end: two sidecars take their SPIFFE certificates over SDS from our control plane and
+talk mTLS; plaintext and wrong identities are refused; short-lived certificates rotate under
+traffic. Each pair runs as Envoy/Envoy, fastmesh/fastmesh and mixed both ways."""
 
 from __future__ import annotations
 
 import datetime as dt
-import json
+import socket
+import ssl
 from collections.abc import Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -13,12 +14,14 @@ from typing import Any
 
 import httpx
 import pytest
+from cryptography import x509
 
 from fastmesh.ca import CertificateAuthority, SpiffeId
 from fastmesh.controlplane import ControlPlane
 from fastmesh.controlplane._sds import SecretIssuer
 from tests.support import EchoServer, ProxyProcess, free_port, run_proxy
 from tests.support.envoy_config import HCM_TYPE, ROUTER_TYPE, cluster, socket_address
+from tests.support.proxy import Binary
 
 from .harness import ControlPlaneThread, ads_bootstrap, wait_until
 
@@ -33,9 +36,10 @@ TTL = dt.timedelta(seconds=4)
 TLS = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3."
 #: SDS over the ADS stream: Istio's `sds_config: {ads: {}}` (the server sidecar's listener).
 SDS_VIA_ADS = {"ads": {}, "resource_api_version": "V3"}
-#: The separate SDS service (StreamSecrets), as istio-agent serves it (the client sidecars):
-#: `{ads: {}}` in a *static* cluster crashes Envoy 1.40 at startup (the ADS mux does not
-#: exist yet when static clusters are built); static listeners take it, clusters do not.
+#: The separate SDS service (StreamSecrets), as istio-agent serves it (Envoy's client
+#: sidecars): `{ads: {}}` in a *static* cluster crashes Envoy 1.40 at startup (the ADS mux
+#: does not exist yet when static clusters are built); static listeners take it, clusters do
+#: not. fastmesh takes SDS over ADS only, everywhere (it has no such crash).
 SDS_SERVICE = {
     "api_config_source": {
         "api_type": "GRPC",
@@ -85,12 +89,11 @@ def to(cluster_name: str, prefix: str = "/") -> Json:
 def sidecar(
     identity: SpiffeId, *, xds_port: int, listeners: list[Json], clusters: list[Json]
 ) -> Json:
-    """ADS for SDS only; the listeners and clusters are static (the point is CA + SDS)."""
+    """ADS for SDS (the mesh directory is empty: CDS and LDS bring nothing); the listeners
+    and clusters are static (the point is CA + SDS)."""
     node_id = f"sidecar~127.0.0.1~{identity.service_account}-v1.default~default.svc.cluster.local"
     boot = ads_bootstrap(admin_port=free_port(), xds_port=xds_port, node_id=node_id)
     boot["node"]["metadata"]["SERVICE_ACCOUNT"] = identity.service_account
-    for key in ("cds_config", "lds_config"):
-        del boot["dynamic_resources"][key]
     boot["static_resources"]["listeners"] = listeners
     boot["static_resources"]["clusters"] += clusters
     return boot
@@ -125,7 +128,9 @@ def server_sidecar(xds_port: int, inbound_port: int, app_port: int) -> Json:
     return sidecar(SERVER_ID, xds_port=xds_port, listeners=[listener], clusters=[app])
 
 
-def client_sidecar(identity: SpiffeId, xds_port: int, outbound_port: int, server: int) -> Json:
+def client_sidecar(
+    identity: SpiffeId, xds_port: int, outbound_port: int, server: int, sds: Json
+) -> Json:
     """Outbound: `/` to the server expecting its SPIFFE ID, `/wrong-san/` expecting another."""
 
     def mtls(name: str, expect: SpiffeId) -> Json:
@@ -134,7 +139,7 @@ def client_sidecar(identity: SpiffeId, xds_port: int, outbound_port: int, server
             "name": "envoy.transport_sockets.tls",
             "typed_config": {
                 "@type": TLS + "UpstreamTlsContext",
-                "common_tls_context": tls_context(expect, SDS_SERVICE),
+                "common_tls_context": tls_context(expect, sds),
             },
         }
         return out
@@ -163,21 +168,35 @@ class Mesh:
         return self.http.get(f"http://127.0.0.1:{self.ports[who]}{path}")
 
 
-def served_serial(proxy: ProxyProcess) -> str:
-    """The serial of the certificate Envoy presents (admin `/certs`), lower-case hex."""
-    status, body = proxy.admin_get("/certs")
-    assert status == 200, body
-    serials = {
-        c["serial_number"].lower().lstrip("0")
-        for entry in json.loads(body)["certificates"]
-        for c in entry["cert_chain"]
-    }
-    [serial] = serials
-    return str(serial)
+def served_serial(port: int) -> str:
+    """The serial (lower-case hex) of the certificate a TLS listener presents. TLS 1.3 sends
+    it before the server asks for ours, so no client certificate is needed to see it."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    with (
+        socket.create_connection(("127.0.0.1", port), timeout=5) as raw,
+        context.wrap_socket(raw) as tls,
+    ):
+        der = tls.getpeercert(binary_form=True)
+    assert der is not None
+    return f"{x509.load_der_x509_certificate(der).serial_number:x}"
 
 
-@pytest.fixture(scope="module")
-def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
+#: (client sidecars, server sidecar): each proxy with itself, and mixed both ways.
+PAIRS: list[tuple[Binary, Binary]] = [
+    ("envoy", "envoy"),
+    ("fastmesh-proxy", "fastmesh-proxy"),
+    ("fastmesh-proxy", "envoy"),
+    ("envoy", "fastmesh-proxy"),
+]
+
+
+@pytest.fixture(scope="module", params=PAIRS, ids=lambda pair: "-to-".join(pair))
+def mesh(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Mesh]:
+    client_binary, server_binary = request.param
     base = tmp_path_factory.mktemp("sds")
     ca, _ = CertificateAuthority.init(base / "ca", TD)
     (base / "mesh").mkdir()
@@ -185,21 +204,27 @@ def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
     cp = ControlPlaneThread(base / "mesh")
     cp.plane = ControlPlane(cp.registry, debounce=0.05, secrets=issuer)
     ports = {name: free_port() for name in ("inbound", "client", "intruder")}
+    sds = SDS_SERVICE if client_binary == "envoy" else SDS_VIA_ADS
+    mallory = SpiffeId(TD, "default", "mallory")
     with ExitStack() as stack:
         app = stack.enter_context(EchoServer("reviews-app"))
         stack.enter_context(cp)
-        procs = [
-            stack.enter_context(run_proxy(config, binary="envoy", workdir=base))
-            for config in (
-                server_sidecar(cp.port, ports["inbound"], app.port),
-                client_sidecar(CLIENT_ID, cp.port, ports["client"], ports["inbound"]),
-                client_sidecar(
-                    SpiffeId(TD, "default", "mallory"), cp.port, ports["intruder"], ports["inbound"]
-                ),
-            )
+        configs = [
+            (server_binary, server_sidecar(cp.port, ports["inbound"], app.port)),
+            (
+                client_binary,
+                client_sidecar(CLIENT_ID, cp.port, ports["client"], ports["inbound"], sds),
+            ),
+            (
+                client_binary,
+                client_sidecar(mallory, cp.port, ports["intruder"], ports["inbound"], sds),
+            ),
         ]
+        server, client, intruder = (
+            stack.enter_context(run_proxy(config, binary=binary, workdir=base))
+            for binary, config in configs
+        )
         http = stack.enter_context(httpx.Client(timeout=5.0))
-        server, client, intruder = procs
         yield Mesh(cp, issuer, app, server, client, intruder, ports, http)
 
 
@@ -210,14 +235,14 @@ def test_request_flows_over_mtls_and_the_app_sees_the_client_spiffe_id(mesh: Mes
     assert f"By={SERVER_ID.uri}" in seen.split(";"), seen
     issued = mesh.cp.call(lambda: set(mesh.issuer.issued))
     assert issued == {CLIENT_ID, SERVER_ID, SpiffeId(TD, "default", "mallory")}
-    # every stream (ADS for the server's listener, StreamSecrets for the clients) is SDS only
-    statuses = [s for s in mesh.cp.proxy_status() if s.types]  # (an idle ADS stream has none)
-    assert {s.node_id.split("~")[2].split("-")[0] for s in statuses} == {
+    # every sidecar took its secrets over SDS (ADS; StreamSecrets for Envoy's clusters)
+    statuses = mesh.cp.proxy_status()
+    assert {s.node_id.split("~")[2].split("-")[0] for s in statuses if "SDS" in s.types} == {
         "reviews",
         "productpage",
         "mallory",
     }
-    assert all(set(s.types) == {"SDS"} and s.nacks == () for s in statuses), statuses
+    assert all(s.nacks == () for s in statuses), statuses
 
 
 def test_plaintext_to_the_mtls_listener_is_refused(mesh: Mesh) -> None:
@@ -247,22 +272,23 @@ def test_wrong_identities_are_refused(mesh: Mesh) -> None:
 
 def test_short_lived_certificates_rotate_under_traffic(mesh: Mesh) -> None:
     wait_until("mTLS to work", lambda: mesh.get("client").is_success)
-    first = served_serial(mesh.server)
+    inbound = mesh.ports["inbound"]
+    first = served_serial(inbound)
     failures: list[int] = []
 
     def rotated() -> bool:
         response = mesh.get("client")
         if response.status_code != 200:
             failures.append(response.status_code)
-        return served_serial(mesh.server) != first
+        return served_serial(inbound) != first
 
     wait_until("the server sidecar to present a renewed certificate", rotated, timeout=15)
     current = mesh.cp.call(lambda: mesh.issuer.issued[SERVER_ID].serial)
-    now_served = served_serial(mesh.server)
+    now_served = served_serial(inbound)
     assert now_served != first
     # it is one our CA issued (the current one, or the one just before a renewal raced us)
     assert now_served == f"{current:x}" or wait_until(
-        "the newest serial to be served", lambda: served_serial(mesh.server) == f"{current:x}"
+        "the newest serial to be served", lambda: served_serial(inbound) == f"{current:x}"
     )
     assert failures == []
     for _ in range(20):
