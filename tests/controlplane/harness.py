@@ -113,15 +113,21 @@ def wait_until(what: str, check: Callable[[], T | None], *, timeout: float = 15.
 
 
 def ads_bootstrap(
-    *, admin_port: int, xds_port: int, node_id: str, namespace: str = "default"
+    *,
+    admin_port: int,
+    xds_port: int,
+    node_id: str,
+    namespace: str = "default",
+    metadata: Json | None = None,
 ) -> Json:
-    """An Envoy bootstrap that takes everything (LDS, CDS; RDS, EDS through them) from ADS."""
+    """An Envoy bootstrap that takes everything (LDS, CDS; RDS, EDS through them) from ADS;
+    `metadata` joins the node's (`WORKLOAD_NAME`, `SERVICE_ACCOUNT`, ...)."""
     ads = {"ads": {}, "resource_api_version": "V3"}
     return {
         "node": {
             "id": node_id,
             "cluster": node_id.split("~")[2].split(".")[0],
-            "metadata": {"NAMESPACE": namespace},
+            "metadata": {"NAMESPACE": namespace, **(metadata or {})},
         },
         "admin": {"address": socket_address(admin_port)},
         "dynamic_resources": {

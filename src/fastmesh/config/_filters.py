@@ -325,6 +325,13 @@ def filter_overrides(
         kind = kinds.get(name)
         if kind is None:
             continue  # `get_map` reported the name as unknown
+        if kind == "rbac" and list(kinds.values()).count("rbac") > 1:
+            issues.add(
+                at(tp, name),
+                f"a per-route RBAC config with several RBAC filters is {NOT_SUPPORTED} "
+                "(fastmesh's per-route override would replace the rules of each)",
+            )
+            continue
         config = _per_route_config(issues, kind, raw, at(tp, name))
         if config is not None:
             out[kind] = config
@@ -383,6 +390,9 @@ def http_filters(
 
     The router must come last (an empty list means the router alone, as in Envoy); at
     most one filter of each kind, as native per-route overrides have one slot per kind.
+    RBAC filters may repeat (a DENY filter, then an ALLOW filter, as Istio's authorization
+    compiles); a per-route RBAC override then cannot say which one it replaces and is
+    refused (`filter_overrides`).
     """
     chain: list[dict[str, Any]] = []
     kinds: dict[str, str] = {}
@@ -405,11 +415,11 @@ def http_filters(
         if last:
             issues.add(p, f"the last HTTP filter must be the router ({ROUTER_NAME})")
         first = first_of_kind.setdefault(kind, p)
-        if first != p:
+        if first != p and kind != "rbac":
             issues.add(p, f"a second filter of the same type as {first} is {NOT_SUPPORTED}")
         if name is None:
             continue
-        if name in kinds:
+        if name in kinds:  # Envoy would run only one of them
             issues.add(at(p, "name"), f"duplicate HTTP filter name {name!r}")
         kinds[name] = kind
         tp = at(p, "typed_config")

@@ -35,10 +35,13 @@ __all__ = [
 DEFAULT_PREFIX = "/fastmesh/"
 _LOADER: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _ISTIO = "networking.istio.io/v1"
+_SECURITY = "security.istio.io/v1"
 #: `config/<Kind>` path segment (exactly: one key per resource) -> (apiVersion, kind).
 _CONFIG_KINDS = {
     "VirtualService": (_ISTIO, "VirtualService"),
     "DestinationRule": (_ISTIO, "DestinationRule"),
+    "PeerAuthentication": (_SECURITY, "PeerAuthentication"),
+    "AuthorizationPolicy": (_SECURITY, "AuthorizationPolicy"),
 }
 
 

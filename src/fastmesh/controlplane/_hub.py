@@ -12,7 +12,7 @@ import trio
 from ._model import MeshConfig
 from ._proxy import ProxyInfo
 from ._resources import SECRET, Resource, Snapshot, build_snapshot
-from ._translate import translate
+from ._translate import inbound_snapshot, translate
 
 __all__ = ["SecretSource", "SnapshotHub"]
 
@@ -21,6 +21,10 @@ log = logging.getLogger("fastmesh.controlplane")
 
 class SecretSource(Protocol):
     """Per-proxy SDS secrets (`_sds.SecretIssuer`), by secret name."""
+
+    @property
+    def trust_domain(self) -> str:
+        """The mesh CA's: with secrets to serve, sidecars speak mTLS."""
 
     def resources_for(self, proxy: ProxyInfo) -> Mapping[str, Resource]: ...
 
@@ -45,6 +49,7 @@ class SnapshotHub:
         self._dirty = trio.Event()
         self._changed = trio.Event()
         self._snapshots: dict[tuple[str, str], Snapshot] = {}
+        self._inbound: dict[tuple[str, str, tuple[tuple[str, int], ...]], Snapshot] = {}
 
     def publish(self, config: MeshConfig) -> None:
         """A new config; the first one applies at once, later ones after the debounce."""
@@ -57,6 +62,7 @@ class SnapshotHub:
     def _apply(self, config: MeshConfig) -> None:
         self.config = config
         self._snapshots.clear()
+        self._inbound.clear()
         self._bump()
         log.info("config generation %d applied", self.generation)
 
@@ -92,19 +98,37 @@ class SnapshotHub:
         return self.generation
 
     def snapshot_for(self, proxy: ProxyInfo) -> Snapshot:
-        """The proxy's translated config (shared per translation key), plus its secrets."""
-        snapshot = self._translated(proxy)
+        """The proxy's translated config (the outbound side shared per translation key, the
+        inbound side per workload), plus its secrets."""
+        snapshot = self._translated(proxy).merged(self._inbound_for(proxy))
         if self.secrets is None:
             return snapshot
         return snapshot.with_type(SECRET, self.secrets.resources_for(proxy))
+
+    @property
+    def _trust_domain(self) -> str | None:
+        return self.secrets.trust_domain if self.secrets is not None else None
 
     def _translated(self, proxy: ProxyInfo) -> Snapshot:
         key = proxy.translation_key
         cached = self._snapshots.get(key)
         if cached is not None:
             return cached
-        translation = translate(self.config or MeshConfig(), proxy)
+        translation = translate(self.config or MeshConfig(), proxy, self._trust_domain)
         for warning in translation.warnings:
             log.warning("%s", warning)
         snapshot = self._snapshots[key] = build_snapshot(translation.documents)
+        return snapshot
+
+    def _inbound_for(self, proxy: ProxyInfo) -> Snapshot:
+        key = proxy.inbound_key
+        cached = self._inbound.get(key)
+        if cached is not None:
+            return cached
+        snapshot, warnings = inbound_snapshot(
+            self.config or MeshConfig(), proxy, self._trust_domain
+        )
+        for warning in warnings:
+            log.warning("%s", warning)
+        self._inbound[key] = snapshot
         return snapshot

@@ -11,8 +11,10 @@ import yaml
 from ._errors import Problem
 from ._fields import Fields
 from ._model import DestinationRule, MeshConfig, Service, VirtualService, Workload
+from ._model_security import AuthorizationPolicy, PeerAuthentication
 from ._parse_istio import parse_destination_rule, parse_virtual_service
 from ._parse_registry import parse_service, parse_workload_entry
+from ._parse_security import parse_authorization_policy, parse_peer_authentication
 
 __all__ = ["SUFFIXES", "config_files", "load_directory", "load_documents"]
 
@@ -24,8 +26,11 @@ _ISTIO_VERSIONS = (
     "networking.istio.io/v1beta1",
     "networking.istio.io/v1alpha3",
 )
+_SECURITY_VERSIONS = ("security.istio.io/v1", "security.istio.io/v1beta1")
 
-Parsed = Service | Workload | VirtualService | DestinationRule
+Parsed = (
+    Service | Workload | VirtualService | DestinationRule | PeerAuthentication | AuthorizationPolicy
+)
 Parser = Callable[[Fields, str, str, dict[str, Any]], Parsed]
 
 _KINDS: dict[tuple[str, str], Parser] = {
@@ -33,6 +38,8 @@ _KINDS: dict[tuple[str, str], Parser] = {
     **{(v, "WorkloadEntry"): parse_workload_entry for v in _ISTIO_VERSIONS},
     **{(v, "VirtualService"): parse_virtual_service for v in _ISTIO_VERSIONS},
     **{(v, "DestinationRule"): parse_destination_rule for v in _ISTIO_VERSIONS},
+    **{(v, "PeerAuthentication"): parse_peer_authentication for v in _SECURITY_VERSIONS},
+    **{(v, "AuthorizationPolicy"): parse_authorization_policy for v in _SECURITY_VERSIONS},
 }
 
 
@@ -82,6 +89,8 @@ def load_documents(texts: Iterable[tuple[str, str]]) -> tuple[MeshConfig, list[P
         workloads=tuple(r for r in parsed if isinstance(r, Workload)),
         virtual_services=tuple(r for r in parsed if isinstance(r, VirtualService)),
         destination_rules=tuple(r for r in parsed if isinstance(r, DestinationRule)),
+        peer_authentications=tuple(r for r in parsed if isinstance(r, PeerAuthentication)),
+        authorization_policies=tuple(r for r in parsed if isinstance(r, AuthorizationPolicy)),
     )
     return config, problems
 

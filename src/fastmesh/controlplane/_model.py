@@ -6,6 +6,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 
+from ._model_security import AuthorizationPolicy, PeerAuthentication
+
 __all__ = [
     "DOMAIN_SUFFIX",
     "ConnectionPool",
@@ -259,6 +261,8 @@ class TrafficPolicy:
     load_balancer: LoadBalancer | None = None
     connection_pool: ConnectionPool | None = None
     outlier_detection: OutlierDetection | None = None
+    #: `tls.mode`: "ISTIO_MUTUAL" or "DISABLE"; None: Istio's auto mTLS.
+    tls_mode: str | None = None
 
     def over(self, base: TrafficPolicy | None) -> TrafficPolicy:
         """This policy with each unset top-level field taken from `base` (Istio's subset rule)."""
@@ -268,6 +272,7 @@ class TrafficPolicy:
             self.load_balancer or base.load_balancer,
             self.connection_pool or base.connection_pool,
             self.outlier_detection or base.outlier_detection,
+            self.tls_mode or base.tls_mode,
         )
 
 
@@ -301,3 +306,5 @@ class MeshConfig:
     workloads: tuple[Workload, ...] = ()
     virtual_services: tuple[VirtualService, ...] = ()
     destination_rules: tuple[DestinationRule, ...] = ()
+    peer_authentications: tuple[PeerAuthentication, ...] = ()
+    authorization_policies: tuple[AuthorizationPolicy, ...] = ()

@@ -1,4 +1,4 @@
-"""Parse a DestinationRule `trafficPolicy`: loadBalancer, connectionPool, outlierDetection."""
+"""Parse a DestinationRule `trafficPolicy`: loadBalancer, connectionPool, outlierDetection, tls."""
 
 from __future__ import annotations
 
@@ -7,10 +7,12 @@ from typing import Any
 from ._fields import Fields
 from ._model import ConnectionPool, ConsistentHash, LoadBalancer, OutlierDetection, TrafficPolicy
 
-__all__ = ["LB_SIMPLE", "parse_traffic_policy"]
+__all__ = ["LB_SIMPLE", "TLS_MODES", "parse_traffic_policy"]
 
 #: `loadBalancer.simple` values fastmesh translates (Istio's names).
 LB_SIMPLE = ("ROUND_ROBIN", "LEAST_REQUEST", "RANDOM")
+#: DestinationRule `tls.mode` values fastmesh translates.
+TLS_MODES = ("ISTIO_MUTUAL", "DISABLE")
 _MAX = 2**32 - 1
 
 
@@ -131,9 +133,24 @@ def parse_traffic_policy(f: Fields, obj: Any, path: str) -> TrafficPolicy | None
     entry = f.mapping(obj, path)
     if not entry:
         return None
-    f.only(entry, path, {"loadBalancer", "connectionPool", "outlierDetection"})
+    f.only(entry, path, {"loadBalancer", "connectionPool", "outlierDetection", "tls"})
     return TrafficPolicy(
         _load_balancer(f, entry.get("loadBalancer"), f"{path}.loadBalancer"),
         _connection_pool(f, entry.get("connectionPool"), f"{path}.connectionPool"),
         _outlier_detection(f, entry.get("outlierDetection"), f"{path}.outlierDetection"),
+        _tls_mode(f, entry.get("tls"), f"{path}.tls"),
     )
+
+
+def _tls_mode(f: Fields, obj: Any, path: str) -> str | None:
+    """`tls.mode`: ISTIO_MUTUAL (the mesh's certificates) or DISABLE; SIMPLE and MUTUAL
+    (certificates of the operator's own) are not translated."""
+    entry = f.mapping(obj, path)
+    if not entry:
+        return None
+    f.only(entry, path, {"mode"})
+    mode = f.string(entry.get("mode"), f"{path}.mode", required=True)
+    if mode and mode not in TLS_MODES:
+        f.problem(f"{path}.mode", f"expected one of {', '.join(TLS_MODES)}, got {mode!r}")
+        return None
+    return mode or None

@@ -2,18 +2,35 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Any
 
 from google.protobuf import json_format
 
-__all__ = ["OUTBOUND_ADDRESS_KEY", "SERVICE_ACCOUNT_KEY", "ProxyInfo", "proxy_info"]
+log = logging.getLogger("fastmesh.controlplane")
+
+__all__ = [
+    "APP_PORTS_KEY",
+    "OUTBOUND_ADDRESS_KEY",
+    "SERVICE_ACCOUNT_KEY",
+    "WORKLOAD_NAME_KEY",
+    "ProxyInfo",
+    "proxy_info",
+]
 
 #: Node metadata key: the address outbound listeners bind (default 127.0.0.1). Istio captures
 #: traffic with iptables instead; on loopback without it, each sidecar binds for real.
 OUTBOUND_ADDRESS_KEY = "FASTMESH_OUTBOUND_ADDRESS"
 #: Node metadata key (Istio's): the workload's service account, its SPIFFE identity for SDS.
 SERVICE_ACCOUNT_KEY = "SERVICE_ACCOUNT"
+#: Node metadata key (Istio's): the WorkloadEntry (in the proxy's namespace) this sidecar
+#: fronts; its inbound listeners are then generated.
+WORKLOAD_NAME_KEY = "WORKLOAD_NAME"
+#: Node metadata key: service port name -> the port the application itself listens on at
+#: 127.0.0.1 (default: the service's targetPort). Without iptables the WorkloadEntry's
+#: address:port is the sidecar's inbound listener, so the app must listen elsewhere.
+APP_PORTS_KEY = "FASTMESH_APP_PORTS"
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,17 +42,28 @@ class ProxyInfo:
     outbound_address: str = "127.0.0.1"
     #: Only SDS reads it (the identity of the certificate served); translation does not.
     service_account: str = "default"
+    #: The WorkloadEntry it fronts ("": none, an outbound-only proxy).
+    workload: str = ""
+    #: Service port name -> the application's own port, sorted by name.
+    app_ports: tuple[tuple[str, int], ...] = ()
 
     @property
     def translation_key(self) -> tuple[str, str]:
         """Proxies with equal keys get identical config (one translation serves them all)."""
         return (self.namespace, self.outbound_address)
 
+    @property
+    def inbound_key(self) -> tuple[str, str, tuple[tuple[str, int], ...]]:
+        """Proxies with equal keys get identical inbound config."""
+        return (self.namespace, self.workload, self.app_ports)
+
 
 def proxy_info(node: Any) -> ProxyInfo:
     """From an `envoy.config.core.v3.Node`: namespace from metadata `NAMESPACE` or the Istio id
     `sidecar~IP~POD.NAMESPACE~NAMESPACE.svc.cluster.local`, else "default"; service account
-    from metadata `SERVICE_ACCOUNT`, else "default"."""
+    from metadata `SERVICE_ACCOUNT`, else "default"; the workload from `WORKLOAD_NAME` and
+    its application's ports from `FASTMESH_APP_PORTS` (a map; bad entries are logged, then
+    ignored)."""
     metadata = json_format.MessageToDict(node.metadata) if node.HasField("metadata") else {}
     namespace = str(metadata.get("NAMESPACE", ""))
     parts = str(node.id).split("~")
@@ -43,4 +71,24 @@ def proxy_info(node: Any) -> ProxyInfo:
         namespace = parts[2].rsplit(".", 1)[1]
     address = str(metadata.get(OUTBOUND_ADDRESS_KEY, "") or "127.0.0.1")
     account = str(metadata.get(SERVICE_ACCOUNT_KEY, "") or "default")
-    return ProxyInfo(str(node.id), namespace or "default", address, account)
+    workload = str(metadata.get(WORKLOAD_NAME_KEY, "") or "")
+    raw_ports = metadata.get(APP_PORTS_KEY) or {}
+    ports = raw_ports if isinstance(raw_ports, dict) else {}
+    bad = [k for k, v in ports.items() if not _is_port(v)]
+    if bad or not isinstance(raw_ports, dict):
+        log.warning(
+            "node %s: metadata %s: expected a map of port name to port number; ignored: %s",
+            node.id,
+            APP_PORTS_KEY,
+            ", ".join(map(str, bad)) or repr(raw_ports),
+        )
+    app_ports = tuple(sorted((str(k), int(v)) for k, v in ports.items() if _is_port(v)))
+    return ProxyInfo(str(node.id), namespace or "default", address, account, workload, app_ports)
+
+
+def _is_port(value: Any) -> bool:
+    """A port from node metadata (a Struct: numbers arrive as floats, or as strings)."""
+    try:
+        return 1 <= int(value) <= 65535 and float(value) == int(value)
+    except (TypeError, ValueError):
+        return False

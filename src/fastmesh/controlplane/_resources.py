@@ -12,11 +12,15 @@ from envoy.config.endpoint.v3 import endpoint_pb2
 from envoy.config.listener.v3 import listener_pb2
 from envoy.config.route.v3 import route_pb2
 from envoy.extensions.filters.http.fault.v3 import fault_pb2
+from envoy.extensions.filters.http.rbac.v3 import rbac_pb2 as http_rbac_pb2  # noqa: F401
 from envoy.extensions.filters.http.router.v3 import router_pb2
+from envoy.extensions.filters.listener.tls_inspector.v3 import tls_inspector_pb2  # noqa: F401
 from envoy.extensions.filters.network.http_connection_manager.v3 import (
     http_connection_manager_pb2,
 )
+from envoy.extensions.filters.network.rbac.v3 import rbac_pb2 as network_rbac_pb2  # noqa: F401
 from envoy.extensions.filters.network.tcp_proxy.v3 import tcp_proxy_pb2
+from envoy.extensions.transport_sockets.tls.v3 import tls_pb2  # noqa: F401
 from envoy.extensions.upstreams.http.v3 import http_protocol_options_pb2
 from google.protobuf import any_pb2, json_format
 
@@ -87,6 +91,14 @@ class Snapshot:
 
     def of_type(self, type_url: str) -> Mapping[str, Resource]:
         return self.resources.get(type_url, {})
+
+    def merged(self, other: Snapshot) -> Snapshot:
+        """This snapshot plus every resource of `other` (same names: `other`'s win)."""
+        out = self
+        for type_url, resources in sorted(other.resources.items()):
+            if resources:
+                out = out.with_type(type_url, {**out.of_type(type_url), **resources})
+        return out
 
     def with_type(self, type_url: str, resources: Mapping[str, Resource]) -> Snapshot:
         """This snapshot plus (or with replaced) `type_url`; the version covers both."""

@@ -67,6 +67,10 @@ class SecretIssuer:
         self.issued: dict[SpiffeId, IssuedSecret] = {}
         self._new = trio.Event()
 
+    @property
+    def trust_domain(self) -> str:
+        return self.ca.trust_domain
+
     def identity_of(self, proxy: ProxyInfo) -> SpiffeId:
         return SpiffeId(self.ca.trust_domain, proxy.namespace, proxy.service_account)
 

@@ -1,4 +1,5 @@
-"""Services and DestinationRules -> Envoy clusters (EDS over ADS) and their endpoints."""
+"""Services and DestinationRules -> Envoy clusters (EDS over ADS, mTLS where it applies) and
+their endpoints."""
 
 from __future__ import annotations
 
@@ -12,7 +13,9 @@ from ._model import (
     Service,
     ServicePort,
     TrafficPolicy,
+    Workload,
 )
+from ._mtls import spiffe_id, upstream_tls, wants_mtls
 from ._resources import HTTP_PROTOCOL_OPTIONS
 
 __all__ = ["ADS_SOURCE", "translate_clusters"]
@@ -102,38 +105,65 @@ def _cluster(name: str, port: ServicePort, policy: TrafficPolicy | None) -> Json
     return cluster
 
 
-def _load_assignment(
-    index: MeshIndex, name: str, svc: Service, port: ServicePort, labels: dict[str, str]
-) -> Json:
+def _endpoints(
+    index: MeshIndex, svc: Service, port: ServicePort, labels: dict[str, str]
+) -> list[tuple[Workload, int]]:
+    """The (workload, port) endpoints of a service port, narrowed by subset `labels`."""
+    return [(w, w.ports.get(port.name, port.target_port)) for w in index.workloads(svc, labels)]
+
+
+def _load_assignment(name: str, endpoints: list[tuple[Workload, int]]) -> Json:
     lb_endpoints = [
-        {
-            "endpoint": {
-                "address": {
-                    "socket_address": {
-                        "address": w.address,
-                        "port_value": w.ports.get(port.name, port.target_port),
-                    }
-                }
-            }
-        }
-        for w in index.workloads(svc, labels)
+        {"endpoint": {"address": {"socket_address": {"address": w.address, "port_value": n}}}}
+        for w, n in endpoints
     ]
     return {"cluster_name": name, "endpoints": [{"lb_endpoints": lb_endpoints}]}
 
 
-def translate_clusters(index: MeshIndex) -> tuple[list[Json], list[Json]]:
+def _mtls_socket(
+    index: MeshIndex,
+    trust_domain: str | None,
+    name: str,
+    port: ServicePort,
+    policy: TrafficPolicy | None,
+    endpoints: list[tuple[Workload, int]],
+) -> Json | None:
+    """ISTIO_MUTUAL to the endpoints when the DestinationRule asks for it, or by auto mTLS;
+    never without a CA (`trust_domain` None)."""
+    tls_mode = policy.tls_mode if policy else None
+    if trust_domain is None or not wants_mtls(
+        tls_mode, index.config.peer_authentications, endpoints
+    ):
+        return None
+    _, number, subset, host = name.split("|")
+    peers = sorted({spiffe_id(trust_domain, w.namespace, w.service_account) for w, _ in endpoints})
+    alpn = ["h2"] if port.protocol in (Protocol.HTTP2, Protocol.GRPC) else []
+    if port.protocol is Protocol.HTTP:
+        alpn = ["http/1.1"]
+    return upstream_tls(f"outbound_.{number}_.{subset}_.{host}", alpn, peers)
+
+
+def translate_clusters(
+    index: MeshIndex, trust_domain: str | None = None
+) -> tuple[list[Json], list[Json]]:
     """(clusters, load assignments): one `outbound|P||host` per service port, plus one
-    `outbound|P|subset|host` per DestinationRule subset."""
+    `outbound|P|subset|host` per DestinationRule subset; with a `trust_domain` (the mesh
+    CA's), mTLS to the destinations that take it."""
     clusters: list[Json] = []
     assignments: list[Json] = []
     for hostname, svc in sorted(index.services.items()):
         rule = index.rules.get(hostname)
+        subsets: list[tuple[str, dict[str, str]]] = [("", {})]
+        subsets += [(s.name, dict(s.labels)) for s in (rule.subsets if rule else ())]
         for port in svc.ports:
-            name = cluster_name(port.number, "", hostname)
-            clusters.append(_cluster(name, port, index.policy(hostname)))
-            assignments.append(_load_assignment(index, name, svc, port, {}))
-            for subset in rule.subsets if rule else ():
-                name = cluster_name(port.number, subset.name, hostname)
-                clusters.append(_cluster(name, port, index.policy(hostname, subset.name)))
-                assignments.append(_load_assignment(index, name, svc, port, dict(subset.labels)))
+            for subset, labels in subsets:
+                name = cluster_name(port.number, subset, hostname)
+                policy = index.policy(hostname, subset)
+                endpoints = _endpoints(index, svc, port, labels)
+                cluster = _cluster(name, port, policy)
+                socket = _mtls_socket(index, trust_domain, name, port, policy, endpoints)
+                if socket is not None:
+                    cluster["transport_socket"] = socket
+                clusters.append(cluster)
+                assignments.append(_load_assignment(name, endpoints))
     return clusters, assignments
