@@ -68,25 +68,44 @@ def test_smoke_sends_traffic_to_every_version_and_exits_clean(tmp_path: Path) ->
     _no_orphans(tmp_path)
 
 
-@pytest.fixture
-def mesh(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], Path, str]]:
-    """`fastmesh up` running (until its walkthrough is printed); its output so far."""
+def _start_until(directory: Path, marker: str) -> tuple[subprocess.Popen[str], str]:
+    """`fastmesh up` started, its output read until a line with `marker`."""
     proc = subprocess.Popen(
-        [*UP, "--dir", str(tmp_path)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        [*UP, "--dir", str(directory)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )
     assert proc.stdout is not None
     out = ""
     deadline = time.monotonic() + 120
-    while "Ctrl-C stops everything." not in out:
+    while marker not in out:
         line = proc.stdout.readline()
         assert line and time.monotonic() < deadline, out
         out += line
+    return proc, out
+
+
+@pytest.fixture
+def mesh(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], Path, str]]:
+    """`fastmesh up` running (until its walkthrough is printed); its output so far."""
+    proc, out = _start_until(tmp_path, "Ctrl-C stops everything.")
     try:
         yield proc, tmp_path, out
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_sigterm_during_start_up_stops_everything(tmp_path: Path) -> None:
+    proc, _ = _start_until(tmp_path, "waiting for every sidecar")
+    try:
+        proc.send_signal(signal.SIGTERM)
+        rest, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert "stopping:" in rest and "Traceback" not in rest
+    _no_orphans(tmp_path)
 
 
 def _routed_versions(directory: Path, n: int = 20) -> dict[str, int]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import shutil
 import signal
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import trio
@@ -21,6 +22,8 @@ from fastmesh.up._traffic import Tally, measure, wait_until_routed
 __all__ = ["report", "run"]
 
 TRAFFIC = 40
+#: SIGHUP too: a closed terminal must not leave the mesh running.
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 READY_TIMEOUT = 90.0
 
 
@@ -111,39 +114,50 @@ def _next_steps(directory: Path, layout: Layout) -> str:
     return f"\nTry next, in another terminal:\n{_aligned(rows)}\n\nCtrl-C stops everything."
 
 
+async def _session(directory: Path, smoke: bool, children: Children, layout: Layout) -> int:
+    """Start the mesh, send the traffic; in smoke mode the verdict, else wait forever."""
+    await _start(directory, layout, children)
+    say("waiting for every sidecar to get its config over xDS ...")
+    if not await wait_until_routed(layout, READY_TIMEOUT):
+        exited = "; ".join(children.exited())
+        say(f"the mesh did not come up: {exited or f'see {children.logs}/*.log'}")
+        return 1
+    say(f"\nTraffic: {TRAFFIC} requests to frontend through its sidecar")
+    tally, stats = await measure(layout, TRAFFIC)
+    problems = report(tally, stats)
+    if smoke:
+        problems += [f"reviews {v} never answered" for v, n in stats.items() if not n]
+        say("\nsmoke: " + ("FAILED: " + "; ".join(problems) if problems else "OK"))
+        return 1 if problems else 0
+    say(_next_steps(directory, layout))
+    await trio.sleep_forever()
+
+
+async def _cancel_on_signal(signals: AsyncIterator[int], scope: trio.CancelScope) -> None:
+    async for _ in signals:
+        scope.cancel()
+        return
+
+
 async def _serve(directory: Path, smoke: bool, children: Children, layout: Layout) -> int:
+    """The session, until it ends or a signal comes (at any point, even during start-up);
+    then the sidecars, the control plane and the apps stop, in that order."""
     say(f"fastmesh up: a demo mesh on 127.0.{layout.subnet}.0/24, files in {directory}")
-    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+    with trio.open_signal_receiver(*STOP_SIGNALS) as signals:
         async with trio.open_nursery() as nursery:
-            for w in layout.workloads:
-                await nursery.start(serve_app, w)
             try:
-                await _start(directory, layout, children)
-                say("waiting for every sidecar to get its config over xDS ...")
-                if not await wait_until_routed(layout, READY_TIMEOUT):
-                    say(
-                        "the mesh did not come up: "
-                        + ("; ".join(children.exited()) or f"see {children.logs}/*.log")
-                    )
-                    return 1
-                say(f"\nTraffic: {TRAFFIC} requests to frontend through its sidecar")
-                tally, stats = await measure(layout, TRAFFIC)
-                problems = report(tally, stats)
-                if smoke:
-                    problems += [f"reviews {v} never answered" for v, n in stats.items() if not n]
-                    say("\nsmoke: " + ("FAILED: " + "; ".join(problems) if problems else "OK"))
-                    return 1 if problems else 0
-                say(_next_steps(directory, layout))
-                async for _ in signals:
-                    break
+                with trio.CancelScope() as session:
+                    nursery.start_soon(_cancel_on_signal, signals, session)
+                    for w in layout.workloads:
+                        await nursery.start(serve_app, w)
+                    return await _session(directory, smoke, children, layout)
                 say("\nstopping: sidecars drain, then the control plane and the apps stop")
-                return 0
+                return 1 if smoke else 0
             finally:
                 with trio.CancelScope(shield=True):
                     await children.stop([w.name for w in layout.workloads])
                     await children.stop(["controlplane"])
                 nursery.cancel_scope.cancel()
-    return 0
 
 
 async def run(directory: Path, smoke: bool) -> int:
