@@ -16,7 +16,7 @@ from typing import Any
 import trio
 
 from fastmesh.demo._http import Request, http_request, serve_http
-from fastmesh.up._layout import APP_PORT, SERVICE_PORT, Workload
+from fastmesh.up._layout import SERVICE_PORT, Workload
 
 __all__ = ["serve_app"]
 
@@ -76,5 +76,6 @@ def _handler(w: Workload) -> Any:
 async def serve_app(
     w: Workload, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED
 ) -> None:
-    """Serve workload `w`'s app on its address (127.0.0.1 once behind an inbound listener)."""
-    await serve_http(_handler(w), host=w.address, port=APP_PORT, task_status=task_status)
+    """Serve workload `w`'s app on its own address (on 127.0.0.1 once behind an inbound
+    listener: see docs/up.md)."""
+    await serve_http(_handler(w), host=w.address, port=w.app_port, task_status=task_status)

@@ -12,7 +12,6 @@ from dataclasses import dataclass
 
 __all__ = [
     "ADMIN_PORT",
-    "APP_PORT",
     "INBOUND_PORT",
     "NAMESPACE",
     "SERVICES",
@@ -26,8 +25,9 @@ __all__ = [
 NAMESPACE = "default"
 #: Every service's port, so every sidecar's outbound listener: `<sidecar address>:9080`.
 SERVICE_PORT = 9080
-#: Where the app itself listens on its workload's address.
-APP_PORT = 8080
+#: Apps listen on `APP_PORT_BASE + 10 * N + i` (workload 127.0.N.i): a port of its own per
+#: workload and per mesh, so the apps can all move to 127.0.0.1 behind inbound listeners.
+APP_PORT_BASE = 20000
 #: Allotted for the sidecar's inbound listener (the WorkloadEntry port once the control plane
 #: generates inbound listeners; see `_mesh.workload_entry`).
 INBOUND_PORT = 15006
@@ -50,6 +50,7 @@ class Workload:
     app: str
     version: str
     address: str
+    app_port: int
 
     @property
     def name(self) -> str:
@@ -68,7 +69,8 @@ class Layout:
     def workloads(self) -> list[Workload]:
         versions = [(app, v) for app, vs in SERVICES.items() for v in vs]
         return [
-            Workload(app, v, f"127.0.{self.subnet}.{i}") for i, (app, v) in enumerate(versions, 2)
+            Workload(app, v, f"127.0.{self.subnet}.{i}", APP_PORT_BASE + 10 * self.subnet + i)
+            for i, (app, v) in enumerate(versions, 2)
         ]
 
     def workload(self, name: str) -> Workload:
@@ -76,10 +78,12 @@ class Layout:
 
     def endpoints(self) -> list[tuple[str, int]]:
         """Every address:port this mesh binds."""
-        ports = (SERVICE_PORT, APP_PORT, INBOUND_PORT, ADMIN_PORT)
-        return [(self.controlplane, XDS_PORT)] + [
-            (w.address, p) for w in self.workloads for p in ports
-        ]
+        ports = (SERVICE_PORT, INBOUND_PORT, ADMIN_PORT)
+        return (
+            [(self.controlplane, XDS_PORT)]
+            + [(w.address, p) for w in self.workloads for p in ports]
+            + [(host, w.app_port) for w in self.workloads for host in (w.address, "127.0.0.1")]
+        )
 
 
 def _free(address: str, port: int) -> bool:

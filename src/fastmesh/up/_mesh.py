@@ -12,7 +12,7 @@ from typing import Any
 
 import yaml
 
-from fastmesh.up._layout import APP_PORT, NAMESPACE, SERVICE_PORT, SERVICES, Layout, Workload
+from fastmesh.up._layout import NAMESPACE, SERVICE_PORT, SERVICES, Layout, Workload
 
 __all__ = [
     "INITIAL_WEIGHTS",
@@ -52,7 +52,7 @@ def workload_entry(w: Workload) -> Json:
         "spec": {
             "address": w.address,
             "labels": {"app": w.app, "version": w.version},
-            "ports": {"http": APP_PORT},
+            "ports": {"http": w.app_port},
             "serviceAccount": w.app,
         },
     }

@@ -12,7 +12,7 @@ import trio
 
 from fastmesh.ca import CaError, CertificateAuthority
 from fastmesh.up._apps import serve_app
-from fastmesh.up._layout import ADMIN_PORT, APP_PORT, SERVICE_PORT, XDS_PORT, Layout, pick_subnet
+from fastmesh.up._layout import ADMIN_PORT, SERVICE_PORT, XDS_PORT, Layout, pick_subnet
 from fastmesh.up._mesh import write_mesh, write_yaml
 from fastmesh.up._procs import Children
 from fastmesh.up._sidecar import bootstrap
@@ -76,7 +76,7 @@ async def _start(directory: Path, layout: Layout, children: Children) -> None:
             "--drain-time-s", "1",
         )  # fmt: skip
         say(
-            f"  {w.name:<12}  app {w.address}:{APP_PORT}, sidecar {w.address}:{SERVICE_PORT}"
+            f"  {w.name:<12}  app {w.address}:{w.app_port}, sidecar {w.address}:{SERVICE_PORT}"
             f" (admin :{ADMIN_PORT})"
         )
 

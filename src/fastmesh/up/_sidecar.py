@@ -3,12 +3,10 @@ plane. Listeners, routes, clusters and endpoints all come over xDS."""
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from fastmesh.up._layout import (
     ADMIN_PORT,
-    APP_PORT,
     NAMESPACE,
     XDS_PORT,
     Layout,
@@ -39,7 +37,7 @@ def _metadata(w: Workload) -> dict[str, Any]:
         "FASTMESH_OUTBOUND_ADDRESS": w.address,
         # For inbound listeners: service port name -> the app's port on 127.0.0.1. Unused
         # until the control plane generates them (the app then moves to 127.0.0.1).
-        "FASTMESH_APP_PORTS": json.dumps({"http": APP_PORT}),
+        "FASTMESH_APP_PORTS": {"http": w.app_port},
     }
 
 
