@@ -24,6 +24,11 @@ def _parser() -> argparse.ArgumentParser:
         prog="fastmesh up",
         description="A demo mesh on loopback: control plane, CA, four apps with sidecars. "
         "Subcommands change the running mesh.",
+        epilog="subcommands (see fastmesh up SUBCOMMAND --help):\n"
+        "  shift v2=50,v3=50        reviews' canary weights\n"
+        "  fault ratings --abort 503 --percent 50 | --delay 2s | --off\n"
+        "  traffic [-n 40]          send requests; which reviews versions answered",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--dir", type=Path, default=DEFAULT_DIR, help=f"files ({DEFAULT_DIR})")
     parser.add_argument("--smoke", action="store_true", help="send traffic, check it, exit 0/1")
@@ -63,6 +68,8 @@ def _change(ns: argparse.Namespace) -> int:
     else:
         if ns.off == (ns.abort is not None or ns.delay is not None):
             raise TweakError("give --abort STATUS and/or --delay DURATION, or --off")
+        if not 0 <= ns.percent <= 100:
+            raise TweakError(f"--percent {ns.percent:g}: expected 0 to 100")
         path = set_fault(ns.dir, ns.service, abort=ns.abort, delay=ns.delay, percent=ns.percent)
     say(f"wrote {path}; the control plane pushes it to the sidecars within a second")
     return 0

@@ -81,37 +81,50 @@ async def _start(directory: Path, layout: Layout, children: Children) -> None:
         )
 
 
-def _aligned(rows: list[tuple[str, str]]) -> str:
-    """`command   # comment` lines, the comments in one column; ("", "") is a blank line."""
-    width = max(len(cmd) for cmd, _ in rows)
-    return "\n".join(f"  {cmd:<{width}}  # {why}" if cmd else "" for cmd, why in rows)
+def _aligned(groups: list[list[tuple[str, str]]]) -> str:
+    """`command  # comment` lines, the comments in one column per group; groups apart."""
+    blocks = []
+    for rows in groups:
+        width = max(len(cmd) for cmd, _ in rows)
+        blocks.append("\n".join(f"  {cmd:<{width}}  # {why}" for cmd, why in rows))
+    return "\n\n".join(blocks)
 
 
 def _next_steps(directory: Path, layout: Layout) -> str:
     d = dir_flag(directory)
     f = layout.workload("frontend-v1").address
     front = "curl -s -H 'host: frontend'"
-    rows = [
-        (f"{front} {f}:{SERVICE_PORT}/", "one request, the whole call tree"),
-        (f"{front} -H 'end-user: jason' {f}:{SERVICE_PORT}/", "jason always gets reviews v2"),
-        (f"fastmesh up traffic{d}", "40 requests: which reviews versions answered"),
-        ("", ""),
-        (f"fastmesh up shift v3=100{d}", "canary: all of reviews' traffic to v3"),
-        (f"fastmesh up shift v1=50,v3=50{d}", "any split summing to 100"),
-        (f"fastmesh up fault ratings --abort 503 --percent 50{d}", "half the ratings calls fail"),
-        (f"fastmesh up fault ratings --delay 2s{d}", "every ratings call takes 2 s"),
-        (f"fastmesh up fault ratings --off{d}", "no fault"),
-        ("", ""),
-        (
-            f"fastmesh controlplane proxy-status --server {layout.controlplane}:{XDS_PORT}",
-            "each sidecar's xDS sync state",
-        ),
-        (f"curl -s {f}:{ADMIN_PORT}/stats | grep 'reviews.*rq_total'", "frontend sidecar's stats"),
-        (f"curl -s {f}:{ADMIN_PORT}/config_dump | less", "what the control plane sent it"),
-        (f"ls {directory}/mesh", "the config: edit a file, the change is pushed"),
-        (f"tail -f {directory}/logs/*.log", "control plane and sidecar logs"),
+    groups = [
+        [
+            (f"{front} {f}:{SERVICE_PORT}/", "one request, the whole call tree"),
+            (f"{front} -H 'end-user: jason' {f}:{SERVICE_PORT}/", "jason always gets reviews v2"),
+            (f"fastmesh up traffic{d}", "40 requests: which reviews versions answered"),
+        ],
+        [
+            (f"fastmesh up shift v3=100{d}", "canary: all of reviews' traffic to v3"),
+            (f"fastmesh up shift v1=50,v3=50{d}", "any split summing to 100"),
+            (
+                f"fastmesh up fault ratings --abort 503 --percent 50{d}",
+                "half the ratings calls fail",
+            ),
+            (f"fastmesh up fault ratings --delay 2s{d}", "every ratings call takes 2 s"),
+            (f"fastmesh up fault ratings --off{d}", "no fault"),
+        ],
+        [
+            (
+                f"fastmesh controlplane proxy-status --server {layout.controlplane}:{XDS_PORT}",
+                "each sidecar's xDS sync state",
+            ),
+            (
+                f"curl -s {f}:{ADMIN_PORT}/stats | grep 'reviews.*rq_total'",
+                "frontend sidecar's stats",
+            ),
+            (f"curl -s {f}:{ADMIN_PORT}/config_dump | less", "what the control plane sent it"),
+            (f"ls {directory}/mesh", "the config: edit a file, the change is pushed"),
+            (f"tail -f {directory}/logs/*.log", "control plane and sidecar logs"),
+        ],
     ]
-    return f"\nTry next, in another terminal:\n{_aligned(rows)}\n\nCtrl-C stops everything."
+    return f"\nTry next, in another terminal:\n{_aligned(groups)}\n\nCtrl-C stops everything."
 
 
 async def _session(directory: Path, smoke: bool, children: Children, layout: Layout) -> int:

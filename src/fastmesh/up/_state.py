@@ -65,6 +65,6 @@ def load(directory: Path) -> Layout:
     state = _read(directory)
     if state is None or not _alive(state["pid"]):
         raise StateError(
-            f"no mesh running in {directory}: start one with `fastmesh up`" + dir_flag(directory)
+            f"no mesh running in {directory}: start one with `fastmesh up{dir_flag(directory)}`"
         )
     return Layout(state["subnet"])
