@@ -142,3 +142,12 @@ def test_shift_fault_and_ctrl_c(mesh: tuple[subprocess.Popen[str], Path, str]) -
     _no_orphans(directory)
     gone = _run("traffic", directory=directory)
     assert gone.returncode == 1 and "no mesh running" in gone.stdout
+
+
+def test_a_problem_at_start_is_one_line_not_a_stack_trace(tmp_path: Path) -> None:
+    (tmp_path / "ca").write_text("a file where the CA directory goes")
+    result = _run(directory=tmp_path)
+    assert result.returncode == 1
+    assert "fastmesh up: [Errno 17] File exists" in result.stdout
+    assert "Traceback" not in result.stdout + result.stderr
+    _no_orphans(tmp_path)

@@ -9,10 +9,11 @@ from pathlib import Path
 
 import trio
 
+from fastmesh.up._mesh import write_routing
 from fastmesh.up._run import report, run, say
 from fastmesh.up._state import DEFAULT_DIR, StateError, load
 from fastmesh.up._traffic import measure
-from fastmesh.up._tweak import TweakError, parse_weights, set_fault, shift
+from fastmesh.up._tweak import TweakError, parse_weights, set_fault
 
 __all__ = ["main"]
 
@@ -64,7 +65,7 @@ async def _traffic(directory: Path, count: int, user: str | None) -> int:
 def _change(ns: argparse.Namespace) -> int:
     load(ns.dir)  # only a running mesh
     if ns.command == "shift":
-        path = shift(ns.dir, parse_weights(ns.weights))
+        path = write_routing(ns.dir, parse_weights(ns.weights))
     else:
         if ns.off == (ns.abort is not None or ns.delay is not None):
             raise TweakError("give --abort STATUS and/or --delay DURATION, or --off")

@@ -21,6 +21,7 @@ __all__ = [
     "reviews_virtual_service",
     "routing_file",
     "write_mesh",
+    "write_routing",
     "write_yaml",
 ]
 
@@ -129,8 +130,11 @@ def write_mesh(directory: Path, layout: Layout) -> None:
     mesh.mkdir(parents=True, exist_ok=True)
     write_yaml(mesh / "services.yaml", *(_service(app) for app in SERVICES))
     write_yaml(mesh / "workloads.yaml", *(workload_entry(w) for w in layout.workloads))
-    write_yaml(
-        routing_file(directory),
-        _destination_rule("reviews"),
-        reviews_virtual_service(INITIAL_WEIGHTS),
-    )
+    write_routing(directory, INITIAL_WEIGHTS)
+
+
+def write_routing(directory: Path, weights: dict[str, int]) -> Path:
+    """reviews' DestinationRule and VirtualService, the whole file (a hand edit is replaced)."""
+    path = routing_file(directory)
+    write_yaml(path, _destination_rule("reviews"), reviews_virtual_service(weights))
+    return path

@@ -38,7 +38,7 @@ def report(tally: Tally, stats: dict[str, int]) -> list[str]:
     say("  reviews    sidecar stats   answers")
     for version, count in stats.items():
         bar = "#" * round(30 * count / max(1, sum(stats.values())))
-        say(f"    {version}     {count:9}   {tally.versions[version]:7}   {bar}")
+        say(f"    {version}     {count:9}   {tally.versions[version]:7}   {bar}".rstrip())
     say("  (sidecar stats: the frontend sidecar's upstream_rq_total per reviews subset)")
     problems = [f"{n} x {error}" for error, n in tally.failures.most_common()]
     for problem in problems:
@@ -161,9 +161,13 @@ async def _serve(directory: Path, smoke: bool, children: Children, layout: Layou
             try:
                 with trio.CancelScope() as session:
                     nursery.start_soon(_cancel_on_signal, signals, session)
-                    for w in layout.workloads:
-                        await nursery.start(serve_app, w)
-                    return await _session(directory, smoke, children, layout)
+                    try:
+                        for w in layout.workloads:
+                            await nursery.start(serve_app, w)
+                        return await _session(directory, smoke, children, layout)
+                    except (CaError, OSError) as exc:  # here, before the nursery groups it
+                        say(f"fastmesh up: {exc}")
+                        return 1
                 say("\nstopping: sidecars drain, then the control plane and the apps stop")
                 return 1 if smoke else 0
             finally:
@@ -183,9 +187,6 @@ async def run(directory: Path, smoke: bool) -> int:
     children = Children(directory / "logs")
     try:
         return await _serve(directory, smoke, children, layout)
-    except (CaError, OSError) as exc:
-        say(f"fastmesh up: {exc}")
-        return 1
     finally:
         release(directory)
         if not smoke:

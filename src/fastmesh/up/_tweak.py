@@ -5,18 +5,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import yaml
-
+from fastmesh.controlplane._fields import parse_duration
 from fastmesh.up._layout import SERVICES
 from fastmesh.up._mesh import (
     fault_file,
     fault_virtual_service,
-    reviews_virtual_service,
-    routing_file,
     write_yaml,
 )
 
-__all__ = ["TweakError", "parse_weights", "set_fault", "shift"]
+__all__ = ["TweakError", "parse_weights", "set_fault"]
 
 
 class TweakError(Exception):
@@ -39,13 +36,6 @@ def parse_weights(text: str) -> dict[str, int]:
     return weights
 
 
-def shift(directory: Path, weights: dict[str, int]) -> Path:
-    path = routing_file(directory)
-    docs = [d for d in _read_docs(path) if d.get("kind") != "VirtualService"]
-    write_yaml(path, *docs, reviews_virtual_service(weights))
-    return path
-
-
 def set_fault(
     directory: Path, app: str, *, abort: int | None, delay: str | None, percent: float
 ) -> Path:
@@ -53,6 +43,8 @@ def set_fault(
     if app not in SERVICES or app == "reviews":
         others = ", ".join(a for a in SERVICES if a != "reviews")
         raise TweakError(f"{app!r}: faults go on {others} (reviews has its own routing)")
+    if delay is not None and parse_duration(delay) is None:  # as the control plane reads it
+        raise TweakError(f"--delay {delay!r}: expected a duration such as 2s, 500ms or 1.5s")
     path = fault_file(directory, app)
     fault: dict[str, object] = {}
     if abort is not None:
@@ -64,7 +56,3 @@ def set_fault(
     else:
         path.unlink(missing_ok=True)
     return path
-
-
-def _read_docs(path: Path) -> list[dict[str, object]]:
-    return [d for d in yaml.safe_load_all(path.read_text()) if isinstance(d, dict)]
