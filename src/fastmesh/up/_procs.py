@@ -22,7 +22,7 @@ class Children:
     async def start(self, name: str, *args: str) -> trio.Process:
         """`python -m ARGS...`, its stdout and stderr to `<logs>/<name>.log`."""
         self.logs.mkdir(parents=True, exist_ok=True)
-        with (self.logs / f"{name}.log").open("ab") as log:
+        with (self.logs / f"{name}.log").open("wb") as log:  # fresh each run
             proc = await trio.lowlevel.open_process(
                 [sys.executable, "-m", *args], stdout=log, stderr=log, process_group=0
             )
