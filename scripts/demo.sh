@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The main job on embedded defaults: builds fastmesh, then runs the demo (fastmesh-proxy in
+# The drop-in proxy alone: builds fastmesh, then runs `fastmesh demo` (fastmesh-proxy in
 # front of small demo services on loopback, some traffic, and a walkthrough). Ctrl-C stops it.
 set -euo pipefail
 cd "$(dirname "$0")/.."

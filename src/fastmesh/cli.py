@@ -1,4 +1,5 @@
-"""`fastmesh`: the umbrella command. `fastmesh demo` runs the demo; `fastmesh proxy ...` is
+"""`fastmesh`: the umbrella command. `fastmesh up` runs the demo mesh, `fastmesh demo` the
+proxy demo; `fastmesh proxy ...` is
 `fastmesh-proxy ...`."""
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ __all__ = ["main"]
 _USAGE = """usage: fastmesh COMMAND [ARGS...]
 
 commands:
+  up            a demo mesh: control plane, CA, four apps with sidecars, traffic (--smoke for CI)
   demo          fastmesh-proxy in front of small demo services, with a walkthrough (--smoke for CI)
   proxy         the sidecar proxy (same as fastmesh-proxy; see fastmesh proxy --help)
   controlplane  the control plane: serve xDS (ADS) from files or etcd; check; register; proxy-status
@@ -24,6 +26,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(_USAGE, end="")
         return 0 if args else 2
     command, rest = args[0], args[1:]
+    if command == "up":
+        from fastmesh.up import main as up
+
+        return up(rest)
     if command == "demo":
         from fastmesh.demo import main as demo
 

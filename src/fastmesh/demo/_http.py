@@ -115,15 +115,17 @@ async def http_request(
     method: str = "GET",
     headers: Mapping[str, str] | None = None,
     host: str = "127.0.0.1",
+    authority: str | None = None,
     timeout: float = 10.0,
 ) -> Response:
-    """One request on a fresh connection (`connection: close`); the whole response."""
+    """One request on a fresh connection (`connection: close`); the whole response. The host
+    header is `authority`, by default `host:port`."""
     with trio.fail_after(timeout):
         stream = await trio.open_tcp_stream(host, port)
         async with stream:
             extra = "".join(f"{k}: {v}\r\n" for k, v in (headers or {}).items())
             request = (
-                f"{method} {path} HTTP/1.1\r\nhost: {host}:{port}\r\n{extra}"
+                f"{method} {path} HTTP/1.1\r\nhost: {authority or f'{host}:{port}'}\r\n{extra}"
                 "content-length: 0\r\nconnection: close\r\n\r\n"
             )
             await stream.send_all(request.encode())

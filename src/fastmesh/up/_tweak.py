@@ -1,0 +1,58 @@
+"""`fastmesh up shift|fault`: rewrite one file of the running mesh's config; the control
+plane sees the edit and pushes it to every sidecar (no restart)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fastmesh.controlplane._fields import parse_duration
+from fastmesh.up._layout import SERVICES
+from fastmesh.up._mesh import (
+    fault_file,
+    fault_virtual_service,
+    write_yaml,
+)
+
+__all__ = ["TweakError", "parse_weights", "set_fault"]
+
+
+class TweakError(Exception):
+    """A bad argument, said in the words of the command line."""
+
+
+def parse_weights(text: str) -> dict[str, int]:
+    """`v2=50,v3=50` -> every version of reviews with its weight (unnamed ones 0); sum 100."""
+    weights = dict.fromkeys(SERVICES["reviews"], 0)
+    for item in filter(None, text.split(",")):
+        version, sep, value = item.partition("=")
+        if not sep or version not in weights or not value.isdigit():
+            raise TweakError(
+                f"{item!r}: expected VERSION=PERCENT with VERSION one of "
+                f"{', '.join(weights)} (e.g. v2=50,v3=50)"
+            )
+        weights[version] = int(value)
+    if sum(weights.values()) != 100:
+        raise TweakError(f"{text!r}: the weights sum to {sum(weights.values())}, not 100")
+    return weights
+
+
+def set_fault(
+    directory: Path, app: str, *, abort: int | None, delay: str | None, percent: float
+) -> Path:
+    """A fault on every call to `app` (or none: the file is removed)."""
+    if app not in SERVICES or app == "reviews":
+        others = ", ".join(a for a in SERVICES if a != "reviews")
+        raise TweakError(f"{app!r}: faults go on {others} (reviews has its own routing)")
+    if delay is not None and parse_duration(delay) is None:  # as the control plane reads it
+        raise TweakError(f"--delay {delay!r}: expected a duration such as 2s, 500ms or 1.5s")
+    path = fault_file(directory, app)
+    fault: dict[str, object] = {}
+    if abort is not None:
+        fault["abort"] = {"httpStatus": abort, "percentage": {"value": percent}}
+    if delay is not None:
+        fault["delay"] = {"fixedDelay": delay, "percentage": {"value": percent}}
+    if fault:
+        write_yaml(path, fault_virtual_service(app, fault))
+    else:
+        path.unlink(missing_ok=True)
+    return path
