@@ -12,6 +12,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 UP = [sys.executable, "-m", "fastmesh", "up"]
@@ -134,6 +135,37 @@ def test_shift_fault_and_ctrl_c(mesh: tuple[subprocess.Popen[str], Path, str]) -
         time.sleep(0.5)
     assert t.returncode == 1  # failed requests make `traffic` exit 1
     assert _run("fault", "ratings", "--off", directory=directory).returncode == 0
+
+    # an AuthorizationPolicy: frontend's identity denied on details (mTLS says who calls)
+    assert _run("deny", "details", "--from", "frontend", directory=directory).returncode == 0
+    deadline = time.monotonic() + 30
+    while (
+        "details: HTTP 403: RBAC: access denied"
+        not in _run("traffic", "-n", "3", directory=directory).stdout
+    ):
+        assert time.monotonic() < deadline, "the policy never took effect"
+        time.sleep(0.5)
+    assert _run("deny", "details", "--off", directory=directory).returncode == 0
+
+    # mesh-wide STRICT: plaintext to an inbound port gets no HTTP answer; the mesh still works
+    frontend = re.search(r"sidecar (127\.0\.\d+\.\d+): inbound :(\d+)", out)
+    assert frontend is not None, out
+    plain = f"http://{frontend[1]}:{frontend[2]}/"
+    assert httpx.get(plain, headers={"host": "frontend"}).status_code == 200  # PERMISSIVE
+    assert _run("mtls", "strict", directory=directory).returncode == 0
+
+    def refused() -> bool:
+        try:
+            httpx.get(plain, headers={"host": "frontend"})
+        except httpx.HTTPError:
+            return True
+        return False
+
+    deadline = time.monotonic() + 30
+    while not refused():
+        assert time.monotonic() < deadline, "STRICT never took effect"
+        time.sleep(0.5)
+    assert _run("traffic", "-n", "5", directory=directory).returncode == 0
 
     proc.send_signal(signal.SIGINT)
     rest, _ = proc.communicate(timeout=60)

@@ -76,6 +76,6 @@ def _handler(w: Workload) -> Any:
 async def serve_app(
     w: Workload, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED
 ) -> None:
-    """Serve workload `w`'s app on its own address (on 127.0.0.1 once behind an inbound
-    listener: see docs/up.md)."""
-    await serve_http(_handler(w), host=w.address, port=w.app_port, task_status=task_status)
+    """Serve workload `w`'s app on 127.0.0.1, behind its sidecar's inbound listener (which
+    alone is reachable on the workload's address; see docs/up.md)."""
+    await serve_http(_handler(w), host="127.0.0.1", port=w.app_port, task_status=task_status)

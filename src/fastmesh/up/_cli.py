@@ -13,11 +13,11 @@ from fastmesh.up._mesh import write_routing
 from fastmesh.up._run import report, run, say
 from fastmesh.up._state import DEFAULT_DIR, StateError, load
 from fastmesh.up._traffic import measure
-from fastmesh.up._tweak import TweakError, parse_weights, set_fault
+from fastmesh.up._tweak import TweakError, parse_weights, set_deny, set_fault, set_mtls
 
 __all__ = ["main"]
 
-_SUBCOMMANDS = ("shift", "fault", "traffic")
+_SUBCOMMANDS = ("shift", "fault", "deny", "mtls", "traffic")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -28,6 +28,8 @@ def _parser() -> argparse.ArgumentParser:
         epilog="subcommands (see fastmesh up SUBCOMMAND --help):\n"
         "  shift v2=50,v3=50        reviews' canary weights\n"
         "  fault ratings --abort 503 --percent 50 | --delay 2s | --off\n"
+        "  deny details --from frontend | --off   an AuthorizationPolicy\n"
+        "  mtls strict | permissive     mesh-wide PeerAuthentication\n"
         "  traffic [-n 40]          send requests; which reviews versions answered",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -47,10 +49,16 @@ def _sub_parser() -> argparse.ArgumentParser:
     f.add_argument("--delay", metavar="DURATION", help="delay each call, e.g. 2s or 500ms")
     f.add_argument("--percent", type=float, default=100.0, help="of calls (100)")
     f.add_argument("--off", action="store_true", help="remove the fault")
+    a = sub.add_parser("deny", help="deny one service's calls to another (AuthorizationPolicy)")
+    a.add_argument("service", help="the called service")
+    a.add_argument("--from", dest="caller", metavar="SERVICE", help="the caller denied")
+    a.add_argument("--off", action="store_true", help="remove the policy")
+    m = sub.add_parser("mtls", help="mesh-wide PeerAuthentication: strict or permissive")
+    m.add_argument("mode", choices=("strict", "permissive"))
     t = sub.add_parser("traffic", help="send requests; which reviews versions answered")
     t.add_argument("-n", type=int, default=40, help="how many (40)")
     t.add_argument("--user", help="send `end-user: USER` (jason always gets v2)")
-    for p in (s, f, t):
+    for p in (s, f, a, m, t):
         p.add_argument(
             "--dir", type=Path, default=DEFAULT_DIR, help=f"the mesh's files ({DEFAULT_DIR})"
         )
@@ -66,13 +74,20 @@ def _change(ns: argparse.Namespace) -> int:
     load(ns.dir)  # only a running mesh
     if ns.command == "shift":
         path = write_routing(ns.dir, parse_weights(ns.weights))
+    elif ns.command == "deny":
+        if ns.off == (ns.caller is not None):
+            raise TweakError("give --from SERVICE, or --off")
+        path = set_deny(ns.dir, ns.service, ns.caller)
+    elif ns.command == "mtls":
+        path = set_mtls(ns.dir, ns.mode.upper())
     else:
         if ns.off == (ns.abort is not None or ns.delay is not None):
             raise TweakError("give --abort STATUS and/or --delay DURATION, or --off")
         if not 0 <= ns.percent <= 100:
             raise TweakError(f"--percent {ns.percent:g}: expected 0 to 100")
         path = set_fault(ns.dir, ns.service, abort=ns.abort, delay=ns.delay, percent=ns.percent)
-    say(f"wrote {path}; the control plane pushes it to the sidecars within a second")
+    done = "wrote" if path.exists() else "removed"
+    say(f"{done} {path}; the control plane pushes it to the sidecars within a second")
     return 0
 
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import yaml
 
-from fastmesh.up._layout import NAMESPACE, SERVICE_PORT, SERVICES, Layout, Workload
+from fastmesh.up._layout import INBOUND_PORT, NAMESPACE, SERVICE_PORT, SERVICES, Layout, Workload
 
 __all__ = [
     "INITIAL_WEIGHTS",
@@ -43,9 +43,8 @@ def _service(app: str) -> Json:
 
 
 def workload_entry(w: Workload) -> Json:
-    # Outbound-only mesh: the entry points straight at the app. With inbound listeners (and
-    # mTLS) it becomes `{"http": INBOUND_PORT}`: the sidecar's inbound listener on the same
-    # address, which forwards to the app (node metadata FASTMESH_APP_PORTS, see _sidecar).
+    # Peers dial the sidecar's inbound listener (mTLS) on the workload's address; it forwards
+    # to the app on 127.0.0.1 (node metadata FASTMESH_APP_PORTS, see _sidecar).
     return {
         "apiVersion": "networking.istio.io/v1",
         "kind": "WorkloadEntry",
@@ -53,7 +52,7 @@ def workload_entry(w: Workload) -> Json:
         "spec": {
             "address": w.address,
             "labels": {"app": w.app, "version": w.version},
-            "ports": {"http": w.app_port},
+            "ports": {"http": INBOUND_PORT},
             "serviceAccount": w.app,
         },
     }

@@ -12,7 +12,14 @@ import trio
 
 from fastmesh.ca import CaError, CertificateAuthority
 from fastmesh.up._apps import serve_app
-from fastmesh.up._layout import ADMIN_PORT, SERVICE_PORT, XDS_PORT, Layout, pick_subnet
+from fastmesh.up._layout import (
+    ADMIN_PORT,
+    INBOUND_PORT,
+    SERVICE_PORT,
+    XDS_PORT,
+    Layout,
+    pick_subnet,
+)
 from fastmesh.up._mesh import write_mesh, write_yaml
 from fastmesh.up._procs import Children
 from fastmesh.up._sidecar import bootstrap
@@ -76,8 +83,8 @@ async def _start(directory: Path, layout: Layout, children: Children) -> None:
             "--drain-time-s", "1",
         )  # fmt: skip
         say(
-            f"  {w.name:<12}  app {w.address}:{w.app_port}, sidecar {w.address}:{SERVICE_PORT}"
-            f" (admin :{ADMIN_PORT})"
+            f"  {w.name:<12}  app 127.0.0.1:{w.app_port}, sidecar {w.address}: inbound "
+            f":{INBOUND_PORT} (mTLS), outbound :{SERVICE_PORT}, admin :{ADMIN_PORT}"
         )
 
 
@@ -109,6 +116,13 @@ def _next_steps(directory: Path, layout: Layout) -> str:
             ),
             (f"fastmesh up fault ratings --delay 2s{d}", "every ratings call takes 2 s"),
             (f"fastmesh up fault ratings --off{d}", "no fault"),
+        ],
+        [
+            (f"fastmesh up deny details --from frontend{d}", "AuthorizationPolicy: details 403s"),
+            (f"fastmesh up deny details --off{d}", "remove it"),
+            (f"fastmesh up mtls strict{d}", "PeerAuthentication: mTLS only, everywhere"),
+            (f"curl -s {f}:{INBOUND_PORT}/", "plaintext to an inbound port: refused when strict"),
+            (f"fastmesh up mtls permissive{d}", "plaintext accepted again (Istio's default)"),
         ],
         [
             (

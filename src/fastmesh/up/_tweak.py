@@ -1,19 +1,20 @@
-"""`fastmesh up shift|fault`: rewrite one file of the running mesh's config; the control
-plane sees the edit and pushes it to every sidecar (no restart)."""
+"""`fastmesh up shift|fault|deny|mtls`: rewrite one file of the running mesh's config; the
+control plane sees the edit and pushes it to every sidecar (no restart)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 from fastmesh.controlplane._fields import parse_duration
-from fastmesh.up._layout import SERVICES
+from fastmesh.up._layout import NAMESPACE, SERVICES
 from fastmesh.up._mesh import (
     fault_file,
     fault_virtual_service,
     write_yaml,
 )
 
-__all__ = ["TweakError", "parse_weights", "set_fault"]
+__all__ = ["TweakError", "parse_weights", "set_deny", "set_fault", "set_mtls"]
 
 
 class TweakError(Exception):
@@ -55,4 +56,46 @@ def set_fault(
         write_yaml(path, fault_virtual_service(app, fault))
     else:
         path.unlink(missing_ok=True)
+    return path
+
+
+def _security(
+    kind: str, name: str, namespace: str, spec: Mapping[str, object]
+) -> dict[str, object]:
+    return {
+        "apiVersion": "security.istio.io/v1",
+        "kind": kind,
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": spec,
+    }
+
+
+def set_deny(directory: Path, app: str, caller: str | None) -> Path:
+    """An AuthorizationPolicy denying `caller`'s identity (its service account) on `app`
+    (None: the policy is removed)."""
+    for who in (app, caller):
+        if who is not None and who not in SERVICES:
+            raise TweakError(f"{who!r}: expected one of {', '.join(SERVICES)}")
+    path = directory / "mesh" / f"{app}-deny.yaml"
+    if caller is None:
+        path.unlink(missing_ok=True)
+        return path
+    principal = f"cluster.local/ns/{NAMESPACE}/sa/{caller}"
+    spec = {
+        "selector": {"matchLabels": {"app": app}},
+        "action": "DENY",
+        "rules": [{"from": [{"source": {"principals": [principal]}}]}],
+    }
+    write_yaml(path, _security("AuthorizationPolicy", f"deny-{caller}", NAMESPACE, spec))
+    return path
+
+
+def set_mtls(directory: Path, mode: str) -> Path:
+    """The mesh-wide PeerAuthentication (root namespace istio-system): STRICT refuses
+    plaintext on every inbound port; PERMISSIVE (Istio's default) accepts both."""
+    if mode not in ("STRICT", "PERMISSIVE"):
+        raise TweakError(f"{mode!r}: expected strict or permissive")
+    path = directory / "mesh" / "mtls.yaml"
+    spec = {"mtls": {"mode": mode}}
+    write_yaml(path, _security("PeerAuthentication", "default", "istio-system", spec))
     return path
