@@ -119,9 +119,10 @@ def ads_bootstrap(
     node_id: str,
     namespace: str = "default",
     metadata: Json | None = None,
+    delta: bool = False,
 ) -> Json:
-    """An Envoy bootstrap that takes everything (LDS, CDS; RDS, EDS through them) from ADS;
-    `metadata` joins the node's (`WORKLOAD_NAME`, `SERVICE_ACCOUNT`, ...)."""
+    """An Envoy bootstrap that takes everything (LDS, CDS; RDS, EDS through them) from ADS
+    (incremental with `delta`); `metadata` joins the node's (`WORKLOAD_NAME`, ...)."""
     ads = {"ads": {}, "resource_api_version": "V3"}
     return {
         "node": {
@@ -132,7 +133,7 @@ def ads_bootstrap(
         "admin": {"address": socket_address(admin_port)},
         "dynamic_resources": {
             "ads_config": {
-                "api_type": "GRPC",
+                "api_type": "DELTA_GRPC" if delta else "GRPC",
                 "transport_api_version": "V3",
                 "grpc_services": [{"envoy_grpc": {"cluster_name": "xds-grpc"}}],
                 "set_node_on_first_message_only": True,

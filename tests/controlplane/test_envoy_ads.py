@@ -384,8 +384,8 @@ def test_proxy_status_command_shows_envoy_synced(
     mesh.wait_synced()
     assert fastmesh(["controlplane", "proxy-status", "--server", f"127.0.0.1:{mesh.cp.port}"]) == 0
     header, row, *rest = capsys.readouterr().out.splitlines()
-    assert header.split() == ["NAME", "CDS", "LDS", "EDS", "RDS", "PEER"]
-    assert row.split()[:5] == [NODE_ID, "SYNCED", "SYNCED", "SYNCED", "SYNCED"]
+    assert header.split() == ["NAME", "CDS", "LDS", "EDS", "RDS", "XDS", "PEER"]
+    assert row.split()[:6] == [NODE_ID, "SYNCED", "SYNCED", "SYNCED", "SYNCED", "SotW"]
     assert all(line.startswith("NACK ") for line in rest)  # earlier tests may have NACKed
 
     assert (

@@ -26,18 +26,22 @@ from fastmesh._grpc import (
     trailers,
 )
 
+from ._delta import DeltaSession
 from ._hub import SnapshotHub
 from ._session import ProtocolError, Session
 from ._status import SYNCZ_PATH, proxy_status, syncz_json
 
-__all__ = ["ADS_PATH", "SDS_PATH", "AdsServer", "Stream"]
+__all__ = ["ADS_PATH", "DELTA_PATH", "SDS_PATH", "AdsServer", "Stream"]
 
 log = logging.getLogger("fastmesh.controlplane")
 
 ADS_PATH = "/envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggregatedResources"
+#: Incremental ADS: `DeltaDiscoveryRequest`s, a `DeltaSession`.
+DELTA_PATH = "/envoy.service.discovery.v3.AggregatedDiscoveryService/DeltaAggregatedResources"
 #: The separate SDS service: the same messages and session as ADS, for one type.
 SDS_PATH = "/envoy.service.secret.v3.SecretDiscoveryService/StreamSecrets"
 _READ_SIZE = 65536
+_REQUEST = discovery_pb2.DiscoveryRequest
 
 
 @dataclass
@@ -46,13 +50,19 @@ class Stream:
 
     id: int
     peer: str
-    session: Session
+    session: Session | DeltaSession
     requests: int = 0
+
+    @property
+    def protocol(self) -> str:
+        return "delta" if isinstance(self.session, DeltaSession) else "SotW"
 
 
 @dataclass
 class _Call:
     stream_id: int
+    #: DeltaAggregatedResources (else a state-of-the-world call).
+    delta: bool
     #: Each request message, or the FrameError that ended the request stream.
     inbox: trio.MemorySendChannel[bytes | FrameError]
     requests: trio.MemoryReceiveChannel[bytes | FrameError]
@@ -63,7 +73,8 @@ class _Call:
 
 
 class AdsServer:
-    """Serves ADS (state of the world) from a SnapshotHub. `streams` holds the live calls."""
+    """Serves ADS (state of the world and delta) from a SnapshotHub. `streams` holds the
+    live calls."""
 
     def __init__(self, hub: SnapshotHub) -> None:
         self.hub = hub
@@ -174,7 +185,7 @@ class _Connection:
         if method != "POST":  # not gRPC at all
             self.h2.send_headers(event.stream_id, [(":status", "404")], end_stream=True)
             return
-        if path not in (ADS_PATH, SDS_PATH):
+        if path not in (ADS_PATH, SDS_PATH, DELTA_PATH):
             self.h2.send_headers(
                 event.stream_id,
                 response_headers() + trailers(Status.UNIMPLEMENTED, f"no method {path}"),
@@ -182,7 +193,7 @@ class _Connection:
             )
             return
         inbox, requests = trio.open_memory_channel[bytes | FrameError](math.inf)
-        call = _Call(event.stream_id, inbox, requests)
+        call = _Call(event.stream_id, path == DELTA_PATH, inbox, requests)
         self.calls[event.stream_id] = call
         nursery.start_soon(self._serve_call, call)
 
@@ -229,7 +240,8 @@ class _Connection:
 
     async def _serve_call(self, call: _Call) -> None:
         hub = self.server.hub
-        record = Stream(next(self.server._ids), self.peer, Session(snapshots=hub.snapshot_for))
+        session = (DeltaSession if call.delta else Session)(snapshots=hub.snapshot_for)
+        record = Stream(next(self.server._ids), self.peer, session)
         self.server.streams[record.id] = record
         status, message = Status.OK, ""
         with call.scope:
@@ -255,7 +267,8 @@ class _Connection:
             async for raw in call.requests:
                 if isinstance(raw, FrameError):
                     raise raw
-                request = discovery_pb2.DiscoveryRequest.FromString(raw)
+                message = discovery_pb2.DeltaDiscoveryRequest if call.delta else _REQUEST
+                request = message.FromString(raw)
                 record.requests += 1
                 if record.requests == 1 and request.HasField("node"):
                     log.info("ADS stream %d: %s", record.id, _who(record, request.node))
@@ -269,7 +282,7 @@ class _Connection:
             return Status.CANCELLED, "stream closed"
         return Status.OK, ""
 
-    async def _pump_updates(self, call: _Call, session: Session) -> None:
+    async def _pump_updates(self, call: _Call, session: Session | DeltaSession) -> None:
         hub = self.server.hub
         seen = hub.generation
         while True:

@@ -32,6 +32,8 @@ class ProxyStatus:
     acked: dict[str, str]
     #: Every NACK of the stream: (type, rejected version, the proxy's error message).
     nacks: tuple[tuple[str, str, str], ...]
+    #: "SotW" (state of the world) or "delta".
+    protocol: str = "SotW"
 
 
 def proxy_status(streams: Iterable[Stream]) -> list[ProxyStatus]:
@@ -46,6 +48,7 @@ def proxy_status(streams: Iterable[Stream]) -> list[ProxyStatus]:
                 types=s.describe(),
                 acked={short_type(t): st.acked_version for t, st in s.types.items()},
                 nacks=tuple((short_type(n.type_url), n.version, n.message) for n in s.nacks),
+                protocol=stream.protocol,
             )
         )
     return sorted(out, key=lambda p: (p.node_id, p.stream))
@@ -57,13 +60,14 @@ def syncz_json(statuses: Iterable[ProxyStatus]) -> bytes:
 
 def render_table(entries: list[dict[str, Any]]) -> str:
     """`istioctl proxy-status`-like text from `/debug/syncz` JSON."""
-    rows = [["NAME", "CDS", "LDS", "EDS", "RDS", "PEER"]]
+    rows = [["NAME", "CDS", "LDS", "EDS", "RDS", "XDS", "PEER"]]
     for e in entries:
         types = e.get("types", {})
         rows.append(
             [
                 e.get("node_id") or "?",
                 *(types.get(t, "-") for t in ("CDS", "LDS", "EDS", "RDS")),
+                e.get("protocol", "SotW"),
                 e.get("peer", ""),
             ]
         )
