@@ -1,4 +1,7 @@
-"""End to end: our control plane drives a real Envoy over ADS; traffic follows Istio config."""
+"""End to end: our control plane drives a real sidecar over ADS; traffic follows Istio config.
+
+Tests of behaviour run with Envoy and with fastmesh-proxy (`@both`); tests of what Envoy's
+admin API shows (config dump, its stats) with Envoy alone."""
 
 from __future__ import annotations
 
@@ -123,8 +126,15 @@ def config_dump(mesh: Mesh) -> dict[str, Any]:
     return result
 
 
+#: Run a test with each sidecar (the `mesh` fixture's parameter; Envoy when not given).
+both = pytest.mark.parametrize("mesh", ["envoy", "fastmesh-proxy"], indirect=True)
+
+
 @pytest.fixture(scope="module")
-def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
+def mesh(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Mesh]:
+    binary = getattr(request, "param", "envoy")
     config_dir = tmp_path_factory.mktemp("mesh")
     port = free_port()
     with (
@@ -141,7 +151,7 @@ def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
         with ControlPlaneThread(config_dir) as cp:
             boot = ads_bootstrap(admin_port=free_port(), xds_port=cp.port, node_id=NODE_ID)
             with (
-                run_proxy(boot, binary="envoy", workdir=config_dir.parent) as envoy,
+                run_proxy(boot, binary=binary, workdir=config_dir.parent) as envoy,
                 httpx.Client(timeout=10.0) as client,
             ):
                 yield Mesh(config_dir, cp, envoy, port, v1, v2, client)
@@ -187,6 +197,7 @@ def test_envoy_acks_every_type_and_its_config_dump_matches(mesh: Mesh) -> None:
     wait_until("both subsets' endpoints in Envoy /clusters", endpoints_healthy)
 
 
+@both
 def test_requests_reach_both_workloads_without_a_virtual_service(mesh: Mesh) -> None:
     mesh.write_routing(DESTINATION_RULE)
     mesh.wait_synced()
@@ -200,6 +211,7 @@ def test_requests_reach_both_workloads_without_a_virtual_service(mesh: Mesh) -> 
         )
 
 
+@both
 def test_weighted_canary_and_header_route(mesh: Mesh) -> None:
     mesh.write_routing(DESTINATION_RULE, virtual_service([JASON_TO_V2, CANARY]))
     mesh.wait_synced()
@@ -266,6 +278,7 @@ def test_every_type_url_is_served(mesh: Mesh) -> None:
     assert types == {CLUSTER, ENDPOINT, LISTENER, ROUTE}
 
 
+@both
 def test_registry_edits_push_endpoints_and_new_services_live(mesh: Mesh) -> None:
     """A workload moving (EDS) and a new service on a new port (CDS, EDS, LDS, RDS)."""
     mesh.write_routing(DESTINATION_RULE, virtual_service([{"route": [to("v2")]}]))
@@ -312,6 +325,7 @@ def test_registry_edits_push_endpoints_and_new_services_live(mesh: Mesh) -> None
     )
 
 
+@both
 def test_timeout_and_retries_of_a_virtual_service_are_enforced(mesh: Mesh) -> None:
     slow = {
         "match": [{"uri": {"prefix": "/delay/"}}],
@@ -398,6 +412,7 @@ def test_proxy_status_command_shows_envoy_synced(
     assert entry["node_id"] == NODE_ID and set(entry["acked"]) == {"CDS", "EDS", "LDS", "RDS"}
 
 
+@both
 def test_redirect_rewrite_headers_query_match_and_faults(mesh: Mesh) -> None:
     http: list[dict[str, Any]] = [
         {

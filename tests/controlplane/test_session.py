@@ -196,11 +196,18 @@ def test_named_subscription_gets_only_the_named_resources_that_exist() -> None:
     assert names_of(again) == ["a", "b"]
 
 
-def test_wildcard_removal_is_pushed() -> None:
+def test_wildcard_removal_is_pushed_make_before_break() -> None:
+    """A leaving cluster is first kept while the new ones arrive; the rest of the update
+    (EDS here, LDS and RDS alike) goes between; the last CDS drops it."""
     session, cds = started(snapshot("a", "b"))
+    [eds] = session.receive(request(ENDPOINT, ("a", "b")))
     session.receive(request(CLUSTER, nonce=cds.nonce, version=cds.version_info))
-    [smaller] = session.update(snapshot("a"))
-    assert names_of(smaller) == ["a"]
+    session.receive(request(ENDPOINT, ("a", "b"), nonce=eds.nonce, version=eds.version_info))
+    first, middle, last = session.update(snapshot("a", "c", endpoints={"a": 81}))
+    assert (first.type_url, names_of(first)) == (CLUSTER, ["a", "b", "c"])
+    assert middle.type_url == ENDPOINT
+    assert (last.type_url, names_of(last)) == (CLUSTER, ["a", "c"])
+    assert first.version_info != last.version_info
 
 
 def test_update_pushes_only_types_that_changed_in_type_order() -> None:

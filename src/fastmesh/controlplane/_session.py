@@ -141,11 +141,31 @@ class Session:
         return [response] if response is not None else []
 
     def update(self, snapshot: Snapshot) -> list[Any]:
-        """A new snapshot for this proxy: the responses for every type whose content changed."""
-        self.snapshot = snapshot
-        out = [self._respond(self.types[t]) for t in TYPE_ORDER if t in self.types]
+        """A new snapshot for this proxy: the responses for every type whose content changed.
+
+        Make before break: when clusters go away, CDS is first sent with the new clusters
+        *and* the leaving ones, then listeners and routes stop naming them, and only then a
+        last CDS removes them; no response ever names a cluster the proxy lacks (fastmesh
+        NACKs such a snapshot; Envoy would answer 503 meanwhile)."""
+        previous, self.snapshot = self.snapshot, snapshot
+        cds = self.types.get(CLUSTER)
+        out = []
+        leaving = self._leaving_clusters(cds, snapshot)
+        if cds is not None and previous is not None and leaving:
+            old = previous.of_type(CLUSTER)
+            out.append(self._respond(cds, kept={n: old[n] for n in leaving if n in old}))
+        order = [t for t in TYPE_ORDER if t in self.types and not (leaving and t == CLUSTER)]
+        out += [self._respond(self.types[t]) for t in order]
         out += [self._respond(s) for t, s in self.types.items() if t not in TYPE_ORDER]
+        if leaving and cds is not None:  # the last word: CDS without the leaving clusters
+            out.append(self._respond(cds))
         return [r for r in out if r is not None]
+
+    @staticmethod
+    def _leaving_clusters(cds: TypeState | None, snapshot: Snapshot) -> set[str]:
+        if cds is None or cds.names is not None or not cds.sent_nonce:
+            return set()
+        return set(cds.sent).difference(snapshot.of_type(CLUSTER))
 
     @staticmethod
     def _names(type_url: str, names: Any) -> frozenset[str] | None:
@@ -154,10 +174,12 @@ class Session:
             return None
         return wanted - {"*"}
 
-    def _respond(self, state: TypeState) -> Any | None:
+    def _respond(self, state: TypeState, *, kept: dict[str, Any] | None = None) -> Any | None:
+        """The response `state` needs now, or None; `kept`: resources of the previous
+        snapshot to send as well (make before break)."""
         if self.snapshot is None:
             return None
-        available = self.snapshot.of_type(state.type_url)
+        available = {**(kept or {}), **self.snapshot.of_type(state.type_url)}
         if state.names is None:
             chosen = dict(sorted(available.items()))
         else:
@@ -171,13 +193,13 @@ class Session:
             if not (changed or removed or newly_asked):
                 return None
         nonce = str(next(self._nonces))
-        state.sent_version = self.snapshot.version
+        state.sent_version = self.snapshot.version + ("-mbb" if kept else "")
         state.sent_nonce = nonce
         state.sent = digests
         state.answered = state.names or frozenset()
         state.responses += 1
         return discovery_pb2.DiscoveryResponse(
-            version_info=self.snapshot.version,
+            version_info=state.sent_version,
             type_url=state.type_url,
             nonce=nonce,
             resources=[r.packed for r in chosen.values()],
