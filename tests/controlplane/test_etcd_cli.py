@@ -20,12 +20,13 @@ import trio
 from fastmesh.cli import main as fastmesh
 from fastmesh.controlplane._etcd_client import EtcdClient
 from fastmesh.controlplane._etcd_keys import service_key
-from tests.support import EchoServer, free_port, run_proxy, wait_for_port
+from tests.support import EchoServer, free_port, run_proxy, socket_address, wait_for_port
 
 from .etcd_harness import EtcdCluster, etcd_cluster
 from .harness import ads_bootstrap, service, wait_until
 
 NODE = "sidecar~127.0.0.1~client.default~default.svc.cluster.local"
+PROXY_STATUS = [sys.executable, "-m", "fastmesh.controlplane", "proxy-status", "--json"]
 
 
 @contextmanager
@@ -66,7 +67,7 @@ def register(endpoints: list[str], id: str, port: int, ttl: int = 2) -> list[str
 
 
 def endpoint_ports(admin_port: int) -> set[int]:
-    """The ports of Envoy's endpoints of the reviews cluster (from its admin `/clusters`)."""
+    """The ports of the sidecar's endpoints of the reviews cluster (admin `/clusters`)."""
     text = httpx.get(f"http://127.0.0.1:{admin_port}/clusters?format=json").text
     ports = set()
     for cluster in json.loads(text).get("cluster_statuses", []):
@@ -112,8 +113,9 @@ def test_register_rejects_a_bad_port(capsys: pytest.CaptureFixture[str]) -> None
 
 
 @pytest.mark.envoy
+@pytest.mark.parametrize("binary", ["envoy", "fastmesh-proxy"])
 def test_traffic_moves_away_from_a_workload_whose_lease_expired(
-    cluster: EtcdCluster, tmp_path: Path
+    cluster: EtcdCluster, tmp_path: Path, binary: str
 ) -> None:
     xds_port, port, admin_port = free_port(), free_port(), free_port()
     endpoints = cluster.endpoints
@@ -134,7 +136,7 @@ def test_traffic_moves_away_from_a_workload_whose_lease_expired(
         doomed = stack.enter_context(process(register(endpoints, "b", b.port), tmp_path / "b.log"))
         wait_for_port(xds_port, timeout=15)
         boot = ads_bootstrap(admin_port=admin_port, xds_port=xds_port, node_id=NODE)
-        stack.enter_context(run_proxy(boot, binary="envoy", workdir=tmp_path))
+        stack.enter_context(run_proxy(boot, binary=binary, workdir=tmp_path))
         client = stack.enter_context(httpx.Client())
 
         def served_by() -> str:
@@ -142,7 +144,8 @@ def test_traffic_moves_away_from_a_workload_whose_lease_expired(
             return r.headers.get("x-upstream-name", "") if r.status_code == 200 else ""
 
         wait_until(
-            "both workloads in Envoy", lambda: endpoint_ports(admin_port) == {a.port, b.port}
+            "both workloads in the sidecar",
+            lambda: endpoint_ports(admin_port) == {a.port, b.port},
         )
         wait_until("a request served by b", lambda: served_by() == "reviews-b")
 
@@ -156,3 +159,90 @@ def test_traffic_moves_away_from_a_workload_whose_lease_expired(
     output = (tmp_path / "cp.log").read_text()
     assert "serving ADS on 127.0.0.1" in output
     assert "ERROR" not in output, output
+
+
+@pytest.mark.envoy
+@pytest.mark.parametrize("binary", ["envoy", "fastmesh-proxy"])
+def test_a_killed_replica_leaves_the_sidecar_serving_and_it_resyncs_from_another(
+    cluster: EtcdCluster, tmp_path: Path, binary: str
+) -> None:
+    """Two control-plane replicas on one etcd; the sidecar's xDS cluster names both. The one
+    it talks to is SIGKILLed: it keeps serving, reconnects to the other, and a workload
+    registered afterwards reaches it through the survivor."""
+    ports = [free_port(), free_port()]
+    port, admin_port = free_port(), free_port()
+    endpoints = cluster.endpoints
+    with ExitStack() as stack:
+        a = stack.enter_context(EchoServer("reviews-a"))
+        b = stack.enter_context(EchoServer("reviews-b"))
+
+        async def put_service() -> None:
+            async with EtcdClient(endpoints) as client:
+                await client.put(
+                    service_key("default", "reviews"), json.dumps(service("reviews", port))
+                )
+
+        trio.run(put_service)
+        replicas = [
+            stack.enter_context(
+                process(
+                    [
+                        "serve",
+                        "--etcd",
+                        ",".join(endpoints),
+                        "--port",
+                        str(p),
+                        "--debounce",
+                        "0.02",
+                    ],
+                    tmp_path / f"cp{i}.log",
+                )
+            )
+            for i, p in enumerate(ports)
+        ]
+        stack.enter_context(process(register(endpoints, "a", a.port), tmp_path / "a.log"))
+        for p in ports:
+            wait_for_port(p, timeout=15)
+        boot = ads_bootstrap(admin_port=admin_port, xds_port=ports[0], node_id=NODE)
+        [xds] = boot["static_resources"]["clusters"]
+        lb = xds["load_assignment"]["endpoints"][0]["lb_endpoints"]
+        lb.append({"endpoint": {"address": socket_address(ports[1])}})
+        stack.enter_context(run_proxy(boot, binary=binary, workdir=tmp_path))
+        client = stack.enter_context(httpx.Client())
+
+        def served_by() -> str:
+            """The upstream that answered, or what went wrong (for the assertion's message)."""
+            r = client.get(f"http://127.0.0.1:{port}/", headers={"host": "reviews"})
+            if r.status_code != 200:
+                return f"HTTP {r.status_code}: {r.text[:80]}"
+            return str(r.headers.get("x-upstream-name", ""))
+
+        def connected_to() -> int | None:
+            """The index of the replica the sidecar streams from (its proxy-status)."""
+            for i, p in enumerate(ports):
+                status = subprocess.run(
+                    [*PROXY_STATUS, "--server", f"127.0.0.1:{p}"],
+                    capture_output=True,
+                    text=True,
+                    check=False,
+                )
+                if status.returncode == 0 and json.loads(status.stdout):
+                    return i
+            return None
+
+        wait_until("a request served by a", lambda: served_by() == "reviews-a")
+        wait_until("the sidecar on a replica", lambda: connected_to() is not None)
+        first = connected_to()
+        assert first is not None
+        replicas[first].send_signal(signal.SIGKILL)
+        replicas[first].wait()
+        served = [served_by() for _ in range(10)]
+        assert set(served) == {"reviews-a"}, served  # serving without it
+
+        stack.enter_context(process(register(endpoints, "b", b.port), tmp_path / "b.log"))
+        wait_until(
+            "the new workload, through the other replica",
+            lambda: endpoint_ports(admin_port) == {a.port, b.port},
+            timeout=30,
+        )
+        assert connected_to() == 1 - first

@@ -106,7 +106,7 @@ async def settle(call: ScriptedCall, type_url: str, count: int) -> list[Any]:
 @pytest.fixture
 async def conversation(nursery: trio.Nursery) -> tuple[AdsClient, ScriptedCall, Target]:
     target = Target()
-    client = AdsClient(("127.0.0.1", 15010), node_message("n", "c", {}), target, warm_timeout=15)
+    client = AdsClient((("127.0.0.1", 15010),), node_message("n", "c", {}), target, warm_timeout=15)
     call = ScriptedCall()
     nursery.start_soon(client.converse, call)
     await settle(call, CLUSTER, 1)

@@ -72,7 +72,7 @@ def assignment(name: str, *ports: int) -> dict[str, Any]:
 
 def test_the_bootstrap_alone_names_the_ads_server_and_serves_its_static_part() -> None:
     boot = translate_bootstrap(BOOTSTRAP, "boot")
-    assert boot.ads is not None and boot.ads.address == ("127.0.0.1", 15010)
+    assert boot.ads is not None and boot.ads.addresses == (("127.0.0.1", 15010),)
     assert [c["name"] for c in boot.snapshot["clusters"]] == ["xds-grpc"]
     assert boot.warming == ()
 

@@ -74,7 +74,7 @@ class Compiled:
     node_metadata: Mapping[str, Any] = field(default_factory=dict)
     admin_address: tuple[str, int] | None = None
     #: `dynamic_resources`: the ADS server's (ip, port); None = a static bootstrap.
-    ads_address: tuple[str, int] | None = None
+    ads_addresses: tuple[tuple[str, int], ...] = ()
     #: EDS / RDS / SDS names the dynamic resources use, and those not received yet (warming).
     eds_names: tuple[str, ...] = ()
     rds_names: tuple[str, ...] = ()
@@ -122,7 +122,7 @@ def compile_bootstrap(bootstrap: Bootstrap, document: Mapping[str, Any]) -> Comp
         node_cluster=bootstrap.node_cluster,
         node_metadata=dict(bootstrap.node_metadata),
         admin_address=bootstrap.admin_address,
-        ads_address=bootstrap.ads.address if bootstrap.ads is not None else None,
+        ads_addresses=bootstrap.ads.addresses if bootstrap.ads is not None else (),
         eds_names=bootstrap.eds_names,
         rds_names=bootstrap.rds_names,
         sds_names=bootstrap.sds_names,
@@ -167,7 +167,7 @@ def encode(compiled: Compiled) -> bytes:
         "node_metadata": compiled.node_metadata,
         "admin_address": compiled.admin_address,
         "document_node_json": compiled.document_node_json,
-        "ads_address": compiled.ads_address,
+        "ads_addresses": compiled.ads_addresses,
         "eds_names": compiled.eds_names,
         "rds_names": compiled.rds_names,
         "sds_names": compiled.sds_names,
@@ -213,7 +213,6 @@ def decode(out: bytes, returncode: int) -> Compiled:
         raise ValueError(f"truncated output: {len(out)} bytes")
     view = memoryview(out)
     admin = meta["admin_address"]
-    ads = meta["ads_address"]
     return Compiled(
         source=meta["source"],
         version=meta["version"],
@@ -224,7 +223,7 @@ def decode(out: bytes, returncode: int) -> Compiled:
         node_metadata=meta["node_metadata"],
         admin_address=(admin[0], int(admin[1])) if admin else None,
         document_node_json=meta["document_node_json"],
-        ads_address=(ads[0], int(ads[1])) if ads else None,
+        ads_addresses=tuple((host, int(port)) for host, port in meta["ads_addresses"]),
         eds_names=tuple(meta["eds_names"]),
         rds_names=tuple(meta["rds_names"]),
         sds_names=tuple(meta["sds_names"]),

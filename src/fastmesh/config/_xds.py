@@ -49,8 +49,9 @@ class AdsSource:
 
     #: The static (HTTP/2) cluster of the management server.
     cluster: str
-    #: Its first endpoint (ip, port): where the ADS client connects.
-    address: tuple[str, int]
+    #: Its endpoints (ip, port), in order: the ADS client connects to the first, and moves
+    #: to the next when a stream breaks (a control-plane replica gone).
+    addresses: tuple[tuple[str, int], ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,7 +154,7 @@ def ads_source(
     if cluster.get("discovery") != "static" or not endpoints:
         issues.add(where, f"cluster {name!r} must be a STATIC cluster with an endpoint")
         return None
-    return AdsSource(name, (endpoints[0]["host"], int(endpoints[0]["port"])))
+    return AdsSource(name, tuple((e["host"], int(e["port"])) for e in endpoints))
 
 
 def eds_assignment(

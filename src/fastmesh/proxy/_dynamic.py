@@ -27,13 +27,15 @@ INITIAL_FETCH_TIMEOUT_S = 15.0
 class DynamicConfig:
     """The `ConfigTarget` of the ADS client for one `ProxyServer`."""
 
-    def __init__(self, server: ProxyServer, address: tuple[str, int]) -> None:
+    def __init__(self, server: ProxyServer, addresses: tuple[tuple[str, int], ...]) -> None:
         from fastmesh.xds import AdsClient, node_message
 
         self.server = server
         node_id, cluster = server.node()
         metadata: Any = server.config.compiled.node_metadata if server.config else {}
-        self.client: AdsClient = AdsClient(address, node_message(node_id, cluster, metadata), self)
+        self.client: AdsClient = AdsClient(
+            addresses, node_message(node_id, cluster, metadata), self
+        )
 
     async def run(self) -> None:
         await self.client.run()

@@ -192,10 +192,10 @@ class ProxyServer:
                 return 1
             self._watch(config_stamp, self.config.compiled.files)
             self._seen_digest = self.config.version
-            if self.config.compiled.ads_address is not None:
+            if self.config.compiled.ads_addresses:
                 from fastmesh.proxy._dynamic import DynamicConfig
 
-                self.dynamic = DynamicConfig(self, self.config.compiled.ads_address)
+                self.dynamic = DynamicConfig(self, self.config.compiled.ads_addresses)
             for name, address in sorted(self.engine.listening().items()):
                 log.info("listener '%s' listening on %s", name, address)
             return await self._serve()

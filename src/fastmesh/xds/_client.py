@@ -14,6 +14,7 @@ If the engine refuses a snapshot, the response that completed it is NACKed inste
 
 from __future__ import annotations
 
+import itertools
 import logging
 import random
 from collections.abc import Iterable
@@ -66,7 +67,7 @@ class AdsClient:
 
     def __init__(
         self,
-        address: tuple[str, int],
+        addresses: tuple[tuple[str, int], ...],
         node: Any,
         target: ConfigTarget,
         *,
@@ -74,7 +75,9 @@ class AdsClient:
         backoff_base: float = 0.5,
         backoff_max: float = 30.0,
     ) -> None:
-        self.address = address
+        #: The management server's endpoints; `address` is the one in use.
+        self.addresses = addresses
+        self.address = addresses[0]
         self.session = AdsSession(node)
         self.target = target
         self.warm_timeout = warm_timeout
@@ -120,9 +123,10 @@ class AdsClient:
 
     async def run(self) -> None:
         """Keep one ADS stream open; after a break, reconnect with jittered exponential
-        back-off. The last applied snapshot keeps serving meanwhile."""
-        host, port = self.address
-        while True:
+        back-off, to the next endpoint of the management server's cluster (another
+        replica) when there are several. The last applied snapshot keeps serving meanwhile."""
+        for turn in itertools.count():
+            self.address = host, port = self.addresses[turn % len(self.addresses)]
             try:
                 async with open_call(host, port, ADS_PATH) as call:
                     self.connected = True
