@@ -30,9 +30,21 @@ async def test_edits_additions_and_removals_are_published(tmp_path: Path) -> Non
         assert sorted(s.name for s in config.services) == ["a", "b"]
         assert [w.name for w in config.workloads] == ["b-1"]
 
+        parsed = registry.parsed_files
         write_yaml(tmp_path / "a.yaml", service("a", 9090))
         config = await next_config()
         assert {s.name: s.ports[0].number for s in config.services} == {"a": 9090, "b": 8081}
+        assert registry.parsed_files == parsed + 1  # only the edited file is parsed again
+
+        write_yaml(tmp_path / "dup.yaml", service("a", 7070))  # defined again: left out
+        config = await next_config()
+        assert {s.name: s.ports[0].number for s in config.services} == {"a": 9090, "b": 8081}
+        [problem] = registry.problems
+        assert str(problem) == (
+            "dup.yaml: Service default/a: metadata.name: also defined in a.yaml"
+        )
+        (tmp_path / "dup.yaml").unlink()
+        await next_config()
 
         (tmp_path / "b.yaml").unlink()
         config = await next_config()

@@ -392,3 +392,65 @@ spec:
     assert vhost["routes"][0]["route"]["hash_policy"] == [
         {"cookie": {"name": "user", "ttl": "60.000s"}}
     ]
+
+
+def test_port_level_settings_apply_to_their_port_only() -> None:
+    config, problems = load_documents(
+        [
+            (
+                "mesh.yaml",
+                """
+apiVersion: v1
+kind: Service
+metadata: {name: api, namespace: shop}
+spec:
+  selector: {app: api}
+  ports: [{name: http, port: 8080}, {name: http-admin, port: 9090}]
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: api, namespace: shop}
+spec:
+  host: api
+  trafficPolicy:
+    connectionPool: {tcp: {maxConnections: 10}}
+    portLevelSettings:
+    - port: {number: 9090}
+      connectionPool: {tcp: {maxConnections: 1}}
+      loadBalancer: {simple: RANDOM}
+  subsets:
+  - name: v1
+    labels: {version: v1}
+    trafficPolicy:
+      portLevelSettings:
+      - port: {number: 8080}
+        loadBalancer: {simple: ROUND_ROBIN}
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: bad, namespace: shop}
+spec:
+  host: other
+  trafficPolicy:
+    portLevelSettings: [{port: {number: 0}, portLevelSettings: []}]
+""",
+            )
+        ]
+    )
+    assert [str(p) for p in problems] == [
+        "mesh.yaml: DestinationRule shop/bad: spec.trafficPolicy.portLevelSettings[0].port.number:"
+        " expected an integer in [1, 65535], got 0",
+        "mesh.yaml: DestinationRule shop/bad: spec.trafficPolicy.portLevelSettings[0]"
+        ".portLevelSettings: unsupported field (supported: connectionPool, loadBalancer, "
+        "outlierDetection, port, tls)",
+    ]
+    clusters = {c["name"]: c for c in translate(config, SHOP).documents[CLUSTER]}
+
+    def facts(port: int, subset: str = "") -> tuple[str, int]:
+        c = clusters[f"outbound|{port}|{subset}|api.shop.svc.cluster.local"]
+        return c["lb_policy"], c["circuit_breakers"]["thresholds"][0]["max_connections"]
+
+    assert facts(8080) == ("LEAST_REQUEST", 10)  # the rule
+    assert facts(9090) == ("RANDOM", 1)  # the rule's port 9090 settings
+    assert facts(8080, "v1") == ("ROUND_ROBIN", 10)  # the subset's port 8080 over the rule
+    assert facts(9090, "v1") == ("RANDOM", 1)

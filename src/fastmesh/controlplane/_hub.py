@@ -9,10 +9,11 @@ from typing import Protocol
 
 import trio
 
+from ._index import MeshIndex
 from ._model import MeshConfig
 from ._proxy import ProxyInfo
-from ._resources import SECRET, Resource, Snapshot, build_snapshot
-from ._translate import inbound_snapshot, translate
+from ._resources import SECRET, Resource, Snapshot
+from ._translate import inbound_snapshot, proxy_snapshot, shared_snapshot
 
 __all__ = ["SecretSource", "SnapshotHub"]
 
@@ -50,6 +51,10 @@ class SnapshotHub:
         self._changed = trio.Event()
         self._snapshots: dict[tuple[str, str], Snapshot] = {}
         self._inbound: dict[tuple[str, str, tuple[tuple[str, int], ...]], Snapshot] = {}
+        #: Per config: its index, the clusters and endpoints every proxy shares, warnings.
+        self._index: MeshIndex | None = None
+        self._shared: Snapshot | None = None
+        self._warned: set[str] = set()
 
     def publish(self, config: MeshConfig) -> None:
         """A new config; the first one applies at once, later ones after the debounce."""
@@ -63,6 +68,8 @@ class SnapshotHub:
         self.config = config
         self._snapshots.clear()
         self._inbound.clear()
+        self._index, self._shared = None, None
+        self._warned.clear()
         self._bump()
         log.info("config generation %d applied", self.generation)
 
@@ -114,11 +121,21 @@ class SnapshotHub:
         cached = self._snapshots.get(key)
         if cached is not None:
             return cached
-        translation = translate(self.config or MeshConfig(), proxy, self._trust_domain)
-        for warning in translation.warnings:
-            log.warning("%s", warning)
-        snapshot = self._snapshots[key] = build_snapshot(translation.documents)
+        if self._index is None:
+            self._index = MeshIndex(self.config or MeshConfig())
+            self._shared = shared_snapshot(self._index, self._trust_domain)
+        assert self._shared is not None
+        snapshot = self._shared.merged(proxy_snapshot(self._index, proxy))
+        self._snapshots[key] = snapshot
+        self._log_warnings(self._index.warnings)
         return snapshot
+
+    def _log_warnings(self, warnings: list[str]) -> None:
+        """Each warning once per config (translations of other proxies repeat them)."""
+        for warning in warnings:
+            if warning not in self._warned:
+                self._warned.add(warning)
+                log.warning("%s", warning)
 
     def _inbound_for(self, proxy: ProxyInfo) -> Snapshot:
         key = proxy.inbound_key

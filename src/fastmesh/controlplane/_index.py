@@ -84,15 +84,18 @@ class MeshIndex:
     def subset(self, hostname: str, name: str) -> Subset | None:
         return next((s for s in self.subsets(hostname) if s.name == name), None)
 
-    def policy(self, hostname: str, subset: str = "") -> TrafficPolicy | None:
-        """The traffic policy of a destination: the subset's over the rule's."""
+    def policy(self, hostname: str, subset: str = "", port: int = 0) -> TrafficPolicy | None:
+        """The traffic policy of a destination: the subset's over the rule's, each one's
+        `portLevelSettings` for `port` over it (Istio's order: subset port-level, subset,
+        rule port-level, rule)."""
         rule = self.rules.get(hostname)
         if rule is None:
             return None
+        base = rule.policy.at_port(port) if rule.policy is not None else None
         own = self.subset(hostname, subset) if subset else None
         if own is not None and own.policy is not None:
-            return own.policy.over(rule.policy)
-        return rule.policy
+            return own.policy.at_port(port).over(base)
+        return base
 
     def workloads(self, svc: Service, labels: dict[str, str] | None = None) -> list[Workload]:
         """Workloads of `svc` (its namespace, its selector), narrowed by subset `labels`."""

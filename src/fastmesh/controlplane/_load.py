@@ -16,7 +16,15 @@ from ._parse_istio import parse_destination_rule, parse_virtual_service
 from ._parse_registry import parse_service, parse_workload_entry
 from ._parse_security import parse_authorization_policy, parse_peer_authentication
 
-__all__ = ["SUFFIXES", "config_files", "load_directory", "load_documents"]
+__all__ = [
+    "SUFFIXES",
+    "ParsedFile",
+    "assemble",
+    "config_files",
+    "load_directory",
+    "load_documents",
+    "parse_file",
+]
 
 SUFFIXES = (".yaml", ".yml")
 #: libyaml's safe loader when PyYAML was built with it (10x faster), else the pure-Python one.
@@ -32,6 +40,16 @@ Parsed = (
     Service | Workload | VirtualService | DestinationRule | PeerAuthentication | AuthorizationPolicy
 )
 Parser = Callable[[Fields, str, str, dict[str, Any]], Parsed]
+
+#: The kind each parsed class comes from (for messages).
+_KIND_OF: dict[type, str] = {
+    Service: "Service",
+    Workload: "WorkloadEntry",
+    VirtualService: "VirtualService",
+    DestinationRule: "DestinationRule",
+    PeerAuthentication: "PeerAuthentication",
+    AuthorizationPolicy: "AuthorizationPolicy",
+}
 
 _KINDS: dict[tuple[str, str], Parser] = {
     ("v1", "Service"): parse_service,
@@ -71,26 +89,58 @@ def load_directory(directory: Path) -> tuple[MeshConfig, list[Problem]]:
 
 def load_documents(texts: Iterable[tuple[str, str]]) -> tuple[MeshConfig, list[Problem]]:
     """Like `load_directory`, from (file name, YAML text) pairs."""
+    return assemble(parse_file(file, text) for file, text in texts)
+
+
+ParsedFile = tuple[list["Parsed"], list[Problem]]
+
+
+def parse_file(file: str, text: str) -> ParsedFile:
+    """One file's valid resources and problems (duplicates across files: `assemble`)."""
     parsed: list[Parsed] = []
     problems: list[Problem] = []
+    try:
+        docs = [d for d in yaml.load_all(text, Loader=_LOADER) if d is not None]
+    except yaml.YAMLError as exc:
+        return [], [Problem(file, "", "", f"invalid YAML: {exc}")]
+    for index, doc in enumerate(docs):
+        resource = _parse_document(file, index, doc, problems)
+        if resource is not None:
+            parsed.append(resource)
+    return parsed, problems
+
+
+def assemble(files: Iterable[ParsedFile]) -> tuple[MeshConfig, list[Problem]]:
+    """Parsed files, in order, into one config; a resource defined again (same kind,
+    namespace and name) is a problem at the later one, which is left out."""
+    kept: list[Parsed] = []
+    problems: list[Problem] = []
     seen: dict[tuple[str, str, str], str] = {}
-    for file, text in texts:
-        try:
-            docs = [d for d in yaml.load_all(text, Loader=_LOADER) if d is not None]
-        except yaml.YAMLError as exc:
-            problems.append(Problem(file, "", "", f"invalid YAML: {exc}"))
-            continue
-        for index, doc in enumerate(docs):
-            resource = _parse_document(file, index, doc, problems, seen)
-            if resource is not None:
-                parsed.append(resource)
+    for parsed, found in files:
+        problems.extend(found)
+        for resource in parsed:
+            kind = _KIND_OF[type(resource)]
+            key = (kind, resource.namespace, resource.name)
+            first = seen.get(key)
+            if first is not None:
+                problems.append(
+                    Problem(
+                        resource.source,
+                        f"{kind} {resource.namespace}/{resource.name}",
+                        "metadata.name",
+                        f"also defined in {first}",
+                    )
+                )
+                continue
+            seen[key] = resource.source
+            kept.append(resource)
     config = MeshConfig(
-        services=tuple(r for r in parsed if isinstance(r, Service)),
-        workloads=tuple(r for r in parsed if isinstance(r, Workload)),
-        virtual_services=tuple(r for r in parsed if isinstance(r, VirtualService)),
-        destination_rules=tuple(r for r in parsed if isinstance(r, DestinationRule)),
-        peer_authentications=tuple(r for r in parsed if isinstance(r, PeerAuthentication)),
-        authorization_policies=tuple(r for r in parsed if isinstance(r, AuthorizationPolicy)),
+        services=tuple(r for r in kept if isinstance(r, Service)),
+        workloads=tuple(r for r in kept if isinstance(r, Workload)),
+        virtual_services=tuple(r for r in kept if isinstance(r, VirtualService)),
+        destination_rules=tuple(r for r in kept if isinstance(r, DestinationRule)),
+        peer_authentications=tuple(r for r in kept if isinstance(r, PeerAuthentication)),
+        authorization_policies=tuple(r for r in kept if isinstance(r, AuthorizationPolicy)),
     )
     return config, problems
 
@@ -100,7 +150,6 @@ def _parse_document(
     index: int,
     doc: Any,
     problems: list[Problem],
-    seen: dict[tuple[str, str, str], str],
 ) -> Parsed | None:
     f = Fields(file, f"document {index}")
     top = f.mapping(doc, "", required=True)
@@ -125,9 +174,5 @@ def _parse_document(
         problems.extend(f.problems)
         return None
     resource = parser(f, name, namespace, spec)
-    key = (kind, namespace, name)
-    if key in seen:
-        f.problem("metadata.name", f"also defined in {seen[key]}")
-    seen.setdefault(key, file)
     problems.extend(f.problems)
     return None if f.problems else resource

@@ -263,6 +263,8 @@ class TrafficPolicy:
     outlier_detection: OutlierDetection | None = None
     #: `tls.mode`: "ISTIO_MUTUAL" or "DISABLE"; None: Istio's auto mTLS.
     tls_mode: str | None = None
+    #: `portLevelSettings`: port number -> the policy for that port (over this one).
+    port_settings: Mapping[int, TrafficPolicy] = field(default_factory=dict)
 
     def over(self, base: TrafficPolicy | None) -> TrafficPolicy:
         """This policy with each unset top-level field taken from `base` (Istio's subset rule)."""
@@ -273,7 +275,13 @@ class TrafficPolicy:
             self.connection_pool or base.connection_pool,
             self.outlier_detection or base.outlier_detection,
             self.tls_mode or base.tls_mode,
+            {**base.port_settings, **self.port_settings},
         )
+
+    def at_port(self, port: int) -> TrafficPolicy:
+        """This policy as it applies to `port`: its `portLevelSettings` entry over it."""
+        own = self.port_settings.get(port)
+        return self if own is None else own.over(self)
 
 
 @dataclass(frozen=True, slots=True)

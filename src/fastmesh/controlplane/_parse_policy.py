@@ -129,17 +129,38 @@ def _outlier_detection(f: Fields, obj: Any, path: str) -> OutlierDetection | Non
     )
 
 
-def parse_traffic_policy(f: Fields, obj: Any, path: str) -> TrafficPolicy | None:
+def parse_traffic_policy(
+    f: Fields, obj: Any, path: str, *, port_level: bool = True
+) -> TrafficPolicy | None:
     entry = f.mapping(obj, path)
     if not entry:
         return None
-    f.only(entry, path, {"loadBalancer", "connectionPool", "outlierDetection", "tls"})
+    known = {"loadBalancer", "connectionPool", "outlierDetection", "tls"}
+    f.only(entry, path, known | ({"portLevelSettings"} if port_level else {"port"}))
     return TrafficPolicy(
         _load_balancer(f, entry.get("loadBalancer"), f"{path}.loadBalancer"),
         _connection_pool(f, entry.get("connectionPool"), f"{path}.connectionPool"),
         _outlier_detection(f, entry.get("outlierDetection"), f"{path}.outlierDetection"),
         _tls_mode(f, entry.get("tls"), f"{path}.tls"),
+        _port_settings(f, entry.get("portLevelSettings"), f"{path}.portLevelSettings"),
     )
+
+
+def _port_settings(f: Fields, obj: Any, path: str) -> dict[int, TrafficPolicy]:
+    """`portLevelSettings[]`: each `port.number` with the policy fields for it."""
+    out: dict[int, TrafficPolicy] = {}
+    for i, raw in enumerate(f.seq(obj, path)):
+        p = f"{path}[{i}]"
+        entry = f.mapping(raw, p, required=True)
+        port = f.mapping(entry.get("port"), f"{p}.port", required=True)
+        f.only(port, f"{p}.port", {"number"})
+        number = f.integer(port.get("number"), f"{p}.port.number", lo=1, hi=65535, required=True)
+        if number in out:
+            f.problem(f"{p}.port.number", f"port {number} is already set")
+        policy = parse_traffic_policy(f, entry, p, port_level=False)
+        if number and policy is not None:
+            out[number] = policy
+    return out
 
 
 def _tls_mode(f: Fields, obj: Any, path: str) -> str | None:

@@ -1,5 +1,6 @@
-"""One proxy's view of the mesh: MeshConfig -> Envoy v3 xDS documents (LDS, RDS, CDS, EDS):
-the outbound side shared per kind of proxy, the inbound side per workload."""
+"""One proxy's view of the mesh: MeshConfig -> Envoy v3 xDS (CDS, EDS, LDS, RDS). Clusters and
+endpoints are the same for every proxy, outbound listeners and routes per kind of proxy
+(namespace), the inbound side per workload: each part is translated once and shared."""
 
 from __future__ import annotations
 
@@ -15,7 +16,14 @@ from ._translate_inbound import translate_inbound
 from ._translate_listeners import outbound_ports, translate_listeners
 from ._translate_routes import route_config
 
-__all__ = ["Translation", "inbound_snapshot", "translate", "translate_snapshot"]
+__all__ = [
+    "Translation",
+    "inbound_snapshot",
+    "proxy_snapshot",
+    "shared_snapshot",
+    "translate",
+    "translate_snapshot",
+]
 
 
 @dataclass
@@ -27,22 +35,37 @@ class Translation:
 
 
 def translate(config: MeshConfig, proxy: ProxyInfo, trust_domain: str | None = None) -> Translation:
-    """The outbound side, shared by every proxy with the same `translation_key`; with a
-    `trust_domain` (the mesh CA's), clusters speak mTLS where it applies."""
+    """The outbound side as documents (see `shared_snapshot` and `proxy_snapshot`)."""
     index = MeshIndex(config)
     clusters, assignments = translate_clusters(index, trust_domain)
+    documents = {CLUSTER: clusters, ENDPOINT: assignments, **_per_proxy(index, proxy)}
+    return Translation(documents, list(dict.fromkeys(index.warnings)))
+
+
+def _per_proxy(index: MeshIndex, proxy: ProxyInfo) -> dict[str, list[dict[str, Any]]]:
     listeners = translate_listeners(index, proxy)
     http_ports, _ = outbound_ports(index)
-    routes = [route_config(index, port, proxy) for port in http_ports]
-    documents = {CLUSTER: clusters, ENDPOINT: assignments, LISTENER: listeners, ROUTE: routes}
-    return Translation(documents, list(dict.fromkeys(index.warnings)))
+    return {LISTENER: listeners, ROUTE: [route_config(index, port, proxy) for port in http_ports]}
+
+
+def shared_snapshot(index: MeshIndex, trust_domain: str | None = None) -> Snapshot:
+    """Clusters and their endpoints: the same for every proxy, so translated once per config
+    (with a `trust_domain`, the mesh CA's, clusters speak mTLS where it applies)."""
+    clusters, assignments = translate_clusters(index, trust_domain)
+    return build_snapshot({CLUSTER: clusters, ENDPOINT: assignments})
+
+
+def proxy_snapshot(index: MeshIndex, proxy: ProxyInfo) -> Snapshot:
+    """Outbound listeners and routes: shared by proxies with the same `translation_key`."""
+    return build_snapshot(_per_proxy(index, proxy))
 
 
 def translate_snapshot(
     config: MeshConfig, proxy: ProxyInfo, trust_domain: str | None = None
 ) -> Snapshot:
-    """The proxy's whole config: outbound plus its workload's inbound side."""
-    outbound = build_snapshot(translate(config, proxy, trust_domain).documents)
+    """The proxy's whole config, composed as the hub composes it (same version)."""
+    index = MeshIndex(config)
+    outbound = shared_snapshot(index, trust_domain).merged(proxy_snapshot(index, proxy))
     return outbound.merged(inbound_snapshot(config, proxy, trust_domain)[0])
 
 

@@ -158,7 +158,7 @@ def translate_clusters(
         for port in svc.ports:
             for subset, labels in subsets:
                 name = cluster_name(port.number, subset, hostname)
-                policy = index.policy(hostname, subset)
+                policy = index.policy(hostname, subset, port.number)
                 endpoints = _endpoints(index, svc, port, labels)
                 cluster = _cluster(name, port, policy)
                 socket = _mtls_socket(index, trust_domain, name, port, policy, endpoints)
