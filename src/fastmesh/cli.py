@@ -17,6 +17,7 @@ commands:
   proxy         the sidecar proxy (same as fastmesh-proxy; see fastmesh proxy --help)
   controlplane  the control plane: serve xDS (ADS) from files or etcd; check; register; proxy-status
   ca            the mesh CA: init (root, or intermediate under an operator root), rotate, show
+  analyze DIR   every problem of a mesh config directory at once, as istioctl analyze
 """
 
 
@@ -42,6 +43,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         from fastmesh.controlplane.cli import main as controlplane
 
         return controlplane(rest)
+    if command == "analyze":
+        from pathlib import Path
+
+        from fastmesh.controlplane.cli import analyze_command
+
+        if len(rest) != 1 or rest[0].startswith("-"):
+            print("usage: fastmesh analyze DIR", file=sys.stderr)
+            return 2
+        return analyze_command(Path(rest[0]))
     if command == "ca":
         from fastmesh.ca.cli import main as ca
 

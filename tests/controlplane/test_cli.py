@@ -16,45 +16,71 @@ from tests.support import EchoServer, free_port, run_proxy, wait_for_port
 from .harness import ads_bootstrap, service, wait_until, workload, write_yaml
 
 
-def test_check_reports_every_problem_and_exits_1(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    write_yaml(tmp_path / "ok.yaml", service("a", 80))
-    (tmp_path / "bad.yaml").write_text(
-        "apiVersion: v1\nkind: Service\nmetadata: {name: b}\nspec: {ports: [{port: 0}]}\n"
-    )
-    assert fastmesh(["controlplane", "check", str(tmp_path)]) == 1
-    err = capsys.readouterr().err
-    assert err == (
-        "bad.yaml: Service default/b: spec.ports[0].port: expected an integer in [1, 65535], "
-        "got 0\n"
-    )
-    (tmp_path / "bad.yaml").unlink()
-    assert fastmesh(["controlplane", "check", str(tmp_path)]) == 0
-    assert capsys.readouterr().err == ""
-
-
-def test_check_warns_about_dangling_references_without_failing(
+def test_analyze_reports_every_problem_at_once_and_exits_1_on_errors(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     write_yaml(
         tmp_path / "mesh.yaml",
         service("a", 80),
+        workload("a-1", "a", "v1", 8080),
+        service("lonely", 81),
         {
             "apiVersion": "networking.istio.io/v1",
             "kind": "VirtualService",
             "metadata": {"name": "a"},
             "spec": {
-                "hosts": ["a"],
+                "hosts": ["a", "ghost"],
                 "http": [{"route": [{"destination": {"host": "a", "subset": "v9"}}]}],
             },
         },
+        {
+            "apiVersion": "networking.istio.io/v1",
+            "kind": "DestinationRule",
+            "metadata": {"name": "a"},
+            "spec": {"host": "a", "subsets": [{"name": "v2", "labels": {"version": "v2"}}]},
+        },
+        *(
+            {
+                "apiVersion": "security.istio.io/v1",
+                "kind": "PeerAuthentication",
+                "metadata": {"name": name},
+                "spec": {"mtls": {"mode": mode}},
+            }
+            for name, mode in (("default", "STRICT"), ("later", "DISABLE"))
+        ),
     )
-    assert fastmesh(["controlplane", "check", str(tmp_path)]) == 0
-    assert capsys.readouterr().err == (
-        "warning: mesh.yaml: VirtualService default/a: spec.http[0].route[0].destination.subset: "
-        "no DestinationRule subset 'v9' for a.default.svc.cluster.local\n"
+    (tmp_path / "bad.yaml").write_text(
+        "apiVersion: v1\nkind: Service\nmetadata: {name: b}\nspec: {ports: [{port: 0}]}\n"
     )
+    assert fastmesh(["analyze", str(tmp_path)]) == 1
+    out = capsys.readouterr().out.splitlines()
+    vs, dr = "mesh.yaml: VirtualService default/a", "mesh.yaml: DestinationRule default/a"
+    assert out == [
+        "Error [IST0106] bad.yaml: Service default/b: spec.ports[0].port: expected an integer "
+        "in [1, 65535], got 0",
+        f"Error [IST0101] {vs}: spec.hosts[1]: unknown service ghost.default.svc.cluster.local",
+        f"Error [IST0101] {vs}: spec.http[0].route[0].destination.subset: no DestinationRule "
+        "subset 'v9' for a.default.svc.cluster.local",
+        f"Warning [FM0005] {dr}: spec.subsets[0].labels: subset 'v2' selects no workload of "
+        "a.default.svc.cluster.local",
+        "Warning [FM0006] mesh.yaml: PeerAuthentication default/later: spec: same scope as "
+        "default, which applies (the first by name)",
+        "Warning [FM0004] mesh.yaml: Service default/lonely: spec.selector: selects no "
+        "WorkloadEntry (its clusters have no endpoints)",
+        f"3 error(s), 3 warning(s) in {tmp_path}",
+    ]
+    # the control plane's own check is the same analysis
+    assert fastmesh(["controlplane", "check", str(tmp_path)]) == 1
+    assert capsys.readouterr().out.splitlines() == out
+
+
+def test_analyze_a_clean_directory(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    write_yaml(tmp_path / "ok.yaml", service("a", 80), workload("a-1", "a", "v1", 8080))
+    assert fastmesh(["analyze", str(tmp_path)]) == 0
+    assert capsys.readouterr().out == (
+        f"\u2714 No validation issues found when analyzing {tmp_path}.\n"
+    )
+    assert fastmesh(["analyze", str(tmp_path / "nope")]) == 2
 
 
 def test_serve_reports_a_busy_port(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -40,7 +40,7 @@ def documents(*extra: str, proxy: ProxyInfo = SHOP) -> tuple[dict[str, list[Any]
     )
     assert problems == []
     result = translate(config, proxy)
-    return result.documents, result.warnings
+    return result.documents, [str(w) for w in result.warnings]
 
 
 def by_name(docs: list[dict[str, Any]], key: str = "name") -> dict[str, dict[str, Any]]:
@@ -194,7 +194,7 @@ spec:
     - {destination: {host: nowhere}, weight: 50}
 """
     config, _ = load_documents([("bookinfo.yaml", BOOKINFO.split("---")[0]), ("vs.yaml", vs)])
-    warnings = translate(config, SHOP).warnings
+    warnings = [str(w) for w in translate(config, SHOP).warnings]
     assert (
         "vs.yaml: VirtualService shop/reviews: spec.hosts[1]: unknown service "
         "ghosts.shop.svc.cluster.local" in warnings

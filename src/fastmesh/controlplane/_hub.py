@@ -4,7 +4,7 @@ of proxy, on demand); sessions wait on it for changes."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Protocol
 
 import trio
@@ -130,9 +130,9 @@ class SnapshotHub:
         self._log_warnings(self._index.warnings)
         return snapshot
 
-    def _log_warnings(self, warnings: list[str]) -> None:
+    def _log_warnings(self, warnings: Iterable[object]) -> None:
         """Each warning once per config (translations of other proxies repeat them)."""
-        for warning in warnings:
+        for warning in map(str, warnings):
             if warning not in self._warned:
                 self._warned.add(warning)
                 log.warning("%s", warning)

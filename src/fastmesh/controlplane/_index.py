@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ._errors import Finding
 from ._model import (
     DestinationRule,
     MeshConfig,
@@ -28,7 +29,7 @@ class MeshIndex:
     services: dict[str, Service] = field(default_factory=dict)
     rules: dict[str, DestinationRule] = field(default_factory=dict)
     routes: dict[str, VirtualService] = field(default_factory=dict)
-    warnings: list[str] = field(default_factory=list)
+    warnings: list[Finding] = field(default_factory=list)
     #: Workloads per namespace (a service selects only in its own).
     by_namespace: dict[str, list[Workload]] = field(default_factory=dict)
     #: Port number -> the services that have it, by hostname order.
@@ -49,14 +50,23 @@ class MeshIndex:
         for dr in self.config.destination_rules:
             if dr.hostname in self.rules:
                 self.warnings.append(
-                    f"{dr.source}: DestinationRule {dr.namespace}/{dr.name}: host {dr.hostname} "
-                    f"already has DestinationRule {self.rules[dr.hostname].name}; ignored"
+                    Finding(
+                        "Warning",
+                        "FM0001",
+                        f"{dr.source}: DestinationRule {dr.namespace}/{dr.name}: host "
+                        f"{dr.hostname} already has DestinationRule "
+                        f"{self.rules[dr.hostname].name}; ignored",
+                    )
                 )
                 continue
             if dr.hostname not in self.services:
                 self.warnings.append(
-                    f"{dr.source}: DestinationRule {dr.namespace}/{dr.name}: spec.host: "
-                    f"unknown service {dr.hostname}"
+                    Finding(
+                        "Error",
+                        "IST0101",
+                        f"{dr.source}: DestinationRule {dr.namespace}/{dr.name}: spec.host: "
+                        f"unknown service {dr.hostname}",
+                    )
                 )
             self.rules[dr.hostname] = dr
         for vs in self.config.virtual_services:
@@ -66,13 +76,22 @@ class MeshIndex:
                 hostname = vs.resolve(host)
                 if hostname in self.routes:
                     self.warnings.append(
-                        f"{vs.source}: VirtualService {vs.namespace}/{vs.name}: spec.hosts[{i}]: "
-                        f"{hostname} is already routed by {self.routes[hostname].name}; ignored"
+                        Finding(
+                            "Warning",
+                            "IST0109",
+                            f"{vs.source}: VirtualService {vs.namespace}/{vs.name}: "
+                            f"spec.hosts[{i}]: {hostname} is already routed by "
+                            f"{self.routes[hostname].name}; ignored",
+                        )
                     )
                 elif hostname not in self.services:
                     self.warnings.append(
-                        f"{vs.source}: VirtualService {vs.namespace}/{vs.name}: spec.hosts[{i}]: "
-                        f"unknown service {hostname}"
+                        Finding(
+                            "Error",
+                            "IST0101",
+                            f"{vs.source}: VirtualService {vs.namespace}/{vs.name}: "
+                            f"spec.hosts[{i}]: unknown service {hostname}",
+                        )
                     )
                 else:
                     self.routes[hostname] = vs

@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from ._errors import Finding
 from ._index import MeshIndex
 from ._model import MeshConfig
 from ._proxy import ProxyInfo
@@ -31,7 +32,7 @@ class Translation:
     """Envoy-JSON documents per type URL, and what was wrong but not fatal."""
 
     documents: dict[str, list[dict[str, Any]]]
-    warnings: list[str] = field(default_factory=list)
+    warnings: list[Finding] = field(default_factory=list)
 
 
 def translate(config: MeshConfig, proxy: ProxyInfo, trust_domain: str | None = None) -> Translation:

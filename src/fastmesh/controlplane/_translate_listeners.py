@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ._errors import Finding
 from ._index import MeshIndex, cluster_name
 from ._proxy import ProxyInfo
 from ._resources import FAULT, HCM, ROUTER, TCP_PROXY
@@ -39,8 +40,12 @@ def outbound_ports(index: MeshIndex) -> tuple[list[int], dict[int, str]]:
     for number, hosts in sorted(tcp.items()):
         if number in http or len(hosts) > 1:
             index.warnings.append(
-                f"TCP port {number} of {', '.join(hosts)} is shared with other services; "
-                "no outbound listener for it"
+                Finding(
+                    "Warning",
+                    "FM0002",
+                    f"TCP port {number} of {', '.join(hosts)} is shared with other services; "
+                    "no outbound listener for it",
+                )
             )
         else:
             tcp_single[number] = hosts[0]

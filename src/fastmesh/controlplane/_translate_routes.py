@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ._errors import Finding
 from ._index import MeshIndex, cluster_name
 from ._model import (
     HttpMatch,
@@ -113,7 +114,9 @@ class _Routes:
         target = self.index.services.get(hostname)
         number = rd.destination.port
         if target is None:
-            self.index.warnings.append(f"{where}.destination.host: unknown service {hostname}")
+            self.index.warnings.append(
+                Finding("Error", "IST0101", f"{where}.destination.host: unknown service {hostname}")
+            )
         elif not number:
             if target.port(self.port) is not None:
                 number = self.port
@@ -121,12 +124,21 @@ class _Routes:
                 number = target.ports[0].number
             else:
                 self.index.warnings.append(
-                    f"{where}.destination.port: {hostname} has several ports; name one"
+                    Finding(
+                        "Error",
+                        "FM0003",
+                        f"{where}.destination.port: {hostname} has several ports; name one",
+                    )
                 )
         subset = rd.destination.subset
         if subset and self.index.subset(hostname, subset) is None:
             self.index.warnings.append(
-                f"{where}.destination.subset: no DestinationRule subset {subset!r} for {hostname}"
+                Finding(
+                    "Error",
+                    "IST0101",
+                    f"{where}.destination.subset: no DestinationRule subset {subset!r} "
+                    f"for {hostname}",
+                )
             )
         return cluster_name(number or self.port, subset, hostname)
 

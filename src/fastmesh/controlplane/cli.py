@@ -16,17 +16,16 @@ import trio
 
 from fastmesh.ca import CaError, CertificateAuthority
 
+from ._analyze import analyze
 from ._app import ControlPlane
 from ._etcd_cli import add_register_parser, parse_endpoints, run_register
 from ._etcd_keys import DEFAULT_PREFIX
 from ._load import load_directory
-from ._proxy import ProxyInfo
 from ._registry import FileRegistry, Registry
 from ._registry_etcd import EtcdRegistry
 from ._sds import SecretIssuer
 from ._status import render_table
 from ._status_client import fetch_syncz
-from ._translate import translate
 
 __all__ = ["main"]
 
@@ -99,15 +98,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "register":
         return run_register(args)
     if args.command == "check":
-        if not args.config_dir.is_dir():
-            print(f"{args.config_dir}: not a directory", file=sys.stderr)
-            return 2
-        config, problems = load_directory(args.config_dir)
-        for problem in problems:
-            print(problem, file=sys.stderr)
-        for warning in translate(config, ProxyInfo("check")).warnings:
-            print(f"warning: {warning}", file=sys.stderr)
-        return 1 if problems else 0
+        return analyze_command(args.config_dir)
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
@@ -165,3 +156,20 @@ async def _serve(plane: ControlPlane) -> None:
                 logging.getLogger("fastmesh.controlplane").info("signal %d: stopping", signum)
                 nursery.cancel_scope.cancel()
                 break
+
+
+def analyze_command(config_dir: Path) -> int:
+    """`fastmesh analyze DIR` (and `controlplane check`): every finding, one per line, as
+    istioctl prints them; exit 1 when any is an Error, 2 when DIR is no directory."""
+    if not config_dir.is_dir():
+        print(f"{config_dir}: not a directory", file=sys.stderr)
+        return 2
+    findings = analyze(*load_directory(config_dir))
+    for finding in findings:
+        print(finding.render())
+    errors = sum(f.severity == "Error" for f in findings)
+    if not findings:
+        print(f"\u2714 No validation issues found when analyzing {config_dir}.")
+    else:
+        print(f"{errors} error(s), {len(findings) - errors} warning(s) in {config_dir}")
+    return 1 if errors else 0
