@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import socket
 import statistics
 import sys
@@ -401,8 +402,7 @@ def main(argv: list[str] | None = None) -> int:
     write_mesh(directory, scale)
     rows = []
     try:
-        for n in range(1, scale.rounds + 1):
-            write_mesh(directory, scale)
+        for n in range(1, scale.rounds + 1):  # each round moves a different address
             row = trio.run(_round, scale, directory, work, n)
             print(json.dumps(row), flush=True)
             rows.append(row)
@@ -411,6 +411,7 @@ def main(argv: list[str] | None = None) -> int:
             f"control-plane bench failed ({exc!r}); files and logs kept in {work}", file=sys.stderr
         )
         return 1
+    shutil.rmtree(work)
     median = {k: statistics.median(r[k] for r in rows) for k in rows[0]}
     doc = {
         "mode": "smoke" if args.smoke else "full",

@@ -11,7 +11,7 @@ import trio
 
 from ._model import MeshConfig
 from ._proxy import ProxyInfo
-from ._resources import SECRET, Resource, Snapshot, build_snapshot
+from ._resources import SECRET, PackCache, Resource, Snapshot, build_snapshot
 from ._translate import translate
 
 __all__ = ["SecretSource", "SnapshotHub"]
@@ -45,6 +45,7 @@ class SnapshotHub:
         self._dirty = trio.Event()
         self._changed = trio.Event()
         self._snapshots: dict[tuple[str, str], Snapshot] = {}
+        self._packed = PackCache()
 
     def publish(self, config: MeshConfig) -> None:
         """A new config; the first one applies at once, later ones after the debounce."""
@@ -57,6 +58,7 @@ class SnapshotHub:
     def _apply(self, config: MeshConfig) -> None:
         self.config = config
         self._snapshots.clear()
+        self._packed.next_generation()
         self._bump()
         log.info("config generation %d applied", self.generation)
 
@@ -106,5 +108,5 @@ class SnapshotHub:
         translation = translate(self.config or MeshConfig(), proxy)
         for warning in translation.warnings:
             log.warning("%s", warning)
-        snapshot = self._snapshots[key] = build_snapshot(translation.documents)
+        snapshot = self._snapshots[key] = build_snapshot(translation.documents, self._packed)
         return snapshot
