@@ -12,7 +12,7 @@ import trio
 from ._index import MeshIndex
 from ._model import MeshConfig
 from ._proxy import ProxyInfo
-from ._resources import SECRET, Resource, Snapshot
+from ._resources import SECRET, PackCache, Resource, Snapshot
 from ._translate import inbound_snapshot, proxy_snapshot, shared_snapshot
 
 __all__ = ["SecretSource", "SnapshotHub"]
@@ -55,6 +55,8 @@ class SnapshotHub:
         self._index: MeshIndex | None = None
         self._shared: Snapshot | None = None
         self._warned: set[str] = set()
+        #: Packed resources of the last two configs: a change re-packs only what changed.
+        self._packed = PackCache()
 
     def publish(self, config: MeshConfig) -> None:
         """A new config; the first one applies at once, later ones after the debounce."""
@@ -70,6 +72,7 @@ class SnapshotHub:
         self._inbound.clear()
         self._index, self._shared = None, None
         self._warned.clear()
+        self._packed.next_generation()
         self._bump()
         log.info("config generation %d applied", self.generation)
 
@@ -123,9 +126,9 @@ class SnapshotHub:
             return cached
         if self._index is None:
             self._index = MeshIndex(self.config or MeshConfig())
-            self._shared = shared_snapshot(self._index, self._trust_domain)
+            self._shared = shared_snapshot(self._index, self._trust_domain, self._packed)
         assert self._shared is not None
-        snapshot = self._shared.merged(proxy_snapshot(self._index, proxy))
+        snapshot = self._shared.merged(proxy_snapshot(self._index, proxy, self._packed))
         self._snapshots[key] = snapshot
         self._log_warnings(self._index.warnings)
         return snapshot

@@ -11,7 +11,7 @@ from ._errors import Finding
 from ._index import MeshIndex
 from ._model import MeshConfig
 from ._proxy import ProxyInfo
-from ._resources import CLUSTER, ENDPOINT, LISTENER, ROUTE, Snapshot, build_snapshot
+from ._resources import CLUSTER, ENDPOINT, LISTENER, ROUTE, PackCache, Snapshot, build_snapshot
 from ._translate_clusters import translate_clusters
 from ._translate_inbound import translate_inbound
 from ._translate_listeners import outbound_ports, translate_listeners
@@ -49,16 +49,18 @@ def _per_proxy(index: MeshIndex, proxy: ProxyInfo) -> dict[str, list[dict[str, A
     return {LISTENER: listeners, ROUTE: [route_config(index, port, proxy) for port in http_ports]}
 
 
-def shared_snapshot(index: MeshIndex, trust_domain: str | None = None) -> Snapshot:
+def shared_snapshot(
+    index: MeshIndex, trust_domain: str | None = None, cache: PackCache | None = None
+) -> Snapshot:
     """Clusters and their endpoints: the same for every proxy, so translated once per config
     (with a `trust_domain`, the mesh CA's, clusters speak mTLS where it applies)."""
     clusters, assignments = translate_clusters(index, trust_domain)
-    return build_snapshot({CLUSTER: clusters, ENDPOINT: assignments})
+    return build_snapshot({CLUSTER: clusters, ENDPOINT: assignments}, cache)
 
 
-def proxy_snapshot(index: MeshIndex, proxy: ProxyInfo) -> Snapshot:
+def proxy_snapshot(index: MeshIndex, proxy: ProxyInfo, cache: PackCache | None = None) -> Snapshot:
     """Outbound listeners and routes: shared by proxies with the same `translation_key`."""
-    return build_snapshot(_per_proxy(index, proxy))
+    return build_snapshot(_per_proxy(index, proxy), cache)
 
 
 def translate_snapshot(
