@@ -15,7 +15,8 @@ Rules (the xDS protocol's, as Envoy and go-control-plane play them):
 - A response is sent when a resource the proxy would receive differs from what it was
   sent (by content digest), when a wildcard type lost a resource, or when the proxy newly
   asks for names. LDS and CDS are wildcard when no
-  names are given; EDS and RDS send only the named resources that exist.
+  names are given; EDS and RDS send only the named resources that exist, and after the
+  first response only those that changed or are newly asked for (the proxy keeps the rest).
 """
 
 from __future__ import annotations
@@ -192,6 +193,14 @@ class Session:
             newly_asked = state.names is not None and not state.names <= state.answered
             if not (changed or removed or newly_asked):
                 return None
+            if state.names is not None:
+                # EDS, RDS: a response may hold only some of the names (the proxy keeps the
+                # rest), so one moved endpoint is one assignment, not every one again
+                chosen = {
+                    n: r
+                    for n, r in chosen.items()
+                    if state.sent.get(n) != r.digest or n not in state.answered
+                }
         nonce = str(next(self._nonces))
         state.sent_version = self.snapshot.version + ("-mbb" if kept else "")
         state.sent_nonce = nonce
