@@ -14,8 +14,7 @@ from typing import Any, TypeVar
 import trio
 import yaml
 
-from fastmesh.controlplane import ControlPlane, FileRegistry, ProxyStatus
-from tests.support import socket_address
+from fastmesh.controlplane import ControlPlane, FileRegistry, ProxyStatus, sidecar_bootstrap
 
 T = TypeVar("T")
 Json = dict[str, Any]
@@ -121,49 +120,17 @@ def ads_bootstrap(
     metadata: Json | None = None,
     delta: bool = False,
 ) -> Json:
-    """An Envoy bootstrap that takes everything (LDS, CDS; RDS, EDS through them) from ADS
-    (incremental with `delta`); `metadata` joins the node's (`WORKLOAD_NAME`, ...)."""
-    ads = {"ads": {}, "resource_api_version": "V3"}
-    return {
-        "node": {
-            "id": node_id,
-            "cluster": node_id.split("~")[2].split(".")[0],
-            "metadata": {"NAMESPACE": namespace, **(metadata or {})},
-        },
-        "admin": {"address": socket_address(admin_port)},
-        "dynamic_resources": {
-            "ads_config": {
-                "api_type": "DELTA_GRPC" if delta else "GRPC",
-                "transport_api_version": "V3",
-                "grpc_services": [{"envoy_grpc": {"cluster_name": "xds-grpc"}}],
-                "set_node_on_first_message_only": True,
-            },
-            "cds_config": ads,
-            "lds_config": ads,
-        },
-        "static_resources": {
-            "clusters": [
-                {
-                    "name": "xds-grpc",
-                    "type": "STATIC",
-                    "connect_timeout": "1s",
-                    "typed_extension_protocol_options": {
-                        "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
-                            "@type": "type.googleapis.com/"
-                            "envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
-                            "explicit_http_config": {"http2_protocol_options": {}},
-                        }
-                    },
-                    "load_assignment": {
-                        "cluster_name": "xds-grpc",
-                        "endpoints": [
-                            {"lb_endpoints": [{"endpoint": {"address": socket_address(xds_port)}}]}
-                        ],
-                    },
-                }
-            ]
-        },
-    }
+    """A sidecar bootstrap that takes everything (LDS, CDS; RDS, EDS through them) from the
+    control plane on `xds_port` (incremental with `delta`); `metadata` joins the node's
+    (`WORKLOAD_NAME`, ...)."""
+    return sidecar_bootstrap(
+        node_id=node_id,
+        cluster=node_id.split("~")[2].split(".")[0],
+        metadata={"NAMESPACE": namespace, **(metadata or {})},
+        admin=("127.0.0.1", admin_port),
+        control_planes=[("127.0.0.1", xds_port)],
+        delta=delta,
+    )
 
 
 # --- mesh YAML ------------------------------------------------------------------------------

@@ -77,6 +77,22 @@ def endpoint_ports(admin_port: int) -> set[int]:
     return ports
 
 
+def serve(endpoints: list[str], port: int) -> list[str]:
+    return ["serve", "--etcd", ",".join(endpoints), "--port", str(port), "--debounce", "0.02"]
+
+
+def put_service(endpoints: list[str], port: int) -> None:
+    """The `reviews` service, on `port`, into etcd."""
+
+    async def put() -> None:
+        async with EtcdClient(endpoints) as client:
+            await client.put(
+                service_key("default", "reviews"), json.dumps(service("reviews", port))
+            )
+
+    trio.run(put)
+
+
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EtcdCluster]:
     c = etcd_cluster(tmp_path_factory.mktemp("etcd"))
@@ -123,15 +139,8 @@ def test_traffic_moves_away_from_a_workload_whose_lease_expired(
         a = stack.enter_context(EchoServer("reviews-a"))
         b = stack.enter_context(EchoServer("reviews-b"))
 
-        async def put_service() -> None:
-            async with EtcdClient(endpoints) as client:
-                await client.put(
-                    service_key("default", "reviews"), json.dumps(service("reviews", port))
-                )
-
-        trio.run(put_service)
-        serve = ["serve", "--etcd", ",".join(endpoints), "--port", str(xds_port)]
-        cp = stack.enter_context(process([*serve, "--debounce", "0.02"], tmp_path / "cp.log"))
+        put_service(endpoints, port)
+        cp = stack.enter_context(process(serve(endpoints, xds_port), tmp_path / "cp.log"))
         stack.enter_context(process(register(endpoints, "a", a.port), tmp_path / "a.log"))
         doomed = stack.enter_context(process(register(endpoints, "b", b.port), tmp_path / "b.log"))
         wait_for_port(xds_port, timeout=15)
@@ -176,28 +185,9 @@ def test_a_killed_replica_leaves_the_sidecar_serving_and_it_resyncs_from_another
         a = stack.enter_context(EchoServer("reviews-a"))
         b = stack.enter_context(EchoServer("reviews-b"))
 
-        async def put_service() -> None:
-            async with EtcdClient(endpoints) as client:
-                await client.put(
-                    service_key("default", "reviews"), json.dumps(service("reviews", port))
-                )
-
-        trio.run(put_service)
+        put_service(endpoints, port)
         replicas = [
-            stack.enter_context(
-                process(
-                    [
-                        "serve",
-                        "--etcd",
-                        ",".join(endpoints),
-                        "--port",
-                        str(p),
-                        "--debounce",
-                        "0.02",
-                    ],
-                    tmp_path / f"cp{i}.log",
-                )
-            )
+            stack.enter_context(process(serve(endpoints, p), tmp_path / f"cp{i}.log"))
             for i, p in enumerate(ports)
         ]
         stack.enter_context(process(register(endpoints, "a", a.port), tmp_path / "a.log"))

@@ -1,6 +1,7 @@
 """The control plane: registry, Istio resources, translation to xDS, and the ADS server."""
 
 from ._app import ControlPlane
+from ._bootstrap import sidecar_bootstrap
 from ._errors import Problem
 from ._etcd_register import register_workload
 from ._hub import SnapshotHub
@@ -44,6 +45,7 @@ __all__ = [
     "load_documents",
     "proxy_info",
     "register_workload",
+    "sidecar_bootstrap",
     "translate",
     "translate_snapshot",
 ]

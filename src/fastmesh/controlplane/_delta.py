@@ -15,16 +15,13 @@ with delta's rules:
 
 from __future__ import annotations
 
-import itertools
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from envoy.service.discovery.v3 import discovery_pb2
 
-from ._proxy import ProxyInfo, proxy_info
-from ._resources import CLUSTER, LISTENER, TYPE_ORDER, Snapshot, short_type
-from ._session import Nack, ProtocolError, TypeState
+from ._resources import CLUSTER, LISTENER, TYPE_ORDER, Snapshot
+from ._session import StreamState, TypeState
 
 __all__ = ["DeltaSession", "Sent"]
 
@@ -48,31 +45,15 @@ class Sent:
 
 
 @dataclass
-class DeltaSession:
+class DeltaSession(StreamState):
     """Feed `receive` each `DeltaDiscoveryRequest` and `update` each new snapshot; each
     returns the `DeltaDiscoveryResponse`s to send, in order."""
 
-    snapshots: Callable[[ProxyInfo], Snapshot] | None = None
-    node: Any = None
-    proxy: ProxyInfo | None = None
-    snapshot: Snapshot | None = None
-    types: dict[str, TypeState] = field(default_factory=dict)
-    nacks: list[Nack] = field(default_factory=list)
     #: The last responses sent (a bounded record).
     sent: list[Sent] = field(default_factory=list)
-    _nonces: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
 
     def receive(self, request: Any) -> list[Any]:
-        if self.node is None and request.HasField("node"):
-            self.node = request.node
-            self.proxy = proxy_info(request.node)
-            if self.snapshot is None and self.snapshots is not None:
-                self.snapshot = self.snapshots(self.proxy)
-        if self.node is None:
-            raise ProtocolError("the first DeltaDiscoveryRequest of a stream must carry the node")
-        type_url = str(request.type_url)
-        if not type_url:
-            raise ProtocolError("delta ADS requests must name their type_url")
+        type_url = self._type_of(request)
         subscribe = {str(n) for n in request.resource_names_subscribe}
         unsubscribe = {str(n) for n in request.resource_names_unsubscribe}
         state = self.types.get(type_url)
@@ -97,15 +78,7 @@ class DeltaSession:
         if not nonce or nonce != state.sent_nonce:
             return
         if request.HasField("error_detail"):
-            nack = Nack(
-                state.type_url,
-                state.sent_version,
-                nonce,
-                str(request.error_detail.message),
-                int(request.error_detail.code),
-            )
-            state.nack = nack
-            self.nacks.append(nack)
+            self._nack(state, request, nonce)
         else:
             state.acked_version, state.acked_nonce, state.nack = state.sent_version, nonce, None
 
@@ -147,7 +120,3 @@ class DeltaSession:
             removed_resources=removed,
             control_plane={"identifier": _CONTROL_PLANE},
         )
-
-    def describe(self) -> dict[str, str]:
-        """`{"CDS": "SYNCED", ...}`: one word per subscribed type, for proxy-status."""
-        return {short_type(t): s.status for t, s in self.types.items()}

@@ -31,7 +31,7 @@ from envoy.service.discovery.v3 import discovery_pb2
 from ._proxy import ProxyInfo, proxy_info
 from ._resources import CLUSTER, LISTENER, TYPE_ORDER, Snapshot, short_type
 
-__all__ = ["Nack", "ProtocolError", "Session", "TypeState"]
+__all__ = ["Nack", "ProtocolError", "Session", "StreamState", "TypeState"]
 
 _WILDCARD_TYPES = (CLUSTER, LISTENER)
 _CONTROL_PLANE = "fastmesh"
@@ -82,10 +82,10 @@ class TypeState:
 
 
 @dataclass
-class Session:
-    """One ADS stream. Feed `receive` each request and `update` each new snapshot for this
-    proxy; each returns the responses to send, in order. `snapshots` gives the first
-    snapshot once the node is known (a pure lookup, no I/O)."""
+class StreamState:
+    """What both xDS flavours keep per stream: who the proxy is, its snapshot, per-type
+    state, the NACKs; `Session` (state of the world) and `_delta.DeltaSession` build on it.
+    `snapshots` gives the first snapshot once the node is known (a pure lookup, no I/O)."""
 
     snapshots: Callable[[ProxyInfo], Snapshot] | None = None
     node: Any = None
@@ -95,18 +95,45 @@ class Session:
     nacks: list[Nack] = field(default_factory=list)
     _nonces: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
 
-    def receive(self, request: Any) -> list[Any]:
-        """Handle one `DiscoveryRequest`."""
+    def _type_of(self, request: Any) -> str:
+        """The request's type URL, learning the node from the stream's first request."""
         if self.node is None and request.HasField("node"):
             self.node = request.node
             self.proxy = proxy_info(request.node)
             if self.snapshot is None and self.snapshots is not None:
                 self.snapshot = self.snapshots(self.proxy)
         if self.node is None:
-            raise ProtocolError("the first DiscoveryRequest of a stream must carry the node")
+            raise ProtocolError("the first request of a stream must carry the node")
         type_url = str(request.type_url)
         if not type_url:
             raise ProtocolError("ADS requests must name their type_url")
+        return type_url
+
+    def _nack(self, state: TypeState, request: Any, nonce: str) -> None:
+        """Record the proxy's rejection of the response `nonce`."""
+        nack = Nack(
+            state.type_url,
+            state.sent_version,
+            nonce,
+            str(request.error_detail.message),
+            int(request.error_detail.code),
+        )
+        state.nack = nack
+        self.nacks.append(nack)
+
+    def describe(self) -> dict[str, str]:
+        """`{"CDS": "SYNCED", ...}`: one word per subscribed type, for proxy-status."""
+        return {short_type(t): s.status for t, s in self.types.items()}
+
+
+@dataclass
+class Session(StreamState):
+    """One state-of-the-world ADS stream. Feed `receive` each request and `update` each new
+    snapshot for this proxy; each returns the responses to send, in order."""
+
+    def receive(self, request: Any) -> list[Any]:
+        """Handle one `DiscoveryRequest`."""
+        type_url = self._type_of(request)
         state = self.types.get(type_url)
         nonce = str(request.response_nonce)
         if state is None:  # a new subscription (a nonce here is from an earlier stream)
@@ -115,15 +142,7 @@ class Session:
             if nonce != state.sent_nonce:
                 return []  # stale: a newer response is on its way to the proxy
             if request.HasField("error_detail"):
-                nack = Nack(
-                    type_url,
-                    state.sent_version,
-                    nonce,
-                    str(request.error_detail.message),
-                    int(request.error_detail.code),
-                )
-                state.nack = nack
-                self.nacks.append(nack)
+                self._nack(state, request, nonce)
             elif state.acked_nonce == nonce:
                 # the same ACK again: Envoy re-subscribes (clusters updated by CDS re-warm and
                 # wait for their endpoints even when those did not change): answer in full
@@ -214,7 +233,3 @@ class Session:
             resources=[r.packed for r in chosen.values()],
             control_plane={"identifier": _CONTROL_PLANE},
         )
-
-    def describe(self) -> dict[str, str]:
-        """`{"CDS": "SYNCED", ...}`: one word per subscribed type, for proxy-status."""
-        return {short_type(t): s.status for t, s in self.types.items()}
