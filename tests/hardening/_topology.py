@@ -53,11 +53,13 @@ def front_config(
     request_headers_timeout_s: float | None = None,
     max_concurrent_streams: int | None = None,
     keepalive_s: tuple[float, float] | None = None,
+    idle_timeout_s: float | None = None,
     codec_type: str = "AUTO",
 ) -> Json:
     """`/` forwarded to cluster `up`; vhost `internal.example` answers 403 directly, so a
     request routed by one host and forwarded with another shows up. `keepalive_s`: HTTP/2
-    `connection_keepalive` (interval, timeout), without jitter."""
+    `connection_keepalive` (interval, timeout), without jitter. `idle_timeout_s`: the
+    connection idle timeout (`common_http_protocol_options.idle_timeout`)."""
     vhosts = [
         virtual_host(
             "internal", ["internal.example"], [route(prefix("/"), direct=(403, "internal\n"))]
@@ -70,6 +72,8 @@ def front_config(
     hcm = hcm_of(listener)
     if request_headers_timeout_s is not None:
         hcm["request_headers_timeout"] = f"{request_headers_timeout_s}s"
+    if idle_timeout_s is not None:
+        hcm["common_http_protocol_options"] = {"idle_timeout": f"{idle_timeout_s}s"}
     h2: Json = {}
     if max_concurrent_streams is not None:
         h2["max_concurrent_streams"] = max_concurrent_streams
