@@ -253,6 +253,38 @@ pub struct TcpProxy {
     pub idle_timeout_ms: Option<u64>,
 }
 
+/// Envoy `http2_protocol_options.connection_keepalive`: PING every interval; a
+/// connection that then sends nothing at all (no ACK, no other frame) for `timeout_ms`
+/// is closed.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Http2Keepalive {
+    /// PING period, ms; 0 = no interval PINGs (and so no timeout).
+    pub interval_ms: u64,
+    /// How long to wait for anything after a PING, ms.
+    pub timeout_ms: u64,
+    /// Random extra on each connection's interval, percent of it (Envoy default 15).
+    #[serde(default = "default_keepalive_jitter")]
+    pub interval_jitter_percent: f64,
+}
+
+fn default_keepalive_jitter() -> f64 {
+    15.0
+}
+
+impl Http2Keepalive {
+    /// This connection's interval: the configured one plus up to `jitter` percent, so
+    /// connections opened together do not PING together. `None` = no PINGs.
+    pub fn jittered_interval(&self) -> Option<std::time::Duration> {
+        if self.interval_ms == 0 {
+            return None;
+        }
+        let extra = self.interval_ms as f64 * self.interval_jitter_percent / 100.0;
+        let ms = self.interval_ms as f64 + fastrand::f64() * extra.max(0.0);
+        Some(std::time::Duration::from_secs_f64(ms / 1000.0))
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum CodecType {
@@ -279,9 +311,17 @@ pub struct HttpConnectionManager {
     /// Most request headers (Envoy default 100). More gets 431.
     #[serde(default = "default_max_headers_count")]
     pub max_request_headers_count: u32,
-    /// Connection idle timeout, ms (no active streams). `None` = Envoy's 1 h default.
+    /// Connection idle timeout, ms (no active streams): drain (GOAWAY on h2), then close.
+    /// `None` = Envoy's 1 h default; 0 disables.
     #[serde(default)]
     pub idle_timeout_ms: Option<u64>,
+    /// Envoy `common_http_protocol_options.max_connection_duration`: drain a connection
+    /// this long after it opened, ms. `None` or 0 = unlimited.
+    #[serde(default)]
+    pub max_connection_duration_ms: Option<u64>,
+    /// Envoy `http2_protocol_options.connection_keepalive` for downstream HTTP/2.
+    #[serde(default)]
+    pub connection_keepalive: Option<Http2Keepalive>,
     /// Time allowed to receive the full request headers, ms; `None` = unlimited.
     #[serde(default)]
     pub request_headers_timeout_ms: Option<u64>,
@@ -881,6 +921,10 @@ pub struct Cluster {
     /// Close pooled upstream connections idle this long, ms. Envoy default 1 h.
     #[serde(default)]
     pub idle_timeout_ms: Option<u64>,
+    /// Envoy `http2_protocol_options.connection_keepalive` for upstream HTTP/2. `None` =
+    /// ours: PING every 30 s, close after 20 s without an answer (Envoy sends none).
+    #[serde(default)]
+    pub http2_keepalive: Option<Http2Keepalive>,
     /// Most upstream connections per endpoint kept idle in the pool.
     #[serde(default)]
     pub max_idle_per_endpoint: Option<u32>,

@@ -93,6 +93,16 @@ pub mod http {
         RQ_MAX_DURATION => "downstream_rq_max_duration_reached",
         RQ_REDIRECT => "rq_redirect",
         TOO_MANY_PREMATURE_RESETS => "downstream_rq_too_many_premature_resets",
+        CX_IDLE_TIMEOUT => "downstream_cx_idle_timeout",
+        CX_MAX_DURATION => "downstream_cx_max_duration_reached",
+    }
+}
+
+/// Names of Envoy's HTTP/2 codec stats we keep: `http2.*` downstream,
+/// `cluster.<name>.http2.*` upstream.
+pub mod http2 {
+    stat_group! {
+        KEEPALIVE_TIMEOUT => "keepalive_timeout",
     }
 }
 
@@ -187,6 +197,7 @@ pub mod cluster {
         CX_TOTAL => "upstream_cx_total",
         CX_CONNECT_FAIL => "upstream_cx_connect_fail",
         CX_CONNECT_TIMEOUT => "upstream_cx_connect_timeout",
+        H2_KEEPALIVE_TIMEOUT => "http2.keepalive_timeout",
         RQ_TIMEOUT => "upstream_rq_timeout",
         MEMBERSHIP_HEALTHY => "membership_healthy",
         MEMBERSHIP_TOTAL => "membership_total",

@@ -8,52 +8,8 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use serde_json::json;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-
-const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
-const HEADERS: u8 = 0x1;
-const RST_STREAM: u8 = 0x3;
-const SETTINGS: u8 = 0x4;
-const GOAWAY: u8 = 0x7;
-const END_STREAM: u8 = 0x1;
-const END_HEADERS: u8 = 0x4;
-const CANCEL: u32 = 0x8;
-const ENHANCE_YOUR_CALM: u32 = 0xb;
-/// `GET http://x/` in HPACK: static-table indexes and one literal authority.
-const GET_ROOT: &[u8] = b"\x82\x86\x84\x01\x01x";
-
-fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
-    let mut f = Vec::with_capacity(9 + payload.len());
-    f.extend_from_slice(&(payload.len() as u32).to_be_bytes()[1..]);
-    f.push(kind);
-    f.push(flags);
-    f.extend_from_slice(&stream.to_be_bytes());
-    f.extend_from_slice(payload);
-    f
-}
-
-/// Reads frames until a GOAWAY (returns its error code) or the close (None).
-async fn goaway_code(s: &mut (impl AsyncRead + Unpin)) -> Option<u32> {
-    let mut head = [0u8; 9];
-    loop {
-        s.read_exact(&mut head).await.ok()?;
-        let len = u32::from_be_bytes([0, head[0], head[1], head[2]]) as usize;
-        let mut payload = vec![0u8; len];
-        s.read_exact(&mut payload).await.ok()?;
-        if head[3] == GOAWAY {
-            return Some(u32::from_be_bytes(payload[4..8].try_into().ok()?));
-        }
-    }
-}
-
-async fn h2c(a: SocketAddr) -> TcpStream {
-    let mut s = TcpStream::connect(a).await.unwrap();
-    let mut hello = PREFACE.to_vec();
-    hello.extend(frame(SETTINGS, 0, 0, &[]));
-    s.write_all(&hello).await.unwrap();
-    s
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rapid_reset_gets_goaway() {

@@ -52,10 +52,14 @@ def front_config(
     tcp_upstream_port: int | None = None,
     request_headers_timeout_s: float | None = None,
     max_concurrent_streams: int | None = None,
+    keepalive_s: tuple[float, float] | None = None,
+    idle_timeout_s: float | None = None,
     codec_type: str = "AUTO",
 ) -> Json:
     """`/` forwarded to cluster `up`; vhost `internal.example` answers 403 directly, so a
-    request routed by one host and forwarded with another shows up."""
+    request routed by one host and forwarded with another shows up. `keepalive_s`: HTTP/2
+    `connection_keepalive` (interval, timeout), without jitter. `idle_timeout_s`: the
+    connection idle timeout (`common_http_protocol_options.idle_timeout`)."""
     vhosts = [
         virtual_host(
             "internal", ["internal.example"], [route(prefix("/"), direct=(403, "internal\n"))]
@@ -68,8 +72,20 @@ def front_config(
     hcm = hcm_of(listener)
     if request_headers_timeout_s is not None:
         hcm["request_headers_timeout"] = f"{request_headers_timeout_s}s"
+    if idle_timeout_s is not None:
+        hcm["common_http_protocol_options"] = {"idle_timeout": f"{idle_timeout_s}s"}
+    h2: Json = {}
     if max_concurrent_streams is not None:
-        hcm["http2_protocol_options"] = {"max_concurrent_streams": max_concurrent_streams}
+        h2["max_concurrent_streams"] = max_concurrent_streams
+    if keepalive_s is not None:
+        interval, timeout = keepalive_s
+        h2["connection_keepalive"] = {
+            "interval": f"{interval}s",
+            "timeout": f"{timeout}s",
+            "interval_jitter": {"value": 0},
+        }
+    if h2:
+        hcm["http2_protocol_options"] = h2
     listeners = [listener]
     clusters = [cluster("up", [("127.0.0.1", upstream_port)])]
     if tcp_upstream_port is not None:

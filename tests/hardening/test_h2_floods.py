@@ -175,6 +175,49 @@ def test_control_frame_flood_is_starved_or_cut_off(
     assert outcome.cut, outcome
 
 
+#: HTTP/2 `connection_keepalive` (interval, timeout) of `keepalive_front`, seconds.
+KEEPALIVE_S = (1.0, 1.0)
+#: Allowed past interval + timeout for the flood to fill the buffers and the machine's load.
+KEEPALIVE_SLACK_S = 4.0
+#: What counts the close: fastmesh's keepalive; Envoy closes sooner, at nghttp2's limit on
+#: queued ACKs (no counter of its own), so its local-close count stands in.
+CLOSED_BY = {
+    "fastmesh-proxy": "http2.keepalive_timeout",
+    "envoy": "http.ingress.downstream_cx_destroy_local",
+}
+
+
+@pytest.fixture(scope="module", params=BINARY_PARAMS)
+def keepalive_front(request: pytest.FixtureRequest) -> Iterator[Front]:
+    with running_front(request.param, keepalive_s=KEEPALIVE_S) as f:
+        yield f
+
+
+@pytest.mark.parametrize(
+    "control",
+    [pytest.param(settings, id="settings"), pytest.param(ping, id="ping")],
+)
+def test_control_frame_flood_is_closed_with_keepalive(
+    keepalive_front: Front, control: Callable[[], bytes]
+) -> None:
+    """With `connection_keepalive`, the client that floods control frames and never reads
+    is closed, not just starved: its ACKs back up, the proxy reads no more, and its PING
+    goes unanswered for interval + timeout."""
+    front = keepalive_front
+    counter = CLOSED_BY[front.binary]
+    before = front.proxy.counter(counter)
+    with H2Wire.connect(front.ports.http) as wire:
+        started = time.monotonic()
+        wire.flood(itertools.repeat(control()), budget_s=10.0)
+        deadline = started + sum(KEEPALIVE_S) + KEEPALIVE_SLACK_S
+        while front.proxy.counter(counter) == before and time.monotonic() < deadline:
+            time.sleep(0.05)
+        took = time.monotonic() - started
+        assert front.proxy.counter(counter) == before + 1, f"not closed after {took:.1f}s"
+        end = wire.until_goaway_or_close(timeout=10.0, need_close=True)
+    assert end.closed, end
+
+
 def hpack_int(value: int, prefix_bits: int) -> bytes:
     """RFC 7541 5.1 integer with an N-bit prefix (flag bits of the first byte left 0)."""
     limit = (1 << prefix_bits) - 1

@@ -8,14 +8,12 @@ the other on both sides of the hop.
 from __future__ import annotations
 
 import datetime as dt
-import re
 import ssl
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import quote
 
 import httpx
 import pytest
@@ -45,14 +43,7 @@ BOTH = [
 
 def stat(proxy: ProxyProcess, name: str) -> int:
     """A counter from the admin `/stats`; 0 when the proxy has not created it yet."""
-    pattern = "^" + re.escape(name) + "$"
-    status, body = proxy.admin_get(f"/stats?filter={quote(pattern)}")
-    assert status == 200, body
-    for line in body.splitlines():
-        key, _, value = line.partition(": ")
-        if key == name:
-            return int(value)
-    return 0
+    return proxy.counter(name)
 
 
 def eventually(check: Callable[[], bool], timeout: float = 15.0) -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import http.client
 import itertools
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -23,6 +24,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import quote
 
 import pytest
 import yaml
@@ -94,6 +96,17 @@ class ProxyProcess:
 
     def log_tail(self, lines: int = 60) -> str:
         return "\n".join(self.log().splitlines()[-lines:])
+
+    def counter(self, name: str) -> int:
+        """A counter from the admin `/stats`; 0 when the proxy has not created it yet."""
+        pattern = "^" + re.escape(name) + "$"
+        status, body = self.admin_get(f"/stats?filter={quote(pattern)}")
+        assert status == 200, body
+        for line in body.splitlines():
+            key, _, value = line.partition(": ")
+            if key == name:
+                return int(value)
+        return 0
 
     def admin_get(self, path: str, *, timeout: float = 5.0) -> tuple[int, str]:
         """GET an admin path; returns (status, body text)."""

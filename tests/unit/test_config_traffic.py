@@ -5,13 +5,24 @@ Each valid case states the exact native JSON; each error case the exact path and
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Final
 
 import pytest
 
 from fastmesh.config import ConfigError, translate_bootstrap
 
-from .envoy_docs import HCM, RC, ROUTER_TYPE, bootstrap, cluster, hcm, listener, route, vhost
+from .envoy_docs import (
+    HCM,
+    HTTP_OPTIONS,
+    RC,
+    ROUTER_TYPE,
+    bootstrap,
+    cluster,
+    hcm,
+    listener,
+    route,
+    vhost,
+)
 
 NOT_SUPPORTED = "not supported by fastmesh yet (see docs/envoy-subset.md)"
 TP = "type.googleapis.com/"
@@ -824,4 +835,66 @@ class TestClusterResilience:
             f"{p}.expected_statuses[1].end": "required field is missing (expected an integer "
             "101..600)",
             f"{p}.codec_client_type": f"HTTP3 is {NOT_SUPPORTED}",
+        }
+
+
+KEEPALIVE: Final = {"interval": "10s", "timeout": "2s", "interval_jitter": {"value": 5}}
+ENGINE_KEEPALIVE: Final = {
+    "interval_ms": 10_000,
+    "timeout_ms": 2_000,
+    "interval_jitter_percent": 5.0,
+}
+
+
+class TestConnectionTimers:
+    """HTTP/2 `connection_keepalive` (HCM and cluster), `max_connection_duration`."""
+
+    def test_downstream_and_upstream(self) -> None:
+        h = hcm(
+            common_http_protocol_options={"max_connection_duration": "60s"},
+            http2_protocol_options={"connection_keepalive": KEEPALIVE},
+        )
+        typed = cluster(
+            "backend",
+            typed_extension_protocol_options={
+                HTTP_OPTIONS: {
+                    "@type": TP + HTTP_OPTIONS,
+                    "explicit_http_config": {
+                        "http2_protocol_options": {"connection_keepalive": {"timeout": "1s"}}
+                    },
+                }
+            },
+        )
+        legacy = cluster("backend2", http2_protocol_options={"connection_keepalive": KEEPALIVE})
+        snap = translate(bootstrap([listener(h)], [typed, legacy]))
+        f = snap["listeners"][0]["filter"]
+        assert f["max_connection_duration_ms"] == 60_000
+        assert f["connection_keepalive"] == ENGINE_KEEPALIVE
+        t, lg = snap["clusters"]
+        assert (t["http2"], lg["http2"]) == (True, True)
+        assert t["http2_keepalive"] == {
+            "interval_ms": 0,
+            "timeout_ms": 1_000,
+            "interval_jitter_percent": 15.0,
+        }
+        assert lg["http2_keepalive"] == ENGINE_KEEPALIVE
+
+    def test_errors(self) -> None:
+        h = hcm(
+            http2_protocol_options={
+                "connection_keepalive": {
+                    "interval": "1s",
+                    "timeout": "0s",
+                    "connection_idle_interval": "1s",
+                }
+            },
+        )
+        c = cluster(http2_protocol_options={"connection_keepalive": {"interval": "1s"}})
+        ka = f"{HCM}.http2_protocol_options.connection_keepalive"
+        assert problems(bootstrap([listener(h)], [c])) == {
+            f"{ka}.connection_idle_interval": NOT_SUPPORTED,
+            f"{ka}.timeout": "expected a duration greater than 0s, got '0s'",
+            f"{CLUSTER0}.http2_protocol_options.connection_keepalive.timeout": (
+                "required field is missing"
+            ),
         }

@@ -2,6 +2,7 @@
 
 pub mod action;
 pub mod body;
+pub(crate) mod conn_timers;
 mod delayed_close;
 mod desync;
 pub mod filter;

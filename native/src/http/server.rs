@@ -14,9 +14,12 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::sync::watch;
 
-use crate::config::{CodecType, ForwardClientCert, HttpConnectionManager, XfccDetails};
+use crate::config::{
+    CodecType, ForwardClientCert, Http2Keepalive, HttpConnectionManager, XfccDetails,
+};
 use crate::conn::ConnInfo;
 use crate::http::action::{ActionRt, ForwardRt};
+use crate::http::conn_timers::{Activity, ConnTimers, Expiry, ReadStamped, HYPER_PING_TIMEOUT};
 use crate::http::delayed_close::DelayedClose;
 use crate::http::desync;
 use crate::http::filter::{FilterChain, FilterCtx};
@@ -28,7 +31,7 @@ use crate::http::router::{RouteInput, RouteTable};
 use crate::http::timed::TimedBody;
 use crate::http::{local_reply, ProxyBody};
 use crate::listener::{DownstreamIo, ListenerHandle, ListenerKind};
-use crate::stats::{http as hs, Registry, StatGroup};
+use crate::stats::{http as hs, http2 as h2s, Registry, StatGroup};
 use crate::tls::xfcc::ConnXfcc;
 use crate::upstream::ClusterRt;
 
@@ -36,6 +39,11 @@ use crate::upstream::ClusterRt;
 const H2_MAX_PENDING_ACCEPT_RESETS: usize = 20;
 /// Protocol-error resets we send on one connection before giving up on it (hyper's default).
 const H2_MAX_LOCAL_ERROR_RESETS: usize = 1024;
+/// Envoy's default connection idle timeout.
+const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(3600);
+/// How long a connection drained by its idle or duration timer may take to finish
+/// (Envoy's `drain_timeout` default).
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// An `http_connection_manager` compiled for one snapshot.
 #[derive(Debug)]
@@ -47,6 +55,9 @@ pub struct HttpRt {
     max_headers_count: usize,
     use_remote_address: bool,
     stream_idle_timeout: Option<Duration>,
+    h2_stats: Arc<StatGroup>,
+    keepalive: Option<Http2Keepalive>,
+    timers: ConnTimers,
     forward_client_cert: ForwardClientCert,
     client_cert_details: XfccDetails,
     builder: auto::Builder<TokioExecutor>,
@@ -70,15 +81,12 @@ impl HttpRt {
         let header_bytes = (hcm.max_request_headers_kb as usize)
             .saturating_mul(1024)
             .max(1024);
-        // hyper's one HTTP/1.1 timer runs while it waits for request headers,
-        // idle keep-alive time included: it serves both limits. Unset = no timer
-        // (Envoy's 1 h idle default is not worth a timer reset per request).
-        let h1_read_timeout = match (hcm.request_headers_timeout_ms, hcm.idle_timeout_ms) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
-        .filter(|ms| *ms > 0)
-        .map(Duration::from_millis);
+        // hyper's HTTP/1.1 header timer (it also runs during idle keep-alive time);
+        // the idle timeout itself is `ConnTimers`', for both protocols.
+        let h1_read_timeout = hcm
+            .request_headers_timeout_ms
+            .filter(|ms| *ms > 0)
+            .map(Duration::from_millis);
         let mut builder = auto::Builder::new(TokioExecutor::new());
         builder = match hcm.codec_type {
             CodecType::Auto => builder,
@@ -106,7 +114,23 @@ impl HttpRt {
             // ENHANCE_YOUR_CALM.
             .max_pending_accept_reset_streams(H2_MAX_PENDING_ACCEPT_RESETS)
             // Streams we reset for the client's protocol errors: past this, GOAWAY.
-            .max_local_error_reset_streams(H2_MAX_LOCAL_ERROR_RESETS);
+            .max_local_error_reset_streams(H2_MAX_LOCAL_ERROR_RESETS)
+            // hyper sends the PINGs (with `keepalive`'s interval, per connection);
+            // `ConnTimers` decides when the silence is fatal.
+            .keep_alive_timeout(HYPER_PING_TIMEOUT);
+        let keepalive = hcm.connection_keepalive.filter(|k| k.interval_ms > 0);
+        let timers = ConnTimers {
+            keepalive: None, // per connection: the interval is jittered
+            idle: match hcm.idle_timeout_ms {
+                None => Some(DEFAULT_IDLE_TIMEOUT),
+                Some(0) => None,
+                Some(ms) => Some(Duration::from_millis(ms)),
+            },
+            max_duration: hcm
+                .max_connection_duration_ms
+                .filter(|ms| *ms > 0)
+                .map(Duration::from_millis),
+        };
         Ok(HttpRt {
             stats: stats.group(&format!("http.{}", hcm.stat_prefix), hs::NAMES),
             routes,
@@ -119,6 +143,10 @@ impl HttpRt {
                 .stream_idle_timeout_ms
                 .filter(|ms| *ms > 0)
                 .map(Duration::from_millis),
+            // Envoy roots downstream HTTP/2 codec stats at `http2.`, shared by listeners.
+            h2_stats: stats.group("http2", h2s::NAMES),
+            keepalive,
+            timers,
             forward_client_cert: hcm.forward_client_cert,
             client_cert_details: hcm.client_cert_details,
             builder,
@@ -153,30 +181,70 @@ pub async fn serve<S: DownstreamIo>(
     });
     let resets = Arc::new(PrematureResets::default());
     let tally = resets.clone();
+    let activity = Activity::new();
+    let streams = activity.clone();
     let svc = service_fn(move |req| {
         let ctx = ctx.clone();
         let watch = tally.watch();
+        let streams = streams.clone();
         async move {
+            // Active until the response head is out: a body still streaming when
+            // the idle timer drains the connection finishes anyway.
+            let _active = streams.stream_opened();
             let resp = handle(&ctx, req).await;
             watch.answered();
             Ok::<_, Infallible>(resp)
         }
     });
-    let io = TokioIo::new(DelayedClose::new(stream));
-    let conn = http.builder.serve_connection(io, svc);
+    let io = TokioIo::new(ReadStamped::new(
+        DelayedClose::new(stream),
+        activity.clone(),
+    ));
+    let mut timers = http.timers;
+    let pinging;
+    let builder = match http
+        .keepalive
+        .and_then(|k| Some((k.jittered_interval()?, k)))
+    {
+        Some((interval, k)) => {
+            timers.keepalive = Some(interval + Duration::from_millis(k.timeout_ms));
+            let mut b = http.builder.clone();
+            b.http2().keep_alive_interval(interval);
+            pinging = b;
+            &pinging
+        }
+        None => &http.builder,
+    };
+    let conn = builder.serve_connection(io, svc);
     tokio::pin!(conn);
-    let drained = tokio::select! {
-        _ = conn.as_mut() => false,
-        r = drain.wait_for(|d| *d) => r.is_ok(),
+    let drain_for = tokio::select! {
+        _ = conn.as_mut() => None,
+        // The listener's own drain waits for every stream, however long.
+        r = drain.wait_for(|d| *d) => r.is_ok().then_some(Duration::MAX),
         _ = resets.tripped() => {
             // Envoy aborts such a connection: drop it, streams and all, no GOAWAY.
             stats.inc(hs::TOO_MANY_PREMATURE_RESETS);
-            false
+            None
         }
+        why = timers.expired(&activity) => match why {
+            Expiry::KeepaliveTimeout => {
+                // As Envoy: close without flushing (the peer may not be reading).
+                http.h2_stats.inc(h2s::KEEPALIVE_TIMEOUT);
+                None
+            }
+            Expiry::Idle => {
+                stats.inc(hs::CX_IDLE_TIMEOUT);
+                Some(DRAIN_TIMEOUT)
+            }
+            Expiry::MaxDuration => {
+                stats.inc(hs::CX_MAX_DURATION);
+                Some(DRAIN_TIMEOUT)
+            }
+        },
     };
-    if drained {
+    if let Some(limit) = drain_for {
         conn.as_mut().graceful_shutdown();
-        let _ = conn.await;
+        let _ = tokio::time::timeout(limit, conn).await;
     }
     stats.dec(hs::CX_ACTIVE);
 }

@@ -22,7 +22,9 @@ use hyper::client::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::TcpStream;
 
+use crate::config::Http2Keepalive;
 use crate::http::body::UpstreamBody;
+use crate::http::conn_timers::{Activity, ConnTimers, ReadStamped, HYPER_PING_TIMEOUT};
 use crate::http::ProxyBody;
 use crate::stats::cluster as cs;
 use crate::tls::UpstreamStream;
@@ -287,16 +289,35 @@ impl ClusterRt {
             .try_acquire(Limit::Connections)
             .ok_or(UpstreamError::Overflow)?;
         let stream = self.dial(ep).await?;
+        let keepalive = self.config.http2_keepalive.unwrap_or(DEFAULT_H2_KEEPALIVE);
+        let interval = keepalive.jittered_interval();
+        let timers = ConnTimers {
+            keepalive: interval.map(|i| i + Duration::from_millis(keepalive.timeout_ms)),
+            ..ConnTimers::default()
+        };
+        let activity = Activity::new();
         let (sender, conn) = http2::Builder::new(TokioExecutor::new())
             .timer(TokioTimer::new())
             .initial_stream_window_size(1 << 20)
             .initial_connection_window_size(4 << 20)
-            .keep_alive_interval(Duration::from_secs(30))
-            .handshake(TokioIo::new(stream))
+            .keep_alive_interval(interval)
+            .keep_alive_while_idle(true)
+            // `timers` closes a silent connection (and counts it); hyper only PINGs.
+            .keep_alive_timeout(HYPER_PING_TIMEOUT)
+            .handshake(TokioIo::new(ReadStamped::new(stream, activity.clone())))
             .await
             .map_err(|_| self.connect_failed(ep, false))?;
+        let stats = self.stats.clone();
         tokio::spawn(async move {
-            let _ = conn.await;
+            tokio::pin!(conn);
+            tokio::select! {
+                _ = conn.as_mut() => {}
+                _ = timers.expired(&activity) => {
+                    stats.inc(cs::H2_KEEPALIVE_TIMEOUT);
+                    activity.abort();
+                    let _ = conn.await;
+                }
+            }
             drop(permit);
         });
         ep.h2.store(sender.clone());
@@ -312,6 +333,14 @@ impl ClusterRt {
         UpstreamError::ConnectFail
     }
 }
+
+/// Upstream HTTP/2 keepalive without `connection_keepalive`: ours, not Envoy's
+/// (which sends none): it finds dead upstream connections before requests do.
+const DEFAULT_H2_KEEPALIVE: Http2Keepalive = Http2Keepalive {
+    interval_ms: 30_000,
+    timeout_ms: 20_000,
+    interval_jitter_percent: 15.0,
+};
 
 /// An HTTP/1.1 connection and its slot under the cluster's connection limit.
 type H1Conn = (http1::SendRequest<UpstreamBody>, Permit);

@@ -16,7 +16,8 @@ use hyper::service::service_fn;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use serde_json::json;
-use tokio::net::TcpListener;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
 
 pub type BoxBody = http_body_util::combinators::BoxBody<Bytes, hyper::Error>;
 
@@ -188,4 +189,50 @@ pub fn stat(e: &Engine, name: &str) -> u64 {
         .find(|(n, _)| n == name)
         .map(|(_, v)| v)
         .unwrap_or_else(|| panic!("no stat {name}"))
+}
+
+// Hand-made HTTP/2 frames, for clients no library would be.
+
+pub const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+pub const HEADERS: u8 = 0x1;
+pub const RST_STREAM: u8 = 0x3;
+pub const SETTINGS: u8 = 0x4;
+pub const GOAWAY: u8 = 0x7;
+pub const END_STREAM: u8 = 0x1;
+pub const END_HEADERS: u8 = 0x4;
+pub const CANCEL: u32 = 0x8;
+pub const ENHANCE_YOUR_CALM: u32 = 0xb;
+/// `GET http://x/` in HPACK: static-table indexes and one literal authority.
+pub const GET_ROOT: &[u8] = b"\x82\x86\x84\x01\x01x";
+
+pub fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+    let mut f = Vec::with_capacity(9 + payload.len());
+    f.extend_from_slice(&(payload.len() as u32).to_be_bytes()[1..]);
+    f.push(kind);
+    f.push(flags);
+    f.extend_from_slice(&stream.to_be_bytes());
+    f.extend_from_slice(payload);
+    f
+}
+
+/// Reads frames until a GOAWAY (returns its error code) or the close (None).
+pub async fn goaway_code(s: &mut (impl AsyncRead + Unpin)) -> Option<u32> {
+    let mut head = [0u8; 9];
+    loop {
+        s.read_exact(&mut head).await.ok()?;
+        let len = u32::from_be_bytes([0, head[0], head[1], head[2]]) as usize;
+        let mut payload = vec![0u8; len];
+        s.read_exact(&mut payload).await.ok()?;
+        if head[3] == GOAWAY {
+            return Some(u32::from_be_bytes(payload[4..8].try_into().ok()?));
+        }
+    }
+}
+
+pub async fn h2c(a: SocketAddr) -> TcpStream {
+    let mut s = TcpStream::connect(a).await.unwrap();
+    let mut hello = PREFACE.to_vec();
+    hello.extend(frame(SETTINGS, 0, 0, &[]));
+    s.write_all(&hello).await.unwrap();
+    s
 }

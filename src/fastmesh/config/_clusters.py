@@ -19,6 +19,7 @@ from ._fields import (
     get_str,
     obj,
 )
+from ._http2 import connection_keepalive
 from ._resilience import circuit_breakers, health_checks, outlier_detection
 from ._sources import Sources
 from ._tls import upstream_tls
@@ -55,6 +56,7 @@ _LOAD_ASSIGNMENT: Final = frozenset({"cluster_name", "endpoints"})
 _HTTP_OPTIONS: Final = frozenset({"@type", "explicit_http_config", "common_http_protocol_options"})
 _EXPLICIT: Final = frozenset({"http_protocol_options", "http2_protocol_options"})
 _COMMON: Final = frozenset({"idle_timeout"})
+_H2_OPTIONS: Final = frozenset({"connection_keepalive"})
 
 _TYPES: Final = {
     "STATIC": "static",
@@ -81,6 +83,17 @@ _MAX_MAGLEV: Final = 5_000_011
 # Accepted lookup families: fastmesh resolves A records (IPv4); see docs/envoy-subset.md.
 _FAMILIES: Final = {"V4_ONLY": "v4", "AUTO": "v4", "V4_PREFERRED": "v4"}
 _U32_MAX: Final = 2**32 - 1
+
+
+def _protocol(issues: Issues, raw: object, path: str, kind: str, out: dict[str, Any]) -> None:
+    """One of `http_protocol_options` / `http2_protocol_options` -> `http2` (and its keepalive)."""
+    h2 = kind == "http2_protocol_options"
+    opts = obj(issues, raw, path, _H2_OPTIONS if h2 else frozenset())
+    out["http2"] = h2
+    if h2 and opts is not None:
+        keepalive = connection_keepalive(issues, opts, path)
+        if keepalive is not None:
+            out["http2_keepalive"] = keepalive
 
 
 def _http_options(issues: Issues, raw: object, path: str, out: dict[str, Any]) -> None:
@@ -112,8 +125,7 @@ def _http_options(issues: Issues, raw: object, path: str, out: dict[str, Any]) -
         if len(kinds) != 1:
             issues.add(ep, "expected exactly one of http_protocol_options, http2_protocol_options")
         else:
-            obj(issues, explicit[kinds[0]], at(ep, kinds[0]), frozenset())
-            out["http2"] = kinds[0] == "http2_protocol_options"
+            _protocol(issues, explicit[kinds[0]], at(ep, kinds[0]), kinds[0], out)
     common = get_map(issues, opts, "common_http_protocol_options", p, _COMMON)
     if common is not None:
         idle = get_duration_ms(
@@ -242,14 +254,19 @@ def translate_cluster(
             out,
         )
     if "http2_protocol_options" in c:
-        obj(issues, c["http2_protocol_options"], at(path, "http2_protocol_options"), frozenset())
         if "http2" in out:
             issues.add(
                 at(path, "http2_protocol_options"),
                 "set either the deprecated http2_protocol_options or "
                 f"typed_extension_protocol_options.{HTTP_OPTIONS_KEY}, not both",
             )
-        out["http2"] = True
+        _protocol(
+            issues,
+            c["http2_protocol_options"],
+            at(path, "http2_protocol_options"),
+            "http2_protocol_options",
+            out,
+        )
     if "transport_socket" in c:
         awaited = sources.awaited
         tls = upstream_tls(

@@ -24,6 +24,7 @@ from ._fields import (
     typed_config,
 )
 from ._filters import http_filters
+from ._http2 import connection_keepalive
 from ._rbac import NETWORK_RBAC_FIELDS, NETWORK_RBAC_NAME, NETWORK_RBAC_TYPE, network_rbac
 from ._routes import ClusterRefs
 from ._sources import Sources
@@ -79,8 +80,8 @@ _XFCC: Final = {
     "ALWAYS_FORWARD_ONLY": "always_forward_only",
 }
 _XFCC_DETAILS: Final = ("subject", "cert", "chain", "dns", "uri")
-_HCM_COMMON: Final = frozenset({"idle_timeout", "max_headers_count"})
-_HCM_H2: Final = frozenset({"max_concurrent_streams"})
+_HCM_COMMON: Final = frozenset({"idle_timeout", "max_headers_count", "max_connection_duration"})
+_HCM_H2: Final = frozenset({"max_concurrent_streams", "connection_keepalive"})
 _TCP: Final = frozenset({"stat_prefix", "cluster", "idle_timeout"})
 _CODECS: Final = {"AUTO": "auto", "HTTP1": "http1", "HTTP2": "http2"}
 _U32_MAX: Final = 2**32 - 1
@@ -114,6 +115,9 @@ def _hcm(
         idle = get_duration_ms(issues, common, "idle_timeout", cp)
         if idle is not None:
             out["idle_timeout_ms"] = idle  # 0 = disabled, as in Envoy
+        duration = get_duration_ms(issues, common, "max_connection_duration", cp)
+        if duration:  # 0 = unlimited, as in Envoy
+            out["max_connection_duration_ms"] = duration
         count = get_int(issues, common, "max_headers_count", cp, 1, _U32_MAX)
         if count is not None:
             out["max_request_headers_count"] = count
@@ -124,6 +128,9 @@ def _hcm(
         )
         if streams is not None:
             out["max_concurrent_streams"] = streams
+        keepalive = connection_keepalive(issues, h2, at(path, "http2_protocol_options"))
+        if keepalive is not None:
+            out["connection_keepalive"] = keepalive
     stream_idle = get_duration_ms(issues, cfg, "stream_idle_timeout", path)
     if stream_idle is not None:
         out["stream_idle_timeout_ms"] = stream_idle  # 0 = disabled, as in Envoy
