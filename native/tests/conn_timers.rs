@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use fastmesh_native::Engine;
 use serde_json::json;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio::time::Instant;
 
@@ -101,6 +101,13 @@ async fn idle_http2_connection_gets_goaway_then_close() {
         .expect("the idle connection was never drained");
     assert_eq!(code, Some(0), "GOAWAY NO_ERROR");
     assert!(started.elapsed() >= Duration::from_millis(300));
+    // This client never answers the drain's PING: the proxy closes it on its own, after
+    // the drain's hard deadline (5 s).
+    let mut rest = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut rest))
+        .await
+        .expect("the drained connection was never closed")
+        .ok();
     settle(|| stat(&e, "http.ingress.downstream_cx_active") == 0).await;
     assert_eq!(stat(&e, "http.ingress.downstream_cx_idle_timeout"), 1);
     assert_eq!(stat(&e, "http.ingress.downstream_cx_active"), 0);
