@@ -114,14 +114,25 @@ def _node(i: int) -> Any:
     return node
 
 
+def _assignment_name(value: bytes) -> str:
+    """An encoded ClusterLoadAssignment's name, read from its first field (`cluster_name`,
+    written first) without decoding the rest: 100 clients x 10k assignments would otherwise
+    spend the load process's CPU on the machine the control plane runs on."""
+    length, shift, i = 0, 0, 1
+    while True:
+        byte = value[i]
+        length |= (byte & 0x7F) << shift
+        i += 1
+        if byte < 0x80:
+            return value[i : i + length].decode()
+        shift += 7
+
+
 def _names(response: Any) -> set[str]:
-    """Resource names, cheaply: an assignment's name is its first field."""
+    """Resource names (assignments by name; other types counted, not named)."""
     if response.type_url == EDS:
-        return {
-            endpoint_pb2.ClusterLoadAssignment.FromString(r.value).cluster_name
-            for r in response.resources
-        }
-    return {str(i) for i in range(len(response.resources))}  # counted, not named
+        return {_assignment_name(r.value) for r in response.resources}
+    return {str(i) for i in range(len(response.resources))}
 
 
 async def run_client(client: Client, port: int, watch: str, started: trio.Event) -> None:
@@ -140,7 +151,7 @@ async def run_client(client: Client, port: int, watch: str, started: trio.Event)
             names = _names(response)
             if response.type_url == EDS:
                 client.holds.setdefault(EDS, set()).update(names)
-                for r in response.resources:
+                for r in response.resources if watch in names else ():
                     cla = endpoint_pb2.ClusterLoadAssignment.FromString(r.value)
                     if cla.cluster_name == watch:
                         first_host = cla.endpoints[0].lb_endpoints[0].endpoint.address

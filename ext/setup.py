@@ -9,7 +9,7 @@ from setuptools import Extension, setup
 
 extensions = [
     Extension(f"fastmesh_ext.{name}", [f"fastmesh_ext/{name}.pyx"], extra_compile_args=["-O2"])
-    for name in ("routes", "endpoints")
+    for name in ("routes", "endpoints", "wire")
 ]
 
 setup(

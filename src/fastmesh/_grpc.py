@@ -13,6 +13,7 @@ __all__ = [
     "MessageDecoder",
     "Status",
     "encode_message",
+    "message_prefix",
     "response_headers",
     "trailers",
 ]
@@ -40,7 +41,12 @@ class FrameError(ValueError):
 
 def encode_message(payload: bytes) -> bytes:
     """One length-prefixed message: flag 0 (uncompressed), 4-byte big-endian length, bytes."""
-    return _PREFIX.pack(0, len(payload)) + payload
+    return message_prefix(len(payload)) + payload
+
+
+def message_prefix(size: int) -> bytes:
+    """The 5 bytes before a message of `size` bytes (sent apart from a shared payload)."""
+    return _PREFIX.pack(0, size)
 
 
 class MessageDecoder:

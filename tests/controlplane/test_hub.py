@@ -6,6 +6,7 @@ import trio
 import trio.testing
 
 from fastmesh.controlplane import MeshConfig, ProxyInfo, SnapshotHub, load_documents
+from fastmesh.controlplane._resources import CLUSTER, ENDPOINT, LISTENER, ROUTE, changes
 
 from .test_load import BOOKINFO
 
@@ -59,3 +60,53 @@ def test_snapshots_are_cached_per_translation_key_and_dropped_on_change() -> Non
     assert hub.snapshot_for(ProxyInfo("c", "other")) is not a
     hub._apply(MeshConfig())
     assert hub.snapshot_for(ProxyInfo("a", "shop")) is not a
+
+
+def _mesh(services: int, moved: int | None = None) -> str:
+    docs = []
+    for i in range(services):
+        docs.append(
+            "apiVersion: v1\nkind: Service\n"
+            f"metadata: {{name: s{i}, namespace: ns{i % 3}}}\n"
+            f"spec: {{selector: {{app: s{i}}}, ports: [{{name: http, port: 80}}]}}\n"
+        )
+        address = "10.9.9.9" if i == moved else f"10.0.{i}.1"
+        docs.append(
+            "apiVersion: networking.istio.io/v1\nkind: WorkloadEntry\n"
+            f"metadata: {{name: s{i}-w, namespace: ns{i % 3}}}\n"
+            f"spec: {{address: {address}, labels: {{app: s{i}}}}}\n"
+        )
+    return "---\n".join(docs)
+
+
+def test_a_workload_change_retranslates_only_its_services_and_equals_a_full_build() -> None:
+    """Istio's incremental EDS: one moved workload changes one assignment for every proxy;
+    the routes are the same objects, and the result is exactly a full translation's."""
+    before, _ = load_documents([("m.yaml", _mesh(30))])
+    moved, _ = load_documents([("m.yaml", _mesh(30, moved=7))])
+    # the registry keeps unchanged resources as the same objects: only s7's workload is new
+    workloads = tuple(
+        m if m.name == "s7-w" else b
+        for b, m in zip(before.workloads, moved.workloads, strict=True)
+    )
+    after = MeshConfig(services=before.services, workloads=workloads)
+    proxy = ProxyInfo("a", "ns1")
+    hub = SnapshotHub()
+    hub.publish(before)
+    old = hub.snapshot_for(proxy)
+    hub._apply(after)
+    new = hub.snapshot_for(proxy)
+    assert changes(old, new, ENDPOINT) == {"outbound|80||s7.ns1.svc.cluster.local"}
+    assert changes(old, new, CLUSTER) == {"outbound|80||s7.ns1.svc.cluster.local"}
+    assert new.of_type(ROUTE) is old.of_type(ROUTE)
+    full = SnapshotHub()
+    full.publish(after)
+    fresh = full.snapshot_for(proxy)
+    assert fresh.version == new.version
+    for type_url in (CLUSTER, ENDPOINT, LISTENER, ROUTE):
+        assert {n: r.digest for n, r in fresh.of_type(type_url).items()} == {
+            n: r.digest for n, r in new.of_type(type_url).items()
+        }
+    # anything but workloads changing is a full translation
+    hub._apply(MeshConfig(services=before.services[:-1], workloads=workloads))
+    assert "outbound|80||s29.ns2.svc.cluster.local" not in hub.snapshot_for(proxy).of_type(CLUSTER)

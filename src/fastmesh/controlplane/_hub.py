@@ -10,9 +10,9 @@ from typing import Protocol
 import trio
 
 from ._index import MeshIndex
-from ._model import MeshConfig
+from ._model import MeshConfig, Workload
 from ._proxy import ProxyInfo
-from ._resources import SECRET, PackCache, Resource, Snapshot
+from ._resources import SECRET, Resource, Snapshot
 from ._translate import inbound_snapshot, proxy_snapshot, shared_snapshot
 
 __all__ = ["SecretSource", "SnapshotHub"]
@@ -50,13 +50,13 @@ class SnapshotHub:
         self._dirty = trio.Event()
         self._changed = trio.Event()
         self._snapshots: dict[tuple[str, str], Snapshot] = {}
+        #: Per translation key: its own part (listeners, routes), before the shared clusters.
+        self._routing: dict[tuple[str, str], Snapshot] = {}
         self._inbound: dict[tuple[str, str, tuple[tuple[str, int], ...]], Snapshot] = {}
         #: Per config: its index, the clusters and endpoints every proxy shares, warnings.
         self._index: MeshIndex | None = None
         self._shared: Snapshot | None = None
         self._warned: set[str] = set()
-        #: Packed resources of the last two configs: a change re-packs only what changed.
-        self._packed = PackCache()
 
     def publish(self, config: MeshConfig) -> None:
         """A new config; the first one applies at once, later ones after the debounce."""
@@ -67,14 +67,34 @@ class SnapshotHub:
         self._dirty.set()
 
     def _apply(self, config: MeshConfig) -> None:
-        self.config = config
-        self._snapshots.clear()
-        self._inbound.clear()
-        self._index, self._shared = None, None
-        self._warned.clear()
-        self._packed.next_generation()
+        previous, self.config = self.config, config
+        moved = workload_change(previous, config) if previous is not None else None
+        if moved is not None and self._index is not None and self._shared is not None:
+            self._apply_workloads(config, *moved)
+        else:
+            self._snapshots.clear()
+            self._routing.clear()
+            self._inbound.clear()
+            self._index, self._shared = None, None
+            self._warned.clear()
         self._bump()
         log.info("config generation %d applied", self.generation)
+
+    def _apply_workloads(
+        self, config: MeshConfig, gone: list[Workload], new: list[Workload]
+    ) -> None:
+        """Only workloads changed (Istio's incremental EDS push): re-translate the clusters
+        of the services that select them and the inbound side of those workloads; the
+        routes, listeners and every other cluster stay as they are."""
+        assert self._index is not None and self._shared is not None
+        before, self._index = self._index, self._index.with_workloads(config, gone, new)
+        hosts = {svc.hostname for w in gone for svc in before.services_selecting(w)}
+        hosts |= {svc.hostname for w in new for svc in self._index.services_selecting(w)}
+        touched = shared_snapshot(self._index, self._trust_domain, hosts)
+        self._shared = self._shared.replaced(touched.resources)
+        self._snapshots = {k: self._shared.merged(part) for k, part in self._routing.items()}
+        workloads = {(w.namespace, w.name) for w in [*gone, *new]}
+        self._inbound = {k: v for k, v in self._inbound.items() if (k[0], k[1]) not in workloads}
 
     def touch(self) -> None:
         """Something outside the config changed (a secret was renewed): sessions look again."""
@@ -126,10 +146,10 @@ class SnapshotHub:
             return cached
         if self._index is None:
             self._index = MeshIndex(self.config or MeshConfig())
-            self._shared = shared_snapshot(self._index, self._trust_domain, self._packed)
+            self._shared = shared_snapshot(self._index, self._trust_domain)
         assert self._shared is not None
-        snapshot = self._shared.merged(proxy_snapshot(self._index, proxy, self._packed))
-        self._snapshots[key] = snapshot
+        part = self._routing[key] = proxy_snapshot(self._index, proxy)
+        snapshot = self._snapshots[key] = self._shared.merged(part)
         self._log_warnings(self._index.warnings)
         return snapshot
 
@@ -152,3 +172,27 @@ class SnapshotHub:
             log.warning("%s", warning)
         self._inbound[key] = snapshot
         return snapshot
+
+
+#: Above this many changed workloads a full translation is as cheap (and simpler to trust).
+_INCREMENTAL_LIMIT = 1000
+
+
+def workload_change(old: MeshConfig, new: MeshConfig) -> tuple[list[Workload], list[Workload]] | None:
+    """(workloads gone, workloads new) when `new` differs from `old` only in workloads (a
+    registry keeps unchanged resources as the same objects), else None."""
+    if (
+        old.services != new.services
+        or old.virtual_services != new.virtual_services
+        or old.destination_rules != new.destination_rules
+        or old.peer_authentications != new.peer_authentications
+        or old.authorization_policies != new.authorization_policies
+    ):
+        return None
+    before = {id(w): w for w in old.workloads}
+    after = {id(w): w for w in new.workloads}
+    gone = [w for i, w in before.items() if i not in after]
+    added = [w for i, w in after.items() if i not in before]
+    if len(gone) + len(added) > _INCREMENTAL_LIMIT:
+        return None
+    return gone, added

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import copy
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 from ._errors import Finding
 from ._model import (
@@ -36,6 +39,11 @@ class MeshIndex:
     by_port: dict[int, list[Service]] = field(default_factory=dict)
     #: (namespace, label, value) -> the workloads carrying it.
     by_label: dict[tuple[str, str, str], list[Workload]] = field(default_factory=dict)
+    #: (hostname, port, same namespace as the proxy) -> its virtual host document, shared by
+    #: the route configs of every proxy (`_translate_routes.route_config`).
+    virtual_hosts: dict[tuple[str, int, bool], dict[str, Any]] = field(default_factory=dict)
+    #: id of a shared document (those virtual hosts) -> its encoding, for this index's life.
+    encoded: dict[int, bytes] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         for svc in self.config.services:
@@ -96,6 +104,42 @@ class MeshIndex:
                 else:
                     self.routes[hostname] = vs
 
+    def with_workloads(
+        self, config: MeshConfig, gone: Iterable[Workload], new: Iterable[Workload]
+    ) -> MeshIndex:
+        """This index for `config`, which differs from this one's only in workloads (`gone`
+        replaced by `new`): the per-workload lookups are patched, everything else (services,
+        rules, routes, the virtual hosts already built) is shared."""
+        out = copy.copy(self)
+        out.config = config
+        out.warnings = list(self.warnings)
+        out.by_namespace = dict(self.by_namespace)
+        out.by_label = dict(self.by_label)
+        touched: set[tuple[str, str, str] | str] = set()
+        for w, add in [(w, False) for w in gone] + [(w, True) for w in new]:
+            for key in [(w.namespace, k, v) for k, v in w.labels.items()]:
+                bucket = out.by_label[key] = (
+                    out.by_label.get(key, [])
+                    if key in touched
+                    else list(self.by_label.get(key, []))
+                )
+                touched.add(key)
+                _patch(bucket, w, add)
+            ns = w.namespace
+            if ns not in touched:
+                out.by_namespace[ns] = list(self.by_namespace.get(ns, []))
+                touched.add(ns)
+            _patch(out.by_namespace[ns], w, add)
+        return out
+
+    def services_selecting(self, workload: Workload) -> list[Service]:
+        """The services whose selector picks `workload` (its namespace only)."""
+        return [
+            svc
+            for svc in self.services.values()
+            if svc.namespace == workload.namespace and workload.matches(svc.selector)
+        ]
+
     def subsets(self, hostname: str) -> tuple[Subset, ...]:
         rule = self.rules.get(hostname)
         return rule.subsets if rule else ()
@@ -125,3 +169,10 @@ class MeshIndex:
             default=self.by_namespace.get(svc.namespace, []),
         )
         return [w for w in candidates if w.matches(wanted)]
+
+
+def _patch(bucket: list[Workload], workload: Workload, add: bool) -> None:
+    if add:
+        bucket.append(workload)
+    else:
+        bucket[:] = [w for w in bucket if w is not workload]

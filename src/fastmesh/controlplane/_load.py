@@ -134,13 +134,16 @@ def assemble(files: Iterable[ParsedFile]) -> tuple[MeshConfig, list[Problem]]:
                 continue
             seen[key] = resource.source
             kept.append(resource)
+    by_kind: dict[type, list[Parsed]] = {kind: [] for kind in _KIND_OF}
+    for resource in kept:
+        by_kind[type(resource)].append(resource)
     config = MeshConfig(
-        services=tuple(r for r in kept if isinstance(r, Service)),
-        workloads=tuple(r for r in kept if isinstance(r, Workload)),
-        virtual_services=tuple(r for r in kept if isinstance(r, VirtualService)),
-        destination_rules=tuple(r for r in kept if isinstance(r, DestinationRule)),
-        peer_authentications=tuple(r for r in kept if isinstance(r, PeerAuthentication)),
-        authorization_policies=tuple(r for r in kept if isinstance(r, AuthorizationPolicy)),
+        services=tuple(by_kind[Service]),  # type: ignore[arg-type]
+        workloads=tuple(by_kind[Workload]),  # type: ignore[arg-type]
+        virtual_services=tuple(by_kind[VirtualService]),  # type: ignore[arg-type]
+        destination_rules=tuple(by_kind[DestinationRule]),  # type: ignore[arg-type]
+        peer_authentications=tuple(by_kind[PeerAuthentication]),  # type: ignore[arg-type]
+        authorization_policies=tuple(by_kind[AuthorizationPolicy]),  # type: ignore[arg-type]
     )
     return config, problems
 

@@ -1,4 +1,4 @@
-"""The registry interface, and its default source: a directory of YAML files, polled."""
+"""The registry interface, and its default source: a directory of YAML files, watched."""
 
 from __future__ import annotations
 
@@ -10,8 +10,9 @@ from typing import Protocol
 import trio
 
 from ._errors import Problem
-from ._load import ParsedFile, assemble, config_files, parse_file
+from ._load import SUFFIXES, ParsedFile, assemble, config_files, parse_file
 from ._model import MeshConfig
+from ._watch import DirectoryWatch
 
 __all__ = ["FileRegistry", "Publish", "Registry"]
 
@@ -38,9 +39,10 @@ Stamp = tuple[int, int, int]
 
 class FileRegistry:
     """A directory of YAML files (Kubernetes Service, Istio WorkloadEntry, VirtualService,
-    DestinationRule, PeerAuthentication, AuthorizationPolicy), polled; a file whose name,
-    size, inode or mtime changed is parsed again, the others' parse is reused (a directory
-    of 10k services reloads one file, not all).
+    DestinationRule, PeerAuthentication, AuthorizationPolicy), watched with inotify (polled
+    every `poll_interval` where that is unavailable); a file whose name, size, inode or mtime
+    changed is parsed again, the others' parse is reused (a directory of 10k services reloads
+    one file, not all).
 
     Invalid resources are left out and reported in `problems` (and the log); the rest apply.
     """
@@ -69,18 +71,42 @@ class FileRegistry:
         files: dict[Path, tuple[Stamp, ParsedFile]] = {}
         for path, stamp in stamps.items():
             cached = self._files.get(path)
-            if cached is not None and cached[0] == stamp:
-                files[path] = cached
-                continue
-            name = str(path.relative_to(self.directory))
-            try:
-                parsed = parse_file(name, path.read_text())
-            except OSError as exc:
-                parsed = ([], [Problem(name, "", "", f"cannot read: {exc.strerror or exc}")])
-            self.parsed_files += 1
-            files[path] = (stamp, parsed)
+            files[path] = cached if cached is not None and cached[0] == stamp else self._parse(path, stamp)
         self._files = files
-        config, problems = assemble(parsed for _, parsed in files.values())
+        return self._assemble()
+
+    def refresh(self, paths: set[Path]) -> MeshConfig:
+        """The config after `paths` (and only they) changed, appeared or went away."""
+        files = dict(self._files)
+        added = False
+        for path in paths:
+            relative = path.relative_to(self.directory).parts
+            if path.suffix not in SUFFIXES or any(p.startswith(".") for p in relative):
+                continue
+            try:
+                st = path.stat()
+            except OSError:
+                files.pop(path, None)
+                continue
+            stamp = (st.st_mtime_ns, st.st_size, st.st_ino)
+            cached = files.get(path)
+            if cached is None or cached[0] != stamp:
+                added |= cached is None
+                files[path] = self._parse(path, stamp)
+        self._files = dict(sorted(files.items())) if added else files  # config_files' order
+        return self._assemble()
+
+    def _parse(self, path: Path, stamp: Stamp) -> tuple[Stamp, ParsedFile]:
+        name = str(path.relative_to(self.directory))
+        try:
+            parsed = parse_file(name, path.read_text())
+        except OSError as exc:
+            parsed = ([], [Problem(name, "", "", f"cannot read: {exc.strerror or exc}")])
+        self.parsed_files += 1
+        return stamp, parsed
+
+    def _assemble(self) -> MeshConfig:
+        config, problems = assemble(parsed for _, parsed in self._files.values())
         self.problems = problems
         for problem in problems:
             log.warning("%s/%s", self.directory, problem)
@@ -91,12 +117,23 @@ class FileRegistry:
     ) -> None:
         if not self.directory.is_dir():
             raise FileNotFoundError(f"config directory {self.directory} does not exist")
+        watch = DirectoryWatch.open(self.directory)
         seen = self._stamps()
         publish(self.load(seen))
         task_status.started()
-        while True:
-            await trio.sleep(self.poll_interval)
-            now = self._stamps()
-            if now != seen:
-                seen = now
-                publish(self.load(now))
+        try:
+            while True:
+                changed = await watch.changes() if watch is not None else None
+                if changed is not None:
+                    if changed:
+                        publish(self.refresh(changed))
+                    continue
+                if watch is None:
+                    await trio.sleep(self.poll_interval)
+                now = self._stamps()
+                if now != seen:
+                    seen = now
+                    publish(self.load(now))
+        finally:
+            if watch is not None:
+                watch.close()

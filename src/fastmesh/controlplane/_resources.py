@@ -1,9 +1,17 @@
-"""xDS resource types, and per-proxy snapshots of packed, digested resources."""
+"""xDS resource types, and per-proxy snapshots of encoded, digested resources.
+
+A resource is encoded once (`_wire`, no protobuf objects on the way) into the bytes of a
+`DiscoveryResponse.resources` entry; responses are joined from those entries, and a whole
+type's entries are joined once for every proxy that receives the same content. A snapshot's
+versions are content digests kept as sums of per-resource digests, so a derived snapshot (one
+more layer, one changed assignment) costs what changed, not the mesh, and equal content still
+has equal versions on every replica."""
 
 from __future__ import annotations
 
 import hashlib
-import json
+import itertools
+import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,7 +31,10 @@ from envoy.extensions.filters.network.rbac.v3 import rbac_pb2 as network_rbac_pb
 from envoy.extensions.filters.network.tcp_proxy.v3 import tcp_proxy_pb2
 from envoy.extensions.transport_sockets.tls.v3 import tls_pb2  # noqa: F401
 from envoy.extensions.upstreams.http.v3 import http_protocol_options_pb2
-from google.protobuf import any_pb2, json_format
+from google.protobuf import any_pb2
+
+from . import _speedups
+from ._wire import plan_for, varint
 
 __all__ = [
     "CLUSTER",
@@ -37,11 +48,13 @@ __all__ = [
     "SECRET",
     "TCP_PROXY",
     "TYPE_ORDER",
-    "PackCache",
     "Resource",
     "Snapshot",
     "build_snapshot",
+    "changes",
+    "encoded_resources",
     "pack",
+    "resource",
     "short_type",
 ]
 
@@ -76,95 +89,203 @@ def short_type(type_url: str) -> str:
     return _SHORT.get(type_url, type_url)
 
 
+_MOD = 1 << 128
+
+
 @dataclass(frozen=True, slots=True)
 class Resource:
     name: str
-    packed: any_pb2.Any
-    #: sha256 of the deterministic serialization: equal digests, equal resources.
+    #: The resource as a `DiscoveryResponse.resources` entry: tag, length, `Any` bytes.
+    entry: bytes
+    #: sha256 of the name and the serialized message: equal digests, equal resources.
     digest: str
 
+    @property
+    def packed(self) -> any_pb2.Any:
+        """The resource as a protobuf `Any` (decoded on demand: tests and delta xDS)."""
+        start = 1
+        while self.entry[start] & 0x80:  # past the tag and the length varint
+            start += 1
+        return any_pb2.Any.FromString(self.entry[start + 1 :])
 
-@dataclass(frozen=True, slots=True)
-class Snapshot:
-    """One proxy's complete config at one version."""
+    @property
+    def mix(self) -> int:
+        """This resource's share of its type's version sum."""
+        return int(self.digest[:32], 16)
 
-    version: str
-    resources: Mapping[str, Mapping[str, Resource]] = field(default_factory=dict)
 
-    def of_type(self, type_url: str) -> Mapping[str, Resource]:
-        return self.resources.get(type_url, {})
-
-    def merged(self, other: Snapshot) -> Snapshot:
-        """This snapshot plus every resource of `other` (same names: `other`'s win)."""
-        out = self
-        for type_url, resources in sorted(other.resources.items()):
-            if resources:
-                out = out.with_type(type_url, {**out.of_type(type_url), **resources})
-        return out
-
-    def with_type(self, type_url: str, resources: Mapping[str, Resource]) -> Snapshot:
-        """This snapshot plus (or with replaced) `type_url`; the version covers both."""
-        h = hashlib.sha256(self.version.encode())
-        for name, resource in sorted(resources.items()):
-            h.update(f"{type_url}\0{name}\0{resource.digest}\n".encode())
-        return Snapshot(h.hexdigest()[:16], {**self.resources, type_url: resources})
+def resource(type_url: str, name: str, blob: bytes) -> Resource:
+    """One serialized message of `type_url` as a snapshot resource."""
+    url = type_url.encode()
+    any_bytes = b"\x0a" + varint(len(url)) + url + b"\x12" + varint(len(blob)) + blob
+    digest = hashlib.sha256(name.encode() + b"\0" + blob).hexdigest()
+    return Resource(name, b"\x12" + varint(len(any_bytes)) + any_bytes, digest)
 
 
 def pack(name: str, message: Any) -> Resource:
     """One protobuf message as a snapshot resource."""
-    packed = any_pb2.Any()
-    packed.Pack(message)
-    blob = message.SerializeToString(deterministic=True)
-    return Resource(name, packed, hashlib.sha256(blob).hexdigest())
+    type_url = _PREFIX + message.DESCRIPTOR.full_name
+    return resource(type_url, name, message.SerializeToString(deterministic=True))
 
 
-class PackCache:
-    """Packed resources by their Envoy-JSON document, kept for two config generations.
+@dataclass(frozen=True, slots=True, weakref_slot=True)
+class Snapshot:
+    """One proxy's complete config at one version.
 
-    Proxies of different translation keys share most resources, and one config change
-    alters few; `json_format.ParseDict` is the cost of a build (most of it, profiled at 10k
-    services), while serialising a document to JSON for the key is an order cheaper.
-    """
+    `sums` holds each type's version as a sum of its resources' digests (order free, so it
+    is updated by what changes). A snapshot made by `merged` keeps its `parts`, so the
+    change between two snapshots made alike is found part by part (`changes`)."""
 
-    def __init__(self) -> None:
-        self._now: dict[tuple[str, str], Resource] = {}
-        self._before: dict[tuple[str, str], Resource] = {}
+    version: str = ""
+    resources: Mapping[str, Mapping[str, Resource]] = field(default_factory=dict)
+    sums: Mapping[str, int] = field(default_factory=dict)
+    parts: tuple[Snapshot, ...] = ()
+    #: Made by `replaced`: the snapshot it came from (weakly: no chain of generations is
+    #: kept alive) and the names changed per type.
+    base: tuple[weakref.ref[Snapshot], Mapping[str, frozenset[str]]] | None = None
 
-    def next_generation(self) -> None:
-        """A new config: what the last two did not use is forgotten (memory stays bounded)."""
-        self._before, self._now = self._now, {}
+    @classmethod
+    def of(cls, resources: Mapping[str, Mapping[str, Resource]]) -> Snapshot:
+        sums = {t: sum(r.mix for r in rs.values()) % _MOD for t, rs in resources.items()}
+        return cls(_version(sums), resources, sums)
 
-    def resource(self, type_url: str, doc: dict[str, Any]) -> Resource:
-        key = (type_url, json.dumps(doc, sort_keys=True, separators=(",", ":")))
-        hit = self._now.get(key) or self._before.get(key)
-        if hit is None:
-            hit = _pack_document(type_url, doc)
-        self._now[key] = hit
-        return hit
+    #: Per type, its names sorted (computed once, however many proxies ask).
+    _order: dict[str, list[str]] = field(default_factory=dict, compare=False, repr=False)
+
+    def of_type(self, type_url: str) -> Mapping[str, Resource]:
+        return self.resources.get(type_url, {})
+
+    def names(self, type_url: str) -> list[str]:
+        """The type's resource names, sorted (responses list resources in name order)."""
+        order = self._order.get(type_url)
+        if order is None:
+            order = self._order[type_url] = sorted(self.of_type(type_url))
+        return order
+
+    def type_version(self, type_url: str) -> str:
+        """A digest of the type's content (equal content, equal version)."""
+        return f"{self.sums.get(type_url, 0):032x}"
+
+    def merged(self, other: Snapshot) -> Snapshot:
+        """This snapshot plus every resource of `other` (same names: `other`'s win)."""
+        if not any(other.resources.values()):
+            return self
+        resources = dict(self.resources)
+        sums = dict(self.sums)
+        for type_url, theirs in other.resources.items():
+            if not theirs:
+                continue
+            mine = self.of_type(type_url)
+            shadowed = sum(mine[n].mix for n in theirs if n in mine)
+            resources[type_url] = {**mine, **theirs} if mine else theirs
+            total = sums.get(type_url, 0) + other.sums.get(type_url, 0) - shadowed
+            sums[type_url] = total % _MOD
+        return Snapshot(_version(sums), resources, sums, parts=(self, other))
+
+    def with_type(self, type_url: str, resources: Mapping[str, Resource]) -> Snapshot:
+        """This snapshot plus `type_url` (a type it does not hold yet: the secrets)."""
+        return self.merged(Snapshot.of({type_url: resources}))
+
+    def replaced(self, changed: Mapping[str, Mapping[str, Resource]]) -> Snapshot:
+        """This snapshot with some resources changed or added, per type (one moved
+        endpoint: one assignment), in time proportional to the change."""
+        resources = dict(self.resources)
+        sums = dict(self.sums)
+        for type_url, theirs in changed.items():
+            mine = self.of_type(type_url)
+            total = sums.get(type_url, 0) + sum(r.mix for r in theirs.values())
+            total -= sum(mine[n].mix for n in theirs if n in mine)
+            resources[type_url] = {**mine, **theirs}
+            sums[type_url] = total % _MOD
+        names = {t: frozenset(rs) for t, rs in changed.items()}
+        return Snapshot(_version(sums), resources, sums, base=(weakref.ref(self), names))
 
 
-def _pack_document(type_url: str, doc: dict[str, Any]) -> Resource:
-    return pack(str(doc[_NAME_FIELD[type_url]]), json_format.ParseDict(doc, _MESSAGES[type_url]()))
+def _version(sums: Mapping[str, int]) -> str:
+    h = hashlib.sha256()
+    for type_url, total in sorted(sums.items()):
+        h.update(f"{type_url}\0{total:x}\n".encode())
+    return h.hexdigest()[:16]
+
+
+#: (id of old mapping, id of new mapping) -> (the two, changed-or-removed names); recent pairs
+#: only. Every proxy of one kind holds the same mappings, so a change is diffed once.
+_CHANGES: dict[tuple[int, int], tuple[object, object, frozenset[str]]] = {}
+_CHANGES_KEPT = 64
+
+
+def changes(old: Snapshot, new: Snapshot, type_url: str) -> frozenset[str]:
+    """The names of `type_url` whose resource differs between the snapshots (changed,
+    added or removed); part by part when both were merged alike."""
+    if old is new:
+        return frozenset()
+    if new.base is not None and new.base[0]() is old:
+        return new.base[1].get(type_url, frozenset())
+    if old.parts and len(old.parts) == len(new.parts):
+        out: frozenset[str] = frozenset()
+        for a, b in zip(old.parts, new.parts, strict=True):
+            out |= changes(a, b, type_url)
+        return out
+    mine, theirs = old.of_type(type_url), new.of_type(type_url)
+    if mine is theirs:
+        return frozenset()
+    key = (id(mine), id(theirs))
+    hit = _CHANGES.get(key)
+    if hit is not None and hit[0] is mine and hit[1] is theirs:
+        return hit[2]
+    found = frozenset(
+        itertools.chain(
+            (n for n, r in theirs.items() if (o := mine.get(n)) is None or o.digest != r.digest),
+            (n for n in mine if n not in theirs),
+        )
+    )
+    if len(_CHANGES) >= _CHANGES_KEPT:
+        del _CHANGES[next(iter(_CHANGES))]
+    _CHANGES[key] = (mine, theirs, found)
+    return found
+
+
+#: (type URL, type version) -> the entries of every resource of a snapshot's type, joined in
+#: name order: a full state-of-the-world response, encoded once for all proxies that get it.
+_JOINED: dict[tuple[str, str], bytes] = {}
+_JOINED_KEPT = 16
+
+
+def encoded_resources(snapshot: Snapshot, type_url: str, chosen: list[Resource]) -> bytes:
+    """The `resources` entries of a response carrying `chosen` (shared when it is the
+    snapshot's whole type, as on every first push)."""
+    if len(chosen) != len(snapshot.of_type(type_url)) or len(chosen) < 2:
+        return b"".join([r.entry for r in chosen])
+    key = (type_url, snapshot.type_version(type_url))
+    joined = _JOINED.get(key)
+    if joined is None:
+        if len(_JOINED) >= _JOINED_KEPT:
+            del _JOINED[next(iter(_JOINED))]
+        joined = _JOINED[key] = b"".join([r.entry for r in chosen])
+    return joined
+
+
+def _encode_document(type_url: str, doc: dict[str, Any], memo: dict[int, bytes]) -> Resource:
+    blob = _speedups.encode(plan_for(_MESSAGES[type_url].DESCRIPTOR), doc, memo)
+    return resource(type_url, str(doc[_NAME_FIELD[type_url]]), blob)
 
 
 def build_snapshot(
-    documents: Mapping[str, list[dict[str, Any]]], cache: PackCache | None = None
+    documents: Mapping[str, list[dict[str, Any]]], memo: dict[int, bytes] | None = None
 ) -> Snapshot:
-    """Envoy-JSON documents per type URL -> typed protobuf messages, packed and digested
-    (through `cache` when given: equal documents are parsed once).
+    """Envoy-JSON documents per type URL -> encoded, digested resources (a document shared
+    by several resources, such as a virtual host, is encoded once; `memo` keeps that across
+    builds whose documents all stay alive as long as it does).
 
     The version is a digest of the content: equal config, equal version (on every replica).
-    Raises `google.protobuf.json_format.ParseError` naming the bad field: a translator bug.
+    Raises `_wire.EncodeError` naming the bad field: a translator bug.
     """
+    memo = {} if memo is None else memo
     out: dict[str, dict[str, Resource]] = {}
     for type_url, docs in documents.items():
         by_name: dict[str, Resource] = {}
         for doc in docs:
-            r = _pack_document(type_url, doc) if cache is None else cache.resource(type_url, doc)
+            r = _encode_document(type_url, doc, memo)
             by_name[r.name] = r
         out[type_url] = by_name
-    h = hashlib.sha256()
-    for type_url, by_name in sorted(out.items()):
-        for name, resource in sorted(by_name.items()):
-            h.update(f"{type_url}\0{name}\0{resource.digest}\n".encode())
-    return Snapshot(h.hexdigest()[:16], out)
+    return Snapshot.of(out)

@@ -29,9 +29,19 @@ from typing import Any
 from envoy.service.discovery.v3 import discovery_pb2
 
 from ._proxy import ProxyInfo, proxy_info
-from ._resources import CLUSTER, LISTENER, TYPE_ORDER, Snapshot, short_type
+from ._resources import (
+    CLUSTER,
+    LISTENER,
+    TYPE_ORDER,
+    Resource,
+    Snapshot,
+    changes,
+    encoded_resources,
+    short_type,
+)
+from ._wire import varint
 
-__all__ = ["Nack", "ProtocolError", "Session", "StreamState", "TypeState"]
+__all__ = ["Nack", "ProtocolError", "Response", "Session", "StreamState", "TypeState"]
 
 _WILDCARD_TYPES = (CLUSTER, LISTENER)
 _CONTROL_PLANE = "fastmesh"
@@ -170,22 +180,30 @@ class Session(StreamState):
         previous, self.snapshot = self.snapshot, snapshot
         cds = self.types.get(CLUSTER)
         out = []
-        leaving = self._leaving_clusters(cds, snapshot)
+        leaving = self._leaving_clusters(cds, previous, snapshot)
         if cds is not None and previous is not None and leaving:
             old = previous.of_type(CLUSTER)
             out.append(self._respond(cds, kept={n: old[n] for n in leaving if n in old}))
         order = [t for t in TYPE_ORDER if t in self.types and not (leaving and t == CLUSTER)]
-        out += [self._respond(self.types[t]) for t in order]
-        out += [self._respond(s) for t, s in self.types.items() if t not in TYPE_ORDER]
+        order += [t for t in self.types if t not in TYPE_ORDER]
+        for t in order:
+            # only what changed since the last snapshot can differ from what was sent
+            candidates = changes(previous, snapshot, t) if previous is not None else None
+            out.append(self._respond(self.types[t], candidates=candidates))
         if leaving and cds is not None:  # the last word: CDS without the leaving clusters
             out.append(self._respond(cds))
         return [r for r in out if r is not None]
 
     @staticmethod
-    def _leaving_clusters(cds: TypeState | None, snapshot: Snapshot) -> set[str]:
+    def _leaving_clusters(
+        cds: TypeState | None, previous: Snapshot | None, snapshot: Snapshot
+    ) -> set[str]:
         if cds is None or cds.names is not None or not cds.sent_nonce:
             return set()
-        return set(cds.sent).difference(snapshot.of_type(CLUSTER))
+        now = snapshot.of_type(CLUSTER)
+        if previous is not None:
+            return {n for n in changes(previous, snapshot, CLUSTER) if n in cds.sent and n not in now}
+        return set(cds.sent).difference(now)
 
     @staticmethod
     def _names(type_url: str, names: Any) -> frozenset[str] | None:
@@ -194,16 +212,28 @@ class Session(StreamState):
             return None
         return wanted - {"*"}
 
-    def _respond(self, state: TypeState, *, kept: dict[str, Any] | None = None) -> Any | None:
+    def _respond(
+        self,
+        state: TypeState,
+        *,
+        kept: dict[str, Resource] | None = None,
+        candidates: frozenset[str] | None = None,
+    ) -> Response | None:
         """The response `state` needs now, or None; `kept`: resources of the previous
-        snapshot to send as well (make before break)."""
+        snapshot to send as well (make before break); `candidates`: the only names that may
+        have changed since the last call (None: compare everything)."""
         if self.snapshot is None:
             return None
-        available = {**(kept or {}), **self.snapshot.of_type(state.type_url)}
-        if state.names is None:
-            chosen = dict(sorted(available.items()))
+        if state.sent_nonce and candidates is not None and not kept:
+            return self._respond_to_changes(state, candidates)
+        available = self.snapshot.of_type(state.type_url)
+        if kept:
+            available = {**kept, **available}
+            order = sorted(available)
         else:
-            chosen = {n: available[n] for n in sorted(state.names) if n in available}
+            order = self.snapshot.names(state.type_url)
+        names = order if state.names is None else [n for n in order if n in state.names]
+        chosen = {n: available[n] for n in names}
         digests = {name: r.digest for name, r in chosen.items()}
         if state.sent_nonce:
             changed = any(state.sent.get(n) != d for n, d in digests.items())
@@ -220,16 +250,83 @@ class Session(StreamState):
                     for n, r in chosen.items()
                     if state.sent.get(n) != r.digest or n not in state.answered
                 }
-        nonce = str(next(self._nonces))
-        state.sent_version = self.snapshot.version + ("-mbb" if kept else "")
-        state.sent_nonce = nonce
         state.sent = digests
         state.answered = state.names or frozenset()
+        return self._response(state, list(chosen.values()), "-mbb" if kept else "")
+
+    def _respond_to_changes(self, state: TypeState, candidates: frozenset[str]) -> Response | None:
+        """`_respond` after a new snapshot, looking only at the names that changed in it
+        (a moved endpoint in a 10k-service mesh: one name, not 10k, for every proxy)."""
+        assert self.snapshot is not None
+        available = self.snapshot.of_type(state.type_url)
+        names = candidates if state.names is None else candidates & state.names
+        changed = {}
+        removed = []
+        for n in sorted(names):
+            r = available.get(n)
+            if r is None:
+                if n in state.sent:
+                    removed.append(n)
+            elif state.sent.get(n) != r.digest:
+                changed[n] = r
+        if not changed and not removed:
+            return None
+        for n in removed:
+            del state.sent[n]
+        state.sent.update((n, r.digest) for n, r in changed.items())
+        if state.names is not None:  # EDS, RDS: only what changed
+            return self._response(state, list(changed.values()))
+        return self._response(state, [available[n] for n in self.snapshot.names(state.type_url)])
+
+    def _response(self, state: TypeState, chosen: list[Resource], suffix: str = "") -> Response:
+        assert self.snapshot is not None
+        nonce = str(next(self._nonces))
+        state.sent_version = self.snapshot.version + suffix
+        state.sent_nonce = nonce
         state.responses += 1
-        return discovery_pb2.DiscoveryResponse(
-            version_info=state.sent_version,
-            type_url=state.type_url,
-            nonce=nonce,
-            resources=[r.packed for r in chosen.values()],
-            control_plane={"identifier": _CONTROL_PLANE},
-        )
+        resources = encoded_resources(self.snapshot, state.type_url, chosen)
+        return Response(state.type_url, state.sent_version, nonce, tuple(chosen), resources)
+
+
+@dataclass(frozen=True, slots=True)
+class Response:
+    """A `DiscoveryResponse`, encoded by hand: its `resources` entries are joined once and
+    shared by every proxy that receives them (`chunks`); `message` decodes it (tests)."""
+
+    type_url: str
+    version_info: str
+    nonce: str
+    chosen: tuple[Resource, ...]
+    #: The `resources` entries, encoded.
+    encoded: bytes
+
+    @property
+    def resources(self) -> list[Any]:
+        return [r.packed for r in self.chosen]
+
+    def chunks(self) -> list[bytes]:
+        """The serialized message in pieces (fields in number order, as protobuf writes
+        them): the shared resources in the middle are never copied per proxy."""
+        return [
+            _string(1, self.version_info),
+            self.encoded,
+            _string(4, self.type_url) + _string(5, self.nonce) + _CONTROL_PLANE_FIELD,
+        ]
+
+    def SerializeToString(self) -> bytes:  # noqa: N802 -- protobuf's name, for callers of both
+        return b"".join(self.chunks())
+
+    def message(self) -> Any:
+        return discovery_pb2.DiscoveryResponse.FromString(self.SerializeToString())
+
+
+def _string(number: int, text: str) -> bytes:
+    raw = text.encode()
+    return varint(number << 3 | 2) + varint(len(raw)) + raw if raw else b""
+
+
+_CONTROL_PLANE_FIELD = bytes(
+    discovery_pb2.DiscoveryResponse(
+        control_plane={"identifier": _CONTROL_PLANE}
+    ).SerializeToString()
+)

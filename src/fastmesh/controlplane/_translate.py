@@ -4,6 +4,7 @@ endpoints are the same for every proxy, outbound listeners and routes per kind o
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -11,7 +12,7 @@ from ._errors import Finding
 from ._index import MeshIndex
 from ._model import MeshConfig
 from ._proxy import ProxyInfo
-from ._resources import CLUSTER, ENDPOINT, LISTENER, ROUTE, PackCache, Snapshot, build_snapshot
+from ._resources import CLUSTER, ENDPOINT, LISTENER, ROUTE, Snapshot, build_snapshot
 from ._translate_clusters import translate_clusters
 from ._translate_inbound import translate_inbound
 from ._translate_listeners import outbound_ports, translate_listeners
@@ -50,17 +51,18 @@ def _per_proxy(index: MeshIndex, proxy: ProxyInfo) -> dict[str, list[dict[str, A
 
 
 def shared_snapshot(
-    index: MeshIndex, trust_domain: str | None = None, cache: PackCache | None = None
+    index: MeshIndex, trust_domain: str | None = None, hostnames: Iterable[str] | None = None
 ) -> Snapshot:
     """Clusters and their endpoints: the same for every proxy, so translated once per config
-    (with a `trust_domain`, the mesh CA's, clusters speak mTLS where it applies)."""
-    clusters, assignments = translate_clusters(index, trust_domain)
-    return build_snapshot({CLUSTER: clusters, ENDPOINT: assignments}, cache)
+    (with a `trust_domain`, the mesh CA's, clusters speak mTLS where it applies);
+    `hostnames`: only those services' (what a workload change touched)."""
+    clusters, assignments = translate_clusters(index, trust_domain, hostnames)
+    return build_snapshot({CLUSTER: clusters, ENDPOINT: assignments})
 
 
-def proxy_snapshot(index: MeshIndex, proxy: ProxyInfo, cache: PackCache | None = None) -> Snapshot:
+def proxy_snapshot(index: MeshIndex, proxy: ProxyInfo) -> Snapshot:
     """Outbound listeners and routes: shared by proxies with the same `translation_key`."""
-    return build_snapshot(_per_proxy(index, proxy), cache)
+    return build_snapshot(_per_proxy(index, proxy), index.encoded)
 
 
 def translate_snapshot(

@@ -3,6 +3,7 @@ their endpoints."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from ._index import MeshIndex, cluster_name
@@ -144,14 +145,17 @@ def _mtls_socket(
 
 
 def translate_clusters(
-    index: MeshIndex, trust_domain: str | None = None
+    index: MeshIndex, trust_domain: str | None = None, hostnames: Iterable[str] | None = None
 ) -> tuple[list[Json], list[Json]]:
     """(clusters, load assignments): one `outbound|P||host` per service port, plus one
     `outbound|P|subset|host` per DestinationRule subset; with a `trust_domain` (the mesh
-    CA's), mTLS to the destinations that take it."""
+    CA's), mTLS to the destinations that take it. `hostnames`: only those services'."""
     clusters: list[Json] = []
     assignments: list[Json] = []
-    for hostname, svc in sorted(index.services.items()):
+    services = sorted(index.services.items())
+    if hostnames is not None:
+        services = [(h, index.services[h]) for h in sorted(set(hostnames))]
+    for hostname, svc in services:
         rule = index.rules.get(hostname)
         subsets: list[tuple[str, dict[str, str]]] = [("", {})]
         subsets += [(s.name, dict(s.labels)) for s in (rule.subsets if rule else ())]

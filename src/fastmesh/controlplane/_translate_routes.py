@@ -209,12 +209,15 @@ def route_config(index: MeshIndex, port: int, proxy: ProxyInfo) -> Json:
         sp = svc.port(port)
         if sp is None or not sp.protocol.is_http:
             continue
-        hostname = svc.hostname
-        vhosts.append(
-            {
-                "name": f"{hostname}:{port}",
+        # a host's virtual host differs between proxies only in whether they share its
+        # namespace (the short name): one document per case, shared by every route config
+        key = (svc.hostname, port, proxy.namespace == svc.namespace)
+        vhost = index.virtual_hosts.get(key)
+        if vhost is None:
+            vhost = index.virtual_hosts[key] = {
+                "name": f"{svc.hostname}:{port}",
                 "domains": domains(svc, port, proxy),
-                "routes": _Routes(index, svc, port).build(index.routes.get(hostname)),
+                "routes": _Routes(index, svc, port).build(index.routes.get(svc.hostname)),
             }
-        )
+        vhosts.append(vhost)
     return {"name": str(port), "virtual_hosts": vhosts, "validate_clusters": False}

@@ -16,6 +16,7 @@ import h2.config
 import h2.connection
 import h2.events
 import h2.exceptions
+import h2.settings
 import trio
 
 from fastmesh._grpc import (
@@ -28,6 +29,8 @@ from fastmesh._grpc import (
 __all__ = ["CallEnded", "GrpcCall", "open_call"]
 
 _READ_SIZE = 65536
+#: The receive windows (stream and connection) this client advertises.
+_WINDOW = 16 * 1024 * 1024
 
 
 class CallEnded(Exception):
@@ -59,7 +62,13 @@ class GrpcCall:
                 await self._stream.send_all(data)
 
     async def start(self) -> None:
+        # Envoy's xDS client takes large responses without a window update per 64 KiB
+        # (its default windows are 256 MiB); 16 MiB is plenty for a 10k-service push.
+        self._h2.local_settings = h2.settings.Settings(
+            client=True, initial_values={h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: _WINDOW}
+        )
         self._h2.initiate_connection()
+        self._h2.increment_flow_control_window(_WINDOW - 65535)
         self._id = self._h2.get_next_available_stream_id()
         self._h2.send_headers(
             self._id,
