@@ -86,8 +86,7 @@ def test_a_workload_change_retranslates_only_its_services_and_equals_a_full_buil
     moved, _ = load_documents([("m.yaml", _mesh(30, moved=7))])
     # the registry keeps unchanged resources as the same objects: only s7's workload is new
     workloads = tuple(
-        m if m.name == "s7-w" else b
-        for b, m in zip(before.workloads, moved.workloads, strict=True)
+        m if m.name == "s7-w" else b for b, m in zip(before.workloads, moved.workloads, strict=True)
     )
     after = MeshConfig(services=before.services, workloads=workloads)
     proxy = ProxyInfo("a", "ns1")

@@ -8,13 +8,21 @@ import pytest
 import trio
 
 from fastmesh.controlplane import FileRegistry, MeshConfig
+from fastmesh.controlplane._watch import DirectoryWatch
 
 from .harness import service, workload, write_yaml
 
 
-async def test_edits_additions_and_removals_are_published(tmp_path: Path) -> None:
+@pytest.mark.parametrize("watched", [True, False], ids=["inotify", "polled"])
+async def test_edits_additions_and_removals_are_published(
+    tmp_path: Path, watched: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With inotify nothing is polled (an hour between polls: every change arrives from
+    events); without it, a rescan every poll interval finds the same changes."""
     write_yaml(tmp_path / "a.yaml", service("a", 8080))
-    registry = FileRegistry(tmp_path, poll_interval=0.01)
+    if not watched:
+        monkeypatch.setattr(DirectoryWatch, "open", classmethod(lambda cls, root: None))
+    registry = FileRegistry(tmp_path, poll_interval=3600 if watched else 0.01)
     send, receive = trio.open_memory_channel[MeshConfig](100)
     async with trio.open_nursery() as nursery:
         await nursery.start(registry.run, send.send_nowait)

@@ -178,7 +178,9 @@ class SnapshotHub:
 _INCREMENTAL_LIMIT = 1000
 
 
-def workload_change(old: MeshConfig, new: MeshConfig) -> tuple[list[Workload], list[Workload]] | None:
+def workload_change(
+    old: MeshConfig, new: MeshConfig
+) -> tuple[list[Workload], list[Workload]] | None:
     """(workloads gone, workloads new) when `new` differs from `old` only in workloads (a
     registry keeps unchanged resources as the same objects), else None."""
     if (

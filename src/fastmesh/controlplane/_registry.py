@@ -71,7 +71,9 @@ class FileRegistry:
         files: dict[Path, tuple[Stamp, ParsedFile]] = {}
         for path, stamp in stamps.items():
             cached = self._files.get(path)
-            files[path] = cached if cached is not None and cached[0] == stamp else self._parse(path, stamp)
+            files[path] = (
+                cached if cached is not None and cached[0] == stamp else self._parse(path, stamp)
+            )
         self._files = files
         return self._assemble()
 

@@ -226,9 +226,7 @@ class _Connection:
     async def _send(self, stream_id: int, response: Response | Any) -> None:
         """One whole gRPC message: a `Response` from its shared pieces, else a protobuf."""
         chunks = (
-            response.chunks()
-            if isinstance(response, Response)
-            else [response.SerializeToString()]
+            response.chunks() if isinstance(response, Response) else [response.SerializeToString()]
         )
         size = sum(len(c) for c in chunks)
         await self._send_bytes(stream_id, message_prefix(size), *chunks)

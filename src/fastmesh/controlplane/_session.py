@@ -202,7 +202,9 @@ class Session(StreamState):
             return set()
         now = snapshot.of_type(CLUSTER)
         if previous is not None:
-            return {n for n in changes(previous, snapshot, CLUSTER) if n in cds.sent and n not in now}
+            return {
+                n for n in changes(previous, snapshot, CLUSTER) if n in cds.sent and n not in now
+            }
         return set(cds.sent).difference(now)
 
     @staticmethod
@@ -313,7 +315,7 @@ class Response:
             _string(4, self.type_url) + _string(5, self.nonce) + _CONTROL_PLANE_FIELD,
         ]
 
-    def SerializeToString(self) -> bytes:  # noqa: N802 -- protobuf's name, for callers of both
+    def SerializeToString(self) -> bytes:
         return b"".join(self.chunks())
 
     def message(self) -> Any:
