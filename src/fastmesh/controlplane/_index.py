@@ -40,6 +40,9 @@ class MeshIndex:
     def __post_init__(self) -> None:
         for svc in self.config.services:
             self.services[svc.hostname] = svc
+        for entry in self.config.service_entries:
+            for i, svc in enumerate(entry.services()):
+                self._add_entry_host(svc, i)
         for _, svc in sorted(self.services.items()):
             for port in svc.ports:
                 self.by_port.setdefault(port.number, []).append(svc)
@@ -96,6 +99,22 @@ class MeshIndex:
                 else:
                     self.routes[hostname] = vs
 
+    def _add_entry_host(self, svc: Service, i: int) -> None:
+        """A ServiceEntry host, unless a Service or an earlier entry has it (Istio merges
+        some such entries; fastmesh keeps the first and says so)."""
+        owner = self.services.get(svc.hostname)
+        if owner is None:
+            self.services[svc.hostname] = svc
+            return
+        self.warnings.append(
+            Finding(
+                "Warning",
+                "FM0007",
+                f"{svc.source}: {svc.resource}: spec.hosts[{i}]: {svc.hostname} is already "
+                f"{owner.resource} ({owner.source}); ignored",
+            )
+        )
+
     def subsets(self, hostname: str) -> tuple[Subset, ...]:
         rule = self.rules.get(hostname)
         return rule.subsets if rule else ()
@@ -117,7 +136,10 @@ class MeshIndex:
         return base
 
     def workloads(self, svc: Service, labels: dict[str, str] | None = None) -> list[Workload]:
-        """Workloads of `svc` (its namespace, its selector), narrowed by subset `labels`."""
+        """Workloads of `svc` (its namespace, its selector; a ServiceEntry's own endpoints
+        when it has no workloadSelector), narrowed by subset `labels`."""
+        if svc.entry is not None and svc.entry.selector is None:
+            return [w for w in svc.entry.host_endpoints(svc.hostname) if w.matches(labels or {})]
         wanted = {**svc.selector, **(labels or {})}
         candidates = min(
             (self.by_label.get((svc.namespace, k, v), []) for k, v in wanted.items()),
