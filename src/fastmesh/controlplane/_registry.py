@@ -37,10 +37,10 @@ Stamp = tuple[int, int, int]
 
 
 class FileRegistry:
-    """A directory of YAML files (Kubernetes Service, Istio WorkloadEntry, VirtualService,
-    DestinationRule, PeerAuthentication, AuthorizationPolicy), polled; a file whose name,
-    size, inode or mtime changed is parsed again, the others' parse is reused (a directory
-    of 10k services reloads one file, not all).
+    """A directory of YAML files (Kubernetes Service, Istio WorkloadEntry, ServiceEntry,
+    VirtualService, DestinationRule, PeerAuthentication, AuthorizationPolicy), polled; a file
+    whose name, size, inode or mtime changed is parsed again, the others' parse is reused (a
+    directory of 10k services reloads one file, not all).
 
     Invalid resources are left out and reported in `problems` (and the log); the rest apply.
     """
