@@ -109,6 +109,16 @@ def test_each_resolution_makes_istios_cluster() -> None:
     logical = clusters["outbound|5432||db.example.com"]
     assert logical["type"] == "LOGICAL_DNS"
     assert addresses(logical["load_assignment"]) == [("db-primary.example.com", 6432, 1)]
+    subsets = """
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: db, namespace: default}
+spec: {host: db.example.com, subsets: [{name: none, labels: {role: replica}}]}
+"""
+    docs, _ = translated(subsets)
+    empty = by_name(docs[CLUSTER])["outbound|5432|none|db.example.com"]
+    # LOGICAL_DNS needs exactly one endpoint: a subset selecting none is empty STRICT_DNS
+    assert (empty["type"], addresses(empty["load_assignment"])) == ("STRICT_DNS", [])
     original = clusters["outbound|8443||*.wild.example.com"]
     assert (original["type"], original["lb_policy"]) == ("ORIGINAL_DST", "CLUSTER_PROVIDED")
     assert "load_assignment" not in original

@@ -86,7 +86,9 @@ def _discovery(name: str, resolution: Resolution, endpoints: list[tuple[Workload
         return {"type": "EDS", "eds_cluster_config": eds}
     if resolution is Resolution.NONE:
         return {"type": "ORIGINAL_DST", "lb_policy": "CLUSTER_PROVIDED"}
-    kind = "STRICT_DNS" if resolution is Resolution.DNS else "LOGICAL_DNS"
+    # LOGICAL_DNS takes exactly one endpoint (Envoy and fastmesh refuse the cluster, and so
+    # the whole CDS update, otherwise): a subset selecting none is an empty STRICT_DNS one.
+    kind = "LOGICAL_DNS" if resolution is Resolution.DNS_ROUND_ROBIN and endpoints else "STRICT_DNS"
     return {
         "type": kind,
         "dns_lookup_family": "V4_ONLY",
