@@ -74,6 +74,81 @@ def test_analyze_reports_every_problem_at_once_and_exits_1_on_errors(
     assert capsys.readouterr().out.splitlines() == out
 
 
+def authz(name: str, action: str, spec: dict[str, object]) -> dict[str, object]:
+    return {
+        "apiVersion": "security.istio.io/v1",
+        "kind": "AuthorizationPolicy",
+        "metadata": {"name": name},
+        "spec": {"action": action, **spec},
+    }
+
+
+def test_analyze_authorization_policies_and_service_entries(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from_ = {"source": {"principals": ["cluster.local/ns/default/sa/a"]}}
+    write_yaml(
+        tmp_path / "mesh.yaml",
+        service("a", 80),
+        workload("a-1", "a", "v1", 8080),
+        authz("ghosts", "ALLOW", {"selector": {"matchLabels": {"app": "ghost"}}}),
+        authz(
+            "allow-a",
+            "ALLOW",
+            {
+                "selector": {"matchLabels": {"app": "a"}},
+                "rules": [
+                    {"from": [{"source": {"namespaces": ["prod", "default", "*-test"]}}]},
+                    {"from": [from_], "to": [{"operation": {"methods": ["GET"]}}]},
+                    {
+                        "from": [
+                            {
+                                "source": {
+                                    "principals": [
+                                        "cluster.local/ns/default/sa/nobody",
+                                        "cluster.local/ns/default/sa/*",
+                                    ]
+                                }
+                            }
+                        ]
+                    },
+                ],
+            },
+        ),
+        authz(
+            "deny-all-ns",
+            "DENY",
+            {"rules": [{"from": [from_], "to": [{"operation": {"methods": ["GET"]}}]}]},
+        ),
+        {
+            "apiVersion": "networking.istio.io/v1",
+            "kind": "ServiceEntry",
+            "metadata": {"name": "shadow"},
+            "spec": {
+                "hosts": ["a.default.svc.cluster.local", "*.example.com"],
+                "ports": [{"number": 80, "name": "http"}],
+            },
+        },
+    )
+    assert fastmesh(["analyze", str(tmp_path)]) == 0
+    policy = "mesh.yaml: AuthorizationPolicy default"
+    assert capsys.readouterr().out.splitlines() == [
+        f"Warning [FM0009] {policy}/allow-a: spec.rules[0].from[0].source.namespaces[0]: "
+        "unknown namespace 'prod' (no Service, WorkloadEntry or ServiceEntry in it)",
+        f"Warning [FM0008] {policy}/allow-a: spec.rules[1]: the same rule as DENY policy "
+        "default/deny-all-ns spec.rules[0], which wins: the requests it allows are denied",
+        f"Warning [FM0009] {policy}/allow-a: spec.rules[2].from[0].source.principals[0]: no "
+        "WorkloadEntry of namespace 'default' has service account 'nobody'",
+        f"Warning [IST0127] {policy}/ghosts: spec.selector.matchLabels: no matching workloads "
+        "for this resource with the following labels: app=ghost",
+        "Warning [FM0007] mesh.yaml: ServiceEntry default/shadow: spec.hosts[0]: "
+        "a.default.svc.cluster.local is already Service default/a (mesh.yaml); ignored",
+        "Info [FM0010] mesh.yaml: ServiceEntry default/shadow: spec.resolution: NONE is an "
+        "ORIGINAL_DST cluster, which fastmesh sidecars refuse (NACK); Envoy sidecars take it",
+        f"0 error(s), 5 warning(s), 1 info in {tmp_path}",
+    ]
+
+
 def test_analyze_a_clean_directory(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     write_yaml(tmp_path / "ok.yaml", service("a", 80), workload("a-1", "a", "v1", 8080))
     assert fastmesh(["analyze", str(tmp_path)]) == 0

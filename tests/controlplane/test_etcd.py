@@ -90,7 +90,8 @@ def test_entries_follow_the_key_layout() -> None:
     assert [d.name for d in config.destination_rules] == ["reviews"]
     assert sorted(str(p) for p in problems) == [
         "/fastmesh/config/Gateway/default/gw: unsupported config kind 'Gateway' "
-        "(supported: VirtualService, DestinationRule, PeerAuthentication, AuthorizationPolicy)",
+        "(supported: ServiceEntry, VirtualService, DestinationRule, PeerAuthentication, "
+        "AuthorizationPolicy)",
         "/fastmesh/nonsense: expected services/<ns>/<name>, workloads/<ns>/<name>/<id> "
         "or config/<Kind>/<ns>/<name> under /fastmesh/",
         "/fastmesh/services/other/reviews: Service other/reviews: metadata.namespace: "
@@ -147,6 +148,32 @@ async def test_services_workloads_and_config_from_etcd_are_served(
 
             await client.delete(f"{prefix}workloads/default/reviews-v1/x")
             await until("the deletion", lambda: endpoints(snap(plane)) == {"10.0.0.2:9999"})
+            assert registry.problems == []
+            nursery.cancel_scope.cancel()
+
+
+async def test_a_service_entry_from_etcd_is_served_and_follows_edits(
+    cluster: EtcdCluster, prefix: str
+) -> None:
+    key = f"{prefix}config/ServiceEntry/default/payments"
+    entry = (
+        "hosts: [payments.example.com]\nlocation: MESH_INTERNAL\nresolution: STATIC\n"
+        "ports: [{number: 8080, name: http}]\nendpoints: [{address: %s}]\n"
+    )
+    name = "outbound|8080||payments.example.com"
+    async with EtcdClient(cluster.endpoints) as client:
+        await client.put(key, entry % "10.1.0.1")
+        registry = EtcdRegistry(cluster.endpoints, prefix=prefix)
+        plane = ControlPlane(registry, debounce=0.01)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(plane.run)
+            assert endpoints(snap(plane), name) == {"10.1.0.1:8080"}
+            await client.put(key, entry % "10.1.0.2")
+            await until(
+                "the edited endpoint", lambda: endpoints(snap(plane), name) == {"10.1.0.2:8080"}
+            )
+            await client.delete(key)
+            await until("the entry to go", lambda: name not in snap(plane).of_type(CLUSTER))
             assert registry.problems == []
             nursery.cancel_scope.cancel()
 

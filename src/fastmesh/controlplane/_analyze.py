@@ -1,17 +1,19 @@
 """`fastmesh analyze DIR`: every problem of a mesh config at once, as `istioctl analyze`
 reports them. Schema problems (from loading), what translation finds (dangling hosts and
-subsets, conflicting VirtualServices or DestinationRules, shared TCP ports), and what only
-a whole-config look finds (selectors that select nothing, PeerAuthentications that
-contradict each other at one scope). Translation's findings are its own warnings, so the
+subsets, conflicting VirtualServices or DestinationRules, ServiceEntry hosts taken, shared
+TCP ports), and what only a whole-config look finds (selectors that select nothing,
+PeerAuthentications that contradict each other at one scope, AuthorizationPolicy mistakes:
+`_analyze_authz`). Translation's findings are its own warnings, so the
 analysis and the running control plane can never disagree."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 
+from ._analyze_authz import authorization_findings
 from ._errors import Finding, Problem
 from ._index import MeshIndex
-from ._model import MeshConfig
+from ._model import MeshConfig, Resolution
 from ._proxy import ProxyInfo
 from ._translate import translate
 
@@ -28,6 +30,8 @@ def analyze(config: MeshConfig, problems: Iterable[Problem]) -> list[Finding]:
     index = MeshIndex(config)
     found += _selectors(index)
     found += _peer_authentication_conflicts(config)
+    found += authorization_findings(config)
+    found += _passthrough_entries(config)
     unique = list(dict.fromkeys(found))
     return sorted(unique, key=lambda f: (_ORDER[f.severity], f.text))
 
@@ -36,12 +40,13 @@ def _selectors(index: MeshIndex) -> list[Finding]:
     out = []
     for hostname, svc in sorted(index.services.items()):
         if svc.selector and not index.workloads(svc):
+            field = "spec.selector" if svc.entry is None else "spec.workloadSelector.labels"
             out.append(
                 Finding(
                     "Warning",
                     "FM0004",
-                    f"{svc.source}: Service {svc.namespace}/{svc.name}: spec.selector: selects "
-                    "no WorkloadEntry (its clusters have no endpoints)",
+                    f"{svc.source}: {svc.resource}: {field}: selects no WorkloadEntry (its "
+                    "clusters have no endpoints)",
                 )
             )
         rule = index.rules.get(hostname)
@@ -59,6 +64,20 @@ def _selectors(index: MeshIndex) -> list[Finding]:
                     )
                 )
     return out
+
+
+def _passthrough_entries(config: MeshConfig) -> list[Finding]:
+    """Resolution NONE: Envoy takes its ORIGINAL_DST cluster, a fastmesh sidecar NACKs it."""
+    return [
+        Finding(
+            "Info",
+            "FM0010",
+            f"{e.source}: ServiceEntry {e.namespace}/{e.name}: spec.resolution: NONE is an "
+            "ORIGINAL_DST cluster, which fastmesh sidecars refuse (NACK); Envoy sidecars take it",
+        )
+        for e in config.service_entries
+        if e.resolution is Resolution.NONE
+    ]
 
 
 def _peer_authentication_conflicts(config: MeshConfig) -> list[Finding]:

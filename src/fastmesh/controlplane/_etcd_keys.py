@@ -2,7 +2,8 @@
 
     <prefix>services/<ns>/<name>              v1 Service
     <prefix>workloads/<ns>/<name>/<id>        networking.istio.io/v1 WorkloadEntry `<name>.<id>`
-    <prefix>config/<Kind>/<ns>/<name>         VirtualService, DestinationRule
+    <prefix>config/<Kind>/<ns>/<name>         ServiceEntry, VirtualService, DestinationRule,
+                                              PeerAuthentication, AuthorizationPolicy
 
 The default prefix is `/fastmesh/`. A value is YAML or JSON: either a whole resource (as in a
 config file) or only its `spec`. The key names the resource: `kind`, `metadata.name` and
@@ -38,6 +39,7 @@ _ISTIO = "networking.istio.io/v1"
 _SECURITY = "security.istio.io/v1"
 #: `config/<Kind>` path segment (exactly: one key per resource) -> (apiVersion, kind).
 _CONFIG_KINDS = {
+    "ServiceEntry": (_ISTIO, "ServiceEntry"),
     "VirtualService": (_ISTIO, "VirtualService"),
     "DestinationRule": (_ISTIO, "DestinationRule"),
     "PeerAuthentication": (_SECURITY, "PeerAuthentication"),

@@ -189,6 +189,7 @@ def workload_change(
         or old.destination_rules != new.destination_rules
         or old.peer_authentications != new.peer_authentications
         or old.authorization_policies != new.authorization_policies
+        or old.service_entries != new.service_entries
     ):
         return None
     before = {id(w): w for w in old.workloads}

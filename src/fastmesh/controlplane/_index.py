@@ -39,15 +39,20 @@ class MeshIndex:
     by_port: dict[int, list[Service]] = field(default_factory=dict)
     #: (namespace, label, value) -> the workloads carrying it.
     by_label: dict[tuple[str, str, str], list[Workload]] = field(default_factory=dict)
-    #: (hostname, port, same namespace as the proxy) -> its virtual host document, shared by
-    #: the route configs of every proxy (`_translate_routes.route_config`).
-    virtual_hosts: dict[tuple[str, int, bool], dict[str, Any]] = field(default_factory=dict)
+    #: (hostname, port, domains) -> its virtual host document, shared by the route configs
+    #: of every proxy (`_translate_routes.route_config`).
+    virtual_hosts: dict[tuple[str, int, tuple[str, ...]], dict[str, Any]] = field(
+        default_factory=dict
+    )
     #: id of a shared document (those virtual hosts) -> its encoding, for this index's life.
     encoded: dict[int, bytes] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         for svc in self.config.services:
             self.services[svc.hostname] = svc
+        for entry in self.config.service_entries:
+            for i, svc in enumerate(entry.services()):
+                self._add_entry_host(svc, i)
         for _, svc in sorted(self.services.items()):
             for port in svc.ports:
                 self.by_port.setdefault(port.number, []).append(svc)
@@ -140,6 +145,22 @@ class MeshIndex:
             if svc.namespace == workload.namespace and workload.matches(svc.selector)
         ]
 
+    def _add_entry_host(self, svc: Service, i: int) -> None:
+        """A ServiceEntry host, unless a Service or an earlier entry has it (Istio merges
+        some such entries; fastmesh keeps the first and says so)."""
+        owner = self.services.get(svc.hostname)
+        if owner is None:
+            self.services[svc.hostname] = svc
+            return
+        self.warnings.append(
+            Finding(
+                "Warning",
+                "FM0007",
+                f"{svc.source}: {svc.resource}: spec.hosts[{i}]: {svc.hostname} is already "
+                f"{owner.resource} ({owner.source}); ignored",
+            )
+        )
+
     def subsets(self, hostname: str) -> tuple[Subset, ...]:
         rule = self.rules.get(hostname)
         return rule.subsets if rule else ()
@@ -161,7 +182,10 @@ class MeshIndex:
         return base
 
     def workloads(self, svc: Service, labels: dict[str, str] | None = None) -> list[Workload]:
-        """Workloads of `svc` (its namespace, its selector), narrowed by subset `labels`."""
+        """Workloads of `svc` (its namespace, its selector; a ServiceEntry's own endpoints
+        when it has no workloadSelector), narrowed by subset `labels`."""
+        if svc.entry is not None and svc.entry.selector is None:
+            return [w for w in svc.entry.host_endpoints(svc.hostname) if w.matches(labels or {})]
         wanted = {**svc.selector, **(labels or {})}
         candidates = min(
             (self.by_label.get((svc.namespace, k, v), []) for k, v in wanted.items()),

@@ -10,8 +10,9 @@ import yaml
 
 from ._errors import Problem
 from ._fields import Fields
-from ._model import DestinationRule, MeshConfig, Service, VirtualService, Workload
+from ._model import DestinationRule, MeshConfig, Service, ServiceEntry, VirtualService, Workload
 from ._model_security import AuthorizationPolicy, PeerAuthentication
+from ._parse_entry import parse_service_entry
 from ._parse_istio import parse_destination_rule, parse_virtual_service
 from ._parse_registry import parse_service, parse_workload_entry
 from ._parse_security import parse_authorization_policy, parse_peer_authentication
@@ -37,7 +38,13 @@ _ISTIO_VERSIONS = (
 _SECURITY_VERSIONS = ("security.istio.io/v1", "security.istio.io/v1beta1")
 
 Parsed = (
-    Service | Workload | VirtualService | DestinationRule | PeerAuthentication | AuthorizationPolicy
+    Service
+    | Workload
+    | ServiceEntry
+    | VirtualService
+    | DestinationRule
+    | PeerAuthentication
+    | AuthorizationPolicy
 )
 Parser = Callable[[Fields, str, str, dict[str, Any]], Parsed]
 
@@ -45,6 +52,7 @@ Parser = Callable[[Fields, str, str, dict[str, Any]], Parsed]
 _KIND_OF: dict[type, str] = {
     Service: "Service",
     Workload: "WorkloadEntry",
+    ServiceEntry: "ServiceEntry",
     VirtualService: "VirtualService",
     DestinationRule: "DestinationRule",
     PeerAuthentication: "PeerAuthentication",
@@ -54,6 +62,7 @@ _KIND_OF: dict[type, str] = {
 _KINDS: dict[tuple[str, str], Parser] = {
     ("v1", "Service"): parse_service,
     **{(v, "WorkloadEntry"): parse_workload_entry for v in _ISTIO_VERSIONS},
+    **{(v, "ServiceEntry"): parse_service_entry for v in _ISTIO_VERSIONS},
     **{(v, "VirtualService"): parse_virtual_service for v in _ISTIO_VERSIONS},
     **{(v, "DestinationRule"): parse_destination_rule for v in _ISTIO_VERSIONS},
     **{(v, "PeerAuthentication"): parse_peer_authentication for v in _SECURITY_VERSIONS},
@@ -144,6 +153,7 @@ def assemble(files: Iterable[ParsedFile]) -> tuple[MeshConfig, list[Problem]]:
         destination_rules=tuple(by_kind[DestinationRule]),  # type: ignore[arg-type]
         peer_authentications=tuple(by_kind[PeerAuthentication]),  # type: ignore[arg-type]
         authorization_policies=tuple(by_kind[AuthorizationPolicy]),  # type: ignore[arg-type]
+        service_entries=tuple(by_kind[ServiceEntry]),  # type: ignore[arg-type]
     )
     return config, problems
 

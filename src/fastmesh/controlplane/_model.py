@@ -23,10 +23,12 @@ __all__ = [
     "OutlierDetection",
     "Protocol",
     "Redirect",
+    "Resolution",
     "Retries",
     "Rewrite",
     "RouteDestination",
     "Service",
+    "ServiceEntry",
     "ServicePort",
     "StringMatch",
     "Subset",
@@ -62,19 +64,53 @@ class ServicePort:
     target_port: int
 
 
+class Resolution(Enum):
+    """How a service's endpoints are found. A `v1 Service` is STATIC (EDS, its selector);
+    a ServiceEntry says (Istio's `ServiceEntry.Resolution`)."""
+
+    #: Endpoints known to the control plane: an EDS cluster.
+    STATIC = "STATIC"
+    #: Every address of every endpoint hostname (Envoy STRICT_DNS).
+    DNS = "DNS"
+    #: One endpoint hostname, the first address of each resolution (Envoy LOGICAL_DNS).
+    DNS_ROUND_ROBIN = "DNS_ROUND_ROBIN"
+    #: The connection's original destination (Envoy ORIGINAL_DST).
+    NONE = "NONE"
+
+
 @dataclass(frozen=True, slots=True)
 class Service:
-    """A Kubernetes-style `v1 Service`: a name, ports, and a label selector for workloads."""
+    """A Kubernetes-style `v1 Service` (a name, ports, and a label selector for workloads),
+    or one host of a ServiceEntry (`entry` set: its hostname is the host as written)."""
 
     name: str
     namespace: str
     ports: tuple[ServicePort, ...]
     selector: Mapping[str, str]
     source: str = ""
+    #: The ServiceEntry this host comes from (None: a `v1 Service`).
+    entry: ServiceEntry | None = None
+    #: A ServiceEntry host (`api.example.com`); "" for a `v1 Service`.
+    host: str = ""
 
     @property
     def hostname(self) -> str:
-        return f"{self.name}.{self.namespace}.{DOMAIN_SUFFIX}"
+        return self.host or f"{self.name}.{self.namespace}.{DOMAIN_SUFFIX}"
+
+    @property
+    def resource(self) -> str:
+        """`Service ns/name` or `ServiceEntry ns/name`, for messages."""
+        kind = "Service" if self.entry is None else "ServiceEntry"
+        return f"{kind} {self.namespace}/{self.name}"
+
+    @property
+    def resolution(self) -> Resolution:
+        return Resolution.STATIC if self.entry is None else self.entry.resolution
+
+    @property
+    def external(self) -> bool:
+        """MESH_EXTERNAL: no sidecar at the other end (never auto mTLS)."""
+        return self.entry is not None and self.entry.external
 
     def port(self, number: int) -> ServicePort | None:
         return next((p for p in self.ports if p.number == number), None)
@@ -92,9 +128,45 @@ class Workload:
     ports: Mapping[str, int]
     service_account: str = "default"
     source: str = ""
+    #: Relative load balancing weight (Istio's `weight`; 0: unset, Envoy's 1).
+    weight: int = 0
 
     def matches(self, selector: Mapping[str, str]) -> bool:
         return all(self.labels.get(k) == v for k, v in selector.items())
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceEntry:
+    """Istio `ServiceEntry`: hosts added to the registry, each a service with these ports."""
+
+    name: str
+    namespace: str
+    hosts: tuple[str, ...]
+    ports: tuple[ServicePort, ...]
+    resolution: Resolution
+    #: `location: MESH_EXTERNAL` (the default is MESH_EXTERNAL, as in Istio).
+    external: bool = True
+    #: `addresses`: VIPs or CIDRs clients may use (routes answer for them too).
+    addresses: tuple[str, ...] = ()
+    #: Inline `endpoints` (as WorkloadEntries of the entry's namespace).
+    endpoints: tuple[Workload, ...] = ()
+    #: `workloadSelector.labels`: WorkloadEntries of its namespace (None: `endpoints`).
+    selector: Mapping[str, str] | None = None
+    source: str = ""
+
+    def host_endpoints(self, host: str) -> tuple[Workload, ...]:
+        """The inline endpoints; for DNS resolution without any, the host itself (Istio's)."""
+        if self.endpoints or self.resolution not in (Resolution.DNS, Resolution.DNS_ROUND_ROBIN):
+            return self.endpoints
+        return (Workload(host, self.namespace, host, {}, {}, source=self.source),)
+
+    def services(self) -> tuple[Service, ...]:
+        """One service per host: what routes, rules and clusters refer to."""
+        selector = self.selector or {}
+        return tuple(
+            Service(self.name, self.namespace, self.ports, selector, self.source, self, host)
+            for host in self.hosts
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -316,3 +388,4 @@ class MeshConfig:
     destination_rules: tuple[DestinationRule, ...] = ()
     peer_authentications: tuple[PeerAuthentication, ...] = ()
     authorization_policies: tuple[AuthorizationPolicy, ...] = ()
+    service_entries: tuple[ServiceEntry, ...] = ()

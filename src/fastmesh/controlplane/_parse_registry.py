@@ -7,7 +7,7 @@ from typing import Any
 from ._fields import Fields
 from ._model import Protocol, Service, ServicePort, Workload
 
-__all__ = ["parse_service", "parse_workload_entry", "port_protocol"]
+__all__ = ["parse_service", "parse_workload_entry", "port_protocol", "workload_fields"]
 
 _PROTOCOLS = {"http": Protocol.HTTP, "http2": Protocol.HTTP2, "grpc": Protocol.GRPC}
 
@@ -46,12 +46,22 @@ def parse_service(f: Fields, name: str, namespace: str, spec: dict[str, Any]) ->
     return Service(name, namespace, tuple(ports), selector, f.file)
 
 
-def parse_workload_entry(f: Fields, name: str, namespace: str, spec: dict[str, Any]) -> Workload:
-    f.only(spec, "spec", {"address", "labels", "ports", "serviceAccount", "network", "locality"})
-    address = f.string(spec.get("address"), "spec.address", required=True)
+def workload_fields(
+    f: Fields, name: str, namespace: str, spec: dict[str, Any], path: str
+) -> Workload:
+    """A `WorkloadEntry` spec at `path` (a WorkloadEntry's `spec`, or a ServiceEntry's
+    `spec.endpoints[i]`, which has the same fields)."""
+    known = {"address", "labels", "ports", "serviceAccount", "network", "locality", "weight"}
+    f.only(spec, path, known)
+    address = f.string(spec.get("address"), f"{path}.address", required=True)
     ports: dict[str, int] = {}
-    for port_name, number in f.mapping(spec.get("ports"), "spec.ports").items():
-        ports[port_name] = f.integer(number, f"spec.ports.{port_name}", lo=1, hi=65535)
-    account = f.string(spec.get("serviceAccount"), "spec.serviceAccount", default="default")
-    labels = f.labels(spec.get("labels"), "spec.labels")
-    return Workload(name, namespace, address, labels, ports, account, f.file)
+    for port_name, number in f.mapping(spec.get("ports"), f"{path}.ports").items():
+        ports[port_name] = f.integer(number, f"{path}.ports.{port_name}", lo=1, hi=65535)
+    account = f.string(spec.get("serviceAccount"), f"{path}.serviceAccount", default="default")
+    labels = f.labels(spec.get("labels"), f"{path}.labels")
+    weight = f.integer(spec.get("weight"), f"{path}.weight", lo=0, hi=2**32 - 1)
+    return Workload(name, namespace, address, labels, ports, account, f.file, weight)
+
+
+def parse_workload_entry(f: Fields, name: str, namespace: str, spec: dict[str, Any]) -> Workload:
+    return workload_fields(f, name, namespace, spec, "spec")

@@ -38,11 +38,11 @@ Stamp = tuple[int, int, int]
 
 
 class FileRegistry:
-    """A directory of YAML files (Kubernetes Service, Istio WorkloadEntry, VirtualService,
-    DestinationRule, PeerAuthentication, AuthorizationPolicy), watched with inotify (polled
-    every `poll_interval` where that is unavailable); a file whose name, size, inode or mtime
-    changed is parsed again, the others' parse is reused (a directory of 10k services reloads
-    one file, not all).
+    """A directory of YAML files (Kubernetes Service, Istio WorkloadEntry, ServiceEntry,
+    VirtualService, DestinationRule, PeerAuthentication, AuthorizationPolicy), watched with
+    inotify (polled every `poll_interval` where that is unavailable); a file whose name, size,
+    inode or mtime changed is parsed again, the others' parse is reused (a directory of 10k
+    services reloads one file, not all).
 
     Invalid resources are left out and reported in `problems` (and the log); the rest apply.
     """

@@ -1,5 +1,5 @@
-"""Services and DestinationRules -> Envoy clusters (EDS over ADS, mTLS where it applies) and
-their endpoints."""
+"""Services, ServiceEntries and DestinationRules -> Envoy clusters (EDS over ADS, or DNS, or
+original destination, by resolution; mTLS where it applies) and their endpoints."""
 
 from __future__ import annotations
 
@@ -11,12 +11,13 @@ from ._model import (
     ConnectionPool,
     OutlierDetection,
     Protocol,
+    Resolution,
     Service,
     ServicePort,
     TrafficPolicy,
     Workload,
 )
-from ._mtls import spiffe_id, upstream_tls, wants_mtls
+from ._mtls import SIDECARLESS_LABEL, spiffe_id, upstream_tls, wants_mtls
 from ._resources import HTTP_PROTOCOL_OPTIONS
 
 __all__ = ["ADS_SOURCE", "translate_clusters"]
@@ -79,18 +80,40 @@ def _protocol_options(port: ServicePort, pool: ConnectionPool | None) -> Json | 
     return options
 
 
-def _cluster(name: str, port: ServicePort, policy: TrafficPolicy | None) -> Json:
+def _discovery(name: str, resolution: Resolution, endpoints: list[tuple[Workload, int]]) -> Json:
+    """Where the cluster's hosts come from, as Istio's cluster builder decides by resolution."""
+    if resolution is Resolution.STATIC:
+        eds = {"eds_config": ADS_SOURCE, "service_name": name}
+        return {"type": "EDS", "eds_cluster_config": eds}
+    if resolution is Resolution.NONE:
+        return {"type": "ORIGINAL_DST", "lb_policy": "CLUSTER_PROVIDED"}
+    # LOGICAL_DNS takes exactly one endpoint (Envoy and fastmesh refuse the cluster, and so
+    # the whole CDS update, otherwise): a subset selecting none is an empty STRICT_DNS one.
+    kind = "LOGICAL_DNS" if resolution is Resolution.DNS_ROUND_ROBIN and endpoints else "STRICT_DNS"
+    return {
+        "type": kind,
+        "dns_lookup_family": "V4_ONLY",
+        "load_assignment": _load_assignment(name, endpoints),
+    }
+
+
+def _cluster(
+    name: str,
+    port: ServicePort,
+    policy: TrafficPolicy | None,
+    resolution: Resolution,
+    endpoints: list[tuple[Workload, int]],
+) -> Json:
     lb = policy.load_balancer if policy else None
     pool = policy.connection_pool if policy else None
     outlier = policy.outlier_detection if policy else None
     cluster: Json = {
         "name": name,
-        "type": "EDS",
-        "eds_cluster_config": {"eds_config": ADS_SOURCE, "service_name": name},
         "connect_timeout": _seconds(pool.connect_timeout)
         if pool is not None and pool.connect_timeout is not None
         else "10s",
         "lb_policy": "RING_HASH" if lb and lb.consistent_hash else (lb and lb.simple) or DEFAULT_LB,
+        **_discovery(name, resolution, endpoints),
     }
     if port.protocol.is_http:
         options = _protocol_options(port, pool)
@@ -113,18 +136,36 @@ def _endpoints(
     return [(w, w.ports.get(port.name, port.target_port)) for w in index.workloads(svc, labels)]
 
 
+def _lb_endpoint(w: Workload, port: int) -> Json:
+    address = {"socket_address": {"address": w.address, "port_value": port}}
+    out: Json = {"endpoint": {"address": address}}
+    if w.weight:
+        out["load_balancing_weight"] = w.weight
+    return out
+
+
 def _load_assignment(name: str, endpoints: list[tuple[Workload, int]]) -> Json:
-    lb_endpoints = [
-        {"endpoint": {"address": {"socket_address": {"address": w.address, "port_value": n}}}}
-        for w, n in endpoints
-    ]
+    lb_endpoints = [_lb_endpoint(w, n) for w, n in endpoints]
     return {"cluster_name": name, "endpoints": [{"lb_endpoints": lb_endpoints}]}
+
+
+def _may_auto_mtls(svc: Service, endpoints: list[tuple[Workload, int]]) -> bool:
+    """Istio never auto-mTLSes to MESH_EXTERNAL; a ServiceEntry's own endpoints have a
+    sidecar only when labelled `security.istio.io/tlsMode: istio` (workloads a Service or a
+    workloadSelector selects have one unless labelled `disabled`)."""
+    if svc.external:
+        return False
+    if svc.entry is not None and svc.entry.selector is None:
+        key, _ = SIDECARLESS_LABEL
+        return bool(endpoints) and all(w.labels.get(key) == "istio" for w, _ in endpoints)
+    return True
 
 
 def _mtls_socket(
     index: MeshIndex,
     trust_domain: str | None,
     name: str,
+    svc: Service,
     port: ServicePort,
     policy: TrafficPolicy | None,
     endpoints: list[tuple[Workload, int]],
@@ -132,6 +173,8 @@ def _mtls_socket(
     """ISTIO_MUTUAL to the endpoints when the DestinationRule asks for it, or by auto mTLS;
     never without a CA (`trust_domain` None)."""
     tls_mode = policy.tls_mode if policy else None
+    if tls_mode is None and not _may_auto_mtls(svc, endpoints):
+        return None
     if trust_domain is None or not wants_mtls(
         tls_mode, index.config.peer_authentications, endpoints
     ):
@@ -149,7 +192,9 @@ def translate_clusters(
 ) -> tuple[list[Json], list[Json]]:
     """(clusters, load assignments): one `outbound|P||host` per service port, plus one
     `outbound|P|subset|host` per DestinationRule subset; with a `trust_domain` (the mesh
-    CA's), mTLS to the destinations that take it. `hostnames`: only those services'."""
+    CA's), mTLS to the destinations that take it. Only EDS clusters have a load assignment
+    of their own (DNS clusters carry theirs inline, ORIGINAL_DST ones have none).
+    `hostnames`: only those services'."""
     clusters: list[Json] = []
     assignments: list[Json] = []
     services = sorted(index.services.items())
@@ -164,10 +209,11 @@ def translate_clusters(
                 name = cluster_name(port.number, subset, hostname)
                 policy = index.policy(hostname, subset, port.number)
                 endpoints = _endpoints(index, svc, port, labels)
-                cluster = _cluster(name, port, policy)
-                socket = _mtls_socket(index, trust_domain, name, port, policy, endpoints)
+                cluster = _cluster(name, port, policy, svc.resolution, endpoints)
+                socket = _mtls_socket(index, trust_domain, name, svc, port, policy, endpoints)
                 if socket is not None:
                     cluster["transport_socket"] = socket
                 clusters.append(cluster)
-                assignments.append(_load_assignment(name, endpoints))
+                if svc.resolution is Resolution.STATIC:
+                    assignments.append(_load_assignment(name, endpoints))
     return clusters, assignments

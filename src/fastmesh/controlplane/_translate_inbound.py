@@ -42,10 +42,16 @@ def _workload(config: MeshConfig, proxy: ProxyInfo) -> Workload | None:
 
 
 def _served_ports(config: MeshConfig, workload: Workload) -> dict[int, tuple[Service, ServicePort]]:
-    """Workload port -> the (first, by hostname) service port it serves there."""
+    """Workload port -> the (first, by hostname) service port it serves there: of the
+    Services and the ServiceEntries whose workloadSelector selects it."""
     out: dict[int, tuple[Service, ServicePort]] = {}
+    entries = (s for e in config.service_entries if e.selector for s in e.services())
     services = sorted(
-        (s for s in config.services if s.namespace == workload.namespace and s.selector),
+        (
+            s
+            for s in (*config.services, *entries)
+            if s.namespace == workload.namespace and s.selector
+        ),
         key=lambda s: s.hostname,
     )
     for svc in services:

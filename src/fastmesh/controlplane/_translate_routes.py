@@ -1,4 +1,5 @@
-"""Services and VirtualServices -> one Envoy RouteConfiguration per outbound HTTP port."""
+"""Services, ServiceEntry hosts and VirtualServices -> one Envoy RouteConfiguration per outbound
+HTTP port."""
 
 from __future__ import annotations
 
@@ -28,8 +29,12 @@ DEFAULT_RETRIES = Retries(2, None, "connect-failure,refused-stream,unavailable,c
 
 
 def domains(svc: Service, port: int, proxy: ProxyInfo) -> list[str]:
-    """The names a client may use for `svc` (Istio's list); the short name only from the
-    service's own namespace."""
+    """The names a client may use for `svc` (Istio's list): for a Service its FQDN, the
+    `.svc` and `name.namespace` forms, and the short name from its own namespace; for a
+    ServiceEntry host the host as written and the entry's addresses."""
+    if svc.entry is not None:
+        names = [svc.hostname, *(a for a in svc.entry.addresses if "/" not in a)]
+        return [d for name in names for d in (name, f"{name}:{port}")]
     names = [svc.hostname, f"{svc.name}.{svc.namespace}.svc", f"{svc.name}.{svc.namespace}"]
     if proxy.namespace == svc.namespace:
         names.append(svc.name)
@@ -205,19 +210,38 @@ class _Routes:
 def route_config(index: MeshIndex, port: int, proxy: ProxyInfo) -> Json:
     """`RouteConfiguration` named `"9080"`: a virtual host per HTTP service on that port."""
     vhosts: list[Json] = []
+    taken: set[str] = set()
     for svc in index.by_port.get(port, ()):
         sp = svc.port(port)
         if sp is None or not sp.protocol.is_http:
             continue
-        # a host's virtual host differs between proxies only in whether they share its
-        # namespace (the short name): one document per case, shared by every route config
-        key = (svc.hostname, port, proxy.namespace == svc.namespace)
+        hostname = svc.hostname
+        names = domains(svc, port, proxy)
+        # Envoy refuses a route config naming one domain twice (ServiceEntries sharing
+        # an address): the first service by hostname keeps it.
+        clashes = [d for d in names if d in taken]
+        if clashes:
+            index.warnings.append(
+                Finding(
+                    "Warning",
+                    "FM0007",
+                    f"{svc.source}: {svc.resource}: port {port}: {', '.join(clashes)} already "
+                    "name another service; not routed to this one",
+                )
+            )
+        names = [d for d in names if d not in taken]
+        if not names:
+            continue
+        taken.update(names)
+        # a host's virtual host differs between proxies only in its domains (the short name
+        # in its own namespace): one document per case, shared by every route config
+        key = (hostname, port, tuple(names))
         vhost = index.virtual_hosts.get(key)
         if vhost is None:
             vhost = index.virtual_hosts[key] = {
-                "name": f"{svc.hostname}:{port}",
-                "domains": domains(svc, port, proxy),
-                "routes": _Routes(index, svc, port).build(index.routes.get(svc.hostname)),
+                "name": f"{hostname}:{port}",
+                "domains": names,
+                "routes": _Routes(index, svc, port).build(index.routes.get(hostname)),
             }
         vhosts.append(vhost)
     return {"name": str(port), "virtual_hosts": vhosts, "validate_clusters": False}

@@ -168,8 +168,10 @@ def analyze_command(config_dir: Path) -> int:
     for finding in findings:
         print(finding.render())
     errors = sum(f.severity == "Error" for f in findings)
+    infos = sum(f.severity == "Info" for f in findings)
     if not findings:
         print(f"\u2714 No validation issues found when analyzing {config_dir}.")
     else:
-        print(f"{errors} error(s), {len(findings) - errors} warning(s) in {config_dir}")
+        counts = f"{errors} error(s), {len(findings) - errors - infos} warning(s)"
+        print(f"{counts}{f', {infos} info' if infos else ''} in {config_dir}")
     return 1 if errors else 0
