@@ -268,6 +268,26 @@ class TestSemantics:
             "unknown cluster 'gone' (no cluster of that name is defined)",
         )
 
+    def test_tcp_proxy_cluster_or_weighted_clusters(self) -> None:
+        tc = "static_resources.listeners[0].filter_chains[0].filters[0].typed_config"
+        both = tcp_listener(weighted_clusters={"clusters": [{"name": "backend", "weight": 1}]})
+        assert only_problem(bootstrap([both])) == (
+            tc,
+            "set exactly one of cluster and weighted_clusters",
+        )
+        zero = tcp_listener(weighted_clusters={"clusters": [{"name": "backend", "weight": 0}]})
+        del zero["filter_chains"][0]["filters"][0]["typed_config"]["cluster"]
+        assert only_problem(bootstrap([zero])) == (
+            f"{tc}.weighted_clusters.clusters",
+            "needs a cluster with a weight above 0",
+        )
+        gone = tcp_listener(weighted_clusters={"clusters": [{"name": "gone", "weight": 1}]})
+        del gone["filter_chains"][0]["filters"][0]["typed_config"]["cluster"]
+        assert only_problem(bootstrap([gone])) == (
+            f"{tc}.weighted_clusters.clusters[0].name",
+            "unknown cluster 'gone' (no cluster of that name is defined)",
+        )
+
     def test_duplicate_names_and_addresses(self) -> None:
         doc = bootstrap(
             [listener(), listener(port=10000), tcp_listener(name="ingress", port=10002)],
@@ -445,6 +465,27 @@ class TestSemantics:
 
 
 class TestFiltersAndTypes:
+    def test_cors_forward_not_matching_preflights_false(self) -> None:
+        typed = hcm()
+        cors = "type.googleapis.com/envoy.extensions.filters.http.cors.v3"
+        typed["http_filters"].insert(
+            0, {"name": "envoy.filters.http.cors", "typed_config": {"@type": f"{cors}.Cors"}}
+        )
+        r = route()
+        r["typed_per_filter_config"] = {
+            "envoy.filters.http.cors": {
+                "@type": f"{cors}.CorsPolicy",
+                "forward_not_matching_preflights": False,
+            }
+        }
+        typed["route_config"]["virtual_hosts"][0]["routes"] = [r]
+        path, message = only_problem(bootstrap([listener(typed)]))
+        assert path == (
+            f"{RC}.virtual_hosts[0].routes[0].typed_per_filter_config"
+            ".envoy.filters.http.cors.forward_not_matching_preflights"
+        )
+        assert message.startswith("false is not supported")
+
     def test_http_filter_other_than_router(self) -> None:
         typed = hcm()
         lua = "type.googleapis.com/envoy.extensions.filters.http.lua.v3.Lua"
