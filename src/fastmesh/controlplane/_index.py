@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from ._errors import Finding
 from ._model import (
+    Destination,
     DestinationRule,
     MeshConfig,
     Service,
@@ -125,3 +126,40 @@ class MeshIndex:
             default=self.by_namespace.get(svc.namespace, []),
         )
         return [w for w in candidates if w.matches(wanted)]
+
+    def destination_cluster(
+        self, vs: VirtualService, where: str, dest: Destination, port: int
+    ) -> str:
+        """The outbound cluster of a VirtualService destination reached on `port` (Istio's
+        rule: its own port, else the listener's if the service has it, else its only one).
+        A host or subset that does not resolve is an IST0101 finding; the cluster is still
+        named (Istio's blackhole: traffic answers 503). `where` names the destination."""
+        hostname = vs.resolve(dest.host)
+        target = self.services.get(hostname)
+        number = dest.port
+        if target is None:
+            self.warnings.append(
+                Finding("Error", "IST0101", f"{where}.host: unknown service {hostname}")
+            )
+        elif not number:
+            if target.port(port) is not None:
+                number = port
+            elif len(target.ports) == 1:
+                number = target.ports[0].number
+            else:
+                self.warnings.append(
+                    Finding(
+                        "Error",
+                        "FM0003",
+                        f"{where}.port: {hostname} has several ports; name one",
+                    )
+                )
+        if dest.subset and self.subset(hostname, dest.subset) is None:
+            self.warnings.append(
+                Finding(
+                    "Error",
+                    "IST0101",
+                    f"{where}.subset: no DestinationRule subset {dest.subset!r} for {hostname}",
+                )
+            )
+        return cluster_name(number or port, dest.subset, hostname)

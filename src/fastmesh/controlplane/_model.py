@@ -12,14 +12,17 @@ __all__ = [
     "DOMAIN_SUFFIX",
     "ConnectionPool",
     "ConsistentHash",
+    "CorsPolicy",
     "Destination",
     "DestinationRule",
     "Fault",
     "HeaderOps",
     "HttpMatch",
     "HttpRoute",
+    "L4Match",
     "LoadBalancer",
     "MeshConfig",
+    "Mirror",
     "OutlierDetection",
     "Protocol",
     "Redirect",
@@ -30,6 +33,7 @@ __all__ = [
     "ServicePort",
     "StringMatch",
     "Subset",
+    "TcpRoute",
     "TrafficPolicy",
     "VirtualService",
     "Workload",
@@ -170,6 +174,31 @@ class Fault:
 
 
 @dataclass(frozen=True, slots=True)
+class Mirror:
+    """Istio `mirror` + `mirrorPercentage` (or one `mirrors[]` entry): a shadow copy."""
+
+    destination: Destination
+    #: Percent of requests mirrored (Istio's default: all).
+    percent: float = 100.0
+    #: Where the destination is written in its route (`mirror`, `mirrors[1].destination`).
+    field: str = "mirror"
+
+
+@dataclass(frozen=True, slots=True)
+class CorsPolicy:
+    """Istio `corsPolicy`."""
+
+    allow_origins: tuple[StringMatch, ...] = ()
+    allow_methods: tuple[str, ...] = ()
+    allow_headers: tuple[str, ...] = ()
+    expose_headers: tuple[str, ...] = ()
+    #: Seconds a preflight answer may be cached; None: not sent.
+    max_age: int | None = None
+    #: None: not sent (the browser's default, no credentials).
+    allow_credentials: bool | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class HttpRoute:
     name: str
     matches: tuple[HttpMatch, ...]
@@ -183,6 +212,29 @@ class HttpRoute:
     request_headers: HeaderOps | None = None
     response_headers: HeaderOps | None = None
     fault: Fault | None = None
+    mirrors: tuple[Mirror, ...] = ()
+    cors: CorsPolicy | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class L4Match:
+    """Istio `L4MatchAttributes` (the part fastmesh evaluates; see docs/controlplane.md)."""
+
+    #: The listener port (0: any).
+    port: int = 0
+    #: CIDRs the connection's destination address must be in (empty: any).
+    destination_subnets: tuple[str, ...] = ()
+    #: The client proxy's namespace ("": any).
+    source_namespace: str = ""
+    gateways: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class TcpRoute:
+    """Istio `TCPRoute`: the first one whose match applies routes the connection."""
+
+    matches: tuple[L4Match, ...]
+    route: tuple[RouteDestination, ...]
 
 
 def resolve_host(host: str, namespace: str) -> str:
@@ -204,6 +256,7 @@ class VirtualService:
     gateways: tuple[str, ...]
     http: tuple[HttpRoute, ...]
     source: str = ""
+    tcp: tuple[TcpRoute, ...] = ()
 
     def resolve(self, host: str) -> str:
         return resolve_host(host, self.namespace)
