@@ -534,6 +534,10 @@ pub struct CorsPolicy {
     /// Share of requests the policy is enforced for (Envoy `filter_enabled`, default 100 %).
     #[serde(default = "Fraction::all")]
     pub enabled: Fraction,
+    /// Envoy `forward_not_matching_preflights` (default true): false answers a preflight
+    /// from an origin not allowed here, without `access-control-allow-origin`.
+    #[serde(default = "default_true")]
+    pub forward_not_matching_preflights: bool,
 }
 
 impl Fraction {

@@ -603,6 +603,20 @@ def test_cors_preflight_is_answered_per_the_policy(mesh: Mesh) -> None:
     assert (
         "access-control-allow-origin" not in mesh.get("/api", origin="https://evil.example").headers
     )
+    # unmatchedPreflights: IGNORE answers the others here too, without allowing the origin
+    policy["unmatchedPreflights"] = "IGNORE"
+    mesh.write_routing(
+        DESTINATION_RULE, virtual_service([{"corsPolicy": policy, "route": [to("v1")]}])
+    )
+    mesh.wait_synced()
+    wait_until(
+        "IGNORE to apply",
+        lambda: "x-upstream-name" not in preflight("https://evil.example").headers,
+    )
+    before = len(mesh.v1.requests)
+    ignored = preflight("https://evil.example")
+    assert ignored.status_code == 200 and "access-control-allow-origin" not in ignored.headers
+    assert len(mesh.v1.requests) == before
 
 
 def tcp_answer(port: int) -> str:

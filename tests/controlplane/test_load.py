@@ -186,6 +186,10 @@ TO_R = "  route: [{destination: {host: r}}]\n"
         ("- mirrorPercentage: {value: 5}\n" + TO_R, "http[0].mirrorPercentage: needs mirror"),
         ("- mirror: {subset: v1}\n" + TO_R, "http[0].mirror.host: is required"),
         (
+            "- mirror: {host: m}\n  redirect: {uri: /x}\n",
+            "http[0].mirror: a redirect is answered here; there is nothing to mirror",
+        ),
+        (
             "- mirror: {host: m}\n  mirrorPercentage: {value: 150}\n" + TO_R,
             "http[0].mirrorPercentage.value: expected a number in [0, 100], got 150",
         ),
@@ -203,8 +207,9 @@ TO_R = "  route: [{destination: {host: r}}]\n"
         ),
         ("- corsPolicy: {maxAge: 1day}\n" + TO_R, "http[0].corsPolicy.maxAge: expected a duration"),
         (
-            "- corsPolicy: {unmatchedPreflights: IGNORE}\n" + TO_R,
-            "http[0].corsPolicy.unmatchedPreflights: 'IGNORE' is not supported",
+            "- corsPolicy: {unmatchedPreflights: DROP}\n" + TO_R,
+            "http[0].corsPolicy.unmatchedPreflights: expected one of UNSPECIFIED, FORWARD, "
+            "IGNORE, got 'DROP'",
         ),
         (
             "- corsPolicy: {allowOrigin: [a]}\n" + TO_R,

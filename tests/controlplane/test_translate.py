@@ -530,14 +530,13 @@ def test_fault_and_cors_share_the_routes_per_filter_config() -> None:
     docs, _ = _with_vs("""
   http:
   - fault: {abort: {httpStatus: 418}}
-    corsPolicy: {allowOrigins: [{exact: "https://a.example"}]}
+    corsPolicy: {allowOrigins: [{exact: "https://a.example"}], unmatchedPreflights: IGNORE}
     route: [{destination: {host: reviews}}]
 """)
     [vhost] = by_name(docs[ROUTE])["9080"]["virtual_hosts"]
-    assert set(vhost["routes"][0]["typed_per_filter_config"]) == {
-        "envoy.filters.http.fault",
-        "envoy.filters.http.cors",
-    }
+    per_filter = vhost["routes"][0]["typed_per_filter_config"]
+    assert set(per_filter) == {"envoy.filters.http.fault", "envoy.filters.http.cors"}
+    assert per_filter["envoy.filters.http.cors"]["forward_not_matching_preflights"] is False
 
 
 def test_dangling_mirror_and_tcp_destinations_are_ist0101() -> None:

@@ -465,27 +465,6 @@ class TestSemantics:
 
 
 class TestFiltersAndTypes:
-    def test_cors_forward_not_matching_preflights_false(self) -> None:
-        typed = hcm()
-        cors = "type.googleapis.com/envoy.extensions.filters.http.cors.v3"
-        typed["http_filters"].insert(
-            0, {"name": "envoy.filters.http.cors", "typed_config": {"@type": f"{cors}.Cors"}}
-        )
-        r = route()
-        r["typed_per_filter_config"] = {
-            "envoy.filters.http.cors": {
-                "@type": f"{cors}.CorsPolicy",
-                "forward_not_matching_preflights": False,
-            }
-        }
-        typed["route_config"]["virtual_hosts"][0]["routes"] = [r]
-        path, message = only_problem(bootstrap([listener(typed)]))
-        assert path == (
-            f"{RC}.virtual_hosts[0].routes[0].typed_per_filter_config"
-            ".envoy.filters.http.cors.forward_not_matching_preflights"
-        )
-        assert message.startswith("false is not supported")
-
     def test_http_filter_other_than_router(self) -> None:
         typed = hcm()
         lua = "type.googleapis.com/envoy.extensions.filters.http.lua.v3.Lua"

@@ -352,7 +352,7 @@ class TestFieldMapping:
                 "allow_methods": "GET,POST",
                 "max_age": "60",
                 "filter_enabled": {"default_value": {"numerator": 100, "denominator": "HUNDRED"}},
-                "forward_not_matching_preflights": True,
+                "forward_not_matching_preflights": False,
             }
         }
         typed = hcm([vhost(routes=[r])])
@@ -370,6 +370,7 @@ class TestFieldMapping:
             "allow_methods": "GET,POST",
             "max_age": "60",
             "enabled": {"numerator": 100, "denominator": 100},
+            "forward_not_matching_preflights": False,
         }
 
     def test_domains_are_lowercased(self) -> None:

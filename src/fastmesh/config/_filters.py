@@ -274,11 +274,7 @@ def cors_policy(issues: Issues, c: Doc, path: str) -> dict[str, Any]:
         if get_bool(issues, c, key, path):
             out[key] = True
     if get_bool(issues, c, "forward_not_matching_preflights", path) is False:
-        issues.add(
-            at(path, "forward_not_matching_preflights"),
-            "false is not supported: preflights from origins the policy does not allow "
-            "are forwarded upstream (Envoy's default, true)",
-        )
+        out["forward_not_matching_preflights"] = False
     enabled = get_runtime_fraction(issues, c, "filter_enabled", path)
     if enabled is not None:
         out["enabled"] = enabled

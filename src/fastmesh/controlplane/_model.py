@@ -196,6 +196,8 @@ class CorsPolicy:
     max_age: int | None = None
     #: None: not sent (the browser's default, no credentials).
     allow_credentials: bool | None = None
+    #: `unmatchedPreflights`: FORWARD (True, the default) or IGNORE (answered by the sidecar).
+    forward_unmatched_preflights: bool = True
 
 
 @dataclass(frozen=True, slots=True)

@@ -132,8 +132,8 @@ def parse_mirrors(f: Fields, route: dict[str, Any], path: str) -> tuple[Mirror, 
     return tuple(m for m in out if m.percent > 0)
 
 
-#: Istio's `unmatchedPreflights` values fastmesh-proxy can honour (it forwards them).
-_FORWARDED_PREFLIGHTS = ("UNSPECIFIED", "FORWARD")
+#: Istio's `unmatchedPreflights` -> whether such preflights are forwarded upstream.
+_UNMATCHED_PREFLIGHTS = {"UNSPECIFIED": True, "FORWARD": True, "IGNORE": False}
 
 
 def parse_cors(f: Fields, obj: Any, path: str) -> CorsPolicy | None:
@@ -158,12 +158,13 @@ def parse_cors(f: Fields, obj: Any, path: str) -> CorsPolicy | None:
         for i, m in enumerate(f.seq(entry.get("allowOrigins"), f"{path}.allowOrigins"))
     ]
     max_age = f.duration(entry.get("maxAge"), f"{path}.maxAge")
-    unmatched = f.string(entry.get("unmatchedPreflights"), f"{path}.unmatchedPreflights")
-    if unmatched and unmatched not in _FORWARDED_PREFLIGHTS:
+    unmatched = f.string(
+        entry.get("unmatchedPreflights"), f"{path}.unmatchedPreflights", default="UNSPECIFIED"
+    )
+    if unmatched not in _UNMATCHED_PREFLIGHTS:
         f.problem(
             f"{path}.unmatchedPreflights",
-            f"{unmatched!r} is not supported (fastmesh forwards preflights the policy does "
-            "not match: FORWARD)",
+            f"expected one of {', '.join(_UNMATCHED_PREFLIGHTS)}, got {unmatched!r}",
         )
     return CorsPolicy(
         allow_origins=tuple(m for m in origins if m is not None),
@@ -172,4 +173,5 @@ def parse_cors(f: Fields, obj: Any, path: str) -> CorsPolicy | None:
         expose_headers=f.strings(entry.get("exposeHeaders"), f"{path}.exposeHeaders"),
         max_age=None if max_age is None else int(max_age),
         allow_credentials=f.boolean(entry.get("allowCredentials"), f"{path}.allowCredentials"),
+        forward_unmatched_preflights=_UNMATCHED_PREFLIGHTS.get(unmatched, True),
     )

@@ -121,8 +121,7 @@ def cors_config(cors: CorsPolicy | None) -> Json:
         return {}
     config: Json = {
         "@type": CORS_POLICY,
-        # Istio's default `unmatchedPreflights: FORWARD` (Envoy's default before 1.30).
-        "forward_not_matching_preflights": True,
+        "forward_not_matching_preflights": cors.forward_unmatched_preflights,
         "filter_enabled": {"default_value": {"numerator": 100, "denominator": "HUNDRED"}},
     }
     if cors.allow_origins:
