@@ -230,8 +230,8 @@ def test_mirror_and_cors_problems(body: str, expected: str) -> None:
             "tcp[0].route: destination weights must sum to 100",
         ),
         (
-            "- {match: [{sourceLabels: {app: x}}], route: [{destination: {host: a}}]}",
-            "tcp[0].match[0].sourceLabels: unsupported field",
+            "- {match: [{sourceLabels: {app: [x]}}], route: [{destination: {host: a}}]}",
+            "tcp[0].match[0].sourceLabels.app: expected a string label value, got ['x']",
         ),
         (
             "- {match: [{destinationSubnets: [nope]}], route: [{destination: {host: a}}]}",

@@ -549,6 +549,8 @@ def test_dangling_mirror_and_tcp_destinations_are_ist0101() -> None:
   - route:
     - {destination: {host: reviews, subset: v9}, weight: 50}
     - {destination: {host: gone}, weight: 50}
+  - match: [{sourceLabels: {version: v1}}]  # never applies (after a catch-all): still checked
+    route: [{destination: {host: unseen}}]
 """)
     where = "vs.yaml: VirtualService shop/reviews: spec"
     assert set(warnings) >= {
@@ -556,6 +558,7 @@ def test_dangling_mirror_and_tcp_destinations_are_ist0101() -> None:
         f"{where}.http[0].mirrors[0].destination.subset: no DestinationRule subset 'v7' for {HOST}",
         f"{where}.tcp[0].route[0].destination.subset: no DestinationRule subset 'v9' for {HOST}",
         f"{where}.tcp[0].route[1].destination.host: unknown service gone.shop.svc.cluster.local",
+        f"{where}.tcp[1].route[0].destination.host: unknown service unseen.shop.svc.cluster.local",
     }
 
 
@@ -619,3 +622,30 @@ def test_tcp_route_matches_pick_the_first_that_applies() -> None:
         "  tcp: [{match: [{port: 1}], route: [{destination: {host: reviews, subset: v1}}]}]\n"
     )
     assert _tcp_proxy(none)["cluster"] == f"outbound|5432||{HOST}"
+
+
+def test_tcp_route_source_labels_match_the_proxys_workload() -> None:
+    spec = """
+  tcp:
+  - match: [{sourceLabels: {version: v1}}]
+    route: [{destination: {host: reviews, subset: v2}}]
+"""
+    v1 = ProxyInfo(
+        "sidecar~10.0.0.1~reviews-v1.shop~shop.svc.cluster.local", "shop", workload="reviews-v1"
+    )
+    service, workload, _, rule = BOOKINFO.split("---")
+    vs = f"""
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {{name: reviews, namespace: shop}}
+spec:
+  hosts: [reviews]
+{spec}"""
+    config, problems = load_documents(
+        [("b.yaml", f"{service}---{workload}---{rule}"), ("vs.yaml", vs)]
+    )
+    assert problems == []
+    labelled = translate(config, v1).documents
+    assert _tcp_proxy(labelled)["cluster"] == f"outbound|5432|v2|{HOST}"
+    for other in (SHOP, ProxyInfo("x", "shop", workload="nobody")):  # no such workload: no labels
+        assert _tcp_proxy(translate(config, other).documents)["cluster"] == f"outbound|5432||{HOST}"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from ._errors import Finding
@@ -37,6 +38,11 @@ class MeshIndex:
     by_port: dict[int, list[Service]] = field(default_factory=dict)
     #: (namespace, label, value) -> the workloads carrying it.
     by_label: dict[tuple[str, str, str], list[Workload]] = field(default_factory=dict)
+    #: (namespace, name) -> the workload.
+    by_name: dict[tuple[str, str], Workload] = field(default_factory=dict)
+    #: Label keys some VirtualService's tcp `sourceLabels` matches on, sorted: the part of
+    #: a proxy's labels its outbound config depends on.
+    source_label_keys: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         for svc in self.config.services:
@@ -46,6 +52,7 @@ class MeshIndex:
                 self.by_port.setdefault(port.number, []).append(svc)
         for w in self.config.workloads:
             self.by_namespace.setdefault(w.namespace, []).append(w)
+            self.by_name.setdefault((w.namespace, w.name), w)
             for key, value in w.labels.items():
                 self.by_label.setdefault((w.namespace, key, value), []).append(w)
         for dr in self.config.destination_rules:
@@ -96,6 +103,17 @@ class MeshIndex:
                     )
                 else:
                     self.routes[hostname] = vs
+        self.source_label_keys = tuple(
+            sorted(
+                {
+                    key
+                    for vs in self.routes.values()
+                    for route in vs.tcp
+                    for m in route.matches
+                    for key in m.source_labels
+                }
+            )
+        )
 
     def subsets(self, hostname: str) -> tuple[Subset, ...]:
         rule = self.rules.get(hostname)
@@ -116,6 +134,19 @@ class MeshIndex:
         if own is not None and own.policy is not None:
             return own.policy.at_port(port).over(base)
         return base
+
+    def workload_labels(self, namespace: str, name: str) -> Mapping[str, str]:
+        """The labels of WorkloadEntry `namespace/name` (none when there is no such entry)."""
+        w = self.by_name.get((namespace, name))
+        return w.labels if w is not None else {}
+
+    def label_key(self, namespace: str, workload: str) -> tuple[tuple[str, str], ...]:
+        """What of a proxy's workload labels its outbound config depends on: proxies with
+        equal keys (and `ProxyInfo.translation_key`) get identical config."""
+        if not self.source_label_keys:
+            return ()
+        labels = self.workload_labels(namespace, workload)
+        return tuple((k, labels[k]) for k in self.source_label_keys if k in labels)
 
     def workloads(self, svc: Service, labels: dict[str, str] | None = None) -> list[Workload]:
         """Workloads of `svc` (its namespace, its selector), narrowed by subset `labels`."""

@@ -229,6 +229,8 @@ class L4Match:
     #: The client proxy's namespace ("": any).
     source_namespace: str = ""
     gateways: tuple[str, ...] = ()
+    #: Labels the client proxy's workload must carry (empty: any).
+    source_labels: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

@@ -25,7 +25,9 @@ def _subnets(f: Fields, obj: Any, path: str) -> tuple[str, ...]:
 
 def _match(f: Fields, obj: Any, path: str) -> L4Match:
     entry = f.mapping(obj, path, required=True)
-    f.only(entry, path, {"port", "destinationSubnets", "sourceNamespace", "gateways"})
+    f.only(
+        entry, path, {"port", "destinationSubnets", "sourceNamespace", "sourceLabels", "gateways"}
+    )
     return L4Match(
         port=f.integer(entry.get("port"), f"{path}.port", lo=1, hi=65535),
         destination_subnets=_subnets(
@@ -33,6 +35,7 @@ def _match(f: Fields, obj: Any, path: str) -> L4Match:
         ),
         source_namespace=f.string(entry.get("sourceNamespace"), f"{path}.sourceNamespace"),
         gateways=f.strings(entry.get("gateways"), f"{path}.gateways"),
+        source_labels=f.labels(entry.get("sourceLabels"), f"{path}.sourceLabels"),
     )
 
 
