@@ -247,10 +247,23 @@ pub enum ListenerFilter {
 pub struct TcpProxy {
     /// Stats land under `tcp.<stat_prefix>.*`.
     pub stat_prefix: String,
+    /// Exactly one of `cluster` and `weighted_clusters` is set.
+    #[serde(default)]
     pub cluster: String,
+    /// Envoy `weighted_clusters.clusters`: each connection picks one by weight.
+    #[serde(default)]
+    pub weighted_clusters: Vec<TcpWeightedCluster>,
     /// Close a connection with no bytes either way for this long; `None` = never. Envoy default 1 h.
     #[serde(default)]
     pub idle_timeout_ms: Option<u64>,
+}
+
+/// One side of a `tcp_proxy` split.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TcpWeightedCluster {
+    pub name: String,
+    pub weight: u32,
 }
 
 /// Envoy `http2_protocol_options.connection_keepalive`: PING every interval; a
@@ -521,6 +534,10 @@ pub struct CorsPolicy {
     /// Share of requests the policy is enforced for (Envoy `filter_enabled`, default 100 %).
     #[serde(default = "Fraction::all")]
     pub enabled: Fraction,
+    /// Envoy `forward_not_matching_preflights` (default true): false answers a preflight
+    /// from an origin not allowed here, without `access-control-allow-origin`.
+    #[serde(default = "default_true")]
+    pub forward_not_matching_preflights: bool,
 }
 
 impl Fraction {

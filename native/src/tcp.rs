@@ -1,6 +1,7 @@
 //! `tcp_proxy`: connect to a cluster endpoint (TLS when the cluster originates
 //! it) and copy bytes both ways, with half-close, an idle timeout, and byte counters.
 
+use std::collections::HashMap;
 use std::io;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -22,34 +23,68 @@ use crate::upstream::ClusterRt;
 #[derive(Debug)]
 pub struct TcpRt {
     pub stats: Arc<StatGroup>,
-    pub cluster: Arc<ClusterRt>,
+    /// (cumulative weight, cluster), ascending; one entry for a plain `cluster`.
+    clusters: Vec<(u64, Arc<ClusterRt>)>,
+    total: u64,
     pub idle_timeout: Option<Duration>,
 }
 
 impl TcpRt {
     pub fn compile(
         t: &TcpProxy,
-        clusters: &std::collections::HashMap<String, Arc<ClusterRt>>,
+        clusters: &HashMap<String, Arc<ClusterRt>>,
         stats: &Registry,
     ) -> Result<Self, String> {
-        let cluster = clusters
-            .get(&t.cluster)
-            .ok_or_else(|| {
-                format!(
-                    "tcp_proxy {}: unknown cluster {:?}",
-                    t.stat_prefix, t.cluster
-                )
-            })?
-            .clone();
+        let find = |name: &str| {
+            clusters
+                .get(name)
+                .cloned()
+                .ok_or_else(|| format!("tcp_proxy {}: unknown cluster {name:?}", t.stat_prefix))
+        };
+        let mut split = Vec::new();
+        let mut total = 0u64;
+        match (t.cluster.is_empty(), t.weighted_clusters.is_empty()) {
+            (false, true) => {
+                total = 1;
+                split.push((total, find(&t.cluster)?));
+            }
+            (true, false) => {
+                // Envoy drops zero weights; at least one must remain.
+                for w in t.weighted_clusters.iter().filter(|w| w.weight > 0) {
+                    total += u64::from(w.weight);
+                    split.push((total, find(&w.name)?));
+                }
+                if total == 0 {
+                    return Err(format!(
+                        "tcp_proxy {}: weighted clusters have no weight",
+                        t.stat_prefix
+                    ));
+                }
+            }
+            _ => {
+                return Err(format!(
+                    "tcp_proxy {}: set exactly one of cluster and weighted_clusters",
+                    t.stat_prefix
+                ))
+            }
+        }
         Ok(TcpRt {
             stats: stats.group(&format!("tcp.{}", t.stat_prefix), ts::NAMES),
-            cluster,
+            clusters: split,
+            total,
             // Envoy's default idle timeout is one hour.
             idle_timeout: Some(Duration::from_millis(
                 t.idle_timeout_ms.unwrap_or(3_600_000),
             ))
             .filter(|d| !d.is_zero()),
         })
+    }
+
+    /// The cluster for one connection: a weighted random pick (the only one, unsplit).
+    fn pick(&self) -> &Arc<ClusterRt> {
+        let r = fastrand::u64(..self.total);
+        let i = self.clusters.partition_point(|(cum, _)| *cum <= r);
+        &self.clusters[i.min(self.clusters.len() - 1)].1
     }
 }
 
@@ -62,7 +97,7 @@ pub async fn proxy<S: DownstreamIo>(down: S, t: &TcpRt, _drain: watch::Receiver<
 }
 
 async fn run<S: DownstreamIo>(down: S, t: &TcpRt) {
-    let cluster = &t.cluster;
+    let cluster = t.pick();
     let Some(ep) = cluster.lb.pick(&Default::default()) else {
         cluster.stats.inc(cs::NONE_HEALTHY);
         t.stats.inc(ts::NO_ROUTE);

@@ -210,6 +210,87 @@ async fn tcp_proxy_copies_both_ways_with_half_close() {
     assert_eq!(stat(&e, "tcp.db.downstream_cx_tx_bytes_total"), 5);
 }
 
+/// A TCP server that answers every connection with `tag` and closes.
+async fn tcp_tagged(tag: &'static [u8]) -> std::net::SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let a = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            tokio::spawn(async move {
+                let _ = s.write_all(tag).await;
+            });
+        }
+    });
+    a
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tcp_proxy_weighted_clusters_split_connections_by_weight() {
+    let (a, b, c) = (
+        tcp_tagged(b"a").await,
+        tcp_tagged(b"b").await,
+        tcp_tagged(b"c").await,
+    );
+    let e = engine();
+    let split =
+        json!([{"name": "a", "weight": 3}, {"name": "b", "weight": 1}, {"name": "c", "weight": 0}]);
+    let listener = json!({"name": "tcp", "address": "127.0.0.1:0",
+        "filter": {"type": "tcp", "stat_prefix": "db", "weighted_clusters": split}});
+    let clusters = vec![
+        cluster("a", &[a], json!({})),
+        cluster("b", &[b], json!({})),
+        cluster("c", &[c], json!({})),
+    ];
+    e.apply(&snapshot(vec![listener], clusters.clone()))
+        .unwrap();
+    let mut seen = std::collections::HashMap::<Vec<u8>, u32>::new();
+    for _ in 0..400 {
+        let mut s = TcpStream::connect(addr_of(&e, "tcp")).await.unwrap();
+        let mut got = Vec::new();
+        tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut got))
+            .await
+            .unwrap()
+            .unwrap();
+        *seen.entry(got).or_default() += 1;
+    }
+    // 300 expected on a: 4.6 standard deviations of a 400-draw binomial either side.
+    let on_a = seen.get(&b"a"[..]).copied().unwrap_or(0);
+    assert!((260..=340).contains(&on_a), "{seen:?}");
+    assert_eq!(
+        on_a + seen.get(&b"b"[..]).copied().unwrap_or(0),
+        400,
+        "{seen:?}"
+    );
+    assert_eq!(stat(&e, "tcp.db.downstream_cx_total"), 400);
+
+    for (filter, err) in [
+        (
+            json!({"cluster": "a", "weighted_clusters": [{"name": "b", "weight": 1}]}),
+            "exactly one",
+        ),
+        (json!({}), "exactly one"),
+        (
+            json!({"weighted_clusters": [{"name": "a", "weight": 0}]}),
+            "no weight",
+        ),
+        (
+            json!({"weighted_clusters": [{"name": "nope", "weight": 1}]}),
+            "unknown cluster",
+        ),
+    ] {
+        let mut f = json!({"type": "tcp", "stat_prefix": "db"});
+        f.as_object_mut()
+            .unwrap()
+            .extend(filter.as_object().unwrap().clone());
+        let l = json!({"name": "tcp", "address": "127.0.0.1:0", "filter": f});
+        let got = e
+            .apply(&snapshot(vec![l], clusters.clone()))
+            .unwrap_err()
+            .to_string();
+        assert!(got.contains(err), "{got}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn apply_while_in_flight_finishes_old_request_and_routes_new_ones() {
     let up = upstream("a").await;

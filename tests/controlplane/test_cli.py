@@ -30,7 +30,12 @@ def test_analyze_reports_every_problem_at_once_and_exits_1_on_errors(
             "metadata": {"name": "a"},
             "spec": {
                 "hosts": ["a", "ghost"],
-                "http": [{"route": [{"destination": {"host": "a", "subset": "v9"}}]}],
+                "http": [
+                    {
+                        "route": [{"destination": {"host": "a", "subset": "v9"}}],
+                        "mirror": {"host": "shadow"},
+                    }
+                ],
             },
         },
         {
@@ -59,6 +64,8 @@ def test_analyze_reports_every_problem_at_once_and_exits_1_on_errors(
         "Error [IST0106] bad.yaml: Service default/b: spec.ports[0].port: expected an integer "
         "in [1, 65535], got 0",
         f"Error [IST0101] {vs}: spec.hosts[1]: unknown service ghost.default.svc.cluster.local",
+        f"Error [IST0101] {vs}: spec.http[0].mirror.host: unknown service "
+        "shadow.default.svc.cluster.local",
         f"Error [IST0101] {vs}: spec.http[0].route[0].destination.subset: no DestinationRule "
         "subset 'v9' for a.default.svc.cluster.local",
         f"Warning [FM0005] {dr}: spec.subsets[0].labels: subset 'v2' selects no workload of "
@@ -67,7 +74,7 @@ def test_analyze_reports_every_problem_at_once_and_exits_1_on_errors(
         "default, which applies (the first by name)",
         "Warning [FM0004] mesh.yaml: Service default/lonely: spec.selector: selects no "
         "WorkloadEntry (its clusters have no endpoints)",
-        f"3 error(s), 3 warning(s) in {tmp_path}",
+        f"4 error(s), 3 warning(s) in {tmp_path}",
     ]
     # the control plane's own check is the same analysis
     assert fastmesh(["controlplane", "check", str(tmp_path)]) == 1

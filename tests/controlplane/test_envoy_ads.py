@@ -6,8 +6,10 @@ admin API shows (config dump, its stats) with Envoy alone."""
 from __future__ import annotations
 
 import json
+import socket
+import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +22,7 @@ from fastmesh.cli import main as fastmesh
 from fastmesh.controlplane import CLUSTER, ENDPOINT, LISTENER, ROUTE, load_directory
 from fastmesh.controlplane._server import Stream
 from fastmesh.controlplane._translate import translate_snapshot
-from tests.support import EchoServer, ProxyProcess, free_port, run_proxy
+from tests.support import EchoServer, ProxyProcess, TcpEchoServer, free_port, run_proxy
 
 from .harness import ControlPlaneThread, ads_bootstrap, service, wait_until, workload, write_yaml
 
@@ -504,3 +506,191 @@ def test_destination_rule_traffic_policy_is_accepted_and_applied(mesh: Mesh) -> 
         assert len(seen) == 1, (user, seen)
         chosen[user] = next(iter(seen))
     assert set(chosen.values()) == {"reviews-v1", "reviews-v2"}
+
+
+def settled(what: str, count: Callable[[], int], *, quiet: float = 0.5) -> int:
+    """`count()` once it stopped changing for `quiet` seconds (fire-and-forget traffic)."""
+    last = [-1]
+
+    def still() -> bool:
+        now = count()
+        same = now == last[0]
+        last[0] = now
+        if not same:
+            time.sleep(quiet)
+        return same
+
+    wait_until(what, still, timeout=30.0)
+    return last[0]
+
+
+@both
+def test_mirror_copies_requests_to_the_mirror_subset(mesh: Mesh) -> None:
+    def mirrored(prefix: str) -> int:
+        return sum(r.path.startswith(prefix) for r in mesh.v2.requests)
+
+    mirror = {"host": "reviews", "subset": "v2"}
+    mesh.write_routing(DESTINATION_RULE, virtual_service([{"route": [to("v1")], "mirror": mirror}]))
+    mesh.wait_synced()
+    wait_until(
+        "the mirror to apply",
+        lambda: mesh.get("/mirror/probe").status_code == 200 and mirrored("/mirror/probe"),
+    )
+    for i in range(50):
+        assert mesh.get(f"/mirror/all/{i}").headers["x-upstream-name"] == "reviews-v1"
+    assert settled("the copies to arrive", lambda: mirrored("/mirror/all/")) == 50
+    copy = next(r for r in mesh.v2.requests if r.path.startswith("/mirror/all/"))
+    assert copy.header("host") == "reviews-shadow"  # Envoy's mark on shadow traffic
+
+    half = {"route": [to("v1")], "mirror": mirror, "mirrorPercentage": {"value": 50.0}}
+    mesh.write_routing(DESTINATION_RULE, virtual_service([half]))
+    mesh.wait_synced()
+    n = 400
+    for i in range(n):
+        assert mesh.get(f"/mirror/half/{i}").status_code == 200
+    copies = settled("the copies to arrive", lambda: mirrored("/mirror/half/"))
+    assert abs(copies - n / 2) <= 50, copies  # 5 standard deviations of a 400-draw binomial
+
+
+@both
+def test_cors_preflight_is_answered_per_the_policy(mesh: Mesh) -> None:
+    policy = {
+        "allowOrigins": [{"exact": "https://good.example"}, {"prefix": "https://ok."}],
+        "allowMethods": ["GET", "POST"],
+        "allowHeaders": ["x-token"],
+        "exposeHeaders": ["x-trace"],
+        "maxAge": "60s",
+        "allowCredentials": True,
+    }
+    mesh.write_routing(
+        DESTINATION_RULE, virtual_service([{"corsPolicy": policy, "route": [to("v1")]}])
+    )
+    mesh.wait_synced()
+
+    def preflight(origin: str) -> httpx.Response:
+        return mesh.client.options(
+            f"http://127.0.0.1:{mesh.port}/api",
+            headers={
+                "host": "reviews",
+                "origin": origin,
+                "access-control-request-method": "POST",
+            },
+        )
+
+    wait_until(
+        "the CORS policy to apply",
+        lambda: "access-control-allow-origin" in preflight("https://good.example").headers,
+    )
+    before = len(mesh.v1.requests)
+    for origin in ("https://good.example", "https://ok.example"):
+        answer = preflight(origin)
+        assert answer.status_code == 200
+        assert answer.headers["access-control-allow-origin"] == origin
+        assert answer.headers["access-control-allow-methods"] == "GET,POST"
+        assert answer.headers["access-control-allow-headers"] == "x-token"
+        assert answer.headers["access-control-max-age"] == "60"
+        assert answer.headers["access-control-allow-credentials"] == "true"
+    assert len(mesh.v1.requests) == before  # answered by the sidecar
+
+    refused = preflight("https://evil.example")
+    assert "access-control-allow-origin" not in refused.headers
+    assert refused.headers["x-upstream-name"] == "reviews-v1"  # forwarded, as Istio's default
+
+    simple = mesh.get("/api", origin="https://good.example")
+    assert simple.headers["x-upstream-name"] == "reviews-v1"
+    assert simple.headers["access-control-allow-origin"] == "https://good.example"
+    assert simple.headers["access-control-expose-headers"] == "x-trace"
+    assert (
+        "access-control-allow-origin" not in mesh.get("/api", origin="https://evil.example").headers
+    )
+    # unmatchedPreflights: IGNORE answers the others here too, without allowing the origin
+    policy["unmatchedPreflights"] = "IGNORE"
+    mesh.write_routing(
+        DESTINATION_RULE, virtual_service([{"corsPolicy": policy, "route": [to("v1")]}])
+    )
+    mesh.wait_synced()
+    wait_until(
+        "IGNORE to apply",
+        lambda: "x-upstream-name" not in preflight("https://evil.example").headers,
+    )
+    before = len(mesh.v1.requests)
+    ignored = preflight("https://evil.example")
+    assert ignored.status_code == 200 and "access-control-allow-origin" not in ignored.headers
+    assert len(mesh.v1.requests) == before
+
+
+def tcp_answer(port: int) -> str:
+    """Which TCP workload answered a new connection through the sidecar on `port`."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(b"ping\n")
+        s.shutdown(socket.SHUT_WR)
+        data = b""
+        while chunk := s.recv(4096):
+            data += chunk
+    return data.removeprefix(b"ping\n").decode()
+
+
+@both
+def test_tcp_routes_split_connections_by_weight(mesh: Mesh) -> None:
+    db_port = free_port()
+    rule = {
+        "apiVersion": "networking.istio.io/v1",
+        "kind": "DestinationRule",
+        "metadata": {"name": "db", "namespace": "default"},
+        "spec": {
+            "host": "db",
+            "subsets": [
+                {"name": "v1", "labels": {"version": "v1"}},
+                {"name": "v2", "labels": {"version": "v2"}},
+            ],
+        },
+    }
+
+    def tcp_split(v1: int, v2: int) -> dict[str, Any]:
+        return {
+            "apiVersion": "networking.istio.io/v1",
+            "kind": "VirtualService",
+            "metadata": {"name": "db", "namespace": "default"},
+            "spec": {
+                "hosts": ["db"],
+                "tcp": [
+                    {
+                        "route": [
+                            {"destination": {"host": "db", "subset": "v1"}, "weight": v1},
+                            {"destination": {"host": "db", "subset": "v2"}, "weight": v2},
+                        ]
+                    }
+                ],
+            },
+        }
+
+    def answers(n: int) -> Counter[str]:
+        return Counter(tcp_answer(db_port) for _ in range(n))
+
+    with (
+        TcpEchoServer(on_eof=b"db-v1") as v1,
+        TcpEchoServer(on_eof=b"db-v2") as v2,
+    ):
+        write_yaml(
+            mesh.config_dir / "db.yaml",
+            service("db", db_port, port_name="tcp"),
+            workload("db-v1", "db", "v1", v1.port, port_name="tcp"),
+            workload("db-v2", "db", "v2", v2.port, port_name="tcp"),
+        )
+        try:
+            mesh.write_routing(DESTINATION_RULE, rule, tcp_split(100, 0))
+            mesh.wait_synced()
+            wait_until("all connections on v1", lambda: answers(10) == {"db-v1": 10})
+            mesh.write_routing(DESTINATION_RULE, rule, tcp_split(0, 100))
+            mesh.wait_synced()
+            wait_until("all connections on v2", lambda: answers(10) == {"db-v2": 10})
+            mesh.write_routing(DESTINATION_RULE, rule, tcp_split(80, 20))
+            mesh.wait_synced()
+            wait_until("v1 in the split", lambda: answers(10)["db-v1"] > 0)
+            seen = answers(200)
+            assert set(seen) == {"db-v1", "db-v2"}, seen
+            assert abs(seen["db-v2"] / 200 - 0.2) <= 0.12, seen  # > 4 standard deviations
+        finally:
+            (mesh.config_dir / "db.yaml").unlink()
+            mesh.write_routing(DESTINATION_RULE)
+            mesh.wait_synced()

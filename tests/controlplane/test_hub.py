@@ -109,3 +109,43 @@ def test_a_workload_change_retranslates_only_its_services_and_equals_a_full_buil
     # anything but workloads changing is a full translation
     hub._apply(MeshConfig(services=before.services[:-1], workloads=workloads))
     assert "outbound|80||s29.ns2.svc.cluster.local" not in hub.snapshot_for(proxy).of_type(CLUSTER)
+
+
+def test_a_virtual_service_on_source_labels_splits_the_cache_by_those_labels() -> None:
+    extra = """
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata: {name: reviews-v1b, namespace: shop}
+spec: {address: 10.0.0.3, labels: {app: reviews, version: v1, pod: b}}
+---
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata: {name: reviews-v2, namespace: shop}
+spec: {address: 10.0.0.2, labels: {app: reviews, version: v2}}
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: db, namespace: shop}
+spec:
+  hosts: [reviews]
+  tcp:
+  - match: [{sourceLabels: {version: v1}}]
+    route: [{destination: {host: reviews, subset: v2}}]
+"""
+    service, workload, _, rule = BOOKINFO.split("---")
+    config, problems = load_documents(
+        [("b.yaml", f"{service}---{workload}---{rule}"), ("x.yaml", extra)]
+    )
+    assert problems == []
+    hub = SnapshotHub()
+    hub.publish(config)
+    outbound = hub._translated  # the part shared by proxies of one kind
+    v1 = outbound(ProxyInfo("a", "shop", workload="reviews-v1"))
+    # only the labels the VirtualService names count: `pod` does not split the cache
+    assert outbound(ProxyInfo("b", "shop", workload="reviews-v1b")) is v1
+    assert outbound(ProxyInfo("c", "shop", workload="reviews-v2")) is not v1
+    assert outbound(ProxyInfo("d", "shop")) is not v1
+    # without such a VirtualService the labels do not matter
+    hub._apply(CONFIG)
+    plain = outbound(ProxyInfo("a", "shop", workload="reviews-v1"))
+    assert outbound(ProxyInfo("c", "shop", workload="reviews-v2")) is plain

@@ -114,8 +114,8 @@ def test_a_whole_bookinfo_style_file_loads() -> None:
         (
             "apiVersion: networking.istio.io/v1\nkind: VirtualService\n"
             "metadata: {name: r}\nspec:\n  hosts: [r]\n  http:\n"
-            "  - mirror: {host: r}\n    route: [{destination: {host: r}}]\n",
-            "bad.yaml: VirtualService default/r: spec.http[0].mirror: unsupported field",
+            "  - directResponse: {status: 503}\n    route: [{destination: {host: r}}]\n",
+            "bad.yaml: VirtualService default/r: spec.http[0].directResponse: unsupported field",
         ),
         (
             "apiVersion: networking.istio.io/v1\nkind: VirtualService\n"
@@ -175,6 +175,92 @@ def test_problems_name_the_file_the_resource_and_the_field(text: str, expected: 
     assert config.virtual_services == () and config.services == ()
     assert config.workloads == () and config.destination_rules == ()
     assert any(str(p).startswith(expected) for p in problems), [str(p) for p in problems]
+
+
+TO_R = "  route: [{destination: {host: r}}]\n"
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        ("- mirrorPercentage: {value: 5}\n" + TO_R, "http[0].mirrorPercentage: needs mirror"),
+        ("- mirror: {subset: v1}\n" + TO_R, "http[0].mirror.host: is required"),
+        (
+            "- mirror: {host: m}\n  redirect: {uri: /x}\n",
+            "http[0].mirror: a redirect is answered here; there is nothing to mirror",
+        ),
+        (
+            "- mirror: {host: m}\n  mirrorPercentage: {value: 150}\n" + TO_R,
+            "http[0].mirrorPercentage.value: expected a number in [0, 100], got 150",
+        ),
+        (
+            "- mirrors: [{destination: {host: m}, percent: 5}]\n" + TO_R,
+            "http[0].mirrors[0].percent: unsupported field",
+        ),
+        (
+            "- corsPolicy: {allowOrigins: [{exact: a, prefix: b}]}\n" + TO_R,
+            "http[0].corsPolicy.allowOrigins[0]: expected exactly one of exact, prefix, regex",
+        ),
+        (
+            "- corsPolicy: {allowCredentials: 'yes'}\n" + TO_R,
+            "http[0].corsPolicy.allowCredentials: expected true or false, got 'yes'",
+        ),
+        ("- corsPolicy: {maxAge: 1day}\n" + TO_R, "http[0].corsPolicy.maxAge: expected a duration"),
+        (
+            "- corsPolicy: {unmatchedPreflights: DROP}\n" + TO_R,
+            "http[0].corsPolicy.unmatchedPreflights: expected one of UNSPECIFIED, FORWARD, "
+            "IGNORE, got 'DROP'",
+        ),
+        (
+            "- corsPolicy: {allowOrigin: [a]}\n" + TO_R,
+            "http[0].corsPolicy.allowOrigin: unsupported field",
+        ),
+    ],
+)
+def test_mirror_and_cors_problems(body: str, expected: str) -> None:
+    text = _VS_R + "  http:\n" + "".join(f"  {line}\n" for line in body.splitlines())
+    _assert_only_problem(text, f"spec.{expected}")
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        (
+            "- route: [{destination: {host: a}, weight: 70}, {destination: {host: b}, weight: 20}]",
+            "tcp[0].route: destination weights must sum to 100",
+        ),
+        (
+            "- {match: [{sourceLabels: {app: [x]}}], route: [{destination: {host: a}}]}",
+            "tcp[0].match[0].sourceLabels.app: expected a string label value, got ['x']",
+        ),
+        (
+            "- {match: [{destinationSubnets: [nope]}], route: [{destination: {host: a}}]}",
+            "tcp[0].match[0].destinationSubnets[0]: expected an IP address or CIDR, got 'nope'",
+        ),
+        (
+            "- {match: [{port: 0}], route: [{destination: {host: a}}]}",
+            "tcp[0].match[0].port: expected an integer in [1, 65535], got 0",
+        ),
+        ("- match: [{port: 5432}]", "tcp[0].route: is required"),
+        ("- {route: [], match: []}", "tcp[0].route: needs at least one destination"),
+    ],
+)
+def test_tcp_route_problems(body: str, expected: str) -> None:
+    _assert_only_problem(_VS_R + f"  tcp:\n  {body}\n", f"spec.{expected}")
+
+
+_VS_R = (
+    "apiVersion: networking.istio.io/v1\nkind: VirtualService\n"
+    "metadata: {name: r}\nspec:\n  hosts: [r]\n"
+)
+
+
+def _assert_only_problem(text: str, expected: str) -> None:
+    """`text` is refused with one problem, naming the file, the resource and the field."""
+    config, problems = load_documents([("bad.yaml", text)])
+    assert config.virtual_services == ()
+    assert [str(p) for p in problems] == [str(problems[0])]
+    assert str(problems[0]).startswith(f"bad.yaml: VirtualService default/r: {expected}")
 
 
 def test_a_bad_resource_leaves_the_good_ones_and_reports_all(tmp_path: Path) -> None:

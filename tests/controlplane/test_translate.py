@@ -99,6 +99,7 @@ def test_listeners_per_port_http_with_rds_and_tcp_with_tcp_proxy() -> None:
     assert hcm["rds"]["route_config_name"] == "9080"
     assert [f["name"] for f in hcm["http_filters"]] == [
         "envoy.filters.http.fault",
+        "envoy.filters.http.cors",
         "envoy.filters.http.router",
     ]
     tcp = listeners["127.0.0.2_5432"]["filter_chains"][0]["filters"][0]["typed_config"]
@@ -454,3 +455,197 @@ spec:
     assert facts(9090) == ("RANDOM", 1)  # the rule's port 9090 settings
     assert facts(8080, "v1") == ("ROUND_ROBIN", 10)  # the subset's port 8080 over the rule
     assert facts(9090, "v1") == ("RANDOM", 1)
+
+
+def _with_vs(spec: str, proxy: ProxyInfo = SHOP) -> tuple[dict[str, list[Any]], list[str]]:
+    """Bookinfo's service and rule, with the VirtualService `reviews` given by `spec`."""
+    vs = f"""
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {{name: reviews, namespace: shop}}
+spec:
+  hosts: [reviews]
+{spec}"""
+    service, _, _, rule = BOOKINFO.split("---")
+    config, problems = load_documents([("b.yaml", f"{service}---{rule}"), ("vs.yaml", vs)])
+    assert problems == []
+    result = translate(config, proxy)
+    return result.documents, [str(w) for w in result.warnings]
+
+
+def test_mirror_and_cors_as_istio_writes_them() -> None:
+    docs, warnings = _with_vs("""
+  http:
+  - mirror: {host: reviews, subset: v2}
+    mirrorPercentage: {value: 12.5}
+    mirrors:
+    - {destination: {host: reviews, subset: v1, port: {number: 9090}}}
+    - {destination: {host: reviews}, percentage: {value: 0}}
+    corsPolicy:
+      allowOrigins: [{exact: "https://a.example"}, {prefix: "https://b."}, {regex: ".*\\\\.c"}]
+      allowMethods: [GET, POST]
+      allowHeaders: [x-token, content-type]
+      exposeHeaders: [x-trace]
+      maxAge: 24h
+      allowCredentials: false
+    route: [{destination: {host: reviews, subset: v1}}]
+""")
+    assert warnings == []
+    [vhost] = by_name(docs[ROUTE])["9080"]["virtual_hosts"]
+    [route] = vhost["routes"]
+    assert route["route"]["request_mirror_policies"] == [
+        {
+            "cluster": f"outbound|9080|v2|{HOST}",
+            "runtime_fraction": {"default_value": {"numerator": 125000, "denominator": "MILLION"}},
+            "trace_sampled": False,
+        },
+        {
+            "cluster": f"outbound|9090|v1|{HOST}",
+            "runtime_fraction": {
+                "default_value": {"numerator": 1_000_000, "denominator": "MILLION"}
+            },
+            "trace_sampled": False,
+        },
+    ]  # a 0 % mirror is no mirror, as in Istio
+    assert route["typed_per_filter_config"] == {
+        "envoy.filters.http.cors": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.cors.v3.CorsPolicy",
+            "forward_not_matching_preflights": True,
+            "filter_enabled": {"default_value": {"numerator": 100, "denominator": "HUNDRED"}},
+            "allow_origin_string_match": [
+                {"exact": "https://a.example"},
+                {"prefix": "https://b."},
+                {"safe_regex": {"regex": ".*\\.c"}},
+            ],
+            "allow_methods": "GET,POST",
+            "allow_headers": "x-token,content-type",
+            "expose_headers": "x-trace",
+            "max_age": "86400",
+            "allow_credentials": False,
+        }
+    }
+
+
+def test_fault_and_cors_share_the_routes_per_filter_config() -> None:
+    docs, _ = _with_vs("""
+  http:
+  - fault: {abort: {httpStatus: 418}}
+    corsPolicy: {allowOrigins: [{exact: "https://a.example"}], unmatchedPreflights: IGNORE}
+    route: [{destination: {host: reviews}}]
+""")
+    [vhost] = by_name(docs[ROUTE])["9080"]["virtual_hosts"]
+    per_filter = vhost["routes"][0]["typed_per_filter_config"]
+    assert set(per_filter) == {"envoy.filters.http.fault", "envoy.filters.http.cors"}
+    assert per_filter["envoy.filters.http.cors"]["forward_not_matching_preflights"] is False
+
+
+def test_dangling_mirror_and_tcp_destinations_are_ist0101() -> None:
+    _, warnings = _with_vs("""
+  http:
+  - mirror: {host: shadow}
+    mirrors: [{destination: {host: reviews, subset: v7}}]
+    route: [{destination: {host: reviews}}]
+  tcp:
+  - route:
+    - {destination: {host: reviews, subset: v9}, weight: 50}
+    - {destination: {host: gone}, weight: 50}
+  - match: [{sourceLabels: {version: v1}}]  # never applies (after a catch-all): still checked
+    route: [{destination: {host: unseen}}]
+""")
+    where = "vs.yaml: VirtualService shop/reviews: spec"
+    assert set(warnings) >= {
+        f"{where}.http[0].mirror.host: unknown service shadow.shop.svc.cluster.local",
+        f"{where}.http[0].mirrors[0].destination.subset: no DestinationRule subset 'v7' for {HOST}",
+        f"{where}.tcp[0].route[0].destination.subset: no DestinationRule subset 'v9' for {HOST}",
+        f"{where}.tcp[0].route[1].destination.host: unknown service gone.shop.svc.cluster.local",
+        f"{where}.tcp[1].route[0].destination.host: unknown service unseen.shop.svc.cluster.local",
+    }
+
+
+def _tcp_proxy(docs: dict[str, list[Any]], listener: str = "127.0.0.1_5432") -> dict[str, Any]:
+    config: dict[str, Any] = by_name(docs[LISTENER])[listener]["filter_chains"][0]["filters"][0][
+        "typed_config"
+    ]
+    return config
+
+
+def test_tcp_routes_single_and_weighted() -> None:
+    docs, warnings = _with_vs("""
+  tcp:
+  - route:
+    - {destination: {host: reviews, subset: v1}, weight: 80}
+    - {destination: {host: reviews, subset: v2}, weight: 20}
+    - {destination: {host: reviews}, weight: 0}
+""")
+    assert warnings == []
+    assert _tcp_proxy(docs) == {
+        "@type": "type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy",
+        "stat_prefix": "outbound_127.0.0.1_5432",
+        "weighted_clusters": {
+            "clusters": [
+                {"name": f"outbound|5432|v1|{HOST}", "weight": 80},
+                {"name": f"outbound|5432|v2|{HOST}", "weight": 20},
+            ]
+        },
+    }
+    docs, _ = _with_vs("  tcp: [{route: [{destination: {host: reviews, subset: v2}}]}]\n")
+    assert _tcp_proxy(docs)["cluster"] == f"outbound|5432|v2|{HOST}"
+    assert "weighted_clusters" not in _tcp_proxy(docs)
+
+
+def test_tcp_route_matches_pick_the_first_that_applies() -> None:
+    spec = """
+  tcp:
+  - match: [{port: 9999}]
+    route: [{destination: {host: reviews, subset: v1}}]
+  - match: [{sourceNamespace: tools}]
+    route: [{destination: {host: reviews, subset: v2}}]
+  - match: [{destinationSubnets: [127.0.0.2/32]}, {gateways: [ingress]}]
+    route: [{destination: {host: reviews, subset: v1}}]
+  - match: [{port: 5432, gateways: [mesh]}]
+    route: [{destination: {host: reviews}}]
+"""
+    shop, _ = _with_vs(spec)
+    assert _tcp_proxy(shop)["cluster"] == f"outbound|5432||{HOST}"  # the last: port and mesh
+    tools, _ = _with_vs(spec, OTHER)  # namespace tools, bound to 127.0.0.2
+    assert _tcp_proxy(tools, "127.0.0.2_5432")["cluster"] == f"outbound|5432|v2|{HOST}"
+    subnet = ProxyInfo("sidecar~127.0.0.2~a.shop~shop.svc.cluster.local", "shop", "127.0.0.2")
+    bound, _ = _with_vs(spec, subnet)
+    assert _tcp_proxy(bound, "127.0.0.2_5432")["cluster"] == f"outbound|5432|v1|{HOST}"
+    # http routes and tcp routes of one VirtualService each apply to their own ports
+    docs, _ = _with_vs(spec + "  http: [{route: [{destination: {host: reviews, subset: v2}}]}]\n")
+    [vhost] = by_name(docs[ROUTE])["9080"]["virtual_hosts"]
+    assert vhost["routes"][0]["route"]["cluster"] == f"outbound|9080|v2|{HOST}"
+    assert _tcp_proxy(docs)["cluster"] == f"outbound|5432||{HOST}"
+    # no tcp route applies: the service's own cluster
+    none, _ = _with_vs(
+        "  tcp: [{match: [{port: 1}], route: [{destination: {host: reviews, subset: v1}}]}]\n"
+    )
+    assert _tcp_proxy(none)["cluster"] == f"outbound|5432||{HOST}"
+
+
+def test_tcp_route_source_labels_match_the_proxys_workload() -> None:
+    spec = """
+  tcp:
+  - match: [{sourceLabels: {version: v1}}]
+    route: [{destination: {host: reviews, subset: v2}}]
+"""
+    v1 = ProxyInfo(
+        "sidecar~10.0.0.1~reviews-v1.shop~shop.svc.cluster.local", "shop", workload="reviews-v1"
+    )
+    service, workload, _, rule = BOOKINFO.split("---")
+    vs = f"""
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {{name: reviews, namespace: shop}}
+spec:
+  hosts: [reviews]
+{spec}"""
+    config, problems = load_documents(
+        [("b.yaml", f"{service}---{workload}---{rule}"), ("vs.yaml", vs)]
+    )
+    assert problems == []
+    labelled = translate(config, v1).documents
+    assert _tcp_proxy(labelled)["cluster"] == f"outbound|5432|v2|{HOST}"
+    for other in (SHOP, ProxyInfo("x", "shop", workload="nobody")):  # no such workload: no labels
+        assert _tcp_proxy(translate(config, other).documents)["cluster"] == f"outbound|5432||{HOST}"

@@ -268,6 +268,26 @@ class TestSemantics:
             "unknown cluster 'gone' (no cluster of that name is defined)",
         )
 
+    def test_tcp_proxy_cluster_or_weighted_clusters(self) -> None:
+        tc = "static_resources.listeners[0].filter_chains[0].filters[0].typed_config"
+        both = tcp_listener(weighted_clusters={"clusters": [{"name": "backend", "weight": 1}]})
+        assert only_problem(bootstrap([both])) == (
+            tc,
+            "set exactly one of cluster and weighted_clusters",
+        )
+        zero = tcp_listener(weighted_clusters={"clusters": [{"name": "backend", "weight": 0}]})
+        del zero["filter_chains"][0]["filters"][0]["typed_config"]["cluster"]
+        assert only_problem(bootstrap([zero])) == (
+            f"{tc}.weighted_clusters.clusters",
+            "needs a cluster with a weight above 0",
+        )
+        gone = tcp_listener(weighted_clusters={"clusters": [{"name": "gone", "weight": 1}]})
+        del gone["filter_chains"][0]["filters"][0]["typed_config"]["cluster"]
+        assert only_problem(bootstrap([gone])) == (
+            f"{tc}.weighted_clusters.clusters[0].name",
+            "unknown cluster 'gone' (no cluster of that name is defined)",
+        )
+
     def test_duplicate_names_and_addresses(self) -> None:
         doc = bootstrap(
             [listener(), listener(port=10000), tcp_listener(name="ingress", port=10002)],

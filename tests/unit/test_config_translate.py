@@ -320,6 +320,59 @@ class TestFieldMapping:
             "response_remove": ["x-powered-by"],
         }
 
+    def test_tcp_proxy_weighted_clusters(self) -> None:
+        split = {"clusters": [{"name": "a", "weight": 80}, {"name": "b", "weight": 20}]}
+        lst = tcp_listener(weighted_clusters=split)
+        del lst["filter_chains"][0]["filters"][0]["typed_config"]["cluster"]
+        snap = translate(bootstrap([lst], [cluster("a"), cluster("b")]))
+        assert snap["listeners"][0]["filter"] == {
+            "type": "tcp",
+            "stat_prefix": "tcp",
+            "weighted_clusters": [{"name": "a", "weight": 80}, {"name": "b", "weight": 20}],
+        }
+
+    def test_istio_mirror_and_cors_shapes(self) -> None:
+        """What Istio's route.go emits for `mirror` and `corsPolicy` translates as Envoy runs it."""
+        cors_type = "type.googleapis.com/envoy.extensions.filters.http.cors.v3.CorsPolicy"
+        r = route(
+            request_mirror_policies=[
+                {
+                    "cluster": "shadow",
+                    "runtime_fraction": {
+                        "default_value": {"numerator": 500000, "denominator": "MILLION"}
+                    },
+                    "trace_sampled": False,
+                }
+            ]
+        )
+        r["typed_per_filter_config"] = {
+            "envoy.filters.http.cors": {
+                "@type": cors_type,
+                "allow_origin_string_match": [{"exact": "https://a.example"}],
+                "allow_methods": "GET,POST",
+                "max_age": "60",
+                "filter_enabled": {"default_value": {"numerator": 100, "denominator": "HUNDRED"}},
+                "forward_not_matching_preflights": False,
+            }
+        }
+        typed = hcm([vhost(routes=[r])])
+        cors_filter = {
+            "name": "envoy.filters.http.cors",
+            "typed_config": {"@type": cors_type.removesuffix("Policy")},
+        }
+        typed["http_filters"].insert(0, cors_filter)
+        (m,) = routes_of(translate(bootstrap([listener(typed)], [cluster(), cluster("shadow")])))
+        assert m["action"]["forward"]["mirrors"] == [
+            {"cluster": "shadow", "percent": {"numerator": 500000, "denominator": 1000000}}
+        ]
+        assert m["filter_overrides"]["cors"] == {
+            "allow_origin": [{"kind": {"exact": "https://a.example"}, "ignore_case": False}],
+            "allow_methods": "GET,POST",
+            "max_age": "60",
+            "enabled": {"numerator": 100, "denominator": 100},
+            "forward_not_matching_preflights": False,
+        }
+
     def test_domains_are_lowercased(self) -> None:
         snap = translate(bootstrap([listener(hcm([vhost(domains=["API.Example.com", "*"])]))]))
         assert http_filter(snap)["route_config"]["virtual_hosts"][0]["domains"] == [

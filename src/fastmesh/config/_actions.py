@@ -92,7 +92,8 @@ _HASH_COOKIE: Final = frozenset({"name", "ttl", "path"})
 _HASH_CONNECTION: Final = frozenset({"source_ip"})
 _HASH_QUERY: Final = frozenset({"name"})
 _MAX_STREAM: Final = frozenset({"max_stream_duration"})
-_MIRROR: Final = frozenset({"cluster", "runtime_fraction"})
+# `trace_sampled` is accepted and ignored: fastmesh does no tracing (Istio sets it false).
+_MIRROR: Final = frozenset({"cluster", "runtime_fraction", "trace_sampled"})
 _REDIRECT: Final = frozenset(
     {
         "https_redirect",
@@ -348,6 +349,7 @@ def _mirrors(
             continue
         cluster = get_str(issues, m, "cluster", p, required=True, non_empty=True)
         percent = get_runtime_fraction(issues, m, "runtime_fraction", p)
+        get_bool(issues, m, "trace_sampled", p)
         if cluster is None:
             continue
         refs.append((at(p, "cluster"), cluster))

@@ -100,6 +100,7 @@ _CORS_POLICY: Final = frozenset(
         "allow_credentials",
         "allow_private_network_access",
         "filter_enabled",
+        "forward_not_matching_preflights",
     }
 )
 # Fields of each kind's `typed_config` in the chain (router and CORS take none).
@@ -272,6 +273,8 @@ def cors_policy(issues: Issues, c: Doc, path: str) -> dict[str, Any]:
     for key in ("allow_credentials", "allow_private_network_access"):
         if get_bool(issues, c, key, path):
             out[key] = True
+    if get_bool(issues, c, "forward_not_matching_preflights", path) is False:
+        out["forward_not_matching_preflights"] = False
     enabled = get_runtime_fraction(issues, c, "filter_enabled", path)
     if enabled is not None:
         out["enabled"] = enabled

@@ -82,7 +82,9 @@ _XFCC: Final = {
 _XFCC_DETAILS: Final = ("subject", "cert", "chain", "dns", "uri")
 _HCM_COMMON: Final = frozenset({"idle_timeout", "max_headers_count", "max_connection_duration"})
 _HCM_H2: Final = frozenset({"max_concurrent_streams", "connection_keepalive"})
-_TCP: Final = frozenset({"stat_prefix", "cluster", "idle_timeout"})
+_TCP: Final = frozenset({"stat_prefix", "cluster", "weighted_clusters", "idle_timeout"})
+_TCP_WEIGHTED: Final = frozenset({"clusters"})
+_TCP_CLUSTER_WEIGHT: Final = frozenset({"name", "weight"})
 _CODECS: Final = {"AUTO": "auto", "HTTP1": "http1", "HTTP2": "http2"}
 _U32_MAX: Final = 2**32 - 1
 
@@ -186,16 +188,53 @@ def _route_rbac_stats(rc: dict[str, Any], stat_prefix: str) -> None:
                 rbac["stat_prefix"] = stat_prefix
 
 
+def _tcp_split(
+    issues: Issues, cfg: Doc, path: str, refs: ClusterRefs
+) -> list[dict[str, Any]] | None:
+    """`weighted_clusters.clusters[]` -> native `weighted_clusters` (None when broken)."""
+    wc = get_map(issues, cfg, "weighted_clusters", path, _TCP_WEIGHTED)
+    if wc is None:
+        return None
+    wpath = at(path, "weighted_clusters")
+    out: list[dict[str, Any]] = []
+    for i, raw in enumerate(get_list(issues, wc, "clusters", wpath, required=True)):
+        p = item(at(wpath, "clusters"), i)
+        c = obj(issues, raw, p, _TCP_CLUSTER_WEIGHT)
+        if c is None:
+            return None
+        name = get_str(issues, c, "name", p, required=True, non_empty=True)
+        weight = get_int(issues, c, "weight", p, lo=0, hi=2**32 - 1, required=True)
+        if name is None or weight is None:
+            return None
+        refs.append((at(p, "name"), name))
+        out.append({"name": name, "weight": weight})
+    if not any(c["weight"] for c in out):
+        issues.add(at(wpath, "clusters"), "needs a cluster with a weight above 0")
+        return None
+    return out
+
+
 def _tcp(issues: Issues, cfg: Doc, path: str, refs: ClusterRefs) -> dict[str, Any] | None:
     stat_prefix = get_str(issues, cfg, "stat_prefix", path, required=True, non_empty=True)
-    cluster = get_str(issues, cfg, "cluster", path, required=True, non_empty=True)
-    if cluster is not None:
+    out: dict[str, Any] = {"type": "tcp", "stat_prefix": stat_prefix}
+    if ("cluster" in cfg) == ("weighted_clusters" in cfg):
+        issues.add(path, "set exactly one of cluster and weighted_clusters")
+        return None
+    if "cluster" in cfg:
+        cluster = get_str(issues, cfg, "cluster", path, required=True, non_empty=True)
+        if cluster is None:
+            return None
         refs.append((at(path, "cluster"), cluster))
-    out: dict[str, Any] = {"type": "tcp", "stat_prefix": stat_prefix, "cluster": cluster}
+        out["cluster"] = cluster
+    else:
+        split = _tcp_split(issues, cfg, path, refs)
+        if split is None:
+            return None
+        out["weighted_clusters"] = split
     idle = get_duration_ms(issues, cfg, "idle_timeout", path)
     if idle is not None:
         out["idle_timeout_ms"] = idle  # 0 = disabled, as in Envoy
-    return None if stat_prefix is None or cluster is None else out
+    return None if stat_prefix is None else out
 
 
 def _terminal_filter(

@@ -73,6 +73,20 @@ class Fields:
             return default
         return obj
 
+    def boolean(self, obj: Any, path: str) -> bool | None:
+        if obj is None:
+            return None
+        if not isinstance(obj, bool):
+            self.problem(path, f"expected true or false, got {obj!r}")
+            return None
+        return obj
+
+    def strings(self, obj: Any, path: str) -> tuple[str, ...]:
+        """A list of non-empty strings."""
+        return tuple(
+            self.string(v, f"{path}[{i}]", required=True) for i, v in enumerate(self.seq(obj, path))
+        )
+
     def labels(self, obj: Any, path: str) -> dict[str, str]:
         out: dict[str, str] = {}
         for key, value in self.mapping(obj, path).items():

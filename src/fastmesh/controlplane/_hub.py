@@ -49,9 +49,10 @@ class SnapshotHub:
         self._pending: MeshConfig | None = None
         self._dirty = trio.Event()
         self._changed = trio.Event()
-        self._snapshots: dict[tuple[str, str], Snapshot] = {}
-        #: Per translation key: its own part (listeners, routes), before the shared clusters.
-        self._routing: dict[tuple[str, str], Snapshot] = {}
+        #: Outbound snapshots per (translation key, the proxy's labels that matter).
+        self._snapshots: dict[tuple[tuple[str, str], tuple[tuple[str, str], ...]], Snapshot] = {}
+        #: The same keys: their own part (listeners, routes), before the shared clusters.
+        self._routing: dict[tuple[tuple[str, str], tuple[tuple[str, str], ...]], Snapshot] = {}
         self._inbound: dict[tuple[str, str, tuple[tuple[str, int], ...]], Snapshot] = {}
         #: Per config: its index, the clusters and endpoints every proxy shares, warnings.
         self._index: MeshIndex | None = None
@@ -140,14 +141,14 @@ class SnapshotHub:
         return self.secrets.trust_domain if self.secrets is not None else None
 
     def _translated(self, proxy: ProxyInfo) -> Snapshot:
-        key = proxy.translation_key
-        cached = self._snapshots.get(key)
-        if cached is not None:
-            return cached
         if self._index is None:
             self._index = MeshIndex(self.config or MeshConfig())
             self._shared = shared_snapshot(self._index, self._trust_domain)
         assert self._shared is not None
+        key = (proxy.translation_key, self._index.label_key(proxy.namespace, proxy.workload))
+        cached = self._snapshots.get(key)
+        if cached is not None:
+            return cached
         part = self._routing[key] = proxy_snapshot(self._index, proxy)
         snapshot = self._snapshots[key] = self._shared.merged(part)
         self._log_warnings(self._index.warnings)

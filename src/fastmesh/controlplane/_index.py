@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from ._errors import Finding
 from ._model import (
+    Destination,
     DestinationRule,
     MeshConfig,
     Service,
@@ -46,6 +47,11 @@ class MeshIndex:
     )
     #: id of a shared document (those virtual hosts) -> its encoding, for this index's life.
     encoded: dict[int, bytes] = field(default_factory=dict)
+    #: (namespace, name) -> the workload.
+    by_name: dict[tuple[str, str], Workload] = field(default_factory=dict)
+    #: Label keys some VirtualService's tcp `sourceLabels` matches on, sorted: the part of
+    #: a proxy's labels its outbound config depends on.
+    source_label_keys: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         for svc in self.config.services:
@@ -58,6 +64,7 @@ class MeshIndex:
                 self.by_port.setdefault(port.number, []).append(svc)
         for w in self.config.workloads:
             self.by_namespace.setdefault(w.namespace, []).append(w)
+            self.by_name.setdefault((w.namespace, w.name), w)
             for key, value in w.labels.items():
                 self.by_label.setdefault((w.namespace, key, value), []).append(w)
         for dr in self.config.destination_rules:
@@ -108,6 +115,17 @@ class MeshIndex:
                     )
                 else:
                     self.routes[hostname] = vs
+        self.source_label_keys = tuple(
+            sorted(
+                {
+                    key
+                    for vs in self.routes.values()
+                    for route in vs.tcp
+                    for m in route.matches
+                    for key in m.source_labels
+                }
+            )
+        )
 
     def with_workloads(
         self, config: MeshConfig, gone: Iterable[Workload], new: Iterable[Workload]
@@ -120,6 +138,12 @@ class MeshIndex:
         out.warnings = list(self.warnings)
         out.by_namespace = dict(self.by_namespace)
         out.by_label = dict(self.by_label)
+        out.by_name = dict(self.by_name)
+        for w in gone:
+            if out.by_name.get((w.namespace, w.name)) is w:
+                del out.by_name[w.namespace, w.name]
+        for w in new:
+            out.by_name.setdefault((w.namespace, w.name), w)
         touched: set[tuple[str, str, str] | str] = set()
         for w, add in [(w, False) for w in gone] + [(w, True) for w in new]:
             for key in [(w.namespace, k, v) for k, v in w.labels.items()]:
@@ -181,6 +205,19 @@ class MeshIndex:
             return own.policy.at_port(port).over(base)
         return base
 
+    def workload_labels(self, namespace: str, name: str) -> Mapping[str, str]:
+        """The labels of WorkloadEntry `namespace/name` (none when there is no such entry)."""
+        w = self.by_name.get((namespace, name))
+        return w.labels if w is not None else {}
+
+    def label_key(self, namespace: str, workload: str) -> tuple[tuple[str, str], ...]:
+        """What of a proxy's workload labels its outbound config depends on: proxies with
+        equal keys (and `ProxyInfo.translation_key`) get identical config."""
+        if not self.source_label_keys:
+            return ()
+        labels = self.workload_labels(namespace, workload)
+        return tuple((k, labels[k]) for k in self.source_label_keys if k in labels)
+
     def workloads(self, svc: Service, labels: dict[str, str] | None = None) -> list[Workload]:
         """Workloads of `svc` (its namespace, its selector; a ServiceEntry's own endpoints
         when it has no workloadSelector), narrowed by subset `labels`."""
@@ -193,6 +230,43 @@ class MeshIndex:
             default=self.by_namespace.get(svc.namespace, []),
         )
         return [w for w in candidates if w.matches(wanted)]
+
+    def destination_cluster(
+        self, vs: VirtualService, where: str, dest: Destination, port: int
+    ) -> str:
+        """The outbound cluster of a VirtualService destination reached on `port` (Istio's
+        rule: its own port, else the listener's if the service has it, else its only one).
+        A host or subset that does not resolve is an IST0101 finding; the cluster is still
+        named (Istio's blackhole: traffic answers 503). `where` names the destination."""
+        hostname = vs.resolve(dest.host)
+        target = self.services.get(hostname)
+        number = dest.port
+        if target is None:
+            self.warnings.append(
+                Finding("Error", "IST0101", f"{where}.host: unknown service {hostname}")
+            )
+        elif not number:
+            if target.port(port) is not None:
+                number = port
+            elif len(target.ports) == 1:
+                number = target.ports[0].number
+            else:
+                self.warnings.append(
+                    Finding(
+                        "Error",
+                        "FM0003",
+                        f"{where}.port: {hostname} has several ports; name one",
+                    )
+                )
+        if dest.subset and self.subset(hostname, dest.subset) is None:
+            self.warnings.append(
+                Finding(
+                    "Error",
+                    "IST0101",
+                    f"{where}.subset: no DestinationRule subset {dest.subset!r} for {hostname}",
+                )
+            )
+        return cluster_name(number or port, dest.subset, hostname)
 
 
 def _patch(bucket: list[Workload], workload: Workload, add: bool) -> None:

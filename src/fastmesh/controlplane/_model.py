@@ -12,14 +12,17 @@ __all__ = [
     "DOMAIN_SUFFIX",
     "ConnectionPool",
     "ConsistentHash",
+    "CorsPolicy",
     "Destination",
     "DestinationRule",
     "Fault",
     "HeaderOps",
     "HttpMatch",
     "HttpRoute",
+    "L4Match",
     "LoadBalancer",
     "MeshConfig",
+    "Mirror",
     "OutlierDetection",
     "Protocol",
     "Redirect",
@@ -32,6 +35,7 @@ __all__ = [
     "ServicePort",
     "StringMatch",
     "Subset",
+    "TcpRoute",
     "TrafficPolicy",
     "VirtualService",
     "Workload",
@@ -242,6 +246,33 @@ class Fault:
 
 
 @dataclass(frozen=True, slots=True)
+class Mirror:
+    """Istio `mirror` + `mirrorPercentage` (or one `mirrors[]` entry): a shadow copy."""
+
+    destination: Destination
+    #: Percent of requests mirrored (Istio's default: all).
+    percent: float = 100.0
+    #: Where the destination is written in its route (`mirror`, `mirrors[1].destination`).
+    field: str = "mirror"
+
+
+@dataclass(frozen=True, slots=True)
+class CorsPolicy:
+    """Istio `corsPolicy`."""
+
+    allow_origins: tuple[StringMatch, ...] = ()
+    allow_methods: tuple[str, ...] = ()
+    allow_headers: tuple[str, ...] = ()
+    expose_headers: tuple[str, ...] = ()
+    #: Seconds a preflight answer may be cached; None: not sent.
+    max_age: int | None = None
+    #: None: not sent (the browser's default, no credentials).
+    allow_credentials: bool | None = None
+    #: `unmatchedPreflights`: FORWARD (True, the default) or IGNORE (answered by the sidecar).
+    forward_unmatched_preflights: bool = True
+
+
+@dataclass(frozen=True, slots=True)
 class HttpRoute:
     name: str
     matches: tuple[HttpMatch, ...]
@@ -255,6 +286,31 @@ class HttpRoute:
     request_headers: HeaderOps | None = None
     response_headers: HeaderOps | None = None
     fault: Fault | None = None
+    mirrors: tuple[Mirror, ...] = ()
+    cors: CorsPolicy | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class L4Match:
+    """Istio `L4MatchAttributes` (the part fastmesh evaluates; see docs/controlplane.md)."""
+
+    #: The listener port (0: any).
+    port: int = 0
+    #: CIDRs the connection's destination address must be in (empty: any).
+    destination_subnets: tuple[str, ...] = ()
+    #: The client proxy's namespace ("": any).
+    source_namespace: str = ""
+    gateways: tuple[str, ...] = ()
+    #: Labels the client proxy's workload must carry (empty: any).
+    source_labels: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class TcpRoute:
+    """Istio `TCPRoute`: the first one whose match applies routes the connection."""
+
+    matches: tuple[L4Match, ...]
+    route: tuple[RouteDestination, ...]
 
 
 def resolve_host(host: str, namespace: str) -> str:
@@ -276,6 +332,7 @@ class VirtualService:
     gateways: tuple[str, ...]
     http: tuple[HttpRoute, ...]
     source: str = ""
+    tcp: tuple[TcpRoute, ...] = ()
 
     def resolve(self, host: str) -> str:
         return resolve_host(host, self.namespace)

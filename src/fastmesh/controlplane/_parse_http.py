@@ -1,13 +1,23 @@
-"""Parse the per-route HTTP actions of a VirtualService: rewrite, redirect, headers, fault."""
+"""Parse the per-route HTTP actions of a VirtualService: rewrite, redirect, headers, fault,
+mirror, CORS."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from ._fields import Fields
-from ._model import Fault, HeaderOps, Redirect, Rewrite
+from ._model import CorsPolicy, Fault, HeaderOps, Mirror, Redirect, Rewrite
+from ._parse_route import parse_destination, parse_string_match
 
-__all__ = ["REDIRECT_CODES", "parse_fault", "parse_headers", "parse_redirect", "parse_rewrite"]
+__all__ = [
+    "REDIRECT_CODES",
+    "parse_cors",
+    "parse_fault",
+    "parse_headers",
+    "parse_mirrors",
+    "parse_redirect",
+    "parse_rewrite",
+]
 
 REDIRECT_CODES = (301, 302, 303, 307, 308)
 
@@ -100,3 +110,68 @@ def parse_fault(f: Fields, obj: Any, path: str) -> Fault | None:
     if delay is None and status is None:
         f.problem(path, "needs delay or abort")
     return Fault(delay, delay_percent, status, abort_percent)
+
+
+def parse_mirrors(f: Fields, route: dict[str, Any], path: str) -> tuple[Mirror, ...]:
+    """`mirror` with `mirrorPercentage`, then each of `mirrors[]` (`destination`,
+    `percentage`). A percentage of 0 mirrors nothing (as in Istio)."""
+    out: list[Mirror] = []
+    if "mirror" in route:
+        dest = parse_destination(f, route["mirror"], f"{path}.mirror")
+        percent = _percent(f, route.get("mirrorPercentage"), f"{path}.mirrorPercentage")
+        out.append(Mirror(dest, percent))
+    elif "mirrorPercentage" in route:
+        f.problem(f"{path}.mirrorPercentage", "needs mirror")
+    for i, raw in enumerate(f.seq(route.get("mirrors"), f"{path}.mirrors")):
+        p = f"{path}.mirrors[{i}]"
+        entry = f.mapping(raw, p, required=True)
+        f.only(entry, p, {"destination", "percentage"})
+        dest = parse_destination(f, entry.get("destination"), f"{p}.destination")
+        percent = _percent(f, entry.get("percentage"), f"{p}.percentage")
+        out.append(Mirror(dest, percent, f"mirrors[{i}].destination"))
+    return tuple(m for m in out if m.percent > 0)
+
+
+#: Istio's `unmatchedPreflights` -> whether such preflights are forwarded upstream.
+_UNMATCHED_PREFLIGHTS = {"UNSPECIFIED": True, "FORWARD": True, "IGNORE": False}
+
+
+def parse_cors(f: Fields, obj: Any, path: str) -> CorsPolicy | None:
+    entry = f.mapping(obj, path)
+    if obj is None:
+        return None
+    f.only(
+        entry,
+        path,
+        {
+            "allowOrigins",
+            "allowMethods",
+            "allowHeaders",
+            "exposeHeaders",
+            "maxAge",
+            "allowCredentials",
+            "unmatchedPreflights",
+        },
+    )
+    origins = [
+        parse_string_match(f, m, f"{path}.allowOrigins[{i}]")
+        for i, m in enumerate(f.seq(entry.get("allowOrigins"), f"{path}.allowOrigins"))
+    ]
+    max_age = f.duration(entry.get("maxAge"), f"{path}.maxAge")
+    unmatched = f.string(
+        entry.get("unmatchedPreflights"), f"{path}.unmatchedPreflights", default="UNSPECIFIED"
+    )
+    if unmatched not in _UNMATCHED_PREFLIGHTS:
+        f.problem(
+            f"{path}.unmatchedPreflights",
+            f"expected one of {', '.join(_UNMATCHED_PREFLIGHTS)}, got {unmatched!r}",
+        )
+    return CorsPolicy(
+        allow_origins=tuple(m for m in origins if m is not None),
+        allow_methods=f.strings(entry.get("allowMethods"), f"{path}.allowMethods"),
+        allow_headers=f.strings(entry.get("allowHeaders"), f"{path}.allowHeaders"),
+        expose_headers=f.strings(entry.get("exposeHeaders"), f"{path}.exposeHeaders"),
+        max_age=None if max_age is None else int(max_age),
+        allow_credentials=f.boolean(entry.get("allowCredentials"), f"{path}.allowCredentials"),
+        forward_unmatched_preflights=_UNMATCHED_PREFLIGHTS.get(unmatched, True),
+    )

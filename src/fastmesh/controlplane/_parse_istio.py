@@ -6,63 +6,45 @@ from typing import Any
 
 from ._fields import Fields
 from ._model import (
-    Destination,
     DestinationRule,
     HttpMatch,
     HttpRoute,
     Retries,
-    RouteDestination,
     StringMatch,
     Subset,
     VirtualService,
 )
-from ._parse_http import parse_fault, parse_headers, parse_redirect, parse_rewrite
+from ._parse_http import (
+    parse_cors,
+    parse_fault,
+    parse_headers,
+    parse_mirrors,
+    parse_redirect,
+    parse_rewrite,
+)
 from ._parse_policy import parse_traffic_policy
+from ._parse_route import parse_route_destinations, parse_string_match
+from ._parse_tcp import parse_tcp_routes
 
 __all__ = ["parse_destination_rule", "parse_virtual_service"]
-
-
-def _string_match(f: Fields, obj: Any, path: str) -> StringMatch | None:
-    entry = f.mapping(obj, path, required=True)
-    kinds = [k for k in ("exact", "prefix", "regex") if k in entry]
-    f.only(entry, path, {"exact", "prefix", "regex"})
-    if len(kinds) != 1:
-        f.problem(path, "expected exactly one of exact, prefix, regex")
-        return None
-    value = f.string(entry[kinds[0]], f"{path}.{kinds[0]}")
-    return StringMatch(kinds[0], value)
 
 
 def _match(f: Fields, obj: Any, path: str) -> HttpMatch:
     entry = f.mapping(obj, path, required=True)
     f.only(entry, path, {"name", "uri", "headers", "method", "queryParams"})
-    uri = _string_match(f, entry["uri"], f"{path}.uri") if "uri" in entry else None
-    method = _string_match(f, entry["method"], f"{path}.method") if "method" in entry else None
+    uri = parse_string_match(f, entry["uri"], f"{path}.uri") if "uri" in entry else None
+    method = parse_string_match(f, entry["method"], f"{path}.method") if "method" in entry else None
     headers: dict[str, StringMatch] = {}
     for name, raw in f.mapping(entry.get("headers"), f"{path}.headers").items():
-        sm = _string_match(f, raw, f"{path}.headers.{name}")
+        sm = parse_string_match(f, raw, f"{path}.headers.{name}")
         if sm is not None:
             headers[name.lower()] = sm
     query: dict[str, StringMatch] = {}
     for name, raw in f.mapping(entry.get("queryParams"), f"{path}.queryParams").items():
-        sm = _string_match(f, raw, f"{path}.queryParams.{name}")
+        sm = parse_string_match(f, raw, f"{path}.queryParams.{name}")
         if sm is not None:
             query[name] = sm
     return HttpMatch(uri, headers, method, query)
-
-
-def _destination(f: Fields, obj: Any, path: str) -> RouteDestination:
-    entry = f.mapping(obj, path, required=True)
-    f.only(entry, path, {"destination", "weight"})
-    dest = f.mapping(entry.get("destination"), f"{path}.destination", required=True)
-    f.only(dest, f"{path}.destination", {"host", "subset", "port"})
-    host = f.string(dest.get("host"), f"{path}.destination.host", required=True)
-    subset = f.string(dest.get("subset"), f"{path}.destination.subset")
-    port_entry = f.mapping(dest.get("port"), f"{path}.destination.port")
-    f.only(port_entry, f"{path}.destination.port", {"number"})
-    port = f.integer(port_entry.get("number"), f"{path}.destination.port.number", lo=1, hi=65535)
-    weight = f.integer(entry.get("weight"), f"{path}.weight", lo=0, hi=1_000_000)
-    return RouteDestination(Destination(host, subset, port), weight)
 
 
 def _retries(f: Fields, obj: Any, path: str) -> Retries | None:
@@ -81,7 +63,21 @@ def _http_route(f: Fields, obj: Any, path: str) -> HttpRoute:
     f.only(
         entry,
         path,
-        {"name", "match", "route", "redirect", "rewrite", "timeout", "retries", "headers", "fault"},
+        {
+            "name",
+            "match",
+            "route",
+            "redirect",
+            "rewrite",
+            "timeout",
+            "retries",
+            "headers",
+            "fault",
+            "mirror",
+            "mirrorPercentage",
+            "mirrors",
+            "corsPolicy",
+        },
     )
     matches = tuple(
         _match(f, m, f"{path}.match[{i}]")
@@ -90,16 +86,12 @@ def _http_route(f: Fields, obj: Any, path: str) -> HttpRoute:
     redirect = parse_redirect(f, entry.get("redirect"), f"{path}.redirect")
     if redirect is not None and "route" in entry:
         f.problem(f"{path}.redirect", "a route has either redirect or route, not both")
-    dests = tuple(
-        _destination(f, d, f"{path}.route[{i}]")
-        for i, d in enumerate(f.seq(entry.get("route"), f"{path}.route", required=redirect is None))
+    dests = parse_route_destinations(
+        f, entry.get("route"), f"{path}.route", required=redirect is None
     )
-    if redirect is None and not dests and "route" in entry:
-        f.problem(f"{path}.route", "needs at least one destination")
-    if len(dests) > 1 and sum(d.weight for d in dests) == 0:
-        f.problem(f"{path}.route", "several destinations need weights (summing to 100)")
-    elif len(dests) > 1 and sum(d.weight for d in dests) != 100:
-        f.problem(f"{path}.route", "destination weights must sum to 100")
+    mirrors = parse_mirrors(f, entry, path)
+    if mirrors and redirect is not None:
+        f.problem(f"{path}.mirror", "a redirect is answered here; there is nothing to mirror")
     request_headers, response_headers = parse_headers(f, entry.get("headers"), f"{path}.headers")
     return HttpRoute(
         name=f.string(entry.get("name"), f"{path}.name"),
@@ -112,13 +104,15 @@ def _http_route(f: Fields, obj: Any, path: str) -> HttpRoute:
         request_headers=request_headers,
         response_headers=response_headers,
         fault=parse_fault(f, entry.get("fault"), f"{path}.fault"),
+        mirrors=mirrors,
+        cors=parse_cors(f, entry.get("corsPolicy"), f"{path}.corsPolicy"),
     )
 
 
 def parse_virtual_service(
     f: Fields, name: str, namespace: str, spec: dict[str, Any]
 ) -> VirtualService:
-    f.only(spec, "spec", {"hosts", "gateways", "http", "exportTo"})
+    f.only(spec, "spec", {"hosts", "gateways", "http", "tcp", "exportTo"})
     hosts = tuple(
         f.string(h, f"spec.hosts[{i}]", required=True)
         for i, h in enumerate(f.seq(spec.get("hosts"), "spec.hosts", required=True))
@@ -133,7 +127,8 @@ def parse_virtual_service(
         _http_route(f, r, f"spec.http[{i}]")
         for i, r in enumerate(f.seq(spec.get("http"), "spec.http"))
     )
-    return VirtualService(name, namespace, hosts, gateways, http, f.file)
+    tcp = parse_tcp_routes(f, spec.get("tcp"), "spec.tcp")
+    return VirtualService(name, namespace, hosts, gateways, http, f.file, tcp)
 
 
 def parse_destination_rule(

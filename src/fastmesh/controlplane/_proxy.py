@@ -49,7 +49,9 @@ class ProxyInfo:
 
     @property
     def translation_key(self) -> tuple[str, str]:
-        """Proxies with equal keys get identical config (one translation serves them all)."""
+        """Proxies with equal keys get identical outbound config (one translation serves them
+        all), unless a VirtualService matches on their workload's labels: the hub adds
+        those to the key (`MeshIndex.label_key`)."""
         return (self.namespace, self.outbound_address)
 
     @property

@@ -20,6 +20,7 @@ from envoy.config.cluster.v3 import cluster_pb2
 from envoy.config.endpoint.v3 import endpoint_pb2
 from envoy.config.listener.v3 import listener_pb2
 from envoy.config.route.v3 import route_pb2
+from envoy.extensions.filters.http.cors.v3 import cors_pb2
 from envoy.extensions.filters.http.fault.v3 import fault_pb2
 from envoy.extensions.filters.http.rbac.v3 import rbac_pb2 as http_rbac_pb2  # noqa: F401
 from envoy.extensions.filters.http.router.v3 import router_pb2
@@ -38,6 +39,8 @@ from ._wire import plan_for, varint
 
 __all__ = [
     "CLUSTER",
+    "CORS",
+    "CORS_POLICY",
     "ENDPOINT",
     "FAULT",
     "HCM",
@@ -68,6 +71,8 @@ SECRET = _PREFIX + "envoy.extensions.transport_sockets.tls.v3.Secret"
 HCM = _PREFIX + http_connection_manager_pb2.HttpConnectionManager.DESCRIPTOR.full_name
 ROUTER = _PREFIX + router_pb2.Router.DESCRIPTOR.full_name
 FAULT = _PREFIX + fault_pb2.HTTPFault.DESCRIPTOR.full_name
+CORS = _PREFIX + cors_pb2.Cors.DESCRIPTOR.full_name
+CORS_POLICY = _PREFIX + cors_pb2.CorsPolicy.DESCRIPTOR.full_name
 TCP_PROXY = _PREFIX + tcp_proxy_pb2.TcpProxy.DESCRIPTOR.full_name
 HTTP_PROTOCOL_OPTIONS = _PREFIX + http_protocol_options_pb2.HttpProtocolOptions.DESCRIPTOR.full_name
 

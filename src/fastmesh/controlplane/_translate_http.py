@@ -1,23 +1,29 @@
-"""Per-route HTTP actions -> Envoy: rewrite, redirect, header operations, fault injection."""
+"""Per-route HTTP actions -> Envoy: rewrite, redirect, header operations, fault injection,
+mirroring, CORS."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from ._model import Fault, HeaderOps, Redirect, Rewrite
-from ._resources import FAULT
+from ._model import CorsPolicy, Fault, HeaderOps, Redirect, Rewrite, StringMatch
+from ._resources import CORS_POLICY, FAULT
 
 __all__ = [
+    "CORS_FILTER_NAME",
     "FAULT_FILTER_NAME",
+    "cors_config",
     "fault_config",
     "header_fields",
+    "mirror_policy",
     "redirect_action",
     "rewrite_fields",
+    "string_matcher",
 ]
 
 Json = dict[str, Any]
 
 FAULT_FILTER_NAME = "envoy.filters.http.fault"
+CORS_FILTER_NAME = "envoy.filters.http.cors"
 
 _REDIRECT_CODES = {
     301: "MOVED_PERMANENTLY",
@@ -75,7 +81,7 @@ def _percentage(percent: float) -> Json:
 
 
 def fault_config(fault: Fault | None) -> Json:
-    """The Route's `typed_per_filter_config` for the fault filter (empty without a fault)."""
+    """The Route's `typed_per_filter_config` entry for the fault filter (empty without one)."""
     if fault is None:
         return {}
     config: Json = {"@type": FAULT}
@@ -89,4 +95,46 @@ def fault_config(fault: Fault | None) -> Json:
             "http_status": fault.abort_status,
             "percentage": _percentage(fault.abort_percent),
         }
-    return {"typed_per_filter_config": {FAULT_FILTER_NAME: config}}
+    return {FAULT_FILTER_NAME: config}
+
+
+def mirror_policy(cluster: str, percent: float) -> Json:
+    """A `request_mirror_policies` entry, as Istio writes it (no trace sampling)."""
+    return {
+        "cluster": cluster,
+        "runtime_fraction": {"default_value": _percentage(percent)},
+        "trace_sampled": False,
+    }
+
+
+def string_matcher(sm: StringMatch) -> Json:
+    """Istio `StringMatch` -> Envoy `StringMatcher`."""
+    if sm.kind == "regex":
+        return {"safe_regex": {"regex": sm.value}}
+    return {sm.kind: sm.value}
+
+
+def cors_config(cors: CorsPolicy | None) -> Json:
+    """The Route's `typed_per_filter_config` entry for the CORS filter, as Istio's
+    `TranslateCORSPolicy` builds it (empty without a policy)."""
+    if cors is None:
+        return {}
+    config: Json = {
+        "@type": CORS_POLICY,
+        "forward_not_matching_preflights": cors.forward_unmatched_preflights,
+        "filter_enabled": {"default_value": {"numerator": 100, "denominator": "HUNDRED"}},
+    }
+    if cors.allow_origins:
+        config["allow_origin_string_match"] = [string_matcher(m) for m in cors.allow_origins]
+    for key, values in (
+        ("allow_methods", cors.allow_methods),
+        ("allow_headers", cors.allow_headers),
+        ("expose_headers", cors.expose_headers),
+    ):
+        if values:
+            config[key] = ",".join(values)
+    if cors.max_age is not None:
+        config["max_age"] = str(cors.max_age)
+    if cors.allow_credentials is not None:
+        config["allow_credentials"] = cors.allow_credentials
+    return {CORS_FILTER_NAME: config}

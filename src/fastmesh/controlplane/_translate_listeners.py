@@ -1,15 +1,17 @@
-"""Service ports -> outbound Envoy listeners: HTTP (HCM + RDS) or TCP (tcp_proxy)."""
+"""Service ports -> outbound Envoy listeners: HTTP (HCM + RDS) or TCP (tcp_proxy, see
+`_translate_tcp`)."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from ._errors import Finding
-from ._index import MeshIndex, cluster_name
+from ._index import MeshIndex
 from ._proxy import ProxyInfo
-from ._resources import FAULT, HCM, ROUTER, TCP_PROXY
+from ._resources import CORS, FAULT, HCM, ROUTER
 from ._translate_clusters import ADS_SOURCE
-from ._translate_http import FAULT_FILTER_NAME
+from ._translate_http import CORS_FILTER_NAME, FAULT_FILTER_NAME
+from ._translate_tcp import tcp_proxy_config
 
 __all__ = ["listener_name", "outbound_ports", "translate_listeners"]
 
@@ -18,6 +20,8 @@ Json = dict[str, Any]
 ROUTER_FILTER: Json = {"name": "envoy.filters.http.router", "typed_config": {"@type": ROUTER}}
 #: Inert until a route carries a fault (`typed_per_filter_config`), as in Istio's sidecars.
 FAULT_FILTER: Json = {"name": FAULT_FILTER_NAME, "typed_config": {"@type": FAULT}}
+#: Inert until a route carries a CORS policy; after the fault filter, as in Istio.
+CORS_FILTER: Json = {"name": CORS_FILTER_NAME, "typed_config": {"@type": CORS}}
 
 
 def listener_name(proxy: ProxyInfo, port: int) -> str:
@@ -69,7 +73,7 @@ def translate_listeners(index: MeshIndex, proxy: ProxyInfo) -> list[Json]:
             "@type": HCM,
             "stat_prefix": f"outbound_{listener_name(proxy, port)}",
             "rds": {"route_config_name": str(port), "config_source": ADS_SOURCE},
-            "http_filters": [FAULT_FILTER, ROUTER_FILTER],
+            "http_filters": [FAULT_FILTER, CORS_FILTER, ROUTER_FILTER],
         }
         listeners.append(
             _listener(
@@ -79,11 +83,8 @@ def translate_listeners(index: MeshIndex, proxy: ProxyInfo) -> list[Json]:
             )
         )
     for port, hostname in sorted(tcp.items()):
-        tcp_proxy = {
-            "@type": TCP_PROXY,
-            "stat_prefix": f"outbound_{listener_name(proxy, port)}",
-            "cluster": cluster_name(port, "", hostname),
-        }
+        prefix = f"outbound_{listener_name(proxy, port)}"
+        tcp_proxy = tcp_proxy_config(index, hostname, port, proxy, prefix)
         listeners.append(
             _listener(
                 proxy, port, {"name": "envoy.filters.network.tcp_proxy", "typed_config": tcp_proxy}

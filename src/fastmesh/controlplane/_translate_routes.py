@@ -8,17 +8,24 @@ from typing import Any
 from ._errors import Finding
 from ._index import MeshIndex, cluster_name
 from ._model import (
+    Destination,
     HttpMatch,
     HttpRoute,
     Retries,
-    RouteDestination,
     Service,
-    StringMatch,
     TrafficPolicy,
     VirtualService,
 )
 from ._proxy import ProxyInfo
-from ._translate_http import fault_config, header_fields, redirect_action, rewrite_fields
+from ._translate_http import (
+    cors_config,
+    fault_config,
+    header_fields,
+    mirror_policy,
+    redirect_action,
+    rewrite_fields,
+    string_matcher,
+)
 
 __all__ = ["domains", "route_config"]
 
@@ -41,12 +48,6 @@ def domains(svc: Service, port: int, proxy: ProxyInfo) -> list[str]:
     return [d for name in names for d in (name, f"{name}:{port}")]
 
 
-def _string_match(sm: StringMatch) -> Json:
-    if sm.kind == "regex":
-        return {"safe_regex": {"regex": sm.value}}
-    return {sm.kind: sm.value}
-
-
 def _match(m: HttpMatch) -> Json:
     out: Json = {}
     if m.uri is None:
@@ -57,14 +58,14 @@ def _match(m: HttpMatch) -> Json:
         out["prefix"] = m.uri.value
     else:
         out["safe_regex"] = {"regex": m.uri.value}
-    headers = [{"name": n, "string_match": _string_match(sm)} for n, sm in m.headers.items()]
+    headers = [{"name": n, "string_match": string_matcher(sm)} for n, sm in m.headers.items()]
     if m.method is not None:
-        headers.append({"name": ":method", "string_match": _string_match(m.method)})
+        headers.append({"name": ":method", "string_match": string_matcher(m.method)})
     if headers:
         out["headers"] = headers
     if m.query_params:
         out["query_parameters"] = [
-            {"name": n, "string_match": _string_match(sm)} for n, sm in m.query_params.items()
+            {"name": n, "string_match": string_matcher(sm)} for n, sm in m.query_params.items()
         ]
     return out
 
@@ -114,42 +115,12 @@ class _Routes:
         self.svc = svc
         self.port = port
 
-    def _cluster(self, vs: VirtualService, where: str, rd: RouteDestination) -> str:
-        hostname = vs.resolve(rd.destination.host)
-        target = self.index.services.get(hostname)
-        number = rd.destination.port
-        if target is None:
-            self.index.warnings.append(
-                Finding("Error", "IST0101", f"{where}.destination.host: unknown service {hostname}")
-            )
-        elif not number:
-            if target.port(self.port) is not None:
-                number = self.port
-            elif len(target.ports) == 1:
-                number = target.ports[0].number
-            else:
-                self.index.warnings.append(
-                    Finding(
-                        "Error",
-                        "FM0003",
-                        f"{where}.destination.port: {hostname} has several ports; name one",
-                    )
-                )
-        subset = rd.destination.subset
-        if subset and self.index.subset(hostname, subset) is None:
-            self.index.warnings.append(
-                Finding(
-                    "Error",
-                    "IST0101",
-                    f"{where}.destination.subset: no DestinationRule subset {subset!r} "
-                    f"for {hostname}",
-                )
-            )
-        return cluster_name(number or self.port, subset, hostname)
+    def _cluster(self, vs: VirtualService, where: str, dest: Destination) -> str:
+        return self.index.destination_cluster(vs, where, dest, self.port)
 
     def _action(self, vs: VirtualService, where: str, route: HttpRoute) -> Json:
         named = [
-            (self._cluster(vs, f"{where}.route[{i}]", rd), rd.weight)
+            (self._cluster(vs, f"{where}.route[{i}].destination", rd.destination), rd.weight)
             for i, rd in enumerate(route.route)
         ]
         action: Json
@@ -165,6 +136,12 @@ class _Routes:
         hash_policy = _hash_policy(self.index.policy(vs.resolve(first.host), first.subset))
         if hash_policy:
             action["hash_policy"] = hash_policy
+        mirrors = [
+            mirror_policy(self._cluster(vs, f"{where}.{m.field}", m.destination), m.percent)
+            for m in route.mirrors
+        ]
+        if mirrors:
+            action["request_mirror_policies"] = mirrors
         action.update(rewrite_fields(route.rewrite))
         action["timeout"] = _seconds(route.timeout) if route.timeout is not None else "0s"
         policy = _retry_policy(route.retries or DEFAULT_RETRIES)
@@ -180,7 +157,9 @@ class _Routes:
         else:
             entry = {"route": self._action(vs, where, route)}
         entry.update(header_fields(route.request_headers, route.response_headers))
-        entry.update(fault_config(route.fault))
+        per_filter = {**fault_config(route.fault), **cors_config(route.cors)}
+        if per_filter:
+            entry["typed_per_filter_config"] = per_filter
         return entry
 
     def build(self, vs: VirtualService | None) -> list[Json]:

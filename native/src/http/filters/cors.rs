@@ -37,6 +37,7 @@ pub struct CorsPolicyRt {
     allow_credentials: bool,
     allow_private_network_access: bool,
     enabled: Fraction,
+    forward_not_matching_preflights: bool,
 }
 
 impl CorsPolicyRt {
@@ -65,6 +66,7 @@ impl CorsPolicyRt {
             allow_credentials: c.allow_credentials,
             allow_private_network_access: c.allow_private_network_access,
             enabled: c.enabled,
+            forward_not_matching_preflights: c.forward_not_matching_preflights,
         })
     }
 
@@ -72,12 +74,15 @@ impl CorsPolicyRt {
         self.allow_any || self.allow_origin.iter().any(|m| m.matches(origin))
     }
 
-    /// The local answer to a preflight from `origin`, in Envoy's header order.
-    fn preflight(&self, origin: HeaderValue, req: &request::Parts) -> Response<ProxyBody> {
+    /// The local answer to a preflight, in Envoy's header order; `origin` when it is
+    /// allowed (Envoy answers one it does not allow, when not forwarding it, without it).
+    fn preflight(&self, origin: Option<HeaderValue>, req: &request::Parts) -> Response<ProxyBody> {
         let mut r = Response::new(ProxyBody::empty());
         *r.status_mut() = StatusCode::OK;
         let h = r.headers_mut();
-        h.insert(ACCESS_CONTROL_ALLOW_ORIGIN, origin);
+        if let Some(origin) = origin {
+            h.insert(ACCESS_CONTROL_ALLOW_ORIGIN, origin);
+        }
         if self.allow_credentials {
             h.insert(ACCESS_CONTROL_ALLOW_CREDENTIALS, TRUE);
         }
@@ -136,19 +141,23 @@ impl HttpFilter for CorsFilter {
         let Some(origin) = req.headers.get(ORIGIN).filter(|o| !o.is_empty()) else {
             return FilterAction::Continue;
         };
-        if !origin.to_str().is_ok_and(|o| policy.allows(o)) {
-            self.stats.inc(st::ORIGIN_INVALID);
-            return FilterAction::Continue;
-        }
-        self.stats.inc(st::ORIGIN_VALID);
-        ctx.state.cors_origin = Some(origin.clone());
         let preflight = req.method == Method::OPTIONS
             && req
                 .headers
                 .get(ACCESS_CONTROL_REQUEST_METHOD)
                 .is_some_and(|m| !m.is_empty());
+        if !origin.to_str().is_ok_and(|o| policy.allows(o)) {
+            self.stats.inc(st::ORIGIN_INVALID);
+            return if preflight && !policy.forward_not_matching_preflights {
+                FilterAction::Respond(policy.preflight(None, req))
+            } else {
+                FilterAction::Continue
+            };
+        }
+        self.stats.inc(st::ORIGIN_VALID);
+        ctx.state.cors_origin = Some(origin.clone());
         if preflight {
-            FilterAction::Respond(policy.preflight(origin.clone(), req))
+            FilterAction::Respond(policy.preflight(Some(origin.clone()), req))
         } else {
             FilterAction::Continue
         }
@@ -302,6 +311,28 @@ mod tests {
         let get = |n: &str| snap.iter().find(|(k, _)| k == n).unwrap().1;
         assert_eq!(get("http.in.cors.origin_invalid"), 2);
         assert_eq!(get("http.in.cors.origin_valid"), 0);
+    }
+
+    #[tokio::test]
+    async fn unmatched_preflights_answered_here_when_not_forwarded() {
+        let stats = Registry::default();
+        let c = chain(&stats);
+        let r = route(serde_json::json!({
+            "allow_origin": [{"kind": {"exact": "https://ok.com"}}],
+            "allow_methods": "GET",
+            "forward_not_matching_preflights": false,
+        }));
+        let bad = [
+            ("origin", "https://bad.com"),
+            ("access-control-request-method", "GET"),
+        ];
+        // As Envoy: a local 200 with the policy's headers but no allow-origin.
+        assert_eq!(
+            send(&c, &r, "OPTIONS", &bad).await,
+            (true, pairs(&[("access-control-allow-methods", "GET")]))
+        );
+        // Only preflights: other requests from the origin still pass.
+        assert_eq!(send(&c, &r, "GET", &bad[..1]).await, (false, vec![]));
     }
 
     #[tokio::test]
