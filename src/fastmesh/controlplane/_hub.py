@@ -76,8 +76,11 @@ class SnapshotHub:
             self._snapshots.clear()
             self._routing.clear()
             self._inbound.clear()
-            self._index, self._shared = None, None
             self._warned.clear()
+            # the clusters every proxy shares are translated now, as Istio builds its push
+            # context on a config change; each kind of proxy's own part waits for one to ask
+            self._index = MeshIndex(config)
+            self._shared = shared_snapshot(self._index, self._trust_domain)
         self._bump()
         log.info("config generation %d applied", self.generation)
 
@@ -141,10 +144,9 @@ class SnapshotHub:
         return self.secrets.trust_domain if self.secrets is not None else None
 
     def _translated(self, proxy: ProxyInfo) -> Snapshot:
-        if self._index is None:
+        if self._index is None or self._shared is None:  # no config published yet
             self._index = MeshIndex(self.config or MeshConfig())
             self._shared = shared_snapshot(self._index, self._trust_domain)
-        assert self._shared is not None
         key = (proxy.translation_key, self._index.label_key(proxy.namespace, proxy.workload))
         cached = self._snapshots.get(key)
         if cached is not None:

@@ -154,8 +154,10 @@ class Snapshot:
         sums = {t: sum(r.mix for r in rs.values()) % _MOD for t, rs in resources.items()}
         return cls(_version(sums), resources, sums)
 
-    #: Per type, its names sorted (computed once, however many proxies ask).
+    #: Per type, its names sorted and its digests by name (computed once, however many
+    #: proxies ask, and shared by the sessions that hold the whole type).
     _order: dict[str, list[str]] = field(default_factory=dict, compare=False, repr=False)
+    _digests: dict[str, dict[str, str]] = field(default_factory=dict, compare=False, repr=False)
 
     def of_type(self, type_url: str) -> Mapping[str, Resource]:
         return self.resources.get(type_url, {})
@@ -166,6 +168,16 @@ class Snapshot:
         if order is None:
             order = self._order[type_url] = sorted(self.of_type(type_url))
         return order
+
+    def digests(self, type_url: str) -> dict[str, str]:
+        """Name -> digest of every resource of the type (shared: never mutate it)."""
+        digests = self._digests.get(type_url)
+        if digests is None:
+            resources = self.of_type(type_url)
+            digests = self._digests[type_url] = {
+                n: resources[n].digest for n in self.names(type_url)
+            }
+        return digests
 
     def type_version(self, type_url: str) -> str:
         """A digest of the type's content (equal content, equal version)."""

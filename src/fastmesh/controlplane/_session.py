@@ -75,6 +75,9 @@ class TypeState:
     sent: dict[str, str] = field(default_factory=dict)
     #: Subscribed names already answered; a name outside it is newly asked for.
     answered: frozenset[str] = frozenset()
+    #: `sent` is the snapshot's own digests of the whole type, shared with other sessions
+    #: (copied before it is changed): a 10k-service mesh keeps one such map, not one per proxy.
+    sent_shared: bool = False
     acked_version: str = ""
     acked_nonce: str = ""
     #: The last NACK, until a later response is ACKed.
@@ -163,10 +166,14 @@ class Session(StreamState):
                 state.nack = None
         else:
             state.sent_nonce = ""  # the proxy starts this type over: answer it in full
-        state.names = self._names(type_url, request.resource_names)
-        if state.names is not None:  # forget what is unsubscribed: asking again is new
-            state.answered &= state.names
-            state.sent = {n: d for n, d in state.sent.items() if n in state.names}
+        names = self._names(type_url, request.resource_names)
+        if names is not None and names != state.names:
+            # forget what is unsubscribed: asking again is new
+            state.answered &= names
+            if not names.issuperset(state.sent):
+                state.sent = {n: d for n, d in state.sent.items() if n in names}
+                state.sent_shared = False
+        state.names = names
         response = self._respond(state)
         return [response] if response is not None else []
 
@@ -234,9 +241,17 @@ class Session(StreamState):
             order = sorted(available)
         else:
             order = self.snapshot.names(state.type_url)
-        names = order if state.names is None else [n for n in order if n in state.names]
+        if state.names is None or state.names.issuperset(order):
+            names = order
+        else:
+            names = [n for n in order if n in state.names]
         chosen = {n: available[n] for n in names}
-        digests = {name: r.digest for name, r in chosen.items()}
+        whole = not kept and len(names) == len(available)
+        digests = (
+            self.snapshot.digests(state.type_url)
+            if whole
+            else {name: r.digest for name, r in chosen.items()}
+        )
         if state.sent_nonce:
             changed = any(state.sent.get(n) != d for n, d in digests.items())
             # wildcard (LDS, CDS): a resource left out of a response is deleted by the proxy
@@ -252,7 +267,7 @@ class Session(StreamState):
                     for n, r in chosen.items()
                     if state.sent.get(n) != r.digest or n not in state.answered
                 }
-        state.sent = digests
+        state.sent, state.sent_shared = digests, whole
         state.answered = state.names or frozenset()
         return self._response(state, list(chosen.values()), "-mbb" if kept else "")
 
@@ -273,9 +288,18 @@ class Session(StreamState):
                 changed[n] = r
         if not changed and not removed:
             return None
-        for n in removed:
-            del state.sent[n]
-        state.sent.update((n, r.digest) for n, r in changed.items())
+        names_held = state.names
+        still_whole = state.sent_shared and (
+            names_held is None or all(n in names_held for n in candidates if n in available)
+        )
+        if still_whole:  # the proxy holds the whole type again: share the snapshot's digests
+            state.sent = self.snapshot.digests(state.type_url)
+        else:
+            if state.sent_shared:
+                state.sent, state.sent_shared = dict(state.sent), False
+            for n in removed:
+                del state.sent[n]
+            state.sent.update((n, r.digest) for n, r in changed.items())
         if state.names is not None:  # EDS, RDS: only what changed
             return self._response(state, list(changed.values()))
         return self._response(state, [available[n] for n in self.snapshot.names(state.type_url)])
