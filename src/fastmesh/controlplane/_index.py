@@ -47,6 +47,9 @@ class MeshIndex:
     )
     #: id of a shared document (those virtual hosts) -> its encoding, for this index's life.
     encoded: dict[int, bytes] = field(default_factory=dict)
+    #: Every document `encoded` holds an id of, kept alive as long as it: the encoder
+    #: memoizes each repeated message by id, and a freed document's id is soon another's.
+    encoded_documents: list[object] = field(default_factory=list)
     #: (namespace, name) -> the workload.
     by_name: dict[tuple[str, str], Workload] = field(default_factory=dict)
     #: Label keys some VirtualService's tcp `sourceLabels` matches on, sorted: the part of

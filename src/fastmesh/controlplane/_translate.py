@@ -62,7 +62,9 @@ def shared_snapshot(
 
 def proxy_snapshot(index: MeshIndex, proxy: ProxyInfo) -> Snapshot:
     """Outbound listeners and routes: shared by proxies with the same `translation_key`."""
-    return build_snapshot(_per_proxy(index, proxy), index.encoded)
+    documents = _per_proxy(index, proxy)
+    index.encoded_documents.append(documents)  # ids in `index.encoded` stay theirs
+    return build_snapshot(documents, index.encoded)
 
 
 def translate_snapshot(
