@@ -17,6 +17,7 @@ from ._model import (
     VirtualService,
 )
 from ._proxy import ProxyInfo
+from ._scope import Scope
 from ._translate_http import (
     cors_config,
     fault_config,
@@ -186,15 +187,18 @@ class _Routes:
         return action
 
 
-def route_config(index: MeshIndex, port: int, proxy: ProxyInfo) -> Json:
-    """`RouteConfiguration` named `"9080"`: a virtual host per HTTP service on that port."""
+def route_config(index: MeshIndex, port: int, proxy: ProxyInfo, scope: Scope | None = None) -> Json:
+    """`RouteConfiguration` named `"9080"`: a virtual host per HTTP service on that port
+    (that `scope` shows there; None: every one)."""
     vhosts: list[Json] = []
     taken: set[str] = set()
     for svc in index.by_port.get(port, ()):
         sp = svc.port(port)
+        hostname = svc.hostname
         if sp is None or not sp.protocol.is_http:
             continue
-        hostname = svc.hostname
+        if scope is not None and not scope.visible(port, hostname):
+            continue
         names = domains(svc, port, proxy)
         # Envoy refuses a route config naming one domain twice (ServiceEntries sharing
         # an address): the first service by hostname keeps it.
