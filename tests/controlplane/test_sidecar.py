@@ -389,6 +389,7 @@ def test_a_workload_change_reaches_scoped_proxies_incrementally() -> None:
     hub._apply(after)
     assert hub._index is not None and hub._index.config is after  # the incremental path
     new_scoped, new_plain = hub.snapshot_for(SHOP), hub.snapshot_for(OPS)
+    assert hosts(new_scoped) == {PAGES} and hosts(new_plain) == EVERYTHING
     pages = {f"outbound|9080||{PAGES}", f"outbound|9100||{PAGES}"}
     assert changes(scoped, new_scoped, ENDPOINT) == pages
     assert changes(plain, new_plain, ENDPOINT) == pages
