@@ -18,6 +18,7 @@ from ._model import (
     VirtualService,
     Workload,
 )
+from ._model_sidecar import Sidecar
 from ._proxy import ProxyInfo
 
 __all__ = ["MeshIndex", "cluster_name"]
@@ -59,6 +60,8 @@ class MeshIndex:
     #: (Sidecar namespace, name, namespace of `.`) -> its `_scope.Scope`, built on demand
     #: (scopes do not depend on workloads: `with_workloads` shares them).
     scopes: dict[tuple[str, str, str], Any] = field(default_factory=dict)
+    #: Namespace -> its Sidecars, by name (the first applies where several could).
+    sidecars: dict[str, list[Sidecar]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         for svc in self.config.services:
@@ -69,6 +72,8 @@ class MeshIndex:
         for _, svc in sorted(self.services.items()):
             for port in svc.ports:
                 self.by_port.setdefault(port.number, []).append(svc)
+        for sidecar in sorted(self.config.sidecars, key=lambda s: s.name):
+            self.sidecars.setdefault(sidecar.namespace, []).append(sidecar)
         for w in self.config.workloads:
             self.by_namespace.setdefault(w.namespace, []).append(w)
             self.by_name.setdefault((w.namespace, w.name), w)

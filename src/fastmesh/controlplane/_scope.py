@@ -40,6 +40,8 @@ class Scope:
     listeners: tuple[tuple[int, frozenset[str]], ...]
     #: Hostname -> the ports whose clusters are sent (None: every port).
     clusters: Mapping[str, frozenset[int] | None]
+    #: Every hostname some listener imports, sorted (what outbound translation looks at).
+    hostnames: tuple[str, ...] = ()
 
     def visible(self, port: int, hostname: str) -> bool:
         """Whether `hostname` gets a virtual host (or TCP listener) on outbound `port`: the
@@ -63,15 +65,15 @@ def proxy_sidecar(index: MeshIndex, proxy: ProxyInfo) -> Sidecar | None:
     """Istio's precedence: a Sidecar of the proxy's namespace whose `workloadSelector`
     matches its labels, else its namespace's Sidecar without selector, else the root
     namespace's without selector; among several, the first by name."""
-    if not index.config.sidecars:
+    if not index.sidecars:
         return None
-    labels = index.proxy_labels(proxy)
-    ranked = sorted(index.config.sidecars, key=lambda s: s.name)
-    own = [s for s in ranked if s.namespace == proxy.namespace]
-    for sidecar in own:
-        if sidecar.selector and all(labels.get(k) == v for k, v in sidecar.selector.items()):
-            return sidecar
-    for candidates in (own, [s for s in ranked if s.namespace == ROOT_NAMESPACE]):
+    own = index.sidecars.get(proxy.namespace, ())
+    if any(s.selector for s in own):
+        labels = index.proxy_labels(proxy)
+        for sidecar in own:
+            if sidecar.selector and all(labels.get(k) == v for k, v in sidecar.selector.items()):
+                return sidecar
+    for candidates in (own, index.sidecars.get(ROOT_NAMESPACE, ())):
         for sidecar in candidates:
             if sidecar.selector is None:
                 return sidecar
@@ -113,7 +115,8 @@ def _build(index: MeshIndex, sidecar: Sidecar, key: ScopeKey) -> Scope:
                 if dest in index.services:
                     _add(clusters, dest, 0)
     frozen = {h: None if p is None else frozenset(p) for h, p in clusters.items()}
-    return Scope(key, tuple(listeners), frozen)
+    hostnames = tuple(sorted(set().union(*(hosts for _, hosts in listeners))))
+    return Scope(key, tuple(listeners), frozen, hostnames)
 
 
 def _add(clusters: dict[str, set[int] | None], hostname: str, port: int) -> None:

@@ -38,8 +38,9 @@ def outbound_ports(
     services, cannot be told apart without cluster IPs: warned."""
     http: set[int] = set()
     tcp: dict[int, list[str]] = {}
-    for hostname, svc in sorted(index.services.items()):
-        for port in svc.ports:
+    names = sorted(index.services) if scope is None else scope.hostnames
+    for hostname in names:
+        for port in index.services[hostname].ports:
             if scope is not None and not scope.visible(port.number, hostname):
                 continue
             if port.protocol.is_http:

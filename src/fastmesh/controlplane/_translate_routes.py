@@ -192,13 +192,14 @@ def route_config(index: MeshIndex, port: int, proxy: ProxyInfo, scope: Scope | N
     (that `scope` shows there; None: every one)."""
     vhosts: list[Json] = []
     taken: set[str] = set()
-    for svc in index.by_port.get(port, ()):
+    services = index.by_port.get(port, [])
+    if scope is not None:  # by hostname, as `by_port`; a small scope needs not look at all
+        services = [index.services[h] for h in scope.hostnames if scope.visible(port, h)]
+    for svc in services:
         sp = svc.port(port)
-        hostname = svc.hostname
         if sp is None or not sp.protocol.is_http:
             continue
-        if scope is not None and not scope.visible(port, hostname):
-            continue
+        hostname = svc.hostname
         names = domains(svc, port, proxy)
         # Envoy refuses a route config naming one domain twice (ServiceEntries sharing
         # an address): the first service by hostname keeps it.
