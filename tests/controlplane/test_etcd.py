@@ -90,7 +90,7 @@ def test_entries_follow_the_key_layout() -> None:
     assert [d.name for d in config.destination_rules] == ["reviews"]
     assert sorted(str(p) for p in problems) == [
         "/fastmesh/config/Gateway/default/gw: unsupported config kind 'Gateway' "
-        "(supported: ServiceEntry, VirtualService, DestinationRule, PeerAuthentication, "
+        "(supported: ServiceEntry, VirtualService, DestinationRule, Sidecar, PeerAuthentication, "
         "AuthorizationPolicy)",
         "/fastmesh/nonsense: expected services/<ns>/<name>, workloads/<ns>/<name>/<id> "
         "or config/<Kind>/<ns>/<name> under /fastmesh/",

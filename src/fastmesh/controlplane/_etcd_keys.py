@@ -3,7 +3,7 @@
     <prefix>services/<ns>/<name>              v1 Service
     <prefix>workloads/<ns>/<name>/<id>        networking.istio.io/v1 WorkloadEntry `<name>.<id>`
     <prefix>config/<Kind>/<ns>/<name>         ServiceEntry, VirtualService, DestinationRule,
-                                              PeerAuthentication, AuthorizationPolicy
+                                              Sidecar, PeerAuthentication, AuthorizationPolicy
 
 The default prefix is `/fastmesh/`. A value is YAML or JSON: either a whole resource (as in a
 config file) or only its `spec`. The key names the resource: `kind`, `metadata.name` and
@@ -42,6 +42,7 @@ _CONFIG_KINDS = {
     "ServiceEntry": (_ISTIO, "ServiceEntry"),
     "VirtualService": (_ISTIO, "VirtualService"),
     "DestinationRule": (_ISTIO, "DestinationRule"),
+    "Sidecar": (_ISTIO, "Sidecar"),
     "PeerAuthentication": (_SECURITY, "PeerAuthentication"),
     "AuthorizationPolicy": (_SECURITY, "AuthorizationPolicy"),
 }

@@ -13,11 +13,16 @@ from ._index import MeshIndex
 from ._model import MeshConfig, Workload
 from ._proxy import ProxyInfo
 from ._resources import SECRET, Resource, Snapshot
+from ._scope import Scope, ScopeKey, scope_filter, scope_for, scoped_clusters
 from ._translate import inbound_snapshot, proxy_snapshot, shared_snapshot
 
 __all__ = ["SecretSource", "SnapshotHub"]
 
 log = logging.getLogger("fastmesh.controlplane")
+
+#: What a proxy's outbound config depends on: its translation key, the labels that matter
+#: (`MeshIndex.label_key`) and its Sidecar's scope (None: no Sidecar, every service).
+OutboundKey = tuple[tuple[str, str], tuple[tuple[str, str], ...], ScopeKey | None]
 
 
 class SecretSource(Protocol):
@@ -49,10 +54,12 @@ class SnapshotHub:
         self._pending: MeshConfig | None = None
         self._dirty = trio.Event()
         self._changed = trio.Event()
-        #: Outbound snapshots per (translation key, the proxy's labels that matter).
-        self._snapshots: dict[tuple[tuple[str, str], tuple[tuple[str, str], ...]], Snapshot] = {}
+        #: Outbound snapshots per kind of proxy.
+        self._snapshots: dict[OutboundKey, Snapshot] = {}
         #: The same keys: their own part (listeners, routes), before the shared clusters.
-        self._routing: dict[tuple[tuple[str, str], tuple[tuple[str, str], ...]], Snapshot] = {}
+        self._routing: dict[OutboundKey, Snapshot] = {}
+        #: Per Sidecar scope: the part of the shared clusters and endpoints it imports.
+        self._scoped: dict[ScopeKey, tuple[Scope, Snapshot]] = {}
         self._inbound: dict[tuple[str, str, tuple[tuple[str, int], ...]], Snapshot] = {}
         #: Per config: its index, the clusters and endpoints every proxy shares, warnings.
         self._index: MeshIndex | None = None
@@ -75,6 +82,7 @@ class SnapshotHub:
         else:
             self._snapshots.clear()
             self._routing.clear()
+            self._scoped.clear()
             self._inbound.clear()
             self._warned.clear()
             # the clusters every proxy shares are translated now, as Istio builds its push
@@ -89,14 +97,19 @@ class SnapshotHub:
     ) -> None:
         """Only workloads changed (Istio's incremental EDS push): re-translate the clusters
         of the services that select them and the inbound side of those workloads; the
-        routes, listeners and every other cluster stay as they are."""
+        routes, listeners and every other cluster stay as they are (scopes do not depend on
+        workloads; which scope a proxy has may, through its labels: `_translated` looks)."""
         assert self._index is not None and self._shared is not None
         before, self._index = self._index, self._index.with_workloads(config, gone, new)
         hosts = {svc.hostname for w in gone for svc in before.services_selecting(w)}
         hosts |= {svc.hostname for w in new for svc in self._index.services_selecting(w)}
         touched = shared_snapshot(self._index, self._trust_domain, hosts)
         self._shared = self._shared.replaced(touched.resources)
-        self._snapshots = {k: self._shared.merged(part) for k, part in self._routing.items()}
+        self._scoped = {
+            key: (scope, part.replaced(scope_filter(touched.resources, scope)))
+            for key, (scope, part) in self._scoped.items()
+        }
+        self._snapshots = {k: self._clusters(k[2]).merged(p) for k, p in self._routing.items()}
         workloads = {(w.namespace, w.name) for w in [*gone, *new]}
         self._inbound = {k: v for k, v in self._inbound.items() if (k[0], k[1]) not in workloads}
 
@@ -147,14 +160,23 @@ class SnapshotHub:
         if self._index is None or self._shared is None:  # no config published yet
             self._index = MeshIndex(self.config or MeshConfig())
             self._shared = shared_snapshot(self._index, self._trust_domain)
-        key = (proxy.translation_key, self._index.label_key(proxy.namespace, proxy.workload))
+        scope = scope_for(self._index, proxy)
+        scope_key = scope.key if scope is not None else None
+        key = (proxy.translation_key, self._index.label_key(proxy), scope_key)
         cached = self._snapshots.get(key)
         if cached is not None:
             return cached
-        part = self._routing[key] = proxy_snapshot(self._index, proxy)
-        snapshot = self._snapshots[key] = self._shared.merged(part)
+        if scope is not None and scope.key not in self._scoped:
+            self._scoped[scope.key] = (scope, scoped_clusters(self._shared, scope))
+        part = self._routing[key] = proxy_snapshot(self._index, proxy, scope)
+        snapshot = self._snapshots[key] = self._clusters(scope_key).merged(part)
         self._log_warnings(self._index.warnings)
         return snapshot
+
+    def _clusters(self, scope: ScopeKey | None) -> Snapshot:
+        """The clusters and endpoints of a scope (None: every proxy's without a Sidecar)."""
+        assert self._shared is not None
+        return self._shared if scope is None else self._scoped[scope][1]
 
     def _log_warnings(self, warnings: Iterable[object]) -> None:
         """Each warning once per config (translations of other proxies repeat them)."""
@@ -193,6 +215,7 @@ def workload_change(
         or old.peer_authentications != new.peer_authentications
         or old.authorization_policies != new.authorization_policies
         or old.service_entries != new.service_entries
+        or old.sidecars != new.sidecars
     ):
         return None
     before = {id(w): w for w in old.workloads}

@@ -18,6 +18,8 @@ from ._model import (
     VirtualService,
     Workload,
 )
+from ._model_sidecar import Sidecar
+from ._proxy import ProxyInfo
 
 __all__ = ["MeshIndex", "cluster_name"]
 
@@ -47,11 +49,19 @@ class MeshIndex:
     )
     #: id of a shared document (those virtual hosts) -> its encoding, for this index's life.
     encoded: dict[int, bytes] = field(default_factory=dict)
+    #: Every document `encoded` holds an id of, kept alive as long as it: the encoder
+    #: memoizes each repeated message by id, and a freed document's id is soon another's.
+    encoded_documents: list[object] = field(default_factory=list)
     #: (namespace, name) -> the workload.
     by_name: dict[tuple[str, str], Workload] = field(default_factory=dict)
     #: Label keys some VirtualService's tcp `sourceLabels` matches on, sorted: the part of
     #: a proxy's labels its outbound config depends on.
     source_label_keys: tuple[str, ...] = ()
+    #: (Sidecar namespace, name, namespace of `.`) -> its `_scope.Scope`, built on demand
+    #: (scopes do not depend on workloads: `with_workloads` shares them).
+    scopes: dict[tuple[str, str, str], Any] = field(default_factory=dict)
+    #: Namespace -> its Sidecars, by name (the first applies where several could).
+    sidecars: dict[str, list[Sidecar]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         for svc in self.config.services:
@@ -62,6 +72,8 @@ class MeshIndex:
         for _, svc in sorted(self.services.items()):
             for port in svc.ports:
                 self.by_port.setdefault(port.number, []).append(svc)
+        for sidecar in sorted(self.config.sidecars, key=lambda s: s.name):
+            self.sidecars.setdefault(sidecar.namespace, []).append(sidecar)
         for w in self.config.workloads:
             self.by_namespace.setdefault(w.namespace, []).append(w)
             self.by_name.setdefault((w.namespace, w.name), w)
@@ -205,17 +217,20 @@ class MeshIndex:
             return own.policy.at_port(port).over(base)
         return base
 
-    def workload_labels(self, namespace: str, name: str) -> Mapping[str, str]:
-        """The labels of WorkloadEntry `namespace/name` (none when there is no such entry)."""
-        w = self.by_name.get((namespace, name))
-        return w.labels if w is not None else {}
+    def proxy_labels(self, proxy: ProxyInfo) -> Mapping[str, str]:
+        """The proxy's labels: node metadata `LABELS`, and over them the labels of its
+        WorkloadEntry (`WORKLOAD_NAME`, in its namespace) when there is one."""
+        w = self.by_name.get((proxy.namespace, proxy.workload)) if proxy.workload else None
+        if not proxy.labels:
+            return w.labels if w is not None else {}
+        return {**dict(proxy.labels), **(w.labels if w is not None else {})}
 
-    def label_key(self, namespace: str, workload: str) -> tuple[tuple[str, str], ...]:
-        """What of a proxy's workload labels its outbound config depends on: proxies with
-        equal keys (and `ProxyInfo.translation_key`) get identical config."""
+    def label_key(self, proxy: ProxyInfo) -> tuple[tuple[str, str], ...]:
+        """What of a proxy's labels its outbound config depends on: proxies with equal
+        keys (and `ProxyInfo.translation_key`) get identical config."""
         if not self.source_label_keys:
             return ()
-        labels = self.workload_labels(namespace, workload)
+        labels = self.proxy_labels(proxy)
         return tuple((k, labels[k]) for k in self.source_label_keys if k in labels)
 
     def workloads(self, svc: Service, labels: dict[str, str] | None = None) -> list[Workload]:

@@ -12,10 +12,12 @@ from ._errors import Problem
 from ._fields import Fields
 from ._model import DestinationRule, MeshConfig, Service, ServiceEntry, VirtualService, Workload
 from ._model_security import AuthorizationPolicy, PeerAuthentication
+from ._model_sidecar import Sidecar
 from ._parse_entry import parse_service_entry
 from ._parse_istio import parse_destination_rule, parse_virtual_service
 from ._parse_registry import parse_service, parse_workload_entry
 from ._parse_security import parse_authorization_policy, parse_peer_authentication
+from ._parse_sidecar import parse_sidecar
 
 __all__ = [
     "SUFFIXES",
@@ -45,6 +47,7 @@ Parsed = (
     | DestinationRule
     | PeerAuthentication
     | AuthorizationPolicy
+    | Sidecar
 )
 Parser = Callable[[Fields, str, str, dict[str, Any]], Parsed]
 
@@ -57,6 +60,7 @@ _KIND_OF: dict[type, str] = {
     DestinationRule: "DestinationRule",
     PeerAuthentication: "PeerAuthentication",
     AuthorizationPolicy: "AuthorizationPolicy",
+    Sidecar: "Sidecar",
 }
 
 _KINDS: dict[tuple[str, str], Parser] = {
@@ -65,6 +69,7 @@ _KINDS: dict[tuple[str, str], Parser] = {
     **{(v, "ServiceEntry"): parse_service_entry for v in _ISTIO_VERSIONS},
     **{(v, "VirtualService"): parse_virtual_service for v in _ISTIO_VERSIONS},
     **{(v, "DestinationRule"): parse_destination_rule for v in _ISTIO_VERSIONS},
+    **{(v, "Sidecar"): parse_sidecar for v in _ISTIO_VERSIONS},
     **{(v, "PeerAuthentication"): parse_peer_authentication for v in _SECURITY_VERSIONS},
     **{(v, "AuthorizationPolicy"): parse_authorization_policy for v in _SECURITY_VERSIONS},
 }
@@ -154,6 +159,7 @@ def assemble(files: Iterable[ParsedFile]) -> tuple[MeshConfig, list[Problem]]:
         peer_authentications=tuple(by_kind[PeerAuthentication]),  # type: ignore[arg-type]
         authorization_policies=tuple(by_kind[AuthorizationPolicy]),  # type: ignore[arg-type]
         service_entries=tuple(by_kind[ServiceEntry]),  # type: ignore[arg-type]
+        sidecars=tuple(by_kind[Sidecar]),  # type: ignore[arg-type]
     )
     return config, problems
 

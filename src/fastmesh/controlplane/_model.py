@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 
 from ._model_security import AuthorizationPolicy, PeerAuthentication
+from ._model_sidecar import Sidecar
 
 __all__ = [
     "DOMAIN_SUFFIX",
@@ -446,3 +447,4 @@ class MeshConfig:
     peer_authentications: tuple[PeerAuthentication, ...] = ()
     authorization_policies: tuple[AuthorizationPolicy, ...] = ()
     service_entries: tuple[ServiceEntry, ...] = ()
+    sidecars: tuple[Sidecar, ...] = ()

@@ -12,6 +12,7 @@ log = logging.getLogger("fastmesh.controlplane")
 
 __all__ = [
     "APP_PORTS_KEY",
+    "LABELS_KEY",
     "OUTBOUND_ADDRESS_KEY",
     "SERVICE_ACCOUNT_KEY",
     "WORKLOAD_NAME_KEY",
@@ -31,6 +32,9 @@ WORKLOAD_NAME_KEY = "WORKLOAD_NAME"
 #: 127.0.0.1 (default: the service's targetPort). Without iptables the WorkloadEntry's
 #: address:port is the sidecar's inbound listener, so the app must listen elsewhere.
 APP_PORTS_KEY = "FASTMESH_APP_PORTS"
+#: Node metadata key (Istio's): the workload's labels (a map), what a Sidecar's
+#: `workloadSelector` (and a tcp route's `sourceLabels`) match, with its WorkloadEntry's.
+LABELS_KEY = "LABELS"
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +50,8 @@ class ProxyInfo:
     workload: str = ""
     #: Service port name -> the application's own port, sorted by name.
     app_ports: tuple[tuple[str, int], ...] = ()
+    #: Node metadata `LABELS`, sorted by key (the WorkloadEntry's labels go over them).
+    labels: tuple[tuple[str, str], ...] = ()
 
     @property
     def translation_key(self) -> tuple[str, str]:
@@ -64,8 +70,8 @@ def proxy_info(node: Any) -> ProxyInfo:
     """From an `envoy.config.core.v3.Node`: namespace from metadata `NAMESPACE` or the Istio id
     `sidecar~IP~POD.NAMESPACE~NAMESPACE.svc.cluster.local`, else "default"; service account
     from metadata `SERVICE_ACCOUNT`, else "default"; the workload from `WORKLOAD_NAME` and
-    its application's ports from `FASTMESH_APP_PORTS` (a map; bad entries are logged, then
-    ignored)."""
+    its application's ports from `FASTMESH_APP_PORTS`, its labels from `LABELS` (maps; bad
+    entries are logged, then ignored)."""
     metadata = json_format.MessageToDict(node.metadata) if node.HasField("metadata") else {}
     namespace = str(metadata.get("NAMESPACE", ""))
     parts = str(node.id).split("~")
@@ -85,7 +91,33 @@ def proxy_info(node: Any) -> ProxyInfo:
             ", ".join(map(str, bad)) or repr(raw_ports),
         )
     app_ports = tuple(sorted((str(k), int(v)) for k, v in ports.items() if _is_port(v)))
-    return ProxyInfo(str(node.id), namespace or "default", address, account, workload, app_ports)
+    labels = _labels(node.id, metadata.get(LABELS_KEY))
+    return ProxyInfo(
+        str(node.id), namespace or "default", address, account, workload, app_ports, labels
+    )
+
+
+def _labels(node_id: str, raw: Any) -> tuple[tuple[str, str], ...]:
+    """Metadata `LABELS`: string values (numbers and booleans as Istio writes them: text)."""
+    labels = raw if isinstance(raw, dict) else {}
+    bad = [k for k, v in labels.items() if isinstance(v, dict | list) or v is None]
+    if bad or (raw is not None and not isinstance(raw, dict)):
+        log.warning(
+            "node %s: metadata %s: expected a map of label to value; ignored: %s",
+            node_id,
+            LABELS_KEY,
+            ", ".join(map(str, bad)) or repr(raw),
+        )
+    return tuple(sorted((str(k), _text(v)) for k, v in labels.items() if k not in bad))
+
+
+def _text(value: Any) -> str:
+    """A label value from a Struct (numbers arrive as floats: `2.0` is the label `2`)."""
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, float) and value == int(value):
+        return str(int(value))
+    return str(value)
 
 
 def _is_port(value: Any) -> bool:

@@ -1,6 +1,7 @@
 """One proxy's view of the mesh: MeshConfig -> Envoy v3 xDS (CDS, EDS, LDS, RDS). Clusters and
-endpoints are the same for every proxy, outbound listeners and routes per kind of proxy
-(namespace), the inbound side per workload: each part is translated once and shared."""
+endpoints are the same for every proxy (a Sidecar's scope picks some of them), outbound
+listeners and routes per kind of proxy (namespace, scope), the inbound side per workload:
+each part is translated once and shared."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from ._index import MeshIndex
 from ._model import MeshConfig
 from ._proxy import ProxyInfo
 from ._resources import CLUSTER, ENDPOINT, LISTENER, ROUTE, Snapshot, build_snapshot
+from ._scope import Scope, scope_for, scoped_clusters
 from ._translate_clusters import translate_clusters
 from ._translate_inbound import translate_inbound
 from ._translate_listeners import outbound_ports, translate_listeners
@@ -37,17 +39,21 @@ class Translation:
 
 
 def translate(config: MeshConfig, proxy: ProxyInfo, trust_domain: str | None = None) -> Translation:
-    """The outbound side as documents (see `shared_snapshot` and `proxy_snapshot`)."""
+    """The outbound side as documents (see `shared_snapshot` and `proxy_snapshot`), of
+    every service: no Sidecar scopes it (`fastmesh analyze` looks at everything)."""
     index = MeshIndex(config)
     clusters, assignments = translate_clusters(index, trust_domain)
     documents = {CLUSTER: clusters, ENDPOINT: assignments, **_per_proxy(index, proxy)}
     return Translation(documents, list(dict.fromkeys(index.warnings)))
 
 
-def _per_proxy(index: MeshIndex, proxy: ProxyInfo) -> dict[str, list[dict[str, Any]]]:
-    listeners = translate_listeners(index, proxy)
-    http_ports, _ = outbound_ports(index)
-    return {LISTENER: listeners, ROUTE: [route_config(index, port, proxy) for port in http_ports]}
+def _per_proxy(
+    index: MeshIndex, proxy: ProxyInfo, scope: Scope | None = None
+) -> dict[str, list[dict[str, Any]]]:
+    listeners = translate_listeners(index, proxy, scope)
+    http_ports, _ = outbound_ports(index, scope)
+    routes = [route_config(index, port, proxy, scope) for port in http_ports]
+    return {LISTENER: listeners, ROUTE: routes}
 
 
 def shared_snapshot(
@@ -60,9 +66,12 @@ def shared_snapshot(
     return build_snapshot({CLUSTER: clusters, ENDPOINT: assignments})
 
 
-def proxy_snapshot(index: MeshIndex, proxy: ProxyInfo) -> Snapshot:
-    """Outbound listeners and routes: shared by proxies with the same `translation_key`."""
-    return build_snapshot(_per_proxy(index, proxy), index.encoded)
+def proxy_snapshot(index: MeshIndex, proxy: ProxyInfo, scope: Scope | None = None) -> Snapshot:
+    """Outbound listeners and routes (of what `scope` imports): shared by proxies with the
+    same `translation_key`, labels that matter and scope."""
+    documents = _per_proxy(index, proxy, scope)
+    index.encoded_documents.append(documents)  # ids in `index.encoded` stay theirs
+    return build_snapshot(documents, index.encoded)
 
 
 def translate_snapshot(
@@ -70,7 +79,11 @@ def translate_snapshot(
 ) -> Snapshot:
     """The proxy's whole config, composed as the hub composes it (same version)."""
     index = MeshIndex(config)
-    outbound = shared_snapshot(index, trust_domain).merged(proxy_snapshot(index, proxy))
+    scope = scope_for(index, proxy)
+    shared = shared_snapshot(index, trust_domain)
+    if scope is not None:
+        shared = scoped_clusters(shared, scope)
+    outbound = shared.merged(proxy_snapshot(index, proxy, scope))
     return outbound.merged(inbound_snapshot(config, proxy, trust_domain)[0])
 
 

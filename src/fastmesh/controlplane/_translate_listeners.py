@@ -9,6 +9,7 @@ from ._errors import Finding
 from ._index import MeshIndex
 from ._proxy import ProxyInfo
 from ._resources import CORS, FAULT, HCM, ROUTER
+from ._scope import Scope
 from ._translate_clusters import ADS_SOURCE
 from ._translate_http import CORS_FILTER_NAME, FAULT_FILTER_NAME
 from ._translate_tcp import tcp_proxy_config
@@ -29,13 +30,19 @@ def listener_name(proxy: ProxyInfo, port: int) -> str:
     return f"{proxy.outbound_address}_{port}"
 
 
-def outbound_ports(index: MeshIndex) -> tuple[list[int], dict[int, str]]:
-    """(HTTP ports, TCP port -> its one service hostname). A TCP port shared by several
-    services, or by HTTP and TCP services, cannot be told apart without cluster IPs: warned."""
+def outbound_ports(
+    index: MeshIndex, scope: Scope | None = None
+) -> tuple[list[int], dict[int, str]]:
+    """(HTTP ports, TCP port -> its one service hostname), of the services `scope` shows on
+    each port (None: all). A TCP port shared by several services, or by HTTP and TCP
+    services, cannot be told apart without cluster IPs: warned."""
     http: set[int] = set()
     tcp: dict[int, list[str]] = {}
-    for hostname, svc in sorted(index.services.items()):
-        for port in svc.ports:
+    names = sorted(index.services) if scope is None else scope.hostnames
+    for hostname in names:
+        for port in index.services[hostname].ports:
+            if scope is not None and not scope.visible(port.number, hostname):
+                continue
             if port.protocol.is_http:
                 http.add(port.number)
             else:
@@ -65,8 +72,10 @@ def _listener(proxy: ProxyInfo, port: int, network_filter: Json) -> Json:
     }
 
 
-def translate_listeners(index: MeshIndex, proxy: ProxyInfo) -> list[Json]:
-    http, tcp = outbound_ports(index)
+def translate_listeners(
+    index: MeshIndex, proxy: ProxyInfo, scope: Scope | None = None
+) -> list[Json]:
+    http, tcp = outbound_ports(index, scope)
     listeners: list[Json] = []
     for port in http:
         hcm = {

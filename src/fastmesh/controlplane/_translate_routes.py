@@ -17,6 +17,7 @@ from ._model import (
     VirtualService,
 )
 from ._proxy import ProxyInfo
+from ._scope import Scope
 from ._translate_http import (
     cors_config,
     fault_config,
@@ -186,11 +187,15 @@ class _Routes:
         return action
 
 
-def route_config(index: MeshIndex, port: int, proxy: ProxyInfo) -> Json:
-    """`RouteConfiguration` named `"9080"`: a virtual host per HTTP service on that port."""
+def route_config(index: MeshIndex, port: int, proxy: ProxyInfo, scope: Scope | None = None) -> Json:
+    """`RouteConfiguration` named `"9080"`: a virtual host per HTTP service on that port
+    (that `scope` shows there; None: every one)."""
     vhosts: list[Json] = []
     taken: set[str] = set()
-    for svc in index.by_port.get(port, ()):
+    services = index.by_port.get(port, [])
+    if scope is not None:  # by hostname, as `by_port`; a small scope needs not look at all
+        services = [index.services[h] for h in scope.hostnames if scope.visible(port, h)]
+    for svc in services:
         sp = svc.port(port)
         if sp is None or not sp.protocol.is_http:
             continue

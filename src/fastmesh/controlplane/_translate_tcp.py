@@ -29,7 +29,7 @@ def _bound_in(address: str, subnets: tuple[str, ...]) -> bool:
 
 def _applies(m: L4Match, port: int, proxy: ProxyInfo, labels: Mapping[str, str]) -> bool:
     """Istio's `matchTCP`, with `destinationSubnets` decided here too (see `_bound_in`);
-    `labels` are those of the proxy's workload."""
+    `labels` are the proxy's (`MeshIndex.proxy_labels`)."""
     return (
         m.port in (0, port)
         and m.source_namespace in ("", proxy.namespace)
@@ -41,7 +41,7 @@ def _applies(m: L4Match, port: int, proxy: ProxyInfo, labels: Mapping[str, str])
 
 def _first_applying(index: MeshIndex, vs: VirtualService, port: int, proxy: ProxyInfo) -> int:
     """The index of the first of `vs.tcp` that applies to `proxy` on `port`; -1: none."""
-    labels = index.workload_labels(proxy.namespace, proxy.workload)
+    labels = index.proxy_labels(proxy)
     for i, route in enumerate(vs.tcp):
         if not route.matches or any(_applies(m, port, proxy, labels) for m in route.matches):
             return i
