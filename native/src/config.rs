@@ -39,6 +39,28 @@ pub struct Listener {
     /// connection before the listener's filter; a denied connection is closed.
     #[serde(default)]
     pub network_rbac: Option<RbacConfig>,
+    /// The default chain's filter (Envoy's filter chain without `server_names`).
+    /// `None` only with `server_name_chains`: a connection whose SNI matches none
+    /// of them is closed.
+    #[serde(default)]
+    pub filter: Option<ListenerFilter>,
+    /// Envoy's filter chains with `filter_chain_match.server_names`, chosen by
+    /// the ClientHello's SNI before the handshake (exact, then the longest
+    /// `*.suffix`, then the default chain above).
+    #[serde(default)]
+    pub server_name_chains: Vec<ServerNameChain>,
+}
+
+/// A TLS filter chain chosen by SNI.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerNameChain {
+    /// Lower-case names, exact (`a.example.com`) or wildcard (`*.example.com`:
+    /// one or more labels in front of `.example.com`).
+    pub server_names: Vec<String>,
+    pub tls: DownstreamTls,
+    #[serde(default)]
+    pub network_rbac: Option<RbacConfig>,
     pub filter: ListenerFilter,
 }
 

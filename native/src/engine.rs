@@ -16,7 +16,7 @@ use arc_swap::ArcSwap;
 
 use crate::config::{self, DiscoveryType, ListenerFilter, Snapshot};
 use crate::http::server::HttpRt;
-use crate::listener::{self, ListenerHandle, ListenerKind, ListenerRt};
+use crate::listener::{self, ChainRt, Chains, ListenerHandle, ListenerKind, ListenerRt};
 use crate::rbac::NetworkRbac;
 use crate::stats::{cluster as cs, listener as ls, ssl, Registry};
 use crate::tcp::TcpRt;
@@ -294,31 +294,91 @@ impl Engine {
         stat_prefix: &str,
     ) -> Result<ListenerRt, String> {
         let ctx = |e: String| format!("listener {}: {e}", l.name);
-        let kind = match &l.filter {
-            ListenerFilter::Http(hcm) => ListenerKind::Http(Arc::new(
-                HttpRt::compile(hcm, clusters, &self.stats).map_err(ctx)?,
-            )),
-            ListenerFilter::Tcp(t) => ListenerKind::Tcp(Arc::new(
-                TcpRt::compile(t, clusters, &self.stats).map_err(ctx)?,
-            )),
+        let default = match &l.filter {
+            Some(filter) => Some(
+                self.compile_chain(
+                    filter,
+                    l.tls.as_ref(),
+                    l.network_rbac.as_ref(),
+                    clusters,
+                    stat_prefix,
+                    &l.name,
+                )
+                .map_err(ctx)?,
+            ),
+            None if l.tls.is_some() || l.network_rbac.is_some() => {
+                return Err(ctx(
+                    "tls and network_rbac belong to the default chain's filter, which is missing"
+                        .into(),
+                ))
+            }
+            None if l.server_name_chains.is_empty() => return Err(ctx("filter: missing".into())),
+            None => None,
         };
-        let tls = l
-            .tls
-            .as_ref()
+        let mut chains = Chains::new(default);
+        if !l.server_name_chains.is_empty()
+            && chains.default.as_ref().is_some_and(|c| {
+                c.tls.is_none() || l.tls.as_ref().is_some_and(|t| t.allow_plaintext)
+            })
+        {
+            return Err(ctx(
+                "with server_name_chains the default chain must terminate TLS, without plaintext"
+                    .into(),
+            ));
+        }
+        for (i, c) in l.server_name_chains.iter().enumerate() {
+            let at = |e: String| ctx(format!("server_name_chains[{i}]: {e}"));
+            if c.tls.allow_plaintext {
+                return Err(at("tls.allow_plaintext: not with server_names".into()));
+            }
+            let chain = self
+                .compile_chain(
+                    &c.filter,
+                    Some(&c.tls),
+                    c.network_rbac.as_ref(),
+                    clusters,
+                    stat_prefix,
+                    &l.name,
+                )
+                .map_err(at)?;
+            chains.add_named(&c.server_names, chain).map_err(at)?;
+        }
+        Ok(ListenerRt {
+            max_connections: l.max_connections,
+            chains,
+        })
+    }
+
+    /// One filter chain of listener `name`; its TLS counts under `<stat_prefix>.ssl`.
+    fn compile_chain(
+        &self,
+        filter: &ListenerFilter,
+        tls: Option<&config::DownstreamTls>,
+        rbac: Option<&config::RbacConfig>,
+        clusters: &Clusters,
+        stat_prefix: &str,
+        name: &str,
+    ) -> Result<ChainRt, String> {
+        let kind = match filter {
+            ListenerFilter::Http(hcm) => {
+                ListenerKind::Http(Arc::new(HttpRt::compile(hcm, clusters, &self.stats)?))
+            }
+            ListenerFilter::Tcp(t) => {
+                ListenerKind::Tcp(Arc::new(TcpRt::compile(t, clusters, &self.stats)?))
+            }
+        };
+        let tls = tls
             .map(|t| {
                 let stats = self.stats.group(&format!("{stat_prefix}.ssl"), ssl::NAMES);
                 TlsServer::compile(t, stats).map(Arc::new)
             })
             .transpose()
-            .map_err(|e| ctx(format!("tls: {e}")))?;
-        let network_rbac = l
-            .network_rbac
-            .as_ref()
-            .map(|r| NetworkRbac::compile(r, &self.stats, &format!("listener {}", l.name)))
+            .map_err(|e| format!("tls: {e}"))?;
+        let network_rbac = rbac
+            .map(|r| NetworkRbac::compile(r, &self.stats, &format!("listener {name}")))
             .transpose()?;
-        Ok(ListenerRt {
+        Ok(ChainRt {
             kind,
-            max_connections: l.max_connections,
             tls,
             network_rbac,
         })

@@ -169,6 +169,7 @@ pub mod listener {
         CX_TOTAL => "downstream_cx_total",
         CX_ACTIVE => "downstream_cx_active",
         CX_OVERFLOW => "downstream_cx_overflow",
+        NO_FILTER_CHAIN_MATCH => "no_filter_chain_match",
     }
 }
 

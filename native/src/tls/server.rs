@@ -4,15 +4,17 @@
 //! A snapshot with a rotated certificate compiles a new `TlsServer`: new
 //! handshakes use it, established connections keep the session they have.
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use rustls::server::ServerSessionMemoryCache;
+use rustls::server::{Acceptor, ServerSessionMemoryCache};
 use rustls::{HandshakeKind, ServerConfig};
 use tokio::net::TcpStream;
+use tokio::time::Instant;
 use tokio_rustls::server::TlsStream;
-use tokio_rustls::TlsAcceptor;
+use tokio_rustls::{LazyConfigAcceptor, StartHandshake, TlsAcceptor};
 
 use crate::config::DownstreamTls;
 use crate::conn::{PeerCert, TlsInfo};
@@ -107,12 +109,37 @@ impl TlsServer {
                 Ok(Err(_)) => return None,
             }
         }
+        let deadline = Instant::now() + HANDSHAKE_TIMEOUT;
+        let handshake = TlsAcceptor::from(self.rustls.clone()).accept(tcp);
+        self.complete(handshake, deadline).await
+    }
+
+    /// Finish the handshake of a connection whose ClientHello chose this context.
+    pub async fn finish(
+        &self,
+        hello: StartHandshake<TcpStream>,
+        deadline: Instant,
+    ) -> Option<Accepted> {
+        self.complete(hello.into_stream(self.rustls.clone()), deadline)
+            .await
+    }
+
+    /// The listener's `ssl` stats group.
+    pub fn stats(&self) -> &Arc<StatGroup> {
+        &self.stats
+    }
+
+    async fn complete(
+        &self,
+        handshake: impl Future<Output = std::io::Result<TlsStream<TcpStream>>>,
+        deadline: Instant,
+    ) -> Option<Accepted> {
         let handshake = async {
-            let stream = TlsAcceptor::from(self.rustls.clone()).accept(tcp).await?;
+            let stream = handshake.await?;
             let info = self.established(&stream)?;
             Ok::<_, std::io::Error>(Accepted::Tls(stream, info))
         };
-        match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake).await {
+        match tokio::time::timeout_at(deadline, handshake).await {
             Ok(Ok(accepted)) => Some(accepted),
             Ok(Err(e)) => {
                 if let Some(rustls::Error::NoCertificatesPresented) = rustls_error(&e) {
@@ -147,6 +174,26 @@ impl TlsServer {
             alpn: conn.alpn_protocol().map(<[u8]>::to_vec),
             peer_cert,
         })
+    }
+}
+
+/// Read a connection's ClientHello (for choosing its filter chain by SNI), under
+/// the handshake deadline, which it returns for the rest of the handshake. A
+/// failure counts as `ssl.connection_error` in `stats` (the listener's group).
+pub async fn client_hello(
+    tcp: TcpStream,
+    stats: Option<&Arc<StatGroup>>,
+) -> Option<(StartHandshake<TcpStream>, Instant)> {
+    let deadline = Instant::now() + HANDSHAKE_TIMEOUT;
+    let read = LazyConfigAcceptor::new(Acceptor::default(), tcp);
+    match tokio::time::timeout_at(deadline, read).await {
+        Ok(Ok(hello)) => Some((hello, deadline)),
+        Ok(Err(_)) | Err(_) => {
+            if let Some(stats) = stats {
+                stats.inc(ssl::CONNECTION_ERROR);
+            }
+            None
+        }
     }
 }
 
