@@ -118,6 +118,14 @@ pub struct CertValidation {
     /// The peer's certificate must have a SAN matching one of these (empty = any).
     #[serde(default)]
     pub match_subject_alt_names: Vec<SanMatcher>,
+    /// PEM CRLs (Envoy's `crl`): a revoked peer certificate is refused. Every CA
+    /// in the peer's chain (but the root) then needs a current CRL here, unless
+    /// `only_verify_leaf_cert_crl`.
+    #[serde(default)]
+    pub crl_pem: Option<String>,
+    /// Check only the leaf against the CRLs (Envoy's `only_verify_leaf_cert_crl`).
+    #[serde(default)]
+    pub only_verify_leaf_cert_crl: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

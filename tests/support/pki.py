@@ -122,14 +122,20 @@ class Pki:
         )
         return Leaf(cert, cert_file, key_file)
 
-    def crl(self, revoked: list[Leaf], name: str = "crl.pem") -> Path:
-        """A PEM CRL revoking `revoked`, written to `name`."""
+    def crl(self, revoked: list[Leaf], name: str = "crl.pem", *, v1: bool = False) -> Path:
+        """A PEM CRL revoking `revoked`, written to `name`; `v1`: an old one, without the
+        extensions RFC 5280 requires."""
         builder = (
             x509.CertificateRevocationListBuilder()
             .issuer_name(self.cert.subject)
             .last_update(_now() - _DAY)
             .next_update(_now() + 7 * _DAY)
         )
+        if not v1:
+            builder = builder.add_extension(x509.CRLNumber(1), critical=False).add_extension(
+                x509.AuthorityKeyIdentifier.from_issuer_public_key(self.key.public_key()),
+                critical=False,
+            )
         for leaf in revoked:
             builder = builder.add_revoked_certificate(
                 x509.RevokedCertificateBuilder()

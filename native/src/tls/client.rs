@@ -37,7 +37,7 @@ impl TlsClient {
             validation(t.validation.as_ref(), &stats)?,
             &provider,
             stats.clone(),
-        );
+        )?;
         let builder = ClientConfig::builder_with_provider(provider)
             .with_protocol_versions(rustls::DEFAULT_VERSIONS)
             .map_err(|e| e.to_string())?

@@ -7,16 +7,18 @@
 use std::sync::Arc;
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::WebPkiServerVerifier;
 use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, WebPkiSupportedAlgorithms};
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
-use rustls::server::{ParsedCertificate, WebPkiClientVerifier};
+use rustls::server::WebPkiClientVerifier;
 use rustls::{CertificateError, DigitallySignedStruct, DistinguishedName, Error, SignatureScheme};
 
 use crate::config::{SanMatcher, SanType, StringMatch};
 use crate::http::router::StringMatcherRt;
 use crate::stats::{ssl, StatGroup};
 use crate::tls::cert::{self, CertFacts};
+use crate::tls::Validation;
 
 /// One `match_subject_alt_names` entry, compiled.
 #[derive(Debug)]
@@ -140,17 +142,23 @@ pub(crate) struct ClientCertPolicy {
 
 impl ClientCertPolicy {
     pub(crate) fn new(
-        verify: Option<(Arc<rustls::RootCertStore>, IdentityCheck)>,
+        verify: Option<Validation>,
         mandatory: bool,
         provider: &Arc<rustls::crypto::CryptoProvider>,
         stats: Arc<StatGroup>,
     ) -> Result<Self, String> {
         let verify = match verify {
-            Some((roots, identity)) => {
-                let chain = WebPkiClientVerifier::builder_with_provider(roots, provider.clone())
+            Some(v) => {
+                let mut b = WebPkiClientVerifier::builder_with_provider(v.roots, provider.clone())
+                    .with_crls(v.crls)
+                    .enforce_revocation_expiration();
+                if v.leaf_crl_only {
+                    b = b.only_check_end_entity_revocation();
+                }
+                let chain = b
                     .build()
-                    .map_err(|e| format!("trusted_ca_pem: {e}"))?;
-                Some((chain, identity))
+                    .map_err(|e| format!("trusted_ca_pem/crl_pem: {e}"))?;
+                Some((chain, v.identity))
             }
             None => None,
         };
@@ -213,27 +221,42 @@ impl ClientCertVerifier for ClientCertPolicy {
     }
 }
 
-/// A cluster's server-certificate policy: the chain to the trusted roots and
-/// the identity rules, no hostname check; `None` accepts any certificate
-/// (Envoy without a validation context).
+/// A cluster's server-certificate policy: the chain to the trusted roots (and
+/// the CRLs), then the identity rules, no hostname check; `None` accepts any
+/// certificate (Envoy without a validation context).
 #[derive(Debug)]
 pub(crate) struct ServerCertPolicy {
-    verify: Option<(Arc<rustls::RootCertStore>, IdentityCheck)>,
+    verify: Option<(Arc<WebPkiServerVerifier>, IdentityCheck)>,
     algs: WebPkiSupportedAlgorithms,
     stats: Arc<StatGroup>,
 }
 
 impl ServerCertPolicy {
     pub(crate) fn new(
-        verify: Option<(Arc<rustls::RootCertStore>, IdentityCheck)>,
-        provider: &rustls::crypto::CryptoProvider,
+        verify: Option<Validation>,
+        provider: &Arc<rustls::crypto::CryptoProvider>,
         stats: Arc<StatGroup>,
-    ) -> Self {
-        ServerCertPolicy {
+    ) -> Result<Self, String> {
+        let verify = match verify {
+            Some(v) => {
+                let mut b = WebPkiServerVerifier::builder_with_provider(v.roots, provider.clone())
+                    .with_crls(v.crls)
+                    .enforce_revocation_expiration();
+                if v.leaf_crl_only {
+                    b = b.only_check_end_entity_revocation();
+                }
+                let chain = b
+                    .build()
+                    .map_err(|e| format!("trusted_ca_pem/crl_pem: {e}"))?;
+                Some((chain, v.identity))
+            }
+            None => None,
+        };
+        Ok(ServerCertPolicy {
             verify,
             algs: provider.signature_verification_algorithms,
             stats,
-        }
+        })
     }
 }
 
@@ -242,22 +265,30 @@ impl ServerCertVerifier for ServerCertPolicy {
         &self,
         end_entity: &CertificateDer<'_>,
         intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, Error> {
-        if let Some((roots, identity)) = &self.verify {
-            ParsedCertificate::try_from(end_entity)
-                .and_then(|leaf| {
-                    rustls::client::verify_server_cert_signed_by_trust_anchor(
-                        &leaf,
-                        roots,
-                        intermediates,
-                        now,
-                        self.algs.all,
-                    )
-                })
-                .inspect_err(|_| self.stats.inc(ssl::FAIL_VERIFY_ERROR))?;
+        if let Some((chain, identity)) = &self.verify {
+            // webpki checks the chain and revocation first and the name last: a
+            // name mismatch means all else passed (Istio checks SANs, not names).
+            match chain.verify_server_cert(
+                end_entity,
+                intermediates,
+                server_name,
+                ocsp_response,
+                now,
+            ) {
+                Ok(_)
+                | Err(Error::InvalidCertificate(
+                    CertificateError::NotValidForName
+                    | CertificateError::NotValidForNameContext { .. },
+                )) => {}
+                Err(e) => {
+                    self.stats.inc(ssl::FAIL_VERIFY_ERROR);
+                    return Err(e);
+                }
+            }
             identity.check(end_entity)?;
         }
         Ok(ServerCertVerified::assertion())
