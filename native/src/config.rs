@@ -88,6 +88,36 @@ pub struct DownstreamTls {
     /// is served in plaintext on the same port.
     #[serde(default)]
     pub allow_plaintext: bool,
+    /// An OCSP response stapled for clients that ask (Envoy's `ocsp_staple`).
+    #[serde(default)]
+    pub ocsp_staple: Option<OcspStaple>,
+}
+
+/// A certificate's OCSP staple, checked by the translator (it is for this
+/// certificate and says "successful").
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OcspStaple {
+    /// The DER OCSP response, hex.
+    pub der_hex: String,
+    /// Its `nextUpdate`, Unix seconds; after it (or without one) it is expired.
+    #[serde(default)]
+    pub next_update: Option<u64>,
+    /// What an expired staple does (Envoy's `ocsp_staple_policy`).
+    #[serde(default)]
+    pub policy: StaplePolicy,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StaplePolicy {
+    /// An expired staple is left out; the certificate still serves.
+    #[default]
+    Lenient,
+    /// An expired staple fails the handshake (Envoy's STRICT_STAPLING).
+    Strict,
+    /// As strict; the translator also requires a staple (MUST_STAPLE).
+    MustStaple,
 }
 
 /// Client-side TLS for a cluster (Envoy's `UpstreamTlsContext`).

@@ -149,8 +149,10 @@ class Pki:
         )
         return path
 
-    def ocsp_staple(self, leaf: Leaf, name: str = "ocsp.der") -> Path:
-        """A DER OCSP response saying `leaf` is good, signed by the CA, written to `name`."""
+    def ocsp_staple(self, leaf: Leaf, name: str = "ocsp.der", *, expired: bool = False) -> Path:
+        """A DER OCSP response saying `leaf` is good, signed by the CA, written to `name`;
+        `expired`: its nextUpdate has passed."""
+        this_update = _now() - (3 * _DAY if expired else _DAY)
         response = (
             OCSPResponseBuilder()
             .add_response(
@@ -158,8 +160,8 @@ class Pki:
                 issuer=self.cert,
                 algorithm=hashes.SHA1(),
                 cert_status=OCSPCertStatus.GOOD,
-                this_update=_now() - _DAY,
-                next_update=_now() + 7 * _DAY,
+                this_update=this_update,
+                next_update=this_update + 2 * _DAY,
                 revocation_time=None,
                 revocation_reason=None,
             )

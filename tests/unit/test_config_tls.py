@@ -457,10 +457,10 @@ class TestErrors:
                 "validation_context, combined_validation_context",
             ),
             (
-                server_socket(server, ocsp_staple_policy="STRICT_STAPLING"),
-                f"{SOCKET}.ocsp_staple_policy",
+                server_socket(server, require_sni=True),
+                f"{SOCKET}.require_sni",
                 f"{NOT_SUPPORTED}; supported here: @type, common_tls_context, "
-                f"require_client_certificate",
+                f"ocsp_staple_policy, require_client_certificate",
             ),
             (
                 {

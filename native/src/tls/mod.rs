@@ -7,6 +7,7 @@
 mod cert;
 pub mod client;
 pub mod server;
+mod staple;
 mod verify;
 pub mod xfcc;
 

@@ -19,6 +19,7 @@ use tokio_rustls::{LazyConfigAcceptor, StartHandshake, TlsAcceptor};
 use crate::config::DownstreamTls;
 use crate::conn::{PeerCert, TlsInfo};
 use crate::stats::{ssl, StatGroup};
+use crate::tls::staple::Stapler;
 use crate::tls::verify::ClientCertPolicy;
 use crate::tls::{cert, cert_chain, private_key, provider, rustls_error, validation, versions};
 
@@ -78,9 +79,14 @@ impl TlsServer {
             )?;
             builder.with_client_cert_verifier(Arc::new(policy))
         };
-        let mut config = builder
-            .with_single_cert(chain, key)
-            .map_err(|e| format!("cert_chain_pem/private_key_pem: {e}"))?;
+        let mut config = match &t.ocsp_staple {
+            None => builder
+                .with_single_cert(chain, key)
+                .map_err(|e| format!("cert_chain_pem/private_key_pem: {e}"))?,
+            Some(staple) => {
+                builder.with_cert_resolver(Arc::new(Stapler::new(chain, key, staple, &provider)?))
+            }
+        };
         config.alpn_protocols = t.alpn.iter().map(|p| p.as_bytes().to_vec()).collect();
         config.session_storage = ServerSessionMemoryCache::new(SESSION_CACHE);
         config.ticketer = rustls::crypto::ring::Ticketer::new().map_err(|e| e.to_string())?;
@@ -241,6 +247,7 @@ mod tests {
             validation: None,
             min_version: "1.2".to_owned(),
             allow_plaintext,
+            ocsp_staple: None,
         };
         TlsServer::compile(&config, stats.group("listener.t.ssl", ssl::NAMES)).expect("compiles")
     }

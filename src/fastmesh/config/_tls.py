@@ -44,7 +44,9 @@ DOWNSTREAM_TLS_TYPE: Final = _TLS_TYPES + "DownstreamTlsContext"
 UPSTREAM_TLS_TYPE: Final = _TLS_TYPES + "UpstreamTlsContext"
 
 _SOCKET: Final = frozenset({"name", "typed_config"})
-_DOWNSTREAM: Final = frozenset({"common_tls_context", "require_client_certificate"})
+_DOWNSTREAM: Final = frozenset(
+    {"common_tls_context", "require_client_certificate", "ocsp_staple_policy"}
+)
 _UPSTREAM: Final = frozenset({"common_tls_context", "sni"})
 _COMMON: Final = frozenset(
     {
@@ -63,7 +65,7 @@ _VALIDATION_KINDS: Final = (
     "combined_validation_context",
 )
 _PARAMS: Final = frozenset({"tls_minimum_protocol_version", "tls_maximum_protocol_version"})
-_CERTIFICATE: Final = frozenset({"certificate_chain", "private_key"})
+_CERTIFICATE: Final = frozenset({"certificate_chain", "private_key", "ocsp_staple"})
 _VALIDATION: Final = frozenset(
     {"trusted_ca", "match_typed_subject_alt_names", "crl", "only_verify_leaf_cert_crl"}
 )
@@ -78,6 +80,11 @@ _RUSTLS: Final = "not supported: fastmesh speaks TLS 1.2 and 1.3 only"
 _MIN_VERSIONS: Final = {"TLS_AUTO": "1.2", "TLSv1_2": "1.2", "TLSv1_3": "1.3"}
 _MAX_VERSIONS: Final = {"TLS_AUTO": "", "TLSv1_3": ""}
 _OLD_VERSIONS: Final = {"TLSv1_0": _RUSTLS, "TLSv1_1": _RUSTLS}
+_STAPLE_POLICIES: Final = {
+    "LENIENT_STAPLING": "lenient",
+    "STRICT_STAPLING": "strict",
+    "MUST_STAPLE": "must_staple",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,12 +190,51 @@ def tls_certificate(
     if "private_key" in parts:
         text, origin = parts["private_key"]
         _check_key(issues, text, origin, at(path, "private_key"), leaf)
+    staple = None
+    if "ocsp_staple" in tc:
+        staple = _ocsp_staple(issues, tc["ocsp_staple"], at(path, "ocsp_staple"), sources, leaf)
+        if staple is None:
+            return None
     if len(parts) != 2:
         return None
-    return {
+    out: dict[str, Any] = {
         "cert_chain_pem": parts["certificate_chain"][0],
         "private_key_pem": parts["private_key"][0],
     }
+    if staple is not None:
+        out["ocsp_staple"] = staple
+    return out
+
+
+def _ocsp_staple(
+    issues: Issues, raw: object, path: str, sources: Sources, leaf: Any
+) -> dict[str, Any] | None:
+    """`TlsCertificate.ocsp_staple` (a DER OCSP response, from a file or inline_bytes, as
+    Envoy takes it) -> native {der_hex, next_update}: a successful response for `leaf`."""
+    from cryptography.x509 import ocsp
+
+    if isinstance(raw, dict) and "inline_string" in raw:
+        issues.add(at(path, "inline_string"), "a DER OCSP response: use filename or inline_bytes")
+        return None
+    got = sources.data_bytes(issues, raw, path)
+    if got is None:
+        return None
+    der, origin = got
+    try:
+        response = ocsp.load_der_ocsp_response(der)
+    except ValueError as exc:
+        issues.add(path, f"{origin}: not a DER OCSP response ({exc})")
+        return None
+    if response.response_status != ocsp.OCSPResponseStatus.SUCCESSFUL:
+        issues.add(path, f"{origin}: the OCSP response is {response.response_status.name}")
+        return None
+    if leaf is not None and response.serial_number != leaf.serial_number:
+        issues.add(path, f"{origin}: the OCSP response is not for the certificate_chain's leaf")
+        return None
+    out: dict[str, Any] = {"der_hex": der.hex()}
+    if response.next_update_utc is not None:
+        out["next_update"] = int(response.next_update_utc.timestamp())
+    return out
 
 
 # --- validation contexts ---------------------------------------------------------------
@@ -477,7 +523,14 @@ def downstream_tls(
             "requiring a client certificate needs a validation context with trusted_ca",
         )
         return None
+    policy_at = at(p, "ocsp_staple_policy")
+    policy = get_enum(issues, ctx, "ocsp_staple_policy", p, _STAPLE_POLICIES, "lenient")
     out: dict[str, Any] = dict(cert)
+    if "ocsp_staple" in out:
+        out["ocsp_staple"] = {**out["ocsp_staple"], "policy": policy}
+    elif policy == "must_staple":  # as Envoy: a config error
+        issues.add(policy_at, "MUST_STAPLE needs the certificate's ocsp_staple")
+        return None
     if common.alpn:
         out["alpn"] = common.alpn
     if require:
@@ -511,6 +564,8 @@ def upstream_tls(
             f"TLSv1_3 upstream is {NOT_SUPPORTED} (upstream connections offer TLS 1.2 and 1.3)",
         )
     out: dict[str, Any] = dict(common.certificate or {})
+    if out.pop("ocsp_staple", None) is not None:
+        issues.add(at(p, "common_tls_context"), "ocsp_staple is for a listener's certificate")
     if common.validation is not None:
         out["validation"] = common.validation
     if sni is not None:
