@@ -18,9 +18,9 @@ use crate::config::{self, DiscoveryType, ListenerFilter, Snapshot};
 use crate::http::server::HttpRt;
 use crate::listener::{self, ChainRt, Chains, ListenerHandle, ListenerKind, ListenerRt};
 use crate::rbac::NetworkRbac;
-use crate::stats::{cluster as cs, listener as ls, ssl, Registry};
+use crate::stats::{cluster as cs, listener as ls, Registry};
 use crate::tcp::TcpRt;
-use crate::tls::{TlsClient, TlsServer};
+use crate::tls::{SslStats, TlsClient, TlsServer};
 use crate::upstream::lb::EndpointHealth;
 use crate::upstream::{dns, health_check, outlier, ClusterRt};
 
@@ -193,9 +193,7 @@ impl Engine {
                 .tls
                 .as_ref()
                 .map(|t| {
-                    let stats = self
-                        .stats
-                        .group(&format!("cluster.{}.ssl", c.name), ssl::NAMES);
+                    let stats = SslStats::new(&self.stats, &format!("cluster.{}.ssl", c.name));
                     TlsClient::compile(t, stats)
                 })
                 .transpose()
@@ -369,7 +367,7 @@ impl Engine {
         };
         let tls = tls
             .map(|t| {
-                let stats = self.stats.group(&format!("{stat_prefix}.ssl"), ssl::NAMES);
+                let stats = SslStats::new(&self.stats, &format!("{stat_prefix}.ssl"));
                 TlsServer::compile(t, stats).map(Arc::new)
             })
             .transpose()

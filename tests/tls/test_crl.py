@@ -45,6 +45,7 @@ def test_a_revoked_client_certificate_is_refused(
     assert with_cert(good) == (0, "hello")
     ssl = f"listener.127.0.0.1_{port}.ssl"
     assert p.counter(f"{ssl}.fail_verify_error") == 1
+    assert p.counter(f"{ssl}.connection_error") == 0
     assert p.counter(f"{ssl}.handshake") == 2
 
 
@@ -82,6 +83,7 @@ def test_a_cluster_refuses_a_revoked_server_certificate(
     assert (ok.status_code, ok.text) == (200, "good")
     assert httpx.get(f"{front}/revoked", timeout=20).status_code == 503
     assert p.counter("cluster.revoked.ssl.fail_verify_error") == 1
+    assert p.counter("cluster.revoked.ssl.connection_error") == 0
     assert p.counter("cluster.good.ssl.handshake") == 1
     assert p.counter("cluster.revoked.ssl.handshake") == 0
 

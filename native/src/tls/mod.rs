@@ -6,12 +6,14 @@
 
 mod cert;
 pub mod client;
+mod params;
 pub mod server;
 mod staple;
 mod verify;
 pub mod xfcc;
 
 pub use client::{TlsClient, UpstreamStream};
+pub use params::SslStats;
 pub use server::{Accepted, TlsServer};
 
 use std::sync::Arc;
@@ -22,7 +24,7 @@ use rustls::pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKey
 use rustls::{RootCertStore, SupportedProtocolVersion};
 
 use crate::config::CertValidation;
-use crate::stats::StatGroup;
+use crate::stats::ssl;
 use verify::IdentityCheck;
 
 fn provider() -> Arc<CryptoProvider> {
@@ -68,7 +70,7 @@ pub(crate) struct Validation {
 /// The validation context's roots, CRLs and identity rules, compiled.
 fn validation(
     v: Option<&CertValidation>,
-    stats: &Arc<StatGroup>,
+    stats: &Arc<SslStats>,
 ) -> Result<Option<Validation>, String> {
     let Some(v) = v else {
         return Ok(None);
@@ -101,8 +103,14 @@ fn validation(
     }))
 }
 
-/// Why a handshake failed, for the `ssl.*` counters: rustls' error travels
-/// inside the `io::Error` tokio-rustls returns.
-fn rustls_error(e: &std::io::Error) -> Option<&rustls::Error> {
-    e.get_ref()?.downcast_ref::<rustls::Error>()
+/// Count a failed handshake as Envoy does: a missing peer certificate as
+/// `fail_verify_no_cert`; a certificate the verifier refused is counted there
+/// (`fail_verify_*`) and not again; anything else as `connection_error`.
+/// rustls' error travels inside the `io::Error` tokio-rustls returns.
+fn count_failure(stats: &SslStats, e: &std::io::Error) {
+    match e.get_ref().and_then(|e| e.downcast_ref::<rustls::Error>()) {
+        Some(rustls::Error::NoCertificatesPresented) => stats.inc(ssl::FAIL_VERIFY_NO_CERT),
+        Some(rustls::Error::InvalidCertificate(_)) => {}
+        _ => stats.inc(ssl::CONNECTION_ERROR),
+    }
 }

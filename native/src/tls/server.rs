@@ -18,10 +18,11 @@ use tokio_rustls::{LazyConfigAcceptor, StartHandshake, TlsAcceptor};
 
 use crate::config::DownstreamTls;
 use crate::conn::{PeerCert, TlsInfo};
-use crate::stats::{ssl, StatGroup};
+use crate::stats::ssl;
 use crate::tls::staple::Stapler;
 use crate::tls::verify::ClientCertPolicy;
-use crate::tls::{cert, cert_chain, private_key, provider, rustls_error, validation, versions};
+use crate::tls::SslStats;
+use crate::tls::{cert, cert_chain, count_failure, private_key, provider, validation, versions};
 
 /// How long a client has to finish its handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -42,7 +43,7 @@ pub struct TlsServer {
     rustls: Arc<ServerConfig>,
     /// Our certificate's URI SANs: XFCC's `By`.
     local_uri_sans: Arc<[String]>,
-    stats: Arc<StatGroup>,
+    stats: Arc<SslStats>,
 }
 
 /// A connection after the listener's TLS step.
@@ -56,7 +57,7 @@ pub enum Accepted {
 
 impl TlsServer {
     /// `stats` is the listener's `listener.<address>.ssl` group.
-    pub fn compile(t: &DownstreamTls, stats: Arc<StatGroup>) -> Result<Self, String> {
+    pub fn compile(t: &DownstreamTls, stats: Arc<SslStats>) -> Result<Self, String> {
         let chain = cert_chain(&t.cert_chain_pem)?;
         let key = private_key(&t.private_key_pem)?;
         let local_uri_sans = cert::read(&chain[0])
@@ -131,7 +132,7 @@ impl TlsServer {
     }
 
     /// The listener's `ssl` stats group.
-    pub fn stats(&self) -> &Arc<StatGroup> {
+    pub fn stats(&self) -> &Arc<SslStats> {
         &self.stats
     }
 
@@ -148,10 +149,7 @@ impl TlsServer {
         match tokio::time::timeout_at(deadline, handshake).await {
             Ok(Ok(accepted)) => Some(accepted),
             Ok(Err(e)) => {
-                if let Some(rustls::Error::NoCertificatesPresented) = rustls_error(&e) {
-                    self.stats.inc(ssl::FAIL_VERIFY_NO_CERT);
-                }
-                self.stats.inc(ssl::CONNECTION_ERROR);
+                count_failure(&self.stats, &e);
                 None
             }
             Err(_) => {
@@ -169,6 +167,7 @@ impl TlsServer {
             _ => None,
         };
         self.stats.inc(ssl::HANDSHAKE);
+        self.stats.negotiated(conn);
         if peer_cert.is_none() {
             self.stats.inc(ssl::NO_CERTIFICATE);
         }
@@ -188,7 +187,7 @@ impl TlsServer {
 /// failure counts as `ssl.connection_error` in `stats` (the listener's group).
 pub async fn client_hello(
     tcp: TcpStream,
-    stats: Option<&Arc<StatGroup>>,
+    stats: Option<&Arc<SslStats>>,
 ) -> Option<(StartHandshake<TcpStream>, Instant)> {
     let deadline = Instant::now() + HANDSHAKE_TIMEOUT;
     let read = LazyConfigAcceptor::new(Acceptor::default(), tcp);
@@ -249,7 +248,7 @@ mod tests {
             allow_plaintext,
             ocsp_staple: None,
         };
-        TlsServer::compile(&config, stats.group("listener.t.ssl", ssl::NAMES)).expect("compiles")
+        TlsServer::compile(&config, SslStats::new(stats, "listener.t.ssl")).expect("compiles")
     }
 
     /// A server-side socket whose client connected and says nothing.

@@ -16,9 +16,9 @@ use rustls::{CertificateError, DigitallySignedStruct, DistinguishedName, Error, 
 
 use crate::config::{SanMatcher, SanType, StringMatch};
 use crate::http::router::StringMatcherRt;
-use crate::stats::{ssl, StatGroup};
+use crate::stats::ssl;
 use crate::tls::cert::{self, CertFacts};
-use crate::tls::Validation;
+use crate::tls::{SslStats, Validation};
 
 /// One `match_subject_alt_names` entry, compiled.
 #[derive(Debug)]
@@ -93,11 +93,11 @@ fn label_wildcard_match(label: &str, pattern: &str) -> bool {
 #[derive(Debug)]
 pub(crate) struct IdentityCheck {
     sans: Vec<SanMatcherRt>,
-    stats: Arc<StatGroup>,
+    stats: Arc<SslStats>,
 }
 
 impl IdentityCheck {
-    pub(crate) fn compile(matchers: &[SanMatcher], stats: Arc<StatGroup>) -> Result<Self, String> {
+    pub(crate) fn compile(matchers: &[SanMatcher], stats: Arc<SslStats>) -> Result<Self, String> {
         Ok(IdentityCheck {
             sans: matchers
                 .iter()
@@ -137,7 +137,7 @@ pub(crate) struct ClientCertPolicy {
     verify: Option<(Arc<dyn ClientCertVerifier>, IdentityCheck)>,
     mandatory: bool,
     algs: WebPkiSupportedAlgorithms,
-    stats: Arc<StatGroup>,
+    stats: Arc<SslStats>,
 }
 
 impl ClientCertPolicy {
@@ -145,7 +145,7 @@ impl ClientCertPolicy {
         verify: Option<Validation>,
         mandatory: bool,
         provider: &Arc<rustls::crypto::CryptoProvider>,
-        stats: Arc<StatGroup>,
+        stats: Arc<SslStats>,
     ) -> Result<Self, String> {
         let verify = match verify {
             Some(v) => {
@@ -204,7 +204,9 @@ impl ClientCertVerifier for ClientCertPolicy {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, Error> {
-        verify_tls12_signature(message, cert, dss, &self.algs)
+        let valid = verify_tls12_signature(message, cert, dss, &self.algs)?;
+        self.stats.peer_signature(dss.scheme);
+        Ok(valid)
     }
 
     fn verify_tls13_signature(
@@ -213,11 +215,13 @@ impl ClientCertVerifier for ClientCertPolicy {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, Error> {
-        verify_tls13_signature(message, cert, dss, &self.algs)
+        let valid = verify_tls13_signature(message, cert, dss, &self.algs)?;
+        self.stats.peer_signature(dss.scheme);
+        Ok(valid)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.algs.supported_schemes()
+        boringssl_order(self.algs.supported_schemes())
     }
 }
 
@@ -228,14 +232,14 @@ impl ClientCertVerifier for ClientCertPolicy {
 pub(crate) struct ServerCertPolicy {
     verify: Option<(Arc<WebPkiServerVerifier>, IdentityCheck)>,
     algs: WebPkiSupportedAlgorithms,
-    stats: Arc<StatGroup>,
+    stats: Arc<SslStats>,
 }
 
 impl ServerCertPolicy {
     pub(crate) fn new(
         verify: Option<Validation>,
         provider: &Arc<rustls::crypto::CryptoProvider>,
-        stats: Arc<StatGroup>,
+        stats: Arc<SslStats>,
     ) -> Result<Self, String> {
         let verify = match verify {
             Some(v) => {
@@ -300,7 +304,9 @@ impl ServerCertVerifier for ServerCertPolicy {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, Error> {
-        verify_tls12_signature(message, cert, dss, &self.algs)
+        let valid = verify_tls12_signature(message, cert, dss, &self.algs)?;
+        self.stats.peer_signature(dss.scheme);
+        Ok(valid)
     }
 
     fn verify_tls13_signature(
@@ -309,12 +315,32 @@ impl ServerCertVerifier for ServerCertPolicy {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, Error> {
-        verify_tls13_signature(message, cert, dss, &self.algs)
+        let valid = verify_tls13_signature(message, cert, dss, &self.algs)?;
+        self.stats.peer_signature(dss.scheme);
+        Ok(valid)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.algs.supported_schemes()
+        boringssl_order(self.algs.supported_schemes())
     }
+}
+
+/// The schemes we offer a peer to sign with, in BoringSSL's default preference
+/// (SHA-256 first), so a TLS 1.2 peer picks what it would pick with Envoy.
+fn boringssl_order(mut schemes: Vec<SignatureScheme>) -> Vec<SignatureScheme> {
+    use SignatureScheme::*;
+    const ORDER: &[SignatureScheme] = &[
+        ECDSA_NISTP256_SHA256,
+        RSA_PSS_SHA256,
+        RSA_PKCS1_SHA256,
+        ECDSA_NISTP384_SHA384,
+        RSA_PSS_SHA384,
+        RSA_PKCS1_SHA384,
+        RSA_PSS_SHA512,
+        RSA_PKCS1_SHA512,
+    ];
+    schemes.sort_by_key(|s| ORDER.iter().position(|o| o == s).unwrap_or(ORDER.len()));
+    schemes
 }
 
 #[cfg(test)]
@@ -367,6 +393,13 @@ mod tests {
         let s = matcher(SanType::Dns, StringMatch::Suffix(".example.com".into()));
         assert!(s.matches(&facts(&[], &["*.example.com"])));
         assert!(!s.matches(&facts(&[], &["example.org"])));
+    }
+
+    #[test]
+    fn sha256_schemes_are_offered_first() {
+        use SignatureScheme::*;
+        let got = boringssl_order(vec![ED25519, ECDSA_NISTP384_SHA384, RSA_PKCS1_SHA256]);
+        assert_eq!(got, vec![RSA_PKCS1_SHA256, ECDSA_NISTP384_SHA384, ED25519]);
     }
 
     #[test]
