@@ -46,17 +46,19 @@ class Leaf:
 
 
 class Pki:
-    """A root CA in `directory` (`ca.pem`) issuing leaves into the same directory."""
+    """A CA in `directory` (`ca.pem`) issuing leaves into the same directory: a root, or
+    with `parent` an intermediate, whose leaves' files carry it after the leaf."""
 
-    def __init__(self, directory: Path, name: str = "test-ca") -> None:
+    def __init__(self, directory: Path, name: str = "test-ca", parent: Pki | None = None) -> None:
         directory.mkdir(parents=True, exist_ok=True)
         self.directory = directory
         self.key = ec.generate_private_key(ec.SECP256R1())
         subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+        self.chain: list[x509.Certificate] = [] if parent is None else [*parent.chain]
         self.cert = (
             x509.CertificateBuilder()
             .subject_name(subject)
-            .issuer_name(subject)
+            .issuer_name(subject if parent is None else parent.cert.subject)
             .public_key(self.key.public_key())
             .serial_number(x509.random_serial_number())
             .not_valid_before(_now() - _DAY)
@@ -79,8 +81,10 @@ class Pki:
             .add_extension(
                 x509.SubjectKeyIdentifier.from_public_key(self.key.public_key()), critical=False
             )
-            .sign(self.key, hashes.SHA256())
+            .sign(self.key if parent is None else parent.key, hashes.SHA256())
         )
+        if parent is not None:
+            self.chain.insert(0, self.cert)  # what a leaf's file carries after the leaf
         self.ca_file = directory / "ca.pem"
         self.ca_file.write_bytes(_pem(self.cert))
 
@@ -112,7 +116,7 @@ class Pki:
         stem = name.replace("*", "_wild")
         cert_file = self.directory / f"{stem}.pem"
         key_file = self.directory / f"{stem}.key"
-        cert_file.write_bytes(_pem(cert))
+        cert_file.write_bytes(b"".join(_pem(c) for c in (cert, *self.chain)))
         key_file.write_bytes(
             key.private_bytes(
                 serialization.Encoding.PEM,

@@ -49,6 +49,42 @@ def test_a_revoked_client_certificate_is_refused(
     assert p.counter(f"{ssl}.handshake") == 2
 
 
+@pytest.mark.parametrize(
+    ("leaf_only", "revoke", "accepted"),
+    [(False, False, False), (True, False, True), (True, True, False)],
+)
+def test_without_a_crl_from_every_ca_only_the_leaf_can_be_checked(
+    binary: str,
+    start_proxy: StartProxy,
+    tmp_path: Path,
+    leaf_only: bool,
+    revoke: bool,
+    accepted: bool,
+) -> None:
+    """The client's chain is leaf <- intermediate <- root; the CRL is the intermediate's
+    only, so the intermediate's own status is unknown: refused unless only the leaf is
+    checked (`only_verify_leaf_cert_crl`), where the leaf's revocation still counts."""
+    root = Pki(tmp_path / "root", "root-ca")
+    intermediate = Pki(tmp_path / "intermediate", "intermediate-ca", parent=root)
+    client = intermediate.issue("client", client=True)
+    crl = intermediate.crl([client] if revoke else [])
+    port, admin = free_port(), free_port()
+    socket = downstream_tls(
+        root.issue("server.test").tls_certificate(),
+        require_client_certificate=True,
+        validation_context={
+            "trusted_ca": {"filename": str(root.ca_file)},
+            "crl": {"filename": str(crl)},
+            "only_verify_leaf_cert_crl": leaf_only,
+        },
+    )
+    listener = tls_listener("mtls", port, [answering_chain("hello", "mtls", socket)])
+    start_proxy(bootstrap(admin_port=admin, listeners=[listener], clusters=[]), binary=binary)
+    cert = ("--cert", str(client.cert_file), "--key", str(client.key_file))
+    status, body = curl(port, "server.test", *cert)
+    assert (status == 0, body) == (accepted, "hello" if accepted else "")
+
+
 def test_a_cluster_refuses_a_revoked_server_certificate(
     binary: str, start_proxy: StartProxy, tmp_path: Path
 ) -> None:

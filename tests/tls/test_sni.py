@@ -5,7 +5,9 @@ fastmesh-proxy run the same config and must answer alike."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -83,21 +85,42 @@ def test_without_a_default_chain_an_unmatched_sni_is_closed(
     )
 
 
+def _no_inspector(listener: dict[str, Any]) -> None:
+    del listener["listener_filters"]
+
+
+def _plaintext_default(listener: dict[str, Any]) -> None:
+    del listener["filter_chains"][3]["transport_socket"]
+
+
+def _second_default(listener: dict[str, Any]) -> None:
+    listener["filter_chains"].append(listener["filter_chains"][3])
+
+
+def _names(*names: str) -> Callable[[dict[str, Any]], None]:
+    def set_names(listener: dict[str, Any]) -> None:
+        listener["filter_chains"][0]["filter_chain_match"] = {"server_names": list(names)}
+
+    return set_names
+
+
 @pytest.mark.parametrize(
-    ("names", "error"),
+    ("change", "error"),
     [
-        (["w*.example.com"], "server_names[0]: expected a name or a *.suffix wildcard"),
-        (["a.test", "a.test"], "server name 'a.test' is matched more than once"),
+        (_names("w*.example.com"), "[0].filter_chain_match.server_names[0]: expected a name or a "),
+        (_names("*"), "[0].filter_chain_match.server_names[0]: expected a name or a *.suffix "),
+        (_names("a.test", "a.test"), ": server name 'a.test' is matched more than once"),
+        (_names("x.test", "OTHER.test"), ": server name 'other.test' is matched more than once"),
+        (_no_inspector, ": server_names needs envoy.filters.listener.tls_inspector in "),
+        (_plaintext_default, "[3]: with filter_chain_match.server_names every chain must "),
+        (_second_default, "[4]: a second chain without server_names (the first is "),
     ],
 )
-def test_bad_server_names_are_refused_with_their_path(
-    tmp_path: Path, names: list[str], error: str
+def test_bad_chains_by_server_name_are_refused_with_their_path(
+    tmp_path: Path, change: Callable[[dict[str, Any]], None], error: str
 ) -> None:
-    cfg = _config(Pki(tmp_path / "pki"), 1, 2, default=True)
-    cfg["static_resources"]["listeners"][0]["filter_chains"][0]["filter_chain_match"] = {  # type: ignore[index]
-        "server_names": names
-    }
+    cfg: dict[str, Any] = _config(Pki(tmp_path / "pki"), 1, 2, default=True)
+    change(cfg["static_resources"]["listeners"][0])
     with pytest.raises(ConfigError) as exc:
         translate_bootstrap(cfg, "envoy.yaml")
-    assert "envoy.yaml: static_resources.listeners[0].filter_chains" in str(exc.value)
-    assert error in str(exc.value)
+    assert f"envoy.yaml: static_resources.listeners[0].filter_chains{error}" in str(exc.value)
