@@ -55,7 +55,7 @@ class Pki:
         self.key = ec.generate_private_key(ec.SECP256R1())
         subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
         self.chain: list[x509.Certificate] = [] if parent is None else [*parent.chain]
-        self.cert = (
+        self.cert: x509.Certificate = (
             x509.CertificateBuilder()
             .subject_name(subject)
             .issuer_name(subject if parent is None else parent.cert.subject)
