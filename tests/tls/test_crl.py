@@ -4,6 +4,7 @@ Envoy and fastmesh-proxy alike (the same config, the same outcomes and counters)
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import httpx
@@ -47,6 +48,34 @@ def test_a_revoked_client_certificate_is_refused(
     assert p.counter(f"{ssl}.fail_verify_error") == 1
     assert p.counter(f"{ssl}.connection_error") == 0
     assert p.counter(f"{ssl}.handshake") == 2
+
+
+def test_a_rotated_crl_file_is_reloaded(start_proxy: StartProxy, tmp_path: Path) -> None:
+    """fastmesh-proxy watches the files its config reads (Envoy would need a restart or
+    SDS): a CRL rewritten to revoke the client is applied live."""
+    pki = Pki(tmp_path / "pki")
+    client = pki.issue("client", client=True)
+    crl = pki.crl([])
+    port, admin = free_port(), free_port()
+    socket = downstream_tls(
+        pki.issue("server.test").tls_certificate(),
+        require_client_certificate=True,
+        validation_context={
+            "trusted_ca": {"filename": str(pki.ca_file)},
+            "crl": {"filename": str(crl)},
+        },
+    )
+    listener = tls_listener("mtls", port, [answering_chain("hello", "mtls", socket)])
+    p = start_proxy(bootstrap(admin_port=admin, listeners=[listener], clusters=[]))
+    cert = ("--cert", str(client.cert_file), "--key", str(client.key_file))
+    assert curl(port, "server.test", *cert) == (0, "hello")
+    revoking = pki.crl([client], "next.pem")
+    revoking.replace(crl)  # as a rotation tool does: renamed over the old file
+    deadline = time.monotonic() + 30
+    while curl(port, "server.test", *cert)[0] == 0:
+        assert time.monotonic() < deadline, "the new CRL was not applied"
+        time.sleep(0.2)
+    assert p.counter("server.config_reload_success") >= 1
 
 
 @pytest.mark.parametrize(
