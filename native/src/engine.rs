@@ -313,17 +313,15 @@ impl Engine {
             None if l.server_name_chains.is_empty() => return Err(ctx("filter: missing".into())),
             None => None,
         };
-        let mut chains = Chains::new(default);
-        if !l.server_name_chains.is_empty()
-            && chains.default.as_ref().is_some_and(|c| {
-                c.tls.is_none() || l.tls.as_ref().is_some_and(|t| t.allow_plaintext)
-            })
-        {
+        // A connection's chain is chosen from its ClientHello: every chain is TLS.
+        let plain_default = l.filter.is_some() && l.tls.as_ref().is_none_or(|t| t.allow_plaintext);
+        if !l.server_name_chains.is_empty() && plain_default {
             return Err(ctx(
                 "with server_name_chains the default chain must terminate TLS, without plaintext"
                     .into(),
             ));
         }
+        let mut chains = Chains::new(default);
         for (i, c) in l.server_name_chains.iter().enumerate() {
             let at = |e: String| ctx(format!("server_name_chains[{i}]: {e}"));
             if c.tls.allow_plaintext {
