@@ -39,6 +39,28 @@ pub struct Listener {
     /// connection before the listener's filter; a denied connection is closed.
     #[serde(default)]
     pub network_rbac: Option<RbacConfig>,
+    /// The default chain's filter (Envoy's filter chain without `server_names`).
+    /// `None` only with `server_name_chains`: a connection whose SNI matches none
+    /// of them is closed.
+    #[serde(default)]
+    pub filter: Option<ListenerFilter>,
+    /// Envoy's filter chains with `filter_chain_match.server_names`, chosen by
+    /// the ClientHello's SNI before the handshake (exact, then the longest
+    /// `*.suffix`, then the default chain above).
+    #[serde(default)]
+    pub server_name_chains: Vec<ServerNameChain>,
+}
+
+/// A TLS filter chain chosen by SNI.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerNameChain {
+    /// Lower-case names, exact (`a.example.com`) or wildcard (`*.example.com`:
+    /// one or more labels in front of `.example.com`).
+    pub server_names: Vec<String>,
+    pub tls: DownstreamTls,
+    #[serde(default)]
+    pub network_rbac: Option<RbacConfig>,
     pub filter: ListenerFilter,
 }
 
@@ -66,6 +88,36 @@ pub struct DownstreamTls {
     /// is served in plaintext on the same port.
     #[serde(default)]
     pub allow_plaintext: bool,
+    /// An OCSP response stapled for clients that ask (Envoy's `ocsp_staple`).
+    #[serde(default)]
+    pub ocsp_staple: Option<OcspStaple>,
+}
+
+/// A certificate's OCSP staple, checked by the translator (it is for this
+/// certificate and says "successful").
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OcspStaple {
+    /// The DER OCSP response, hex.
+    pub der_hex: String,
+    /// Its `nextUpdate`, Unix seconds; after it (or without one) it is expired.
+    #[serde(default)]
+    pub next_update: Option<u64>,
+    /// What an expired staple does (Envoy's `ocsp_staple_policy`).
+    #[serde(default)]
+    pub policy: StaplePolicy,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StaplePolicy {
+    /// An expired staple is left out; the certificate still serves.
+    #[default]
+    Lenient,
+    /// An expired staple fails the handshake (Envoy's STRICT_STAPLING).
+    Strict,
+    /// As strict; the translator also requires a staple (MUST_STAPLE).
+    MustStaple,
 }
 
 /// Client-side TLS for a cluster (Envoy's `UpstreamTlsContext`).
@@ -96,6 +148,14 @@ pub struct CertValidation {
     /// The peer's certificate must have a SAN matching one of these (empty = any).
     #[serde(default)]
     pub match_subject_alt_names: Vec<SanMatcher>,
+    /// PEM CRLs (Envoy's `crl`): a revoked peer certificate is refused. Every CA
+    /// in the peer's chain (but the root) then needs a current CRL here, unless
+    /// `only_verify_leaf_cert_crl`.
+    #[serde(default)]
+    pub crl_pem: Option<String>,
+    /// Check only the leaf against the CRLs (Envoy's `only_verify_leaf_cert_crl`).
+    #[serde(default)]
+    pub only_verify_leaf_cert_crl: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

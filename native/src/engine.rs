@@ -16,11 +16,11 @@ use arc_swap::ArcSwap;
 
 use crate::config::{self, DiscoveryType, ListenerFilter, Snapshot};
 use crate::http::server::HttpRt;
-use crate::listener::{self, ListenerHandle, ListenerKind, ListenerRt};
+use crate::listener::{self, ChainRt, Chains, ListenerHandle, ListenerKind, ListenerRt};
 use crate::rbac::NetworkRbac;
-use crate::stats::{cluster as cs, listener as ls, ssl, Registry};
+use crate::stats::{cluster as cs, listener as ls, Registry};
 use crate::tcp::TcpRt;
-use crate::tls::{TlsClient, TlsServer};
+use crate::tls::{SslStats, TlsClient, TlsServer};
 use crate::upstream::lb::EndpointHealth;
 use crate::upstream::{dns, health_check, outlier, ClusterRt};
 
@@ -193,9 +193,7 @@ impl Engine {
                 .tls
                 .as_ref()
                 .map(|t| {
-                    let stats = self
-                        .stats
-                        .group(&format!("cluster.{}.ssl", c.name), ssl::NAMES);
+                    let stats = SslStats::new(&self.stats, &format!("cluster.{}.ssl", c.name));
                     TlsClient::compile(t, stats)
                 })
                 .transpose()
@@ -294,31 +292,89 @@ impl Engine {
         stat_prefix: &str,
     ) -> Result<ListenerRt, String> {
         let ctx = |e: String| format!("listener {}: {e}", l.name);
-        let kind = match &l.filter {
-            ListenerFilter::Http(hcm) => ListenerKind::Http(Arc::new(
-                HttpRt::compile(hcm, clusters, &self.stats).map_err(ctx)?,
-            )),
-            ListenerFilter::Tcp(t) => ListenerKind::Tcp(Arc::new(
-                TcpRt::compile(t, clusters, &self.stats).map_err(ctx)?,
-            )),
+        let default = match &l.filter {
+            Some(filter) => Some(
+                self.compile_chain(
+                    filter,
+                    l.tls.as_ref(),
+                    l.network_rbac.as_ref(),
+                    clusters,
+                    stat_prefix,
+                    &l.name,
+                )
+                .map_err(ctx)?,
+            ),
+            None if l.tls.is_some() || l.network_rbac.is_some() => {
+                return Err(ctx(
+                    "tls and network_rbac belong to the default chain's filter, which is missing"
+                        .into(),
+                ))
+            }
+            None if l.server_name_chains.is_empty() => return Err(ctx("filter: missing".into())),
+            None => None,
         };
-        let tls = l
-            .tls
-            .as_ref()
+        // A connection's chain is chosen from its ClientHello: every chain is TLS.
+        let plain_default = l.filter.is_some() && l.tls.as_ref().is_none_or(|t| t.allow_plaintext);
+        if !l.server_name_chains.is_empty() && plain_default {
+            return Err(ctx(
+                "with server_name_chains the default chain must terminate TLS, without plaintext"
+                    .into(),
+            ));
+        }
+        let mut chains = Chains::new(default);
+        for (i, c) in l.server_name_chains.iter().enumerate() {
+            let at = |e: String| ctx(format!("server_name_chains[{i}]: {e}"));
+            if c.tls.allow_plaintext {
+                return Err(at("tls.allow_plaintext: not with server_names".into()));
+            }
+            let chain = self
+                .compile_chain(
+                    &c.filter,
+                    Some(&c.tls),
+                    c.network_rbac.as_ref(),
+                    clusters,
+                    stat_prefix,
+                    &l.name,
+                )
+                .map_err(at)?;
+            chains.add_named(&c.server_names, chain).map_err(at)?;
+        }
+        Ok(ListenerRt {
+            max_connections: l.max_connections,
+            chains,
+        })
+    }
+
+    /// One filter chain of listener `name`; its TLS counts under `<stat_prefix>.ssl`.
+    fn compile_chain(
+        &self,
+        filter: &ListenerFilter,
+        tls: Option<&config::DownstreamTls>,
+        rbac: Option<&config::RbacConfig>,
+        clusters: &Clusters,
+        stat_prefix: &str,
+        name: &str,
+    ) -> Result<ChainRt, String> {
+        let kind = match filter {
+            ListenerFilter::Http(hcm) => {
+                ListenerKind::Http(Arc::new(HttpRt::compile(hcm, clusters, &self.stats)?))
+            }
+            ListenerFilter::Tcp(t) => {
+                ListenerKind::Tcp(Arc::new(TcpRt::compile(t, clusters, &self.stats)?))
+            }
+        };
+        let tls = tls
             .map(|t| {
-                let stats = self.stats.group(&format!("{stat_prefix}.ssl"), ssl::NAMES);
+                let stats = SslStats::new(&self.stats, &format!("{stat_prefix}.ssl"));
                 TlsServer::compile(t, stats).map(Arc::new)
             })
             .transpose()
-            .map_err(|e| ctx(format!("tls: {e}")))?;
-        let network_rbac = l
-            .network_rbac
-            .as_ref()
-            .map(|r| NetworkRbac::compile(r, &self.stats, &format!("listener {}", l.name)))
+            .map_err(|e| format!("tls: {e}"))?;
+        let network_rbac = rbac
+            .map(|r| NetworkRbac::compile(r, &self.stats, &format!("listener {name}")))
             .transpose()?;
-        Ok(ListenerRt {
+        Ok(ChainRt {
             kind,
-            max_connections: l.max_connections,
             tls,
             network_rbac,
         })

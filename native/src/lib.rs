@@ -2,6 +2,7 @@
 //! `upstream`, `tcp`, `rbac`, `stats`); this file adds only the thin PyO3 module
 //! `fastmesh._native`, built when maturin turns on `pyo3/extension-module`.
 
+pub mod chains;
 pub mod config;
 pub mod conn;
 pub mod engine;

@@ -10,15 +10,13 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Semaphore};
 
+pub use crate::chains::{ChainRt, Chains, ListenerKind};
 use crate::conn::ConnInfo;
-use crate::http::server::HttpRt;
-use crate::rbac::NetworkRbac;
 use crate::stats::{listener as ls, StatGroup};
-use crate::tcp::TcpRt;
-use crate::tls::{Accepted, TlsServer};
+use crate::tls::{server::client_hello, Accepted};
 
 /// Permits standing for "no limit".
 const UNLIMITED: usize = 1 << 24;
@@ -26,23 +24,13 @@ const UNLIMITED: usize = 1 << 24;
 /// What a listener does with a connection, compiled for one snapshot.
 #[derive(Debug)]
 pub struct ListenerRt {
-    pub kind: ListenerKind,
     pub max_connections: Option<u32>,
-    /// Terminate TLS (Envoy's `DownstreamTlsContext`).
-    pub tls: Option<Arc<TlsServer>>,
-    /// Envoy's network RBAC filter: judged once per connection, before its filter.
-    pub network_rbac: Option<NetworkRbac>,
+    pub chains: Chains,
 }
 
 /// A downstream byte stream a listener hands its filter: TCP, or TLS over it.
 pub trait DownstreamIo: AsyncRead + AsyncWrite + Unpin + Send + 'static {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> DownstreamIo for T {}
-
-#[derive(Debug)]
-pub enum ListenerKind {
-    Http(Arc<HttpRt>),
-    Tcp(Arc<TcpRt>),
-}
 
 /// A live listener.
 #[derive(Debug)]
@@ -142,9 +130,12 @@ impl ListenerHandle {
     pub fn update(&self, mut lrt: ListenerRt) {
         // An unchanged TLS context keeps its session cache and ticket keys, so
         // clients resume across applies.
-        if let (Some(new), Some(old)) = (&mut lrt.tls, &self.rt.load().tls) {
-            if new.config == old.config {
-                *new = old.clone();
+        let old = self.rt.load();
+        for chain in lrt.chains.all_mut() {
+            let Some(new) = &mut chain.tls else { continue };
+            let same = old.chains.all().filter_map(|c| c.tls.as_ref());
+            if let Some(kept) = same.into_iter().find(|o| o.config == new.config) {
+                *new = kept.clone();
             }
         }
         let want = permits_for(lrt.max_connections);
@@ -210,23 +201,51 @@ async fn accept_loop(h: Arc<ListenerHandle>, listener: TcpListener) {
             let _active = Active::new(&h2);
             let lrt = h2.rt.load_full();
             let local = stream.local_addr().unwrap_or(peer);
-            let plain = ConnInfo::plain(peer, local);
-            let Some(tls) = &lrt.tls else {
-                return dispatch(stream, plain, None, &lrt, &h2).await;
-            };
-            match tls.accept(stream).await {
-                Some(Accepted::Tls(stream, info)) => {
-                    let conn = ConnInfo {
-                        tls: Some(info),
-                        ..plain
-                    };
-                    let by = Some(tls.local_uri_sans().clone());
-                    dispatch(stream, conn, by, &lrt, &h2).await
-                }
-                Some(Accepted::Plain(stream)) => dispatch(stream, plain, None, &lrt, &h2).await,
-                None => {}
-            }
+            serve(stream, ConnInfo::plain(peer, local), &lrt, &h2).await;
         });
+    }
+}
+
+/// Choose the connection's filter chain (by its ClientHello's SNI when the
+/// listener has `server_names` chains), run its TLS handshake, then its filter.
+async fn serve(stream: TcpStream, plain: ConnInfo, lrt: &ListenerRt, h: &Arc<ListenerHandle>) {
+    let (chain, accepted) = if lrt.chains.by_server_name() {
+        let ssl = lrt.chains.named[0].tls.as_ref().map(|t| t.stats());
+        let Some((hello, deadline)) = client_hello(stream, ssl).await else {
+            return;
+        };
+        let sni = hello.client_hello().server_name().map(str::to_owned);
+        let Some(chain) = lrt.chains.select(sni.as_deref()) else {
+            h.stats.inc(ls::NO_FILTER_CHAIN_MATCH);
+            return;
+        };
+        let Some(tls) = &chain.tls else { return };
+        match tls.finish(hello, deadline).await {
+            Some(accepted) => (chain, accepted),
+            None => return,
+        }
+    } else {
+        let Some(chain) = &lrt.chains.default else {
+            return;
+        };
+        let Some(tls) = &chain.tls else {
+            return dispatch(stream, plain, None, chain, h).await;
+        };
+        match tls.accept(stream).await {
+            Some(accepted) => (chain, accepted),
+            None => return,
+        }
+    };
+    match accepted {
+        Accepted::Tls(stream, info) => {
+            let conn = ConnInfo {
+                tls: Some(info),
+                ..plain
+            };
+            let by = chain.tls.as_ref().map(|t| t.local_uri_sans().clone());
+            dispatch(stream, conn, by, chain, h).await
+        }
+        Accepted::Plain(stream) => dispatch(stream, plain, None, chain, h).await,
     }
 }
 
@@ -236,10 +255,10 @@ async fn dispatch<S: DownstreamIo>(
     stream: S,
     conn: ConnInfo,
     local_uri_sans: Option<Arc<[String]>>,
-    lrt: &ListenerRt,
+    chain: &ChainRt,
     h: &Arc<ListenerHandle>,
 ) {
-    if let Some(rbac) = &lrt.network_rbac {
+    if let Some(rbac) = &chain.network_rbac {
         // Envoy decides on the first byte; with every input known at accept, the
         // verdict is the same, and a denied connection never reaches its filter.
         if !rbac.allows(&conn) {
@@ -247,7 +266,7 @@ async fn dispatch<S: DownstreamIo>(
         }
     }
     let drain = h.shutdown.subscribe();
-    match &lrt.kind {
+    match &chain.kind {
         ListenerKind::Http(http) => {
             crate::http::server::serve(stream, conn, local_uri_sans, h.clone(), http, drain).await
         }

@@ -15,15 +15,26 @@ pub struct StatGroup {
     prefix: String,
     names: &'static [&'static str],
     values: Box<[AtomicU64]>,
+    /// Exported only once counted, as Envoy's dynamically named counters
+    /// (`ssl.ciphers.<name>`) exist only once used.
+    lazy: bool,
 }
 
 impl StatGroup {
-    fn new(prefix: String, names: &'static [&'static str]) -> Self {
+    fn new(prefix: String, names: &'static [&'static str], lazy: bool) -> Self {
         let values = names.iter().map(|_| AtomicU64::new(0)).collect();
         StatGroup {
             prefix,
             names,
             values,
+            lazy,
+        }
+    }
+
+    /// Count `name`, one of the group's names (others are ignored).
+    pub fn inc_name(&self, name: &str) {
+        if let Some(i) = self.names.iter().position(|n| *n == name) {
+            self.inc(i);
         }
     }
 
@@ -169,6 +180,7 @@ pub mod listener {
         CX_TOTAL => "downstream_cx_total",
         CX_ACTIVE => "downstream_cx_active",
         CX_OVERFLOW => "downstream_cx_overflow",
+        NO_FILTER_CHAIN_MATCH => "no_filter_chain_match",
     }
 }
 
@@ -280,13 +292,22 @@ pub struct Registry {
 impl Registry {
     /// The group for `prefix` (e.g. `cluster.web`), created on first use.
     pub fn group(&self, prefix: &str, names: &'static [&'static str]) -> Arc<StatGroup> {
+        self.make(prefix, names, false)
+    }
+
+    /// A group whose counters are exported once they count (see `StatGroup::lazy`).
+    pub fn lazy_group(&self, prefix: &str, names: &'static [&'static str]) -> Arc<StatGroup> {
+        self.make(prefix, names, true)
+    }
+
+    fn make(&self, prefix: &str, names: &'static [&'static str], lazy: bool) -> Arc<StatGroup> {
         let mut groups = self.groups.lock().unwrap();
         if let Some(g) = groups.get(prefix) {
             if std::ptr::eq(g.names, names) {
                 return g.clone();
             }
         }
-        let g = Arc::new(StatGroup::new(prefix.to_owned(), names));
+        let g = Arc::new(StatGroup::new(prefix.to_owned(), names, lazy));
         groups.insert(prefix.to_owned(), g.clone());
         g
     }
@@ -297,7 +318,10 @@ impl Registry {
         let mut out = Vec::new();
         for g in groups.values() {
             for (i, n) in g.names.iter().enumerate() {
-                out.push((format!("{}.{}", g.prefix, n), g.get(i)));
+                let v = g.get(i);
+                if v > 0 || !g.lazy {
+                    out.push((format!("{}.{}", g.prefix, n), v));
+                }
             }
         }
         out
@@ -340,6 +364,18 @@ mod tests {
             let (a, d) = (names[allowed], names[allowed + 1]);
             assert_eq!(a.replace("allowed", "denied"), d, "{names:?}");
         }
+    }
+
+    #[test]
+    fn lazy_groups_export_only_what_counted() {
+        let r = Registry::default();
+        let g = r.lazy_group("listener.a.ssl.versions", &["TLSv1.2", "TLSv1.3"]);
+        g.inc_name("TLSv1.3");
+        g.inc_name("SSLv3");
+        assert_eq!(
+            r.snapshot(),
+            vec![("listener.a.ssl.versions.TLSv1.3".to_owned(), 1)]
+        );
     }
 
     #[test]

@@ -84,6 +84,22 @@ def test_stats_json_matches_envoy_shape() -> None:
         ),
         ("tcp.db.downstream_cx_total", "tcp.downstream_cx_total", [("envoy_tcp_prefix", "db")]),
         ("server.live", "server.live", []),
+        (
+            "listener.127.0.0.1_443.ssl.versions.TLSv1.3",
+            "listener.ssl.versions",
+            [("envoy_ssl_version", "TLSv1.3"), ("envoy_listener_address", "127.0.0.1_443")],
+        ),
+        (
+            "cluster.up.ssl.ciphers.ECDHE-RSA-AES128-GCM-SHA256",
+            "cluster.ssl.ciphers",
+            [("cipher_suite", "ECDHE-RSA-AES128-GCM-SHA256"), ("envoy_cluster_name", "up")],
+        ),
+        (
+            "cluster.up.ssl.sigalgs.ed25519",
+            "cluster.ssl.sigalgs",
+            [("envoy_ssl_sigalg", "ed25519"), ("envoy_cluster_name", "up")],
+        ),
+        ("cluster.up.ssl.handshake", "cluster.ssl.handshake", [("envoy_cluster_name", "up")]),
     ],
 )
 def test_tag_extraction_follows_envoy(stat: str, name: str, tags: list[tuple[str, str]]) -> None:

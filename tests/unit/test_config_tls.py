@@ -457,10 +457,10 @@ class TestErrors:
                 "validation_context, combined_validation_context",
             ),
             (
-                server_socket(server, ocsp_staple_policy="STRICT_STAPLING"),
-                f"{SOCKET}.ocsp_staple_policy",
+                server_socket(server, require_sni=True),
+                f"{SOCKET}.require_sni",
                 f"{NOT_SUPPORTED}; supported here: @type, common_tls_context, "
-                f"require_client_certificate",
+                f"ocsp_staple_policy, require_client_certificate",
             ),
             (
                 {
@@ -535,14 +535,15 @@ class TestErrors:
         three = pair()
         three["filter_chains"].append(three["filter_chains"][1])
         assert problems(bootstrap([three])) == {
-            chains: "expected one filter chain (or Istio's permissive pair), got 3"
+            chains: "expected one filter chain (or Istio's permissive pair, or chains by "
+            "filter_chain_match.server_names), got 3"
         }
         bad_match = pair(
-            plain__filter_chain_match={"transport_protocol": "quic", "server_names": ["a"]}
+            plain__filter_chain_match={"transport_protocol": "quic", "source_type": "ANY"}
         )
         assert problems(bootstrap([bad_match])) == {
-            f"{chains}[1].filter_chain_match.server_names": f"{NOT_SUPPORTED}; supported here: "
-            "transport_protocol",
+            f"{chains}[1].filter_chain_match.source_type": f"{NOT_SUPPORTED}; supported here: "
+            "server_names, transport_protocol",
             f"{chains}[1].filter_chain_match.transport_protocol": "expected one of tls, "
             "raw_buffer, got 'quic'",
             chains: why + "one chain must match transport_protocol tls and the other raw_buffer",

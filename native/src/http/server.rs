@@ -251,7 +251,8 @@ pub async fn serve<S: DownstreamIo>(
 
 async fn handle(ctx: &ConnCtx, req: Request<Incoming>) -> Response<ProxyBody> {
     let lrt = ctx.listener.rt.load_full();
-    let ListenerKind::Http(http) = &lrt.kind else {
+    let sni = ctx.conn.tls.as_ref().and_then(|t| t.sni.as_deref());
+    let Some(ListenerKind::Http(http)) = lrt.chains.select(sni).map(|c| &c.kind) else {
         return local_reply(
             StatusCode::SERVICE_UNAVAILABLE,
             "listener is no longer http",

@@ -16,9 +16,10 @@ use tokio_rustls::client::TlsStream;
 use tokio_rustls::TlsConnector;
 
 use crate::config::UpstreamTls;
-use crate::stats::{ssl, StatGroup};
+use crate::stats::ssl;
 use crate::tls::verify::ServerCertPolicy;
-use crate::tls::{cert_chain, private_key, provider, rustls_error, validation};
+use crate::tls::SslStats;
+use crate::tls::{cert_chain, count_failure, private_key, provider, validation};
 
 /// An `UpstreamTls` compiled for one cluster.
 #[derive(Debug)]
@@ -26,18 +27,18 @@ pub struct TlsClient {
     rustls: Arc<ClientConfig>,
     /// Envoy's `sni`; without it none is sent and sessions are kept per endpoint IP.
     sni: Option<ServerName<'static>>,
-    stats: Arc<StatGroup>,
+    stats: Arc<SslStats>,
 }
 
 impl TlsClient {
     /// `stats` is the cluster's `cluster.<name>.ssl` group.
-    pub fn compile(t: &UpstreamTls, stats: Arc<StatGroup>) -> Result<Self, String> {
+    pub fn compile(t: &UpstreamTls, stats: Arc<SslStats>) -> Result<Self, String> {
         let provider = provider();
         let policy = ServerCertPolicy::new(
             validation(t.validation.as_ref(), &stats)?,
             &provider,
             stats.clone(),
-        );
+        )?;
         let builder = ClientConfig::builder_with_provider(provider)
             .with_protocol_versions(rustls::DEFAULT_VERSIONS)
             .map_err(|e| e.to_string())?
@@ -76,16 +77,14 @@ impl TlsClient {
         {
             Ok(stream) => {
                 self.stats.inc(ssl::HANDSHAKE);
+                self.stats.negotiated(stream.get_ref().1);
                 if stream.get_ref().1.handshake_kind() == Some(HandshakeKind::Resumed) {
                     self.stats.inc(ssl::SESSION_REUSED);
                 }
                 Ok(stream)
             }
             Err(e) => {
-                if let Some(rustls::Error::NoCertificatesPresented) = rustls_error(&e) {
-                    self.stats.inc(ssl::FAIL_VERIFY_NO_CERT);
-                }
-                self.stats.inc(ssl::CONNECTION_ERROR);
+                count_failure(&self.stats, &e);
                 Err(e)
             }
         }

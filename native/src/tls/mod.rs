@@ -6,22 +6,25 @@
 
 mod cert;
 pub mod client;
+mod params;
 pub mod server;
+mod staple;
 mod verify;
 pub mod xfcc;
 
 pub use client::{TlsClient, UpstreamStream};
+pub use params::SslStats;
 pub use server::{Accepted, TlsServer};
 
 use std::sync::Arc;
 
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer};
 use rustls::{RootCertStore, SupportedProtocolVersion};
 
 use crate::config::CertValidation;
-use crate::stats::StatGroup;
+use crate::stats::ssl;
 use verify::IdentityCheck;
 
 fn provider() -> Arc<CryptoProvider> {
@@ -55,11 +58,20 @@ fn private_key(pem: &str) -> Result<PrivateKeyDer<'static>, String> {
     PrivateKeyDer::from_pem_slice(pem.as_bytes()).map_err(|e| format!("private_key_pem: {e}"))
 }
 
-/// The validation context's roots and identity rules, compiled.
+/// A validation context, compiled: what the chain check and the identity check need.
+#[derive(Debug)]
+pub(crate) struct Validation {
+    roots: Arc<RootCertStore>,
+    crls: Vec<CertificateRevocationListDer<'static>>,
+    leaf_crl_only: bool,
+    identity: IdentityCheck,
+}
+
+/// The validation context's roots, CRLs and identity rules, compiled.
 fn validation(
     v: Option<&CertValidation>,
-    stats: &Arc<StatGroup>,
-) -> Result<Option<(Arc<RootCertStore>, IdentityCheck)>, String> {
+    stats: &Arc<SslStats>,
+) -> Result<Option<Validation>, String> {
     let Some(v) = v else {
         return Ok(None);
     };
@@ -71,12 +83,34 @@ fn validation(
     if roots.is_empty() {
         return Err("trusted_ca_pem: no certificate".into());
     }
-    let identity = IdentityCheck::compile(&v.match_subject_alt_names, stats.clone())?;
-    Ok(Some((Arc::new(roots), identity)))
+    let crls = match &v.crl_pem {
+        None => Vec::new(),
+        Some(pem) => {
+            let crls = CertificateRevocationListDer::pem_slice_iter(pem.as_bytes())
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| format!("crl_pem: {e}"))?;
+            if crls.is_empty() {
+                return Err("crl_pem: no CRL".into());
+            }
+            crls
+        }
+    };
+    Ok(Some(Validation {
+        roots: Arc::new(roots),
+        crls,
+        leaf_crl_only: v.only_verify_leaf_cert_crl,
+        identity: IdentityCheck::compile(&v.match_subject_alt_names, stats.clone())?,
+    }))
 }
 
-/// Why a handshake failed, for the `ssl.*` counters: rustls' error travels
-/// inside the `io::Error` tokio-rustls returns.
-fn rustls_error(e: &std::io::Error) -> Option<&rustls::Error> {
-    e.get_ref()?.downcast_ref::<rustls::Error>()
+/// Count a failed handshake as Envoy does: a missing peer certificate as
+/// `fail_verify_no_cert`; a certificate the verifier refused is counted there
+/// (`fail_verify_*`) and not again; anything else as `connection_error`.
+/// rustls' error travels inside the `io::Error` tokio-rustls returns.
+fn count_failure(stats: &SslStats, e: &std::io::Error) {
+    match e.get_ref().and_then(|e| e.downcast_ref::<rustls::Error>()) {
+        Some(rustls::Error::NoCertificatesPresented) => stats.inc(ssl::FAIL_VERIFY_NO_CERT),
+        Some(rustls::Error::InvalidCertificate(_)) => {}
+        _ => stats.inc(ssl::CONNECTION_ERROR),
+    }
 }

@@ -4,21 +4,25 @@
 //! A snapshot with a rotated certificate compiles a new `TlsServer`: new
 //! handshakes use it, established connections keep the session they have.
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use rustls::server::ServerSessionMemoryCache;
+use rustls::server::{Acceptor, ServerSessionMemoryCache};
 use rustls::{HandshakeKind, ServerConfig};
 use tokio::net::TcpStream;
+use tokio::time::Instant;
 use tokio_rustls::server::TlsStream;
-use tokio_rustls::TlsAcceptor;
+use tokio_rustls::{LazyConfigAcceptor, StartHandshake, TlsAcceptor};
 
 use crate::config::DownstreamTls;
 use crate::conn::{PeerCert, TlsInfo};
-use crate::stats::{ssl, StatGroup};
+use crate::stats::ssl;
+use crate::tls::staple::Stapler;
 use crate::tls::verify::ClientCertPolicy;
-use crate::tls::{cert, cert_chain, private_key, provider, rustls_error, validation, versions};
+use crate::tls::SslStats;
+use crate::tls::{cert, cert_chain, count_failure, private_key, provider, validation, versions};
 
 /// How long a client has to finish its handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -39,7 +43,7 @@ pub struct TlsServer {
     rustls: Arc<ServerConfig>,
     /// Our certificate's URI SANs: XFCC's `By`.
     local_uri_sans: Arc<[String]>,
-    stats: Arc<StatGroup>,
+    stats: Arc<SslStats>,
 }
 
 /// A connection after the listener's TLS step.
@@ -53,7 +57,7 @@ pub enum Accepted {
 
 impl TlsServer {
     /// `stats` is the listener's `listener.<address>.ssl` group.
-    pub fn compile(t: &DownstreamTls, stats: Arc<StatGroup>) -> Result<Self, String> {
+    pub fn compile(t: &DownstreamTls, stats: Arc<SslStats>) -> Result<Self, String> {
         let chain = cert_chain(&t.cert_chain_pem)?;
         let key = private_key(&t.private_key_pem)?;
         let local_uri_sans = cert::read(&chain[0])
@@ -76,9 +80,14 @@ impl TlsServer {
             )?;
             builder.with_client_cert_verifier(Arc::new(policy))
         };
-        let mut config = builder
-            .with_single_cert(chain, key)
-            .map_err(|e| format!("cert_chain_pem/private_key_pem: {e}"))?;
+        let mut config = match &t.ocsp_staple {
+            None => builder
+                .with_single_cert(chain, key)
+                .map_err(|e| format!("cert_chain_pem/private_key_pem: {e}"))?,
+            Some(staple) => {
+                builder.with_cert_resolver(Arc::new(Stapler::new(chain, key, staple, &provider)?))
+            }
+        };
         config.alpn_protocols = t.alpn.iter().map(|p| p.as_bytes().to_vec()).collect();
         config.session_storage = ServerSessionMemoryCache::new(SESSION_CACHE);
         config.ticketer = rustls::crypto::ring::Ticketer::new().map_err(|e| e.to_string())?;
@@ -107,18 +116,40 @@ impl TlsServer {
                 Ok(Err(_)) => return None,
             }
         }
+        let deadline = Instant::now() + HANDSHAKE_TIMEOUT;
+        let handshake = TlsAcceptor::from(self.rustls.clone()).accept(tcp);
+        self.complete(handshake, deadline).await
+    }
+
+    /// Finish the handshake of a connection whose ClientHello chose this context.
+    pub async fn finish(
+        &self,
+        hello: StartHandshake<TcpStream>,
+        deadline: Instant,
+    ) -> Option<Accepted> {
+        self.complete(hello.into_stream(self.rustls.clone()), deadline)
+            .await
+    }
+
+    /// The listener's `ssl` stats group.
+    pub fn stats(&self) -> &Arc<SslStats> {
+        &self.stats
+    }
+
+    async fn complete(
+        &self,
+        handshake: impl Future<Output = std::io::Result<TlsStream<TcpStream>>>,
+        deadline: Instant,
+    ) -> Option<Accepted> {
         let handshake = async {
-            let stream = TlsAcceptor::from(self.rustls.clone()).accept(tcp).await?;
+            let stream = handshake.await?;
             let info = self.established(&stream)?;
             Ok::<_, std::io::Error>(Accepted::Tls(stream, info))
         };
-        match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake).await {
+        match tokio::time::timeout_at(deadline, handshake).await {
             Ok(Ok(accepted)) => Some(accepted),
             Ok(Err(e)) => {
-                if let Some(rustls::Error::NoCertificatesPresented) = rustls_error(&e) {
-                    self.stats.inc(ssl::FAIL_VERIFY_NO_CERT);
-                }
-                self.stats.inc(ssl::CONNECTION_ERROR);
+                count_failure(&self.stats, &e);
                 None
             }
             Err(_) => {
@@ -136,6 +167,7 @@ impl TlsServer {
             _ => None,
         };
         self.stats.inc(ssl::HANDSHAKE);
+        self.stats.negotiated(conn);
         if peer_cert.is_none() {
             self.stats.inc(ssl::NO_CERTIFICATE);
         }
@@ -147,6 +179,26 @@ impl TlsServer {
             alpn: conn.alpn_protocol().map(<[u8]>::to_vec),
             peer_cert,
         })
+    }
+}
+
+/// Read a connection's ClientHello (for choosing its filter chain by SNI), under
+/// the handshake deadline, which it returns for the rest of the handshake. A
+/// failure counts as `ssl.connection_error` in `stats` (the listener's group).
+pub async fn client_hello(
+    tcp: TcpStream,
+    stats: Option<&Arc<SslStats>>,
+) -> Option<(StartHandshake<TcpStream>, Instant)> {
+    let deadline = Instant::now() + HANDSHAKE_TIMEOUT;
+    let read = LazyConfigAcceptor::new(Acceptor::default(), tcp);
+    match tokio::time::timeout_at(deadline, read).await {
+        Ok(Ok(hello)) => Some((hello, deadline)),
+        Ok(Err(_)) | Err(_) => {
+            if let Some(stats) = stats {
+                stats.inc(ssl::CONNECTION_ERROR);
+            }
+            None
+        }
     }
 }
 
@@ -194,8 +246,9 @@ mod tests {
             validation: None,
             min_version: "1.2".to_owned(),
             allow_plaintext,
+            ocsp_staple: None,
         };
-        TlsServer::compile(&config, stats.group("listener.t.ssl", ssl::NAMES)).expect("compiles")
+        TlsServer::compile(&config, SslStats::new(stats, "listener.t.ssl")).expect("compiles")
     }
 
     /// A server-side socket whose client connected and says nothing.

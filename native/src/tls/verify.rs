@@ -7,16 +7,18 @@
 use std::sync::Arc;
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::WebPkiServerVerifier;
 use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, WebPkiSupportedAlgorithms};
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
-use rustls::server::{ParsedCertificate, WebPkiClientVerifier};
+use rustls::server::WebPkiClientVerifier;
 use rustls::{CertificateError, DigitallySignedStruct, DistinguishedName, Error, SignatureScheme};
 
 use crate::config::{SanMatcher, SanType, StringMatch};
 use crate::http::router::StringMatcherRt;
-use crate::stats::{ssl, StatGroup};
+use crate::stats::ssl;
 use crate::tls::cert::{self, CertFacts};
+use crate::tls::{SslStats, Validation};
 
 /// One `match_subject_alt_names` entry, compiled.
 #[derive(Debug)]
@@ -91,11 +93,11 @@ fn label_wildcard_match(label: &str, pattern: &str) -> bool {
 #[derive(Debug)]
 pub(crate) struct IdentityCheck {
     sans: Vec<SanMatcherRt>,
-    stats: Arc<StatGroup>,
+    stats: Arc<SslStats>,
 }
 
 impl IdentityCheck {
-    pub(crate) fn compile(matchers: &[SanMatcher], stats: Arc<StatGroup>) -> Result<Self, String> {
+    pub(crate) fn compile(matchers: &[SanMatcher], stats: Arc<SslStats>) -> Result<Self, String> {
         Ok(IdentityCheck {
             sans: matchers
                 .iter()
@@ -135,22 +137,28 @@ pub(crate) struct ClientCertPolicy {
     verify: Option<(Arc<dyn ClientCertVerifier>, IdentityCheck)>,
     mandatory: bool,
     algs: WebPkiSupportedAlgorithms,
-    stats: Arc<StatGroup>,
+    stats: Arc<SslStats>,
 }
 
 impl ClientCertPolicy {
     pub(crate) fn new(
-        verify: Option<(Arc<rustls::RootCertStore>, IdentityCheck)>,
+        verify: Option<Validation>,
         mandatory: bool,
         provider: &Arc<rustls::crypto::CryptoProvider>,
-        stats: Arc<StatGroup>,
+        stats: Arc<SslStats>,
     ) -> Result<Self, String> {
         let verify = match verify {
-            Some((roots, identity)) => {
-                let chain = WebPkiClientVerifier::builder_with_provider(roots, provider.clone())
+            Some(v) => {
+                let mut b = WebPkiClientVerifier::builder_with_provider(v.roots, provider.clone())
+                    .with_crls(v.crls)
+                    .enforce_revocation_expiration();
+                if v.leaf_crl_only {
+                    b = b.only_check_end_entity_revocation();
+                }
+                let chain = b
                     .build()
-                    .map_err(|e| format!("trusted_ca_pem: {e}"))?;
-                Some((chain, identity))
+                    .map_err(|e| format!("trusted_ca_pem/crl_pem: {e}"))?;
+                Some((chain, v.identity))
             }
             None => None,
         };
@@ -196,7 +204,9 @@ impl ClientCertVerifier for ClientCertPolicy {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, Error> {
-        verify_tls12_signature(message, cert, dss, &self.algs)
+        let valid = verify_tls12_signature(message, cert, dss, &self.algs)?;
+        self.stats.peer_signature(dss.scheme);
+        Ok(valid)
     }
 
     fn verify_tls13_signature(
@@ -205,35 +215,52 @@ impl ClientCertVerifier for ClientCertPolicy {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, Error> {
-        verify_tls13_signature(message, cert, dss, &self.algs)
+        let valid = verify_tls13_signature(message, cert, dss, &self.algs)?;
+        self.stats.peer_signature(dss.scheme);
+        Ok(valid)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.algs.supported_schemes()
+        boringssl_order(self.algs.supported_schemes())
     }
 }
 
-/// A cluster's server-certificate policy: the chain to the trusted roots and
-/// the identity rules, no hostname check; `None` accepts any certificate
-/// (Envoy without a validation context).
+/// A cluster's server-certificate policy: the chain to the trusted roots (and
+/// the CRLs), then the identity rules, no hostname check; `None` accepts any
+/// certificate (Envoy without a validation context).
 #[derive(Debug)]
 pub(crate) struct ServerCertPolicy {
-    verify: Option<(Arc<rustls::RootCertStore>, IdentityCheck)>,
+    verify: Option<(Arc<WebPkiServerVerifier>, IdentityCheck)>,
     algs: WebPkiSupportedAlgorithms,
-    stats: Arc<StatGroup>,
+    stats: Arc<SslStats>,
 }
 
 impl ServerCertPolicy {
     pub(crate) fn new(
-        verify: Option<(Arc<rustls::RootCertStore>, IdentityCheck)>,
-        provider: &rustls::crypto::CryptoProvider,
-        stats: Arc<StatGroup>,
-    ) -> Self {
-        ServerCertPolicy {
+        verify: Option<Validation>,
+        provider: &Arc<rustls::crypto::CryptoProvider>,
+        stats: Arc<SslStats>,
+    ) -> Result<Self, String> {
+        let verify = match verify {
+            Some(v) => {
+                let mut b = WebPkiServerVerifier::builder_with_provider(v.roots, provider.clone())
+                    .with_crls(v.crls)
+                    .enforce_revocation_expiration();
+                if v.leaf_crl_only {
+                    b = b.only_check_end_entity_revocation();
+                }
+                let chain = b
+                    .build()
+                    .map_err(|e| format!("trusted_ca_pem/crl_pem: {e}"))?;
+                Some((chain, v.identity))
+            }
+            None => None,
+        };
+        Ok(ServerCertPolicy {
             verify,
             algs: provider.signature_verification_algorithms,
             stats,
-        }
+        })
     }
 }
 
@@ -242,22 +269,30 @@ impl ServerCertVerifier for ServerCertPolicy {
         &self,
         end_entity: &CertificateDer<'_>,
         intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, Error> {
-        if let Some((roots, identity)) = &self.verify {
-            ParsedCertificate::try_from(end_entity)
-                .and_then(|leaf| {
-                    rustls::client::verify_server_cert_signed_by_trust_anchor(
-                        &leaf,
-                        roots,
-                        intermediates,
-                        now,
-                        self.algs.all,
-                    )
-                })
-                .inspect_err(|_| self.stats.inc(ssl::FAIL_VERIFY_ERROR))?;
+        if let Some((chain, identity)) = &self.verify {
+            // webpki checks the chain and revocation first and the name last: a
+            // name mismatch means all else passed (Istio checks SANs, not names).
+            match chain.verify_server_cert(
+                end_entity,
+                intermediates,
+                server_name,
+                ocsp_response,
+                now,
+            ) {
+                Ok(_)
+                | Err(Error::InvalidCertificate(
+                    CertificateError::NotValidForName
+                    | CertificateError::NotValidForNameContext { .. },
+                )) => {}
+                Err(e) => {
+                    self.stats.inc(ssl::FAIL_VERIFY_ERROR);
+                    return Err(e);
+                }
+            }
             identity.check(end_entity)?;
         }
         Ok(ServerCertVerified::assertion())
@@ -269,7 +304,9 @@ impl ServerCertVerifier for ServerCertPolicy {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, Error> {
-        verify_tls12_signature(message, cert, dss, &self.algs)
+        let valid = verify_tls12_signature(message, cert, dss, &self.algs)?;
+        self.stats.peer_signature(dss.scheme);
+        Ok(valid)
     }
 
     fn verify_tls13_signature(
@@ -278,12 +315,32 @@ impl ServerCertVerifier for ServerCertPolicy {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, Error> {
-        verify_tls13_signature(message, cert, dss, &self.algs)
+        let valid = verify_tls13_signature(message, cert, dss, &self.algs)?;
+        self.stats.peer_signature(dss.scheme);
+        Ok(valid)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.algs.supported_schemes()
+        boringssl_order(self.algs.supported_schemes())
     }
+}
+
+/// The schemes we offer a peer to sign with, in BoringSSL's default preference
+/// (SHA-256 first), so a TLS 1.2 peer picks what it would pick with Envoy.
+fn boringssl_order(mut schemes: Vec<SignatureScheme>) -> Vec<SignatureScheme> {
+    use SignatureScheme::*;
+    const ORDER: &[SignatureScheme] = &[
+        ECDSA_NISTP256_SHA256,
+        RSA_PSS_SHA256,
+        RSA_PKCS1_SHA256,
+        ECDSA_NISTP384_SHA384,
+        RSA_PSS_SHA384,
+        RSA_PKCS1_SHA384,
+        RSA_PSS_SHA512,
+        RSA_PKCS1_SHA512,
+    ];
+    schemes.sort_by_key(|s| ORDER.iter().position(|o| o == s).unwrap_or(ORDER.len()));
+    schemes
 }
 
 #[cfg(test)]
@@ -336,6 +393,13 @@ mod tests {
         let s = matcher(SanType::Dns, StringMatch::Suffix(".example.com".into()));
         assert!(s.matches(&facts(&[], &["*.example.com"])));
         assert!(!s.matches(&facts(&[], &["example.org"])));
+    }
+
+    #[test]
+    fn sha256_schemes_are_offered_first() {
+        use SignatureScheme::*;
+        let got = boringssl_order(vec![ED25519, ECDSA_NISTP384_SHA384, RSA_PKCS1_SHA256]);
+        assert_eq!(got, vec![RSA_PKCS1_SHA256, ECDSA_NISTP384_SHA384, ED25519]);
     }
 
     #[test]

@@ -1,5 +1,6 @@
 """Envoy `Listener` (http_connection_manager or tcp_proxy, optionally behind network RBAC,
-TLS or Istio's permissive TLS-or-plaintext chain pair) -> native listener."""
+TLS or Istio's permissive TLS-or-plaintext chain pair, or TLS chains chosen by SNI)
+-> native listener."""
 
 from __future__ import annotations
 
@@ -51,7 +52,7 @@ _LISTENER: Final = frozenset(
 _DIRECTIONS: Final = {"UNSPECIFIED": "", "INBOUND": "", "OUTBOUND": ""}
 _LISTENER_FILTER: Final = frozenset({"name", "typed_config"})
 _CHAIN: Final = frozenset({"filters", "name", "transport_socket", "filter_chain_match"})
-_CHAIN_MATCH: Final = frozenset({"transport_protocol"})
+_CHAIN_MATCH: Final = frozenset({"transport_protocol", "server_names"})
 _TRANSPORT_PROTOCOLS: Final = ("tls", "raw_buffer")
 _FILTER: Final = frozenset({"name", "typed_config"})
 _HCM: Final = frozenset(
@@ -336,6 +337,27 @@ def _transport_protocol(issues: Issues, chain: Doc, path: str) -> str | None:
     return proto
 
 
+def _server_names(issues: Issues, chain: Doc, path: str) -> list[str]:
+    """`filter_chain_match.server_names`, lower-cased: exact names or `*.suffix` wildcards
+    (Envoy rejects other wildcards, e.g. `*w.example.com`)."""
+    m = chain.get("filter_chain_match")
+    if not isinstance(m, dict):
+        return []
+    base = at(at(path, "filter_chain_match"), "server_names")
+    out = []
+    for i, name in enumerate(get_list(issues, m, "server_names", at(path, "filter_chain_match"))):
+        if isinstance(name, str) and name not in ("", "*.") and "*" not in name.removeprefix("*."):
+            out.append(name.lower())
+        else:
+            issues.add(item(base, i), f"expected a name or a *.suffix wildcard, got {name!r}")
+    return out
+
+
+def _has_server_names(chain: Doc | None) -> bool:
+    m = chain.get("filter_chain_match") if chain is not None else None
+    return isinstance(m, dict) and bool(m.get("server_names"))
+
+
 def _permissive_pair(
     issues: Issues, chains: list[Doc | None], path: str, inspector: bool
 ) -> int | None:
@@ -365,19 +387,22 @@ def _permissive_pair(
 def _filter_chain(
     issues: Issues, lst: Doc, path: str, refs: ClusterRefs, sources: Sources, xds: XdsLookup | None
 ) -> dict[str, Any] | None:
-    """`filter_chains` (and `listener_filters`) -> the native listener's `filter`, `tls` and
-    `network_rbac` fields."""
+    """`filter_chains` (and `listener_filters`) -> the native listener's `filter`, `tls`,
+    `network_rbac` and `server_name_chains` fields."""
     inspector = _has_tls_inspector(issues, lst, path)
     cpath = at(path, "filter_chains")
     raw_chains = get_list(issues, lst, "filter_chains", path, required=True)
+    chains = [obj(issues, raw, item(cpath, i), _CHAIN) for i, raw in enumerate(raw_chains)]
+    if any(_has_server_names(c) for c in chains):
+        return _by_server_name(issues, chains, cpath, inspector, refs, sources, xds)
     if not 1 <= len(raw_chains) <= 2:
         if isinstance(lst.get("filter_chains"), list):
             issues.add(
                 cpath,
-                f"expected one filter chain (or Istio's permissive pair), got {len(raw_chains)}",
+                f"expected one filter chain (or Istio's permissive pair, or chains by "
+                f"filter_chain_match.server_names), got {len(raw_chains)}",
             )
         return None
-    chains = [obj(issues, raw, item(cpath, i), _CHAIN) for i, raw in enumerate(raw_chains)]
     if len(chains) == 2:
         index = _permissive_pair(issues, chains, cpath, inspector)
         if index is None:
@@ -395,22 +420,90 @@ def _filter_chain(
     chain = chains[index]
     if chain is None:
         return None
-    p = item(cpath, index)
+    out = _chain(issues, chain, item(cpath, index), refs, sources, xds)
+    if out is not None and len(chains) == 2:
+        out["tls"]["allow_plaintext"] = True
+    return out
+
+
+def _chain(
+    issues: Issues,
+    chain: Doc,
+    path: str,
+    refs: ClusterRefs,
+    sources: Sources,
+    xds: XdsLookup | None,
+) -> dict[str, Any] | None:
+    """One filter chain -> native {filter, tls?, network_rbac?}."""
     out: dict[str, Any] = {}
     if "transport_socket" in chain:
-        tls = downstream_tls(issues, chain["transport_socket"], at(p, "transport_socket"), sources)
+        tls = downstream_tls(
+            issues, chain["transport_socket"], at(path, "transport_socket"), sources
+        )
         if tls is None:
             return None
-        if len(chains) == 2:
-            tls["allow_plaintext"] = True
         out["tls"] = tls
-    filter_, rbac = _network_filters(issues, chain, p, refs, xds)
+    filter_, rbac = _network_filters(issues, chain, path, refs, xds)
     if filter_ is None:
         return None
     if rbac is not None:
         out["network_rbac"] = rbac
     out["filter"] = filter_
     return out
+
+
+def _by_server_name(
+    issues: Issues,
+    chains: list[Doc | None],
+    path: str,
+    inspector: bool,
+    refs: ClusterRefs,
+    sources: Sources,
+    xds: XdsLookup | None,
+) -> dict[str, Any] | None:
+    """TLS chains chosen by the ClientHello's SNI (`filter_chain_match.server_names`), and
+    at most one without `server_names` for every other connection -> the native default
+    chain (top-level fields) and `server_name_chains`."""
+    if not inspector:
+        issues.add(path, f"server_names needs {TLS_INSPECTOR_NAME} in listener_filters")
+    out: dict[str, Any] = {"server_name_chains": []}
+    default_at = None
+    ok = inspector
+    for i, chain in enumerate(chains):
+        p = item(path, i)
+        if chain is None:
+            ok = False
+            continue
+        proto = _transport_protocol(issues, chain, p)
+        names = _server_names(issues, chain, p)
+        if "transport_socket" not in chain or proto == "raw_buffer":
+            issues.add(
+                p,
+                "with filter_chain_match.server_names every chain must terminate TLS "
+                f"(a transport_socket; a plaintext chain beside them is {NOT_SUPPORTED})",
+            )
+            ok = False
+            continue
+        if not names and default_at is not None:
+            issues.add(p, f"a second chain without server_names (the first is {default_at})")
+            ok = False
+            continue
+        body = _chain(issues, chain, p, refs, sources, xds)
+        if body is None:
+            ok = False
+        elif not names:
+            default_at = p
+            out.update(body)
+        else:
+            out["server_name_chains"].append({"server_names": names, **body})
+    seen: set[str] = set()
+    for c in out["server_name_chains"]:
+        for name in c["server_names"]:
+            if name in seen:  # as Envoy: one chain per name
+                issues.add(path, f"server name {name!r} is matched more than once")
+                ok = False
+            seen.add(name)
+    return out if ok else None
 
 
 def translate_listener(

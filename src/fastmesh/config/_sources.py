@@ -24,7 +24,8 @@ _DATA_SOURCE: Final = frozenset({"filename", "inline_string", "inline_bytes"})
 _KINDS: Final = ("filename", "inline_string", "inline_bytes")
 
 #: A static secret, translated once: (kind, value). Kind "tls_certificate": the native
-#: {cert_chain_pem, private_key_pem}; "validation_context": {trusted_ca_pem, sans}. The
+#: {cert_chain_pem, private_key_pem}; "validation_context": {trusted_ca_pem, sans, crl_pem,
+#: only_verify_leaf_cert_crl}. The
 #: value is None when the secret has problems (reported at its own path).
 Secret = tuple[str, "dict[str, Any] | None"]
 
@@ -32,7 +33,7 @@ Secret = tuple[str, "dict[str, Any] | None"]
 class Sources:
     """What TLS contexts read while one document is translated."""
 
-    __slots__ = ("_texts", "awaited", "digests", "sds", "sds_names", "secrets", "stamps")
+    __slots__ = ("_files", "awaited", "digests", "sds", "sds_names", "secrets", "stamps")
 
     def __init__(self) -> None:
         #: Every file named by a `DataSource`, in first-read order -> its stamp taken
@@ -49,27 +50,27 @@ class Sources:
         #: How many references to SDS secrets not received yet were met so far. A TLS
         #: context compares it before and after: its own secret is awaited if it grew.
         self.awaited = 0
-        # File -> its text, or the reason it cannot be used; each file is read once, so
+        # File -> its bytes, or the reason it cannot be used; each file is read once, so
         # every context naming it sees the same content.
-        self._texts: dict[str, str | OSError | UnicodeDecodeError] = {}
+        self._files: dict[str, bytes | OSError] = {}
 
-    def _read(self, filename: str) -> str | OSError | UnicodeDecodeError:
-        cached = self._texts.get(filename)
+    def _read(self, filename: str) -> bytes | OSError:
+        cached = self._files.get(filename)
         if cached is not None:
             return cached
         self.stamps[filename] = stamp(filename)
-        result: str | OSError | UnicodeDecodeError
+        result: bytes | OSError
         try:
-            raw = Path(filename).read_bytes()
-            self.digests[filename] = hashlib.sha256(raw).hexdigest()
-            result = raw.decode("ascii")  # PEM is ASCII
-        except (OSError, UnicodeDecodeError) as exc:
+            result = Path(filename).read_bytes()
+            self.digests[filename] = hashlib.sha256(result).hexdigest()
+        except OSError as exc:
             result = exc
-        self._texts[filename] = result
+        self._files[filename] = result
         return result
 
-    def data_source(self, issues: Issues, raw: object, path: str) -> tuple[str, str] | None:
-        """A `DataSource` at `path` -> (its text, where it came from for messages)."""
+    def _data(self, issues: Issues, raw: object, path: str) -> tuple[bytes, str, str] | None:
+        """A `DataSource` at `path` -> (its bytes, where they came from for messages, the
+        path of the field that gave them)."""
         ds = obj(issues, raw, path, _DATA_SOURCE)
         if ds is None:
             return None
@@ -77,25 +78,40 @@ class Sources:
         value = ds.get(kind) if kind is not None else None
         if kind is None:
             return None
+        field = at(path, kind)
         if not isinstance(value, str):
-            issues.add(at(path, kind), "expected a string")
+            issues.add(field, "expected a string")
             return None
         if kind == "inline_string":
-            return value, "the inline value"
+            return value.encode(), "the inline value", field
         if kind == "inline_bytes":  # proto3 JSON bytes: base64
             try:
-                return base64.b64decode(value, validate=True).decode("ascii"), "the inline value"
-            except (binascii.Error, UnicodeDecodeError):
-                issues.add(at(path, kind), "expected base64 of PEM text")
+                return base64.b64decode(value, validate=True), "the inline value", field
+            except binascii.Error:
+                issues.add(field, "expected base64")
                 return None
-        text = self._read(value)
-        if isinstance(text, OSError):
-            issues.add(at(path, kind), f"cannot read {value}: {text.strerror or text}")
+        data = self._read(value)
+        if isinstance(data, OSError):
+            issues.add(field, f"cannot read {value}: {data.strerror or data}")
             return None
-        if isinstance(text, UnicodeDecodeError):
-            issues.add(at(path, kind), f"{value} is not PEM text (not ASCII)")
+        return data, value, field
+
+    def data_bytes(self, issues: Issues, raw: object, path: str) -> tuple[bytes, str] | None:
+        """A binary `DataSource` (e.g. a DER OCSP response) -> (its bytes, origin)."""
+        got = self._data(issues, raw, path)
+        return None if got is None else got[:2]
+
+    def data_source(self, issues: Issues, raw: object, path: str) -> tuple[str, str] | None:
+        """A PEM `DataSource` at `path` -> (its text, where it came from for messages)."""
+        got = self._data(issues, raw, path)
+        if got is None:
             return None
-        return text, value
+        data, origin, field = got
+        try:
+            return data.decode("ascii"), origin  # PEM is ASCII
+        except UnicodeDecodeError:
+            issues.add(field, f"{origin} is not PEM text (not ASCII)")
+            return None
 
     def missing_secrets(self) -> list[str]:
         """SDS secrets named but not received (the snapshot warms while there are any)."""

@@ -44,7 +44,9 @@ DOWNSTREAM_TLS_TYPE: Final = _TLS_TYPES + "DownstreamTlsContext"
 UPSTREAM_TLS_TYPE: Final = _TLS_TYPES + "UpstreamTlsContext"
 
 _SOCKET: Final = frozenset({"name", "typed_config"})
-_DOWNSTREAM: Final = frozenset({"common_tls_context", "require_client_certificate"})
+_DOWNSTREAM: Final = frozenset(
+    {"common_tls_context", "require_client_certificate", "ocsp_staple_policy"}
+)
 _UPSTREAM: Final = frozenset({"common_tls_context", "sni"})
 _COMMON: Final = frozenset(
     {
@@ -63,8 +65,10 @@ _VALIDATION_KINDS: Final = (
     "combined_validation_context",
 )
 _PARAMS: Final = frozenset({"tls_minimum_protocol_version", "tls_maximum_protocol_version"})
-_CERTIFICATE: Final = frozenset({"certificate_chain", "private_key"})
-_VALIDATION: Final = frozenset({"trusted_ca", "match_typed_subject_alt_names"})
+_CERTIFICATE: Final = frozenset({"certificate_chain", "private_key", "ocsp_staple"})
+_VALIDATION: Final = frozenset(
+    {"trusted_ca", "match_typed_subject_alt_names", "crl", "only_verify_leaf_cert_crl"}
+)
 _SAN_MATCHER: Final = frozenset({"san_type", "matcher"})
 _SDS_REF: Final = frozenset({"name", "sds_config"})
 _COMBINED: Final = frozenset({"default_validation_context", "validation_context_sds_secret_config"})
@@ -76,9 +80,39 @@ _RUSTLS: Final = "not supported: fastmesh speaks TLS 1.2 and 1.3 only"
 _MIN_VERSIONS: Final = {"TLS_AUTO": "1.2", "TLSv1_2": "1.2", "TLSv1_3": "1.3"}
 _MAX_VERSIONS: Final = {"TLS_AUTO": "", "TLSv1_3": ""}
 _OLD_VERSIONS: Final = {"TLSv1_0": _RUSTLS, "TLSv1_1": _RUSTLS}
+_STAPLE_POLICIES: Final = {
+    "LENIENT_STAPLING": "lenient",
+    "STRICT_STAPLING": "strict",
+    "MUST_STAPLE": "must_staple",
+}
 
-#: A validation context as read, before its SDS merge: trusted CA (None: unset) and SANs.
-_Validation = tuple["str | None", list[dict[str, Any]]]
+
+@dataclass(frozen=True, slots=True)
+class _Validation:
+    """A validation context as read, before its SDS merge (None: unset)."""
+
+    ca: str | None
+    sans: list[dict[str, Any]]
+    crl: str | None = None
+    leaf_crl_only: bool = False
+
+    def secret(self) -> dict[str, Any]:
+        """As a `validation_context` secret's value (see `_sources.Secret`)."""
+        return {
+            "trusted_ca_pem": self.ca,
+            "sans": self.sans,
+            "crl_pem": self.crl,
+            "only_verify_leaf_cert_crl": self.leaf_crl_only,
+        }
+
+    @staticmethod
+    def of_secret(value: dict[str, Any]) -> _Validation:
+        return _Validation(
+            value["trusted_ca_pem"],
+            value["sans"],
+            value["crl_pem"],
+            value["only_verify_leaf_cert_crl"],
+        )
 
 
 # --- certificates and keys -------------------------------------------------------------
@@ -92,6 +126,25 @@ def _pem_certificates(issues: Issues, text: str, origin: str, path: str) -> list
     except ValueError as exc:
         issues.add(path, f"{origin}: not a PEM certificate chain ({exc})")
         return None
+
+
+def _pem_crls(issues: Issues, text: str, origin: str, path: str) -> bool:
+    """Whether `text` is one or more PEM CRLs (a problem at `path` otherwise). As webpki,
+    only RFC 5280's v2 CRLs, which carry extensions (the CRL number at least)."""
+    from cryptography import x509
+
+    marker = "-----BEGIN X509 CRL-----"
+    blocks = [marker + b for b in text.split(marker)[1:]]
+    try:
+        if not blocks:
+            raise ValueError("no -----BEGIN X509 CRL----- block")
+        for block in blocks:
+            if not x509.load_pem_x509_crl(block.encode()).extensions:
+                raise ValueError(f"a v1 CRL (without extensions) is {NOT_SUPPORTED}")
+    except ValueError as exc:
+        issues.add(path, f"{origin}: not a PEM certificate revocation list ({exc})")
+        return False
+    return True
 
 
 def _check_key(issues: Issues, text: str, origin: str, path: str, leaf: Any) -> None:
@@ -137,12 +190,51 @@ def tls_certificate(
     if "private_key" in parts:
         text, origin = parts["private_key"]
         _check_key(issues, text, origin, at(path, "private_key"), leaf)
+    staple = None
+    if "ocsp_staple" in tc:
+        staple = _ocsp_staple(issues, tc["ocsp_staple"], at(path, "ocsp_staple"), sources, leaf)
+        if staple is None:
+            return None
     if len(parts) != 2:
         return None
-    return {
+    out: dict[str, Any] = {
         "cert_chain_pem": parts["certificate_chain"][0],
         "private_key_pem": parts["private_key"][0],
     }
+    if staple is not None:
+        out["ocsp_staple"] = staple
+    return out
+
+
+def _ocsp_staple(
+    issues: Issues, raw: object, path: str, sources: Sources, leaf: Any
+) -> dict[str, Any] | None:
+    """`TlsCertificate.ocsp_staple` (a DER OCSP response, from a file or inline_bytes, as
+    Envoy takes it) -> native {der_hex, next_update}: a successful response for `leaf`."""
+    from cryptography.x509 import ocsp
+
+    if isinstance(raw, dict) and "inline_string" in raw:
+        issues.add(at(path, "inline_string"), "a DER OCSP response: use filename or inline_bytes")
+        return None
+    got = sources.data_bytes(issues, raw, path)
+    if got is None:
+        return None
+    der, origin = got
+    try:
+        response = ocsp.load_der_ocsp_response(der)
+    except ValueError as exc:
+        issues.add(path, f"{origin}: not a DER OCSP response ({exc})")
+        return None
+    if response.response_status != ocsp.OCSPResponseStatus.SUCCESSFUL:
+        issues.add(path, f"{origin}: the OCSP response is {response.response_status.name}")
+        return None
+    if leaf is not None and response.serial_number != leaf.serial_number:
+        issues.add(path, f"{origin}: the OCSP response is not for the certificate_chain's leaf")
+        return None
+    out: dict[str, Any] = {"der_hex": der.hex()}
+    if response.next_update_utc is not None:
+        out["next_update"] = int(response.next_update_utc.timestamp())
+    return out
 
 
 # --- validation contexts ---------------------------------------------------------------
@@ -183,6 +275,13 @@ def _validation_context(
         ca, origin = got
         if _pem_certificates(issues, ca, origin, at(path, "trusted_ca")) is None:
             return None
+    crl = None
+    if "crl" in v:
+        got = sources.data_source(issues, v["crl"], at(path, "crl"))
+        if got is None or not _pem_crls(issues, *got, at(path, "crl")):
+            return None
+        crl = got[0]
+    leaf_crl_only = get_bool(issues, v, "only_verify_leaf_cert_crl", path) or False
     base = at(path, "match_typed_subject_alt_names")
     sans = [
         _san_matcher(issues, m, item(base, i))
@@ -190,7 +289,7 @@ def _validation_context(
     ]
     if None in sans:
         return None
-    return ca, sans  # type: ignore[return-value]
+    return _Validation(ca, sans, crl, leaf_crl_only)  # type: ignore[arg-type]
 
 
 def _secret(
@@ -227,16 +326,23 @@ def _secret(
     return value  # None: the secret itself has problems, reported at its own path
 
 
-def _finish_validation(issues: Issues, validation: _Validation, path: str) -> dict[str, Any] | None:
-    """(CA, SANs) -> native `CertValidation`; None when nothing is verified."""
-    ca, sans = validation
-    if ca is None:
-        if sans:  # as Envoy: SAN checks without a CA would trust any self-made certificate
+def _finish_validation(issues: Issues, v: _Validation, path: str) -> dict[str, Any] | None:
+    """A validation context -> native `CertValidation`; None when nothing is verified."""
+    if v.ca is None:
+        # As Envoy: SAN checks without a CA would trust any self-made certificate, and a
+        # CRL is checked against the trusted CAs.
+        if v.sans:
             issues.add(path, "match_typed_subject_alt_names needs trusted_ca")
+        if v.crl is not None:
+            issues.add(path, "crl needs trusted_ca")
         return None
-    out: dict[str, Any] = {"trusted_ca_pem": ca}
-    if sans:
-        out["match_subject_alt_names"] = sans
+    out: dict[str, Any] = {"trusted_ca_pem": v.ca}
+    if v.sans:
+        out["match_subject_alt_names"] = v.sans
+    if v.crl is not None:
+        out["crl_pem"] = v.crl
+    if v.leaf_crl_only:
+        out["only_verify_leaf_cert_crl"] = True
     return out
 
 
@@ -252,7 +358,7 @@ def _validation(issues: Issues, c: Doc, path: str, sources: Sources) -> dict[str
         v = _validation_context(issues, c[kind], p, sources)
     elif kind == "validation_context_sds_secret_config":
         secret = _secret(issues, c[kind], p, "validation_context", sources)
-        v = None if secret is None else (secret["trusted_ca_pem"], secret["sans"])
+        v = None if secret is None else _Validation.of_secret(secret)
     else:
         v = _combined(issues, c[kind], p, sources)
     return None if v is None else _finish_validation(issues, v, p)
@@ -260,7 +366,7 @@ def _validation(issues: Issues, c: Doc, path: str, sources: Sources) -> dict[str
 
 def _combined(issues: Issues, raw: object, path: str, sources: Sources) -> _Validation | None:
     """Envoy merges the SDS context into the default one (proto `MergeFrom`): the
-    secret's CA wins when set, the SAN matchers of both apply."""
+    secret's CA and CRL win when set, the SAN matchers of both apply."""
     cv = obj(issues, raw, path, _COMBINED)
     if cv is None:
         return None
@@ -281,7 +387,13 @@ def _combined(issues: Issues, raw: object, path: str, sources: Sources) -> _Vali
     )
     if default is None or secret is None:
         return None
-    return secret["trusted_ca_pem"] or default[0], default[1] + secret["sans"]
+    sds = _Validation.of_secret(secret)
+    return _Validation(
+        sds.ca or default.ca,
+        default.sans + sds.sans,
+        sds.crl or default.crl,
+        sds.leaf_crl_only or default.leaf_crl_only,
+    )
 
 
 # --- common, downstream, upstream ------------------------------------------------------
@@ -411,7 +523,14 @@ def downstream_tls(
             "requiring a client certificate needs a validation context with trusted_ca",
         )
         return None
+    policy_at = at(p, "ocsp_staple_policy")
+    policy = get_enum(issues, ctx, "ocsp_staple_policy", p, _STAPLE_POLICIES, "lenient")
     out: dict[str, Any] = dict(cert)
+    if "ocsp_staple" in out:
+        out["ocsp_staple"] = {**out["ocsp_staple"], "policy": policy}
+    elif policy == "must_staple":  # as Envoy: a config error
+        issues.add(policy_at, "MUST_STAPLE needs the certificate's ocsp_staple")
+        return None
     if common.alpn:
         out["alpn"] = common.alpn
     if require:
@@ -445,6 +564,8 @@ def upstream_tls(
             f"TLSv1_3 upstream is {NOT_SUPPORTED} (upstream connections offer TLS 1.2 and 1.3)",
         )
     out: dict[str, Any] = dict(common.certificate or {})
+    if out.pop("ocsp_staple", None) is not None:
+        issues.add(at(p, "common_tls_context"), "ocsp_staple is for a listener's certificate")
     if common.validation is not None:
         out["validation"] = common.validation
     if sni is not None:
@@ -497,7 +618,7 @@ def _translate_secret(
         value = tls_certificate(issues, s[kind], at(path, kind), sources)
     elif kind == "validation_context":
         v = _validation_context(issues, s[kind], at(path, kind), sources)
-        value = None if v is None else {"trusted_ca_pem": v[0], "sans": v[1]}
+        value = None if v is None else v.secret()
     if name is None or kind is None:
         return None
     return name, (kind, value)

@@ -15,6 +15,11 @@ Extracted (a subset of Envoy's `TagNames`):
 | `tcp.<stat_prefix>.`                  | `envoy_tcp_prefix`                 |
 | `..._rq_<3 digits>`                   | `envoy_response_code`              |
 | `..._rq_<digit>xx`                    | `envoy_response_code_class`        |
+| `listener.<address>.ssl.ciphers.<c>`  | `envoy_ssl_cipher`                 |
+| `cluster.<name>.ssl.ciphers.<c>`      | `cipher_suite` (Envoy's own name)  |
+| `....ssl.curves.<c>`                  | `envoy_ssl_curve`                  |
+| `....ssl.sigalgs.<s>`                 | `envoy_ssl_sigalg`                 |
+| `....ssl.versions.<v>`                | `envoy_ssl_version`                |
 """
 
 from __future__ import annotations
@@ -37,6 +42,18 @@ _PREFIXED = (
 _CODE = re.compile(r"_rq_(\d{3})$")
 _CODE_CLASS = re.compile(r"_rq_(\d)xx$")
 _INVALID = re.compile(r"[^a-zA-Z0-9_]")
+# A TLS context's per-parameter counters; the value may contain dots (`TLSv1.3`).
+_SSL_PARAM = re.compile(r"^(listener|cluster)\..+?\.ssl\.(ciphers|curves|sigalgs|versions)\.(.+)$")
+_SSL_LABELS = {
+    ("listener", "ciphers"): "envoy_ssl_cipher",
+    ("cluster", "ciphers"): "cipher_suite",
+    ("listener", "curves"): "envoy_ssl_curve",
+    ("cluster", "curves"): "envoy_ssl_curve",
+    ("listener", "sigalgs"): "envoy_ssl_sigalg",
+    ("cluster", "sigalgs"): "envoy_ssl_sigalg",
+    ("listener", "versions"): "envoy_ssl_version",
+    ("cluster", "versions"): "envoy_ssl_version",
+}
 
 
 def extract_tags(stat: str) -> tuple[str, list[tuple[str, str]]]:
@@ -49,6 +66,9 @@ def extract_tags(stat: str) -> tuple[str, list[tuple[str, str]]]:
     elif (m := _CODE_CLASS.search(name)) is not None:
         tags.append(("envoy_response_code_class", m.group(1)))
         name = name[: m.start()] + "_rq_xx"
+    elif (m := _SSL_PARAM.match(name)) is not None:
+        tags.append((_SSL_LABELS[m.group(1), m.group(2)], m.group(3)))
+        name = name[: m.start(3) - 1]
     head, _, rest = name.partition(".")
     for prefix, label in _PREFIXED:
         if head != prefix or not rest:

@@ -1,0 +1,159 @@
+//! A listener's filter chains and Envoy's choice among them by the client's SNI
+//! (`filter_chain_match.server_names`): the exact name, then the longest
+//! `*.suffix` wildcard, then the chain without `server_names`.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crate::http::server::HttpRt;
+use crate::rbac::NetworkRbac;
+use crate::tcp::TcpRt;
+use crate::tls::TlsServer;
+
+#[derive(Debug)]
+pub enum ListenerKind {
+    Http(Arc<HttpRt>),
+    Tcp(Arc<TcpRt>),
+}
+
+/// One filter chain, compiled.
+#[derive(Debug)]
+pub struct ChainRt {
+    pub kind: ListenerKind,
+    /// Terminate TLS (Envoy's `DownstreamTlsContext`).
+    pub tls: Option<Arc<TlsServer>>,
+    /// Envoy's network RBAC filter: judged once per connection, before its filter.
+    pub network_rbac: Option<NetworkRbac>,
+}
+
+/// A listener's chains: the default one and those chosen by SNI (generic so
+/// the choice is testable without compiled filters).
+#[derive(Debug)]
+pub struct Chains<C = ChainRt> {
+    /// The chain without `server_names`; `None`: unmatched connections are closed.
+    pub default: Option<C>,
+    /// Chains with `server_names` (each has TLS).
+    pub named: Vec<C>,
+    /// Lower-case name -> index in `named`.
+    exact: HashMap<String, usize>,
+    /// `.suffix` of a `*.suffix` name -> index in `named`.
+    wildcard: HashMap<String, usize>,
+}
+
+impl<C> Chains<C> {
+    pub fn new(default: Option<C>) -> Self {
+        Chains {
+            default,
+            named: Vec::new(),
+            exact: HashMap::new(),
+            wildcard: HashMap::new(),
+        }
+    }
+
+    /// Add a chain for `names` (checked: each name at most once per listener,
+    /// as Envoy requires).
+    pub fn add_named(&mut self, names: &[String], chain: C) -> Result<(), String> {
+        let index = self.named.len();
+        if names.is_empty() {
+            return Err("server_names: empty".into());
+        }
+        for name in names {
+            let name = name.to_ascii_lowercase();
+            let (map, key) = match name.strip_prefix('*') {
+                Some(suffix) if suffix.starts_with('.') && suffix.len() > 1 => {
+                    (&mut self.wildcard, suffix.to_owned())
+                }
+                _ if name.is_empty() || name.contains('*') => {
+                    return Err(format!(
+                        "server_names: {name:?}: a wildcard must be a whole left-most label (*.example.com)"
+                    ))
+                }
+                _ => (&mut self.exact, name.clone()),
+            };
+            if map.insert(key, index).is_some() {
+                return Err(format!(
+                    "server_names: {name:?} is in more than one filter chain"
+                ));
+            }
+        }
+        self.named.push(chain);
+        Ok(())
+    }
+
+    /// Whether a connection's chain depends on its ClientHello.
+    pub fn by_server_name(&self) -> bool {
+        !self.named.is_empty()
+    }
+
+    /// The chain for a connection whose ClientHello named `sni` (or none).
+    pub fn select(&self, sni: Option<&str>) -> Option<&C> {
+        if let Some(sni) = sni.filter(|_| self.by_server_name()) {
+            let sni = sni.to_ascii_lowercase();
+            if let Some(&i) = self.exact.get(&sni) {
+                return Some(&self.named[i]);
+            }
+            // Longest suffix first: for a.b.c, `.b.c` then `.c`.
+            for (dot, _) in sni.match_indices('.') {
+                if let Some(&i) = self.wildcard.get(&sni[dot..]) {
+                    return Some(&self.named[i]);
+                }
+            }
+        }
+        self.default.as_ref()
+    }
+
+    /// Every chain, for carrying TLS state across snapshots.
+    pub fn all_mut(&mut self) -> impl Iterator<Item = &mut C> {
+        self.default.iter_mut().chain(self.named.iter_mut())
+    }
+
+    pub fn all(&self) -> impl Iterator<Item = &C> {
+        self.default.iter().chain(self.named.iter())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(list: &[&str]) -> Vec<String> {
+        list.iter().map(|s| s.to_string()).collect()
+    }
+
+    fn chains(default: Option<&'static str>) -> Chains<&'static str> {
+        let mut c = Chains::new(default);
+        c.add_named(&names(&["api.example.com"]), "exact").unwrap();
+        c.add_named(&names(&["*.example.com", "other.org"]), "wild")
+            .unwrap();
+        c.add_named(&names(&["*.b.example.com"]), "longer").unwrap();
+        c
+    }
+
+    #[test]
+    fn exact_beats_the_longest_wildcard_which_beats_the_default() {
+        let c = chains(Some("default"));
+        assert_eq!(c.select(Some("API.example.com")), Some(&"exact"));
+        assert_eq!(c.select(Some("x.example.com")), Some(&"wild"));
+        assert_eq!(c.select(Some("x.y.example.com")), Some(&"wild"));
+        assert_eq!(c.select(Some("x.b.example.com")), Some(&"longer"));
+        assert_eq!(c.select(Some("other.org")), Some(&"wild"));
+        assert_eq!(c.select(Some("example.com")), Some(&"default"));
+        assert_eq!(c.select(None), Some(&"default"));
+    }
+
+    #[test]
+    fn without_a_default_chain_an_unmatched_name_has_none() {
+        let c = chains(None);
+        assert_eq!(c.select(Some("example.org")), None);
+        assert_eq!(c.select(None), None);
+    }
+
+    #[test]
+    fn a_name_twice_or_a_partial_wildcard_is_refused() {
+        let mut c = chains(None);
+        assert!(c.add_named(&names(&["API.example.com"]), "again").is_err());
+        assert!(c.add_named(&names(&["w*.example.com"]), "partial").is_err());
+        assert!(c.add_named(&names(&["*"]), "bare").is_err());
+        assert!(c.add_named(&[], "none").is_err());
+    }
+}
