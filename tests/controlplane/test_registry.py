@@ -38,11 +38,14 @@ async def test_edits_additions_and_removals_are_published(
         assert sorted(s.name for s in config.services) == ["a", "b"]
         assert [w.name for w in config.workloads] == ["b-1"]
 
-        parsed = registry.parsed_files
+        parsed, before = registry.parsed_files, config
         write_yaml(tmp_path / "a.yaml", service("a", 9090))
         config = await next_config()
         assert {s.name: s.ports[0].number for s in config.services} == {"a": 9090, "b": 8081}
         assert registry.parsed_files == parsed + 1  # only the edited file is parsed again
+        # what did not change stays the very same objects (the hub diffs by identity)
+        assert config.workloads[0] is before.workloads[0]
+        assert [s for s in config.services if s.name == "b"][0] in before.services
 
         write_yaml(tmp_path / "dup.yaml", service("a", 7070))  # defined again: left out
         config = await next_config()

@@ -218,10 +218,9 @@ def workload_change(
         or old.sidecars != new.sidecars
     ):
         return None
-    before = {id(w): w for w in old.workloads}
-    after = {id(w): w for w in new.workloads}
-    gone = [w for i, w in before.items() if i not in after]
-    added = [w for i, w in after.items() if i not in before]
+    before, after = set(map(id, old.workloads)), set(map(id, new.workloads))
+    gone = [w for w in old.workloads if id(w) not in after] if before != after else []
+    added = [w for w in new.workloads if id(w) not in before] if before != after else []
     if len(gone) + len(added) > _INCREMENTAL_LIMIT:
         return None
     return gone, added

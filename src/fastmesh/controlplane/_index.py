@@ -40,6 +40,8 @@ class MeshIndex:
     by_namespace: dict[str, list[Workload]] = field(default_factory=dict)
     #: Port number -> the services that have it, by hostname order.
     by_port: dict[int, list[Service]] = field(default_factory=dict)
+    #: Namespace -> its services (built on first use: incremental workload changes).
+    services_by_namespace: dict[str, list[Service]] = field(default_factory=dict)
     #: (namespace, label, value) -> the workloads carrying it.
     by_label: dict[tuple[str, str, str], list[Workload]] = field(default_factory=dict)
     #: (hostname, port, domains) -> its virtual host document, shared by the route configs
@@ -175,11 +177,11 @@ class MeshIndex:
 
     def services_selecting(self, workload: Workload) -> list[Service]:
         """The services whose selector picks `workload` (its namespace only)."""
-        return [
-            svc
-            for svc in self.services.values()
-            if svc.namespace == workload.namespace and workload.matches(svc.selector)
-        ]
+        if not self.services_by_namespace:
+            for svc in self.services.values():
+                self.services_by_namespace.setdefault(svc.namespace, []).append(svc)
+        candidates = self.services_by_namespace.get(workload.namespace, [])
+        return [svc for svc in candidates if workload.matches(svc.selector)]
 
     def _add_entry_host(self, svc: Service, i: int) -> None:
         """A ServiceEntry host, unless a Service or an earlier entry has it (Istio merges

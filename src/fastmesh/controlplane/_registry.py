@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable
 from pathlib import Path
@@ -10,7 +11,7 @@ from typing import Protocol
 import trio
 
 from ._errors import Problem
-from ._load import SUFFIXES, ParsedFile, assemble, config_files, parse_file
+from ._load import SUFFIXES, Parsed, ParsedFile, assemble, config_files, parse_file
 from ._model import MeshConfig
 from ._watch import DirectoryWatch
 
@@ -54,6 +55,7 @@ class FileRegistry:
         #: Files parsed so far (a test can tell a full reload from a partial one).
         self.parsed_files = 0
         self._files: dict[Path, tuple[Stamp, ParsedFile]] = {}
+        self._config: MeshConfig | None = None
 
     def _stamps(self) -> dict[Path, Stamp]:
         out: dict[Path, Stamp] = {}
@@ -94,21 +96,65 @@ class FileRegistry:
             cached = files.get(path)
             if cached is None or cached[0] != stamp:
                 added |= cached is None
-                files[path] = self._parse(path, stamp)
+                files[path] = self._parse(path, stamp, cached[1] if cached else None)
+        edits = [
+            (old[1], files[path][1])
+            for path, old in self._files.items()
+            if path in files and files[path] is not old
+        ]
+        patched = None if added or len(files) != len(self._files) else self._patched(edits)
         self._files = dict(sorted(files.items())) if added else files  # config_files' order
+        if patched is not None:
+            self._config = patched
+            return patched
         return self._assemble()
 
-    def _parse(self, path: Path, stamp: Stamp) -> tuple[Stamp, ParsedFile]:
+    def _patched(self, edits: list[tuple[ParsedFile, ParsedFile]]) -> MeshConfig | None:
+        """The last config with the edited files' resources swapped in place, when each edit
+        redefines exactly the resources it had, all valid (an address, a label: the common
+        edit); None otherwise (`assemble` decides, for 60k resources in 0.15 s)."""
+        swap: dict[int, Parsed] = {}
+        for (old, old_problems), (new, new_problems) in edits:
+            if old_problems or new_problems or len(old) != len(new):
+                return None
+            for a, b in zip(old, new, strict=True):
+                if type(a) is not type(b) or (a.namespace, a.name) != (b.namespace, b.name):
+                    return None
+                if a is not b:
+                    swap[id(a)] = b
+        config = self._config
+        if config is None:
+            return None
+        changed: dict[str, tuple[Parsed, ...]] = {}
+        found = 0
+        for f in dataclasses.fields(config):
+            items: tuple[Parsed, ...] = getattr(config, f.name)
+            hits = sum(1 for r in items if id(r) in swap)
+            if hits:
+                changed[f.name] = tuple(swap.get(id(r), r) for r in items)
+                found += hits
+        if found != len(swap):  # a swapped resource was left out (defined twice): reassemble
+            return None
+        return dataclasses.replace(config, **changed)  # type: ignore[arg-type]
+
+    def _parse(
+        self, path: Path, stamp: Stamp, before: ParsedFile | None = None
+    ) -> tuple[Stamp, ParsedFile]:
+        """The file parsed; resources equal to `before`'s are kept as those objects (so the
+        hub sees only what really changed)."""
         name = str(path.relative_to(self.directory))
         try:
-            parsed = parse_file(name, path.read_text())
+            resources, problems = parse_file(name, path.read_text())
         except OSError as exc:
-            parsed = ([], [Problem(name, "", "", f"cannot read: {exc.strerror or exc}")])
+            resources, problems = [], [Problem(name, "", "", f"cannot read: {exc.strerror or exc}")]
+        if before is not None and len(before[0]) == len(resources):
+            resources = [a if a == b else b for a, b in zip(before[0], resources, strict=True)]
         self.parsed_files += 1
-        return stamp, parsed
+        return stamp, (resources, problems)
 
     def _assemble(self) -> MeshConfig:
         config, problems = assemble(parsed for _, parsed in self._files.values())
+        self._config = config
         self.problems = problems
         for problem in problems:
             log.warning("%s/%s", self.directory, problem)

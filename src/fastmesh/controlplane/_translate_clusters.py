@@ -197,8 +197,9 @@ def translate_clusters(
     `hostnames`: only those services'."""
     clusters: list[Json] = []
     assignments: list[Json] = []
-    services = sorted(index.services.items())
-    if hostnames is not None:
+    if hostnames is None:
+        services = sorted(index.services.items())
+    else:
         services = [(h, index.services[h]) for h in sorted(set(hostnames))]
     for hostname, svc in services:
         rule = index.rules.get(hostname)
