@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import trio
 import trio.testing
 
@@ -62,7 +63,9 @@ def test_snapshots_are_cached_per_translation_key_and_dropped_on_change() -> Non
     assert hub.snapshot_for(ProxyInfo("a", "shop")) is not a
 
 
-def _mesh(services: int, moved: int | None = None) -> str:
+def _mesh(services: int, moved: int | None = None, relabeled: int | None = None) -> str:
+    """Services with three workloads each; s{moved}-w0 gets another address, s{relabeled}-w0
+    the next service's label (it leaves one service for another)."""
     docs = []
     for i in range(services):
         docs.append(
@@ -70,23 +73,35 @@ def _mesh(services: int, moved: int | None = None) -> str:
             f"metadata: {{name: s{i}, namespace: ns{i % 3}}}\n"
             f"spec: {{selector: {{app: s{i}}}, ports: [{{name: http, port: 80}}]}}\n"
         )
-        address = "10.9.9.9" if i == moved else f"10.0.{i}.1"
-        docs.append(
-            "apiVersion: networking.istio.io/v1\nkind: WorkloadEntry\n"
-            f"metadata: {{name: s{i}-w, namespace: ns{i % 3}}}\n"
-            f"spec: {{address: {address}, labels: {{app: s{i}}}}}\n"
-        )
+        for j in range(3):
+            address = "10.9.9.9" if (i, j) == (moved, 0) else f"10.0.{i}.{j + 1}"
+            app = f"s{i + 3}" if (i, j) == (relabeled, 0) else f"s{i}"
+            docs.append(
+                "apiVersion: networking.istio.io/v1\nkind: WorkloadEntry\n"
+                f"metadata: {{name: s{i}-w{j}, namespace: ns{i % 3}}}\n"
+                f"spec: {{address: {address}, labels: {{app: {app}}}}}\n"
+            )
     return "---\n".join(docs)
 
 
-def test_a_workload_change_retranslates_only_its_services_and_equals_a_full_build() -> None:
-    """Istio's incremental EDS: one moved workload changes one assignment for every proxy;
-    the routes are the same objects, and the result is exactly a full translation's."""
+@pytest.mark.parametrize(
+    ("edit", "touched"),
+    [({"moved": 7}, ["s7"]), ({"relabeled": 7}, ["s10", "s7"])],
+    ids=["address", "label"],
+)
+def test_a_workload_change_retranslates_only_its_services_and_equals_a_full_build(
+    edit: dict[str, int], touched: list[str]
+) -> None:
+    """Istio's incremental EDS: one changed workload changes its services' assignments for
+    every proxy; the routes are the same objects, and the result is exactly a full
+    translation's, endpoint order included (a workload keeps its place; one joining a
+    service joins it where the config has it)."""
     before, _ = load_documents([("m.yaml", _mesh(30))])
-    moved, _ = load_documents([("m.yaml", _mesh(30, moved=7))])
-    # the registry keeps unchanged resources as the same objects: only s7's workload is new
+    edited, _ = load_documents([("m.yaml", _mesh(30, **edit))])
+    # the registry keeps unchanged resources as the same objects: only s7-w0 is new
     workloads = tuple(
-        m if m.name == "s7-w" else b for b, m in zip(before.workloads, moved.workloads, strict=True)
+        e if e.name == "s7-w0" else b
+        for b, e in zip(before.workloads, edited.workloads, strict=True)
     )
     after = MeshConfig(services=before.services, workloads=workloads)
     proxy = ProxyInfo("a", "ns1")
@@ -95,8 +110,9 @@ def test_a_workload_change_retranslates_only_its_services_and_equals_a_full_buil
     old = hub.snapshot_for(proxy)
     hub._apply(after)
     new = hub.snapshot_for(proxy)
-    assert changes(old, new, ENDPOINT) == {"outbound|80||s7.ns1.svc.cluster.local"}
-    assert changes(old, new, CLUSTER) == {"outbound|80||s7.ns1.svc.cluster.local"}
+    names = {f"outbound|80||{n}.ns{int(n[1:]) % 3}.svc.cluster.local" for n in touched}
+    assert changes(old, new, ENDPOINT) == names
+    assert changes(old, new, CLUSTER) == names
     assert new.of_type(ROUTE) is old.of_type(ROUTE)
     full = SnapshotHub()
     full.publish(after)

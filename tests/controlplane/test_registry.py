@@ -45,7 +45,7 @@ async def test_edits_additions_and_removals_are_published(
         assert registry.parsed_files == parsed + 1  # only the edited file is parsed again
         # what did not change stays the very same objects (the hub diffs by identity)
         assert config.workloads[0] is before.workloads[0]
-        assert [s for s in config.services if s.name == "b"][0] in before.services
+        assert next(s for s in config.services if s.name == "b") in before.services
 
         write_yaml(tmp_path / "dup.yaml", service("a", 7070))  # defined again: left out
         config = await next_config()

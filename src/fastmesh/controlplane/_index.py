@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -142,7 +142,7 @@ class MeshIndex:
         )
 
     def with_workloads(
-        self, config: MeshConfig, gone: Iterable[Workload], new: Iterable[Workload]
+        self, config: MeshConfig, gone: Sequence[Workload], new: Sequence[Workload]
     ) -> MeshIndex:
         """This index for `config`, which differs from this one's only in workloads (`gone`
         replaced by `new`): the per-workload lookups are patched, everything else (services,
@@ -158,21 +158,33 @@ class MeshIndex:
                 del out.by_name[w.namespace, w.name]
         for w in new:
             out.by_name.setdefault((w.namespace, w.name), w)
-        touched: set[tuple[str, str, str] | str] = set()
-        for w, add in [(w, False) for w in gone] + [(w, True) for w in new]:
-            for key in [(w.namespace, k, v) for k, v in w.labels.items()]:
-                bucket = out.by_label[key] = (
-                    out.by_label.get(key, [])
-                    if key in touched
-                    else list(self.by_label.get(key, []))
-                )
-                touched.add(key)
-                _patch(bucket, w, add)
-            ns = w.namespace
-            if ns not in touched:
-                out.by_namespace[ns] = list(self.by_namespace.get(ns, []))
-                touched.add(ns)
-            _patch(out.by_namespace[ns], w, add)
+        # a workload redefined under its name takes its predecessor's place in each lookup,
+        # and one that is new to a lookup joins it in config order: the endpoints come out
+        # as a full translation orders them (replicas serve identical bytes)
+        successor = {(w.namespace, w.name): w for w in new}
+        replaced = {id(w): successor.get((w.namespace, w.name)) for w in gone}
+        position: dict[int, int] = {}
+
+        def patched(bucket: list[Workload], key: str | tuple[str, str, str]) -> list[Workload]:
+            kept: list[Workload] = []
+            for w in bucket:
+                if id(w) not in replaced:
+                    kept.append(w)
+                elif (heir := replaced[id(w)]) is not None and _filed_under(heir, key):
+                    kept.append(heir)
+            placed = set(map(id, kept))
+            joining = [w for w in new if id(w) not in placed and _filed_under(w, key)]
+            if not joining:
+                return kept
+            if not position:
+                position.update((id(w), i) for i, w in enumerate(config.workloads))
+            return sorted(kept + joining, key=lambda w: position[id(w)])
+
+        moved = [*gone, *new]
+        for ns in {w.namespace for w in moved}:
+            out.by_namespace[ns] = patched(self.by_namespace.get(ns, []), ns)
+        for key in {(w.namespace, k, v) for w in moved for k, v in w.labels.items()}:
+            out.by_label[key] = patched(self.by_label.get(key, []), key)
         return out
 
     def services_selecting(self, workload: Workload) -> list[Service]:
@@ -286,8 +298,10 @@ class MeshIndex:
         return cluster_name(number or port, dest.subset, hostname)
 
 
-def _patch(bucket: list[Workload], workload: Workload, add: bool) -> None:
-    if add:
-        bucket.append(workload)
-    else:
-        bucket[:] = [w for w in bucket if w is not workload]
+def _filed_under(w: Workload, key: str | tuple[str, str, str]) -> bool:
+    """Whether `w` belongs in `MeshIndex.by_namespace[key]` (a namespace) or
+    `by_label[key]` (namespace, label, value)."""
+    if isinstance(key, str):
+        return w.namespace == key
+    namespace, label, value = key
+    return w.namespace == namespace and w.labels.get(label) == value
