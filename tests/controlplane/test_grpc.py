@@ -21,7 +21,7 @@ def test_encode_prefixes_flag_and_big_endian_length() -> None:
 
 def test_decoder_reassembles_messages_split_anywhere() -> None:
     stream = encode_message(b"first") + encode_message(b"") + encode_message(b"x" * 70000)
-    for step in (1, 3, 5, 4096, len(stream)):
+    for step in (1, 2, 3, 5, 7, 4096, 16384, len(stream)):
         decoder = MessageDecoder()
         out: list[bytes] = []
         for i in range(0, len(stream), step):

@@ -216,10 +216,10 @@ class Session(StreamState):
 
     @staticmethod
     def _names(type_url: str, names: Any) -> frozenset[str] | None:
-        wanted = frozenset(str(n) for n in names)
+        wanted = frozenset(names)  # protobuf strings already; every ACK repeats 10k of them
         if type_url in _WILDCARD_TYPES and (not wanted or "*" in wanted):
             return None
-        return wanted - {"*"}
+        return wanted - {"*"} if "*" in wanted else wanted
 
     def _respond(
         self,
