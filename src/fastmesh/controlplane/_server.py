@@ -17,6 +17,7 @@ import trio
 from envoy.service.discovery.v3 import discovery_pb2
 from google.protobuf.message import DecodeError
 
+from fastmesh import _h2_repr
 from fastmesh._grpc import (
     FrameError,
     MessageDecoder,
@@ -30,6 +31,8 @@ from ._delta import DeltaSession
 from ._hub import SnapshotHub
 from ._session import ProtocolError, Response, Session
 from ._status import SYNCZ_PATH, proxy_status, syncz_json
+
+_h2_repr.install()  # every frame h2 receives is repr()ed; keep that cheap
 
 __all__ = ["ADS_PATH", "DELTA_PATH", "SDS_PATH", "AdsServer", "Stream"]
 

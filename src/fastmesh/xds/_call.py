@@ -19,12 +19,15 @@ import h2.exceptions
 import h2.settings
 import trio
 
+from fastmesh import _h2_repr
 from fastmesh._grpc import (
     CONTENT_TYPE,
     FrameError,
     MessageDecoder,
     encode_message,
 )
+
+_h2_repr.install()  # every frame h2 receives is repr()ed; keep that cheap
 
 __all__ = ["CallEnded", "GrpcCall", "open_call"]
 
