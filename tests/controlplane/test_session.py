@@ -196,6 +196,20 @@ def test_named_subscription_gets_only_the_named_resources_that_exist() -> None:
     assert names_of(again) == ["a", "b"]
 
 
+def test_streams_asking_for_the_same_names_share_one_set_of_them() -> None:
+    first, _ = started(snapshot("a", "b"))
+    second, _ = started(snapshot("a", "b"))
+    [one] = first.receive(request(ENDPOINT, ("a", "b")))
+    [two] = second.receive(request(ENDPOINT, ("a", "b")))
+    assert first.types[ENDPOINT].names is second.types[ENDPOINT].names == frozenset({"a", "b"})
+    # an ACK repeating the names keeps the set; other names make another
+    first.receive(request(ENDPOINT, ("a", "b"), nonce=one.nonce, version=one.version_info))
+    assert first.types[ENDPOINT].names is second.types[ENDPOINT].names
+    second.receive(request(ENDPOINT, ("b",), nonce=two.nonce, version=two.version_info))
+    assert second.types[ENDPOINT].names == frozenset({"b"})
+    assert first.types[ENDPOINT].names == frozenset({"a", "b"})
+
+
 def test_wildcard_removal_is_pushed_make_before_break() -> None:
     """A leaving cluster is first kept while the new ones arrive; the rest of the update
     (EDS here, LDS and RDS alike) goes between; the last CDS drops it."""

@@ -22,6 +22,7 @@ Rules (the xDS protocol's, as Envoy and go-control-plane play them):
 from __future__ import annotations
 
 import itertools
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -41,7 +42,15 @@ from ._resources import (
 )
 from ._wire import varint
 
-__all__ = ["Nack", "ProtocolError", "Response", "Session", "StreamState", "TypeState"]
+__all__ = [
+    "Nack",
+    "ProtocolError",
+    "Response",
+    "Session",
+    "StreamState",
+    "Subscription",
+    "TypeState",
+]
 
 _WILDCARD_TYPES = (CLUSTER, LISTENER)
 _CONTROL_PLANE = "fastmesh"
@@ -62,6 +71,40 @@ class Nack:
     code: int
 
 
+class Subscription:
+    """The resource names of a request, shared by every stream that asks for the same ones:
+    100 proxies subscribed to the same 10k assignments hold one tuple and one set of them,
+    and an ACK repeating its names (every state-of-the-world ACK does) costs one tuple
+    comparison, not a new set of 10k fresh strings."""
+
+    __slots__ = ("__weakref__", "_set", "names")
+
+    def __init__(self, names: tuple[str, ...]) -> None:
+        self.names = names
+        self._set = frozenset(names)
+
+    @classmethod
+    def of(cls, names: tuple[str, ...]) -> Subscription:
+        """The live subscription to exactly these names, else a new one."""
+        found = _LIVE_SUBSCRIPTIONS.get(names)
+        if found is None:
+            found = _LIVE_SUBSCRIPTIONS[names] = cls(names)
+        return found
+
+    def wanted(self, type_url: str) -> frozenset[str] | None:
+        """The names asked for; None for a wildcard (no names, or `*`, on LDS and CDS)."""
+        wanted = self._set
+        if type_url in _WILDCARD_TYPES and (not wanted or "*" in wanted):
+            return None
+        return wanted - {"*"} if "*" in wanted else wanted
+
+
+#: Every subscription some stream holds, by its names.
+_LIVE_SUBSCRIPTIONS: weakref.WeakValueDictionary[tuple[str, ...], Subscription] = (
+    weakref.WeakValueDictionary()
+)
+
+
 @dataclass
 class TypeState:
     """Subscription and delivery state of one resource type on one stream."""
@@ -69,6 +112,8 @@ class TypeState:
     type_url: str
     #: Subscribed names; None is a wildcard subscription (all of the type).
     names: frozenset[str] | None = None
+    #: The names of the last request, as sent.
+    requested: Subscription | None = None
     sent_version: str = ""
     sent_nonce: str = ""
     #: Name -> content digest of what the proxy holds from us (to send only changes).
@@ -166,8 +211,11 @@ class Session(StreamState):
                 state.nack = None
         else:
             state.sent_nonce = ""  # the proxy starts this type over: answer it in full
-        names = self._names(type_url, request.resource_names)
-        if names is not None and names != state.names:
+        requested = tuple(request.resource_names)
+        if state.requested is None or requested != state.requested.names:
+            state.requested = Subscription.of(requested)
+        names = state.requested.wanted(type_url)
+        if names is not None and names is not state.names and names != state.names:
             # forget what is unsubscribed: asking again is new
             state.answered &= names
             if not names.issuperset(state.sent):
@@ -213,13 +261,6 @@ class Session(StreamState):
                 n for n in changes(previous, snapshot, CLUSTER) if n in cds.sent and n not in now
             }
         return set(cds.sent).difference(now)
-
-    @staticmethod
-    def _names(type_url: str, names: Any) -> frozenset[str] | None:
-        wanted = frozenset(names)  # protobuf strings already; every ACK repeats 10k of them
-        if type_url in _WILDCARD_TYPES and (not wanted or "*" in wanted):
-            return None
-        return wanted - {"*"} if "*" in wanted else wanted
 
     def _respond(
         self,
