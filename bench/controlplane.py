@@ -135,15 +135,30 @@ def _names(response: Any) -> set[str]:
     return {str(i) for i in range(len(response.resources))}
 
 
-async def run_client(client: Client, port: int, watch: str, started: trio.Event) -> None:
+def subscriptions(eds_names: list[str]) -> dict[str, bytes]:
+    """The `resource_names` of each type's requests, encoded (LDS, CDS: wildcard)."""
+    request = discovery_pb2.DiscoveryRequest
+    return {
+        EDS: request(resource_names=eds_names).SerializeToString(),
+        RDS: request(resource_names=[str(PORT)]).SerializeToString(),
+        LDS: b"",
+        CDS: b"",
+    }
+
+
+async def run_client(
+    client: Client, port: int, watch: str, started: trio.Event, subscribed: dict[str, bytes]
+) -> None:
+    """`subscribed`: each type's `resource_names`, encoded once for every client (an ACK
+    carries them all again; encoding 10k names per ACK and client made the load process,
+    not the control plane, the slow part of an endpoint change)."""
     request = discovery_pb2.DiscoveryRequest
     async with open_call("127.0.0.1", port, ADS) as call:
         first = request(type_url=CDS)
         first.node.CopyFrom(_node(client.index))
         await call.send(first.SerializeToString())
-        await call.send(request(type_url=LDS).SerializeToString())
-        await call.send(request(type_url=EDS, resource_names=client.eds_names).SerializeToString())
-        await call.send(request(type_url=RDS, resource_names=[str(PORT)]).SerializeToString())
+        for type_url in (LDS, EDS, RDS):
+            await call.send(subscribed[type_url] + request(type_url=type_url).SerializeToString())
         started.set()
         while True:
             response = discovery_pb2.DiscoveryResponse.FromString(await call.receive())
@@ -162,11 +177,9 @@ async def run_client(client: Client, port: int, watch: str, started: trio.Event)
                 type_url=response.type_url,
                 version_info=response.version_info,
                 response_nonce=response.nonce,
-                resource_names=client.eds_names
-                if response.type_url == EDS
-                else ([str(PORT)] if response.type_url == RDS else []),
             )
-            await call.send(ack.SerializeToString())
+            # serialized messages concatenated are one message with both's fields
+            await call.send(subscribed[response.type_url] + ack.SerializeToString())
             if client.complete_at is None and _complete(client):
                 client.complete_at = now
 
@@ -203,11 +216,12 @@ async def _measure(directory: Path, port: int, pid: int, services: int, clients:
     watch = cluster_name(watched_service)
     eds_names = [cluster_name(i) for i in range(services)]
     population = [Client(i, eds_names) for i in range(clients)]
+    subscribed = subscriptions(eds_names)
     async with trio.open_nursery() as nursery:
         starts = [trio.Event() for _ in population]
         t0 = time.perf_counter()
         for client, started in zip(population, starts, strict=True):
-            nursery.start_soon(run_client, client, port, watch, started)
+            nursery.start_soon(run_client, client, port, watch, started, subscribed)
         with trio.fail_after(600):
             while not all(c.complete_at for c in population):
                 await trio.sleep(0.01)

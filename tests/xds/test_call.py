@@ -50,6 +50,24 @@ async def test_request_response_then_the_server_going_away_ends_the_call(
             await call.send(cds_request())
 
 
+async def test_a_request_larger_than_the_flow_control_window_gets_through(
+    nursery: trio.Nursery,
+) -> None:
+    """Sending waits for the server's window updates (a sidecar's ACK of 10k names is
+    ~460 KiB; the server's initial window is 64 KiB)."""
+    port, _ = await start_server(nursery)
+    async with open_call("127.0.0.1", port, ADS_PATH) as call:
+        request = discovery_pb2.DiscoveryRequest.FromString(cds_request())
+        request.resource_names.extend(f"cluster-{i:06d}-{'x' * 40}" for i in range(10_000))
+        assert request.ByteSize() > 4 * 65535
+        for _ in range(3):
+            with trio.fail_after(10):
+                await call.send(request.SerializeToString())
+                response = discovery_pb2.DiscoveryResponse.FromString(await call.receive())
+            assert response.type_url == CLUSTER
+            request.response_nonce = ""  # answered in full again
+
+
 async def test_an_unknown_method_ends_with_its_grpc_status(nursery: trio.Nursery) -> None:
     port, _ = await start_server(nursery)
     async with open_call("127.0.0.1", port, "/no.Such/Method") as call:

@@ -97,11 +97,13 @@ class GrpcCall:
                 window = self._h2.local_flow_control_window(self._id)
                 size = min(window, self._h2.max_outbound_frame_size, len(data))
                 if size <= 0:
-                    await self._window.wait()
+                    opened = self._window  # before flushing: an update may come meanwhile
+                    await self._flush()
+                    await opened.wait()
                     continue
                 self._h2.send_data(self._id, bytes(data[:size]))
                 data = data[size:]
-                await self._flush()
+            await self._flush()  # one write, not one per frame: an ACK of 10k names is 29
         except (h2.exceptions.ProtocolError, trio.BrokenResourceError, OSError) as exc:
             raise CallEnded(f"cannot send: {exc}") from None
 
