@@ -526,6 +526,25 @@ def test_mirror_and_cors_as_istio_writes_them() -> None:
     }
 
 
+def test_an_empty_percentage_is_zero_percent() -> None:
+    """Istio's `Percent {}` is 0 %: `mirrorPercentage: {}` mirrors nothing (no policy at
+    all, not one at 100 %), and a fault's `percentage: {}` never fires."""
+    docs, warnings = _with_vs("""
+  http:
+  - mirror: {host: reviews, subset: v2}
+    mirrorPercentage: {}
+    mirrors: [{destination: {host: reviews, subset: v1}, percentage: {}}]
+    fault: {abort: {httpStatus: 503, percentage: {}}}
+    route: [{destination: {host: reviews, subset: v1}}]
+""")
+    assert warnings == []
+    [vhost] = by_name(docs[ROUTE])["9080"]["virtual_hosts"]
+    [route] = vhost["routes"]
+    assert "request_mirror_policies" not in route["route"]
+    abort = route["typed_per_filter_config"]["envoy.filters.http.fault"]["abort"]
+    assert abort["percentage"] == {"numerator": 0, "denominator": "MILLION"}
+
+
 def test_fault_and_cors_share_the_routes_per_filter_config() -> None:
     docs, _ = _with_vs("""
   http:
