@@ -457,6 +457,72 @@ spec:
     assert facts(9090, "v1") == ("RANDOM", 1)
 
 
+PORT_HASH = """
+apiVersion: v1
+kind: Service
+metadata: {name: api, namespace: shop}
+spec:
+  selector: {app: api}
+  ports: [{name: http, port: 8080}, {name: http-admin, port: 9090}, {name: http-x, port: 7070}]
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: api, namespace: shop}
+spec:
+  host: api
+  trafficPolicy:
+    portLevelSettings:
+    - port: {number: 9090}
+      loadBalancer: {consistentHash: {httpHeaderName: x-user}}
+  subsets:
+  - name: v1
+    labels: {version: v1}
+    trafficPolicy:
+      portLevelSettings:
+      - port: {number: 7070}
+        loadBalancer: {consistentHash: {useSourceIp: true}}
+"""
+
+
+def test_a_port_level_consistent_hash_is_the_hash_policy_of_that_ports_routes() -> None:
+    vs = """
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: api, namespace: shop}
+spec:
+  hosts: [api]
+  http:
+  - match: [{uri: {prefix: /admin}}]
+    route: [{destination: {host: api, port: {number: 9090}}}]
+  - match: [{uri: {prefix: /v1}}]
+    route: [{destination: {host: api, subset: v1}}]
+  - route: [{destination: {host: api}}]
+"""
+
+    def hashes(*extra: str) -> dict[int, list[Any]]:
+        config, problems = load_documents([("m.yaml", PORT_HASH), *(("v.yaml", e) for e in extra)])
+        assert problems == []
+        docs = translate(config, SHOP).documents
+        translate_snapshot(config, SHOP)  # valid Envoy protobuf
+        return {
+            int(rc["name"]): [r["route"].get("hash_policy") for r in vhost["routes"]]
+            for rc in docs[ROUTE]
+            for vhost in rc["virtual_hosts"]
+        }
+
+    header = [{"header": {"header_name": "x-user"}}]
+    source_ip = [{"connection_properties": {"source_ip": True}}]
+    # without a VirtualService: each port's default route, by that port's settings
+    assert hashes() == {7070: [None], 8080: [None], 9090: [header]}
+    # a destination's port is its cluster's: named, else the listener's; a subset's
+    # port-level settings over the rule's (as its cluster's load balancer)
+    assert hashes(vs) == {
+        7070: [header, source_ip, None],
+        8080: [header, None, None],
+        9090: [header, header, header],
+    }
+
+
 def _with_vs(spec: str, proxy: ProxyInfo = SHOP) -> tuple[dict[str, list[Any]], list[str]]:
     """Bookinfo's service and rule, with the VirtualService `reviews` given by `spec`."""
     vs = f"""

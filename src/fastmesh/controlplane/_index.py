@@ -21,12 +21,17 @@ from ._model import (
 from ._model_sidecar import Sidecar
 from ._proxy import ProxyInfo
 
-__all__ = ["MeshIndex", "cluster_name"]
+__all__ = ["MeshIndex", "cluster_name", "cluster_port"]
 
 
 def cluster_name(port: int, subset: str, hostname: str) -> str:
     """Istio's outbound cluster name: `outbound|9080|v1|reviews.default.svc.cluster.local`."""
     return f"outbound|{port}|{subset}|{hostname}"
+
+
+def cluster_port(name: str) -> int:
+    """The port of a cluster named by `cluster_name`."""
+    return int(name.split("|", 2)[1])
 
 
 @dataclass

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from ._errors import Finding
-from ._index import MeshIndex, cluster_name
+from ._index import MeshIndex, cluster_name, cluster_port
 from ._model import (
     Destination,
     HttpMatch,
@@ -133,8 +133,11 @@ class _Routes:
                     "clusters": [{"name": n, "weight": w} for n, w in named if w > 0]
                 }
             }
+        # the first destination's rule decides, at the port its cluster is on (Istio's
+        # `getHashForService`: the port-level consistentHash for that port, if any)
         first = route.route[0].destination
-        hash_policy = _hash_policy(self.index.policy(vs.resolve(first.host), first.subset))
+        traffic = self.index.policy(vs.resolve(first.host), first.subset, cluster_port(named[0][0]))
+        hash_policy = _hash_policy(traffic)
         if hash_policy:
             action["hash_policy"] = hash_policy
         mirrors = [
@@ -178,7 +181,7 @@ class _Routes:
     def _default(self) -> Json:
         """No VirtualService: everything to the service's own cluster, Istio's defaults."""
         action: Json = {"cluster": cluster_name(self.port, "", self.svc.hostname), "timeout": "0s"}
-        hash_policy = _hash_policy(self.index.policy(self.svc.hostname))
+        hash_policy = _hash_policy(self.index.policy(self.svc.hostname, "", self.port))
         if hash_policy:
             action["hash_policy"] = hash_policy
         policy = _retry_policy(DEFAULT_RETRIES)
