@@ -734,3 +734,71 @@ spec:
     assert _tcp_proxy(labelled)["cluster"] == f"outbound|5432|v2|{HOST}"
     for other in (SHOP, ProxyInfo("x", "shop", workload="nobody")):  # no such workload: no labels
         assert _tcp_proxy(translate(config, other).documents)["cluster"] == f"outbound|5432||{HOST}"
+
+
+def test_http_matches_on_source_labels_namespace_port_and_gateways() -> None:
+    """Istio's `sourceMatchHTTP`: a match is in a sidecar's route config when its
+    `sourceLabels` are the proxy's and `sourceNamespace` its namespace, or, naming
+    `gateways`, when one is `mesh`; `port` keeps it to that outbound port's route config."""
+    vs = """
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: reviews, namespace: shop}
+spec:
+  hosts: [reviews]
+  http:
+  - match: [{sourceLabels: {version: v1}, uri: {prefix: /a}}]
+    route: [{destination: {host: reviews, subset: v2}}]
+  - match: [{sourceNamespace: tools}]
+    route: [{destination: {host: gone}}]
+  - name: some
+    match: [{port: 9090}, {gateways: [ingress]}, {gateways: [mesh], sourceLabels: {version: v9}}]
+    route: [{destination: {host: reviews, subset: v1}}]
+  - route: [{destination: {host: reviews}}]
+"""
+    service, workload, _, rule = BOOKINFO.split("---")
+    config, problems = load_documents(
+        [("b.yaml", f"{service}---{workload}---{rule}"), ("vs.yaml", vs)]
+    )
+    assert problems == []
+    v1 = ProxyInfo("v1", "shop", workload="reviews-v1")
+
+    def routes(proxy: ProxyInfo, port: int) -> list[str]:
+        result = translate(config, proxy)
+        # a destination of a match no proxy here has is still resolved (and warned about)
+        assert [str(w) for w in result.warnings] == [
+            "vs.yaml: VirtualService shop/reviews: spec.http[1].route[0].destination.host: "
+            "unknown service gone.shop.svc.cluster.local"
+        ]
+        [vhost] = by_name(result.documents[ROUTE])[str(port)]["virtual_hosts"]
+        return [r["name"] for r in vhost["routes"]]
+
+    assert routes(v1, 9080) == ["reviews.0.0", "some.2", "reviews.3.0"]
+    assert routes(v1, 9090) == ["reviews.0.0", "some.0", "some.2", "reviews.3.0"]
+    assert routes(SHOP, 9080) == ["some.2", "reviews.3.0"]
+    assert routes(OTHER, 9080) == ["reviews.1.0", "some.2", "reviews.3.0"]
+    [vhost] = by_name(translate(config, v1).documents[ROUTE])["9080"]["virtual_hosts"]
+    assert vhost["routes"][0]["match"] == {"prefix": "/a"}
+    assert vhost["routes"][0]["route"]["cluster"] == f"outbound|9080|v2|{HOST}"
+    translate_snapshot(config, v1)  # valid Envoy protobuf
+
+
+def test_http_match_source_fields_name_file_resource_and_field() -> None:
+    vs = """
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: reviews, namespace: shop}
+spec:
+  hosts: [reviews]
+  http:
+  - match: [{port: 0, sourceLabels: {a: [b]}, sourceNamespace: 7, gateways: [""]}]
+    route: [{destination: {host: reviews}}]
+"""
+    _, problems = load_documents([("vs.yaml", vs)])
+    where = "vs.yaml: VirtualService shop/reviews: spec.http[0].match[0]"
+    assert [str(p) for p in problems] == [
+        f"{where}.port: expected an integer in [1, 65535], got 0",
+        f"{where}.sourceLabels.a: expected a string label value, got ['b']",
+        f"{where}.sourceNamespace: expected a non-empty string, got 7",
+        f"{where}.gateways[0]: expected a non-empty string, got ''",
+    ]

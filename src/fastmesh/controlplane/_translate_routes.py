@@ -3,6 +3,7 @@ HTTP port."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from ._errors import Finding
@@ -166,14 +167,19 @@ class _Routes:
             entry["typed_per_filter_config"] = per_filter
         return entry
 
-    def build(self, vs: VirtualService | None) -> list[Json]:
+    def build(self, vs: VirtualService | None, chosen: Selection | None = None) -> list[Json]:
+        """The routes of `vs` (those of `chosen` matches; None: all), else the default one."""
         if vs is None:
             return [{"name": "default", "match": {"prefix": "/"}, "route": self._default()}]
         routes: list[Json] = []
         for i, route in enumerate(vs.http):
             where = f"{vs.source}: VirtualService {vs.namespace}/{vs.name}: spec.http[{i}]"
+            # built even when none of its matches is chosen: a dangling destination is a
+            # finding for every proxy (and for `fastmesh analyze`)
             entry = self._entry(vs, where, route)
-            for j, m in enumerate(route.matches or (HttpMatch(),)):
+            for j, m in enumerate(_matches(route)):
+                if chosen is not None and (i, j) not in chosen:
+                    continue
                 name = route.name or f"{vs.name}.{i}"
                 routes.append({"name": f"{name}.{j}", "match": _match(m), **entry})
         return routes
@@ -190,9 +196,31 @@ class _Routes:
         return action
 
 
+#: (route, match) indexes into a VirtualService's `http` routes and their matches.
+Selection = tuple[tuple[int, int], ...]
+
+
+def _matches(route: HttpRoute) -> tuple[HttpMatch, ...]:
+    """A route's matches; one that matches everything when it has none."""
+    return route.matches or (HttpMatch(),)
+
+
+def _chosen(
+    vs: VirtualService, port: int, proxy: ProxyInfo, labels: Mapping[str, str]
+) -> Selection:
+    """The matches of `vs` the proxy's route config for `port` has (`HttpMatch.applies`)."""
+    return tuple(
+        (i, j)
+        for i, route in enumerate(vs.http)
+        for j, m in enumerate(_matches(route))
+        if m.applies(port, proxy.namespace, labels)
+    )
+
+
 def route_config(index: MeshIndex, port: int, proxy: ProxyInfo, scope: Scope | None = None) -> Json:
     """`RouteConfiguration` named `"9080"`: a virtual host per HTTP service on that port
     (that `scope` shows there; None: every one)."""
+    labels = index.proxy_labels(proxy) if index.per_proxy_routes else {}
     vhosts: list[Json] = []
     taken: set[str] = set()
     services = index.by_port.get(port, [])
@@ -221,14 +249,19 @@ def route_config(index: MeshIndex, port: int, proxy: ProxyInfo, scope: Scope | N
             continue
         taken.update(names)
         # a host's virtual host differs between proxies only in its domains (the short name
-        # in its own namespace): one document per case, shared by every route config
-        key = (hostname, port, tuple(names))
+        # in its own namespace) and in the matches that apply to them (`sourceLabels`,
+        # `sourceNamespace`): one document per case, shared by every route config
+        vs = index.routes.get(hostname)
+        chosen = None
+        if vs is not None and hostname in index.per_proxy_routes:
+            chosen = _chosen(vs, port, proxy, labels)
+        key = (hostname, port, tuple(names), chosen)
         vhost = index.virtual_hosts.get(key)
         if vhost is None:
             vhost = index.virtual_hosts[key] = {
                 "name": f"{hostname}:{port}",
                 "domains": names,
-                "routes": _Routes(index, svc, port).build(index.routes.get(hostname)),
+                "routes": _Routes(index, svc, port).build(vs, chosen),
             }
         vhosts.append(vhost)
     return {"name": str(port), "virtual_hosts": vhosts, "validate_clusters": False}
