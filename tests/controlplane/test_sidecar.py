@@ -6,6 +6,7 @@ import dataclasses
 
 import pytest
 from envoy.config.core.v3 import base_pb2
+from envoy.config.listener.v3 import listener_pb2
 from envoy.config.route.v3 import route_pb2
 from google.protobuf import struct_pb2
 
@@ -214,6 +215,41 @@ def test_a_tcp_port_shared_outside_the_scope_gets_its_listener() -> None:
     assert problems == []
     assert "127.0.0.1_5432" in listeners(translate_snapshot(config, SHOP))
     assert "127.0.0.1_5432" not in listeners(translate_snapshot(config, OPS))
+
+
+def _network_filter(snapshot: Snapshot, port: int) -> str:
+    """The name of the one network filter of the outbound listener on `port`."""
+    listener = listener_pb2.Listener()
+    snapshot.of_type(LISTENER)[f"127.0.0.1_{port}"].packed.Unpack(listener)
+    [chain] = listener.filter_chains
+    [network_filter] = chain.filters
+    return str(network_filter.name)
+
+
+def test_an_egress_port_protocol_is_its_listeners() -> None:
+    """Istio builds an egress listener by its `port.protocol`: TCP (or TLS, MONGO, ...) is a
+    TCP proxy even for HTTP services, HTTP (HTTP2, GRPC) an HTTP listener with routes even
+    for TCP ones; ports without an egress listener of their own keep their services'."""
+    spec = f"""  egress:
+  - {{port: {{number: 9081, protocol: TLS, name: tls}}, hosts: [shop/{DETAILS}]}}
+  - {{port: {{number: 5432, protocol: http}}, hosts: [./*]}}
+  - {{port: {{number: 9080, protocol: TCP}}, hosts: [./*]}}
+  - {{hosts: [./*]}}
+"""
+    config = mesh(sidecar("shop", "default", spec))
+    snapshot = translate_snapshot(config, SHOP)
+    assert _network_filter(snapshot, 9081) == "envoy.filters.network.tcp_proxy"
+    assert _network_filter(snapshot, 5432) == "envoy.filters.network.http_connection_manager"
+    assert vhosts(snapshot, 5432) == {DB}
+    assert vhosts(snapshot, 9081) == set()
+    # reviews and ratings share TCP port 9080 now: no listener (FM0002)
+    assert "127.0.0.1_9080" not in listeners(snapshot)
+    assert vhosts(snapshot, 9080) == set()
+    assert _network_filter(snapshot, 8443) == "envoy.filters.network.http_connection_manager"
+    # another namespace's proxies are not scoped by it
+    ops = translate_snapshot(config, OPS)
+    assert _network_filter(ops, 9081) == "envoy.filters.network.http_connection_manager"
+    assert _network_filter(ops, 5432) == "envoy.filters.network.tcp_proxy"
 
 
 ONLY_RATINGS = "  egress: [{hosts: [./ratings.shop.svc.cluster.local]}]\n"

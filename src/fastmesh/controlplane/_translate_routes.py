@@ -18,7 +18,7 @@ from ._model import (
     VirtualService,
 )
 from ._proxy import ProxyInfo
-from ._scope import Scope
+from ._scope import Scope, listener_protocol
 from ._translate_http import (
     cors_config,
     fault_config,
@@ -228,7 +228,7 @@ def route_config(index: MeshIndex, port: int, proxy: ProxyInfo, scope: Scope | N
         services = [index.services[h] for h in scope.hostnames if scope.visible(port, h)]
     for svc in services:
         sp = svc.port(port)
-        if sp is None or not sp.protocol.is_http:
+        if sp is None or not listener_protocol(scope, sp).is_http:
             continue
         hostname = svc.hostname
         names = domains(svc, port, proxy)
