@@ -65,8 +65,8 @@ class MeshIndex:
     #: part of a proxy's labels its outbound config depends on.
     source_label_keys: tuple[str, ...] = ()
     #: Hostnames whose VirtualService has http matches that apply to some proxies or ports
-    #: only (`HttpMatch.per_proxy`): their virtual hosts are built per selection of matches.
-    per_proxy_routes: frozenset[str] = frozenset()
+    #: only (`HttpMatch.selective`): their virtual hosts are built per selection of matches.
+    selective_routes: frozenset[str] = frozenset()
     #: (Sidecar namespace, name, namespace of `.`) -> its `_scope.Scope`, built on demand
     #: (scopes do not depend on workloads: `with_workloads` shares them).
     scopes: dict[tuple[str, str, str], Any] = field(default_factory=dict)
@@ -141,7 +141,7 @@ class MeshIndex:
         tcp = [m for vs in self.routes.values() for r in vs.tcp for m in r.matches]
         keys = {k for _, m in http if not m.gateways for k in m.source_labels}
         self.source_label_keys = tuple(sorted(keys.union(*(m.source_labels for m in tcp))))
-        self.per_proxy_routes = frozenset(h for h, m in http if m.per_proxy)
+        self.selective_routes = frozenset(h for h, m in http if m.selective)
 
     def with_workloads(
         self, config: MeshConfig, gone: Sequence[Workload], new: Sequence[Workload]

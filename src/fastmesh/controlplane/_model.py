@@ -203,8 +203,8 @@ class HttpMatch:
     gateways: tuple[str, ...] = ()
 
     @property
-    def per_proxy(self) -> bool:
-        """Whether some proxies' route configs have this match and others not."""
+    def selective(self) -> bool:
+        """Whether some route configs have this match and others not (by port or proxy)."""
         return bool(self.port or self.source_labels or self.source_namespace or self.gateways)
 
     def applies(self, port: int, namespace: str, labels: Mapping[str, str]) -> bool:

@@ -220,7 +220,7 @@ def _chosen(
 def route_config(index: MeshIndex, port: int, proxy: ProxyInfo, scope: Scope | None = None) -> Json:
     """`RouteConfiguration` named `"9080"`: a virtual host per HTTP service on that port
     (that `scope` shows there; None: every one)."""
-    labels = index.proxy_labels(proxy) if index.per_proxy_routes else {}
+    labels = index.proxy_labels(proxy) if index.selective_routes else {}
     vhosts: list[Json] = []
     taken: set[str] = set()
     services = index.by_port.get(port, [])
@@ -253,7 +253,7 @@ def route_config(index: MeshIndex, port: int, proxy: ProxyInfo, scope: Scope | N
         # `sourceNamespace`): one document per case, shared by every route config
         vs = index.routes.get(hostname)
         chosen = None
-        if vs is not None and hostname in index.per_proxy_routes:
+        if vs is not None and hostname in index.selective_routes:
             chosen = _chosen(vs, port, proxy, labels)
         key = (hostname, port, tuple(names), chosen)
         vhost = index.virtual_hosts.get(key)
