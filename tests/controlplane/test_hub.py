@@ -127,26 +127,27 @@ def test_a_workload_change_retranslates_only_its_services_and_equals_a_full_buil
     assert "outbound|80||s29.ns2.svc.cluster.local" not in hub.snapshot_for(proxy).of_type(CLUSTER)
 
 
-def test_a_virtual_service_on_source_labels_splits_the_cache_by_those_labels() -> None:
-    extra = """
+@pytest.mark.parametrize("kind", ["tcp", "http"])
+def test_a_virtual_service_on_source_labels_splits_the_cache_by_those_labels(kind: str) -> None:
+    extra = f"""
 apiVersion: networking.istio.io/v1
 kind: WorkloadEntry
-metadata: {name: reviews-v1b, namespace: shop}
-spec: {address: 10.0.0.3, labels: {app: reviews, version: v1, pod: b}}
+metadata: {{name: reviews-v1b, namespace: shop}}
+spec: {{address: 10.0.0.3, labels: {{app: reviews, version: v1, pod: b}}}}
 ---
 apiVersion: networking.istio.io/v1
 kind: WorkloadEntry
-metadata: {name: reviews-v2, namespace: shop}
-spec: {address: 10.0.0.2, labels: {app: reviews, version: v2}}
+metadata: {{name: reviews-v2, namespace: shop}}
+spec: {{address: 10.0.0.2, labels: {{app: reviews, version: v2}}}}
 ---
 apiVersion: networking.istio.io/v1
 kind: VirtualService
-metadata: {name: db, namespace: shop}
+metadata: {{name: db, namespace: shop}}
 spec:
   hosts: [reviews]
-  tcp:
-  - match: [{sourceLabels: {version: v1}}]
-    route: [{destination: {host: reviews, subset: v2}}]
+  {kind}:
+  - match: [{{sourceLabels: {{version: v1}}}}]
+    route: [{{destination: {{host: reviews, subset: v2}}}}]
 """
     service, workload, _, rule = BOOKINFO.split("---")
     config, problems = load_documents(

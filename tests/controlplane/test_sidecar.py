@@ -6,6 +6,7 @@ import dataclasses
 
 import pytest
 from envoy.config.core.v3 import base_pb2
+from envoy.config.listener.v3 import listener_pb2
 from envoy.config.route.v3 import route_pb2
 from google.protobuf import struct_pb2
 
@@ -20,6 +21,7 @@ from fastmesh.controlplane import (
     SnapshotHub,
     load_documents,
     proxy_info,
+    translate,
     translate_snapshot,
 )
 from fastmesh.controlplane._analyze import analyze
@@ -214,6 +216,115 @@ def test_a_tcp_port_shared_outside_the_scope_gets_its_listener() -> None:
     assert problems == []
     assert "127.0.0.1_5432" in listeners(translate_snapshot(config, SHOP))
     assert "127.0.0.1_5432" not in listeners(translate_snapshot(config, OPS))
+
+
+def _network_filter(snapshot: Snapshot, port: int) -> str:
+    """The name of the one network filter of the outbound listener on `port`."""
+    listener = listener_pb2.Listener()
+    snapshot.of_type(LISTENER)[f"127.0.0.1_{port}"].packed.Unpack(listener)
+    [chain] = listener.filter_chains
+    [network_filter] = chain.filters
+    return str(network_filter.name)
+
+
+def test_an_egress_port_protocol_is_its_listeners() -> None:
+    """Istio builds an egress listener by its `port.protocol`: TCP (or TLS, MONGO, ...) is a
+    TCP proxy even for HTTP services, HTTP (HTTP2, GRPC) an HTTP listener with routes even
+    for TCP ones; ports without an egress listener of their own keep their services'."""
+    spec = f"""  egress:
+  - {{port: {{number: 9081, protocol: TLS, name: tls}}, hosts: [shop/{DETAILS}]}}
+  - {{port: {{number: 5432, protocol: http}}, hosts: [./*]}}
+  - {{port: {{number: 9080, protocol: TCP}}, hosts: [./*]}}
+  - {{hosts: [./*]}}
+"""
+    config = mesh(sidecar("shop", "default", spec))
+    snapshot = translate_snapshot(config, SHOP)
+    assert _network_filter(snapshot, 9081) == "envoy.filters.network.tcp_proxy"
+    assert _network_filter(snapshot, 5432) == "envoy.filters.network.http_connection_manager"
+    assert vhosts(snapshot, 5432) == {DB}
+    assert vhosts(snapshot, 9081) == set()
+    # reviews and ratings share TCP port 9080 now: no listener (FM0002)
+    assert "127.0.0.1_9080" not in listeners(snapshot)
+    assert vhosts(snapshot, 9080) == set()
+    assert _network_filter(snapshot, 8443) == "envoy.filters.network.http_connection_manager"
+    # another namespace's proxies are not scoped by it
+    ops = translate_snapshot(config, OPS)
+    assert _network_filter(ops, 9081) == "envoy.filters.network.http_connection_manager"
+    assert _network_filter(ops, 5432) == "envoy.filters.network.tcp_proxy"
+
+
+def _codes(config: MeshConfig, code: str) -> list[str]:
+    return [f.render() for f in analyze(config, []) if f.code == code]
+
+
+def test_analyze_looks_at_what_each_sidecar_imports() -> None:
+    """A port clash outside every scope of a namespace is no finding for it; one that only
+    a scope makes (an egress port's protocol) is; references are checked whatever the
+    scopes (a VirtualService no proxy imports still names a missing subset)."""
+    other_db = (
+        "apiVersion: v1\nkind: Service\nmetadata: {name: db, namespace: ops}\n"
+        "spec: {selector: {app: db}, ports: [{name: tcp, port: 5432}]}\n"
+    )
+    dangling = (
+        "apiVersion: networking.istio.io/v1\nkind: VirtualService\n"
+        "metadata: {name: details, namespace: shop}\n"
+        "spec: {hosts: [details], http: [{route: [{destination: {host: details, subset: x}}]}]}\n"
+    )
+    own = "  egress: [{hosts: [./*]}]\n"
+    shared = "Warning [FM0002] TCP port 5432 of db.ops.svc.cluster.local, db.shop.svc.cluster.local"
+
+    def load(*docs: str) -> MeshConfig:
+        config, problems = load_documents(
+            [
+                ("m.yaml", MESH),
+                ("o.yaml", other_db),
+                *((f"{i}.yaml", d) for i, d in enumerate(docs)),
+            ]
+        )
+        assert problems == []
+        return config
+
+    # ops proxies have both databases: the clash is theirs
+    assert [f for f in _codes(load(sidecar("shop", "s", own)), "FM0002") if f.startswith(shared)]
+    scoped = load(sidecar("shop", "s", own), sidecar("ops", "s", own), dangling)
+    assert _codes(scoped, "FM0002") == []
+    # scoped translation: what the hub sends, clusters too
+    result = translate(scoped, SHOP, scoped=True)
+    assert {c["name"].rsplit("|", 1)[1] for c in result.documents[CLUSTER]} == (
+        EVERYTHING - {PAGES}
+    )
+    # a scope on ops/pages only: the missing subset of shop's details is still found
+    ops_only = load(
+        sidecar("shop", "s", "  egress: [{hosts: [ops/*]}]\n"), sidecar("ops", "s", own), dangling
+    )
+    assert [f for f in _codes(ops_only, "IST0101") if "no DestinationRule subset 'x'" in f]
+    # TCP on 9080 makes reviews and ratings share a TCP port, for shop's proxies only
+    tcp = "  egress:\n  - {port: {number: 9080, protocol: TCP}, hosts: [./*]}\n  - {hosts: [./*]}\n"
+    assert _codes(load(sidecar("shop", "s", tcp), sidecar("ops", "s", own)), "FM0002") == [
+        f"Warning [FM0002] TCP port 9080 of {RATINGS}, {REVIEWS} is shared with other services; "
+        "no outbound listener for it"
+    ]
+
+
+def test_analyze_warns_of_routes_and_rules_no_sidecar_imports() -> None:
+    mesh_default = sidecar("istio-system", "default", "  egress: [{hosts: [./*]}]\n")
+    config = mesh(mesh_default, sidecar("shop", "default", ONLY_RATINGS))
+    assert _codes(config, "FM0013") == [
+        f"Warning [FM0013] mesh.yaml: DestinationRule shop/reviews: spec.host: no Sidecar "
+        f"imports {REVIEWS}: no proxy is sent its clusters",
+        f"Warning [FM0013] mesh.yaml: VirtualService shop/reviews: spec.hosts[0]: no Sidecar "
+        f"imports {REVIEWS}: no proxy is sent these routes",
+    ]
+    # a workload's own Sidecar imports it
+    for_reviews = sidecar(
+        "shop", "r", selecting("app: reviews") + f"  egress: [{{hosts: [shop/{REVIEWS}]}}]\n"
+    )
+    assert (
+        _codes(mesh(mesh_default, sidecar("shop", "default", ONLY_RATINGS), for_reviews), "FM0013")
+        == []
+    )
+    # without a mesh default, a proxy of any other namespace may route by them
+    assert _codes(mesh(sidecar("shop", "default", ONLY_RATINGS)), "FM0013") == []
 
 
 ONLY_RATINGS = "  egress: [{hosts: [./ratings.shop.svc.cluster.local]}]\n"

@@ -1,7 +1,8 @@
 """End to end: a Sidecar scopes what the control plane sends a real sidecar (Envoy and
 fastmesh-proxy): the service it imports answers, a host outside its scope on the same
 port gets no route (404), a port only an unimported service has is not listened on, and
-the proxy's clusters lack the other services; removing the Sidecar brings them back."""
+the proxy's clusters lack the other services; removing the Sidecar brings them back. And
+what depends on the proxy: http matches on its labels, an egress port declared TCP."""
 
 from __future__ import annotations
 
@@ -133,3 +134,71 @@ def test_without_the_sidecar_every_service_is_sent_again(mesh: Mesh) -> None:
     mesh.scope(SIDECAR)
     wait_until("ratings to go again", lambda: mesh.status("ratings", mesh.other) == "refused")
     assert mesh.status("reviews", mesh.web) == 200
+
+
+def _upstream(mesh: Mesh, host: str, port: int) -> str:
+    """Which echo server answers a call through the sidecar ("" when none does), on a
+    connection of its own (one a TCP proxy forwarded stays with its upstream)."""
+    headers = {"host": host, "connection": "close"}
+    try:
+        response = mesh.http.get(f"http://127.0.0.1:{port}/", headers=headers)
+    except httpx.TransportError:
+        return ""
+    return str(response.headers.get("x-upstream-name", ""))
+
+
+def test_http_matches_apply_by_the_proxys_source_labels(mesh: Mesh) -> None:
+    """The client's node `LABELS` are app=productpage: the match naming them routes reviews
+    to ratings, the one naming other labels is not in its route config."""
+    vs = {
+        "apiVersion": "networking.istio.io/v1",
+        "kind": "VirtualService",
+        "metadata": {"name": "reviews", "namespace": "default"},
+        "spec": {
+            "hosts": ["reviews"],
+            "http": [
+                {"match": [{"sourceLabels": {"app": "nobody"}}], "route": [_to("details")]},
+                {"match": [{"sourceLabels": {"app": "productpage"}}], "route": [_to("ratings")]},
+                {"route": [_to("reviews")]},
+            ],
+        },
+    }
+    mesh.scope(SIDECAR)
+    write_yaml(mesh.config_dir / "vs.yaml", vs)
+    try:
+        wait_until(
+            "reviews to go to ratings",
+            lambda: _upstream(mesh, "reviews", mesh.web) == "ratings-v1",
+            timeout=30,
+        )
+    finally:
+        write_yaml(mesh.config_dir / "vs.yaml")
+    wait_until(
+        "reviews to be reviews again", lambda: _upstream(mesh, "reviews", mesh.web) == "reviews-v1"
+    )
+
+
+def _to(name: str) -> dict[str, Any]:
+    return {"destination": {"host": name}}
+
+
+def test_an_egress_port_declared_tcp_is_a_tcp_proxy(mesh: Mesh) -> None:
+    """reviews' port declared TCP: the listener forwards bytes to reviews whatever the
+    request's Host (no virtual hosts, so no 404 for details)."""
+    egress = [{"port": {"number": mesh.web, "protocol": "TCP"}, "hosts": [f"./{REVIEWS}"]}]
+    tcp = {
+        **SIDECAR,
+        "spec": {"workloadSelector": {"labels": {"app": "productpage"}}, "egress": egress},
+    }
+    mesh.scope(tcp)
+    try:
+        wait_until(
+            "details' Host to reach reviews",
+            lambda: _upstream(mesh, "details", mesh.web) == "reviews-v1",
+            timeout=30,
+        )
+    finally:
+        mesh.scope(SIDECAR)
+    # (a kept-alive connection to the TCP proxy would stay with reviews: a fresh one each)
+    wait_until("the HTTP listener again", lambda: _upstream(mesh, "details", mesh.web) == "")
+    assert mesh.status("details", mesh.web) == 404

@@ -457,6 +457,72 @@ spec:
     assert facts(9090, "v1") == ("RANDOM", 1)
 
 
+PORT_HASH = """
+apiVersion: v1
+kind: Service
+metadata: {name: api, namespace: shop}
+spec:
+  selector: {app: api}
+  ports: [{name: http, port: 8080}, {name: http-admin, port: 9090}, {name: http-x, port: 7070}]
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: api, namespace: shop}
+spec:
+  host: api
+  trafficPolicy:
+    portLevelSettings:
+    - port: {number: 9090}
+      loadBalancer: {consistentHash: {httpHeaderName: x-user}}
+  subsets:
+  - name: v1
+    labels: {version: v1}
+    trafficPolicy:
+      portLevelSettings:
+      - port: {number: 7070}
+        loadBalancer: {consistentHash: {useSourceIp: true}}
+"""
+
+
+def test_a_port_level_consistent_hash_is_the_hash_policy_of_that_ports_routes() -> None:
+    vs = """
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: api, namespace: shop}
+spec:
+  hosts: [api]
+  http:
+  - match: [{uri: {prefix: /admin}}]
+    route: [{destination: {host: api, port: {number: 9090}}}]
+  - match: [{uri: {prefix: /v1}}]
+    route: [{destination: {host: api, subset: v1}}]
+  - route: [{destination: {host: api}}]
+"""
+
+    def hashes(*extra: str) -> dict[int, list[Any]]:
+        config, problems = load_documents([("m.yaml", PORT_HASH), *(("v.yaml", e) for e in extra)])
+        assert problems == []
+        docs = translate(config, SHOP).documents
+        translate_snapshot(config, SHOP)  # valid Envoy protobuf
+        return {
+            int(rc["name"]): [r["route"].get("hash_policy") for r in vhost["routes"]]
+            for rc in docs[ROUTE]
+            for vhost in rc["virtual_hosts"]
+        }
+
+    header = [{"header": {"header_name": "x-user"}}]
+    source_ip = [{"connection_properties": {"source_ip": True}}]
+    # without a VirtualService: each port's default route, by that port's settings
+    assert hashes() == {7070: [None], 8080: [None], 9090: [header]}
+    # a destination's port is its cluster's: named, else the listener's; a subset's
+    # port-level settings over the rule's (as its cluster's load balancer)
+    assert hashes(vs) == {
+        7070: [header, source_ip, None],
+        8080: [header, None, None],
+        9090: [header, header, header],
+    }
+
+
 def _with_vs(spec: str, proxy: ProxyInfo = SHOP) -> tuple[dict[str, list[Any]], list[str]]:
     """Bookinfo's service and rule, with the VirtualService `reviews` given by `spec`."""
     vs = f"""
@@ -524,6 +590,25 @@ def test_mirror_and_cors_as_istio_writes_them() -> None:
             "allow_credentials": False,
         }
     }
+
+
+def test_an_empty_percentage_is_zero_percent() -> None:
+    """Istio's `Percent {}` is 0 %: `mirrorPercentage: {}` mirrors nothing (no policy at
+    all, not one at 100 %), and a fault's `percentage: {}` never fires."""
+    docs, warnings = _with_vs("""
+  http:
+  - mirror: {host: reviews, subset: v2}
+    mirrorPercentage: {}
+    mirrors: [{destination: {host: reviews, subset: v1}, percentage: {}}]
+    fault: {abort: {httpStatus: 503, percentage: {}}}
+    route: [{destination: {host: reviews, subset: v1}}]
+""")
+    assert warnings == []
+    [vhost] = by_name(docs[ROUTE])["9080"]["virtual_hosts"]
+    [route] = vhost["routes"]
+    assert "request_mirror_policies" not in route["route"]
+    abort = route["typed_per_filter_config"]["envoy.filters.http.fault"]["abort"]
+    assert abort["percentage"] == {"numerator": 0, "denominator": "MILLION"}
 
 
 def test_fault_and_cors_share_the_routes_per_filter_config() -> None:
@@ -649,3 +734,71 @@ spec:
     assert _tcp_proxy(labelled)["cluster"] == f"outbound|5432|v2|{HOST}"
     for other in (SHOP, ProxyInfo("x", "shop", workload="nobody")):  # no such workload: no labels
         assert _tcp_proxy(translate(config, other).documents)["cluster"] == f"outbound|5432||{HOST}"
+
+
+def test_http_matches_on_source_labels_namespace_port_and_gateways() -> None:
+    """Istio's `sourceMatchHTTP`: a match is in a sidecar's route config when its
+    `sourceLabels` are the proxy's and `sourceNamespace` its namespace, or, naming
+    `gateways`, when one is `mesh`; `port` keeps it to that outbound port's route config."""
+    vs = """
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: reviews, namespace: shop}
+spec:
+  hosts: [reviews]
+  http:
+  - match: [{sourceLabels: {version: v1}, uri: {prefix: /a}}]
+    route: [{destination: {host: reviews, subset: v2}}]
+  - match: [{sourceNamespace: tools}]
+    route: [{destination: {host: gone}}]
+  - name: some
+    match: [{port: 9090}, {gateways: [ingress]}, {gateways: [mesh], sourceLabels: {version: v9}}]
+    route: [{destination: {host: reviews, subset: v1}}]
+  - route: [{destination: {host: reviews}}]
+"""
+    service, workload, _, rule = BOOKINFO.split("---")
+    config, problems = load_documents(
+        [("b.yaml", f"{service}---{workload}---{rule}"), ("vs.yaml", vs)]
+    )
+    assert problems == []
+    v1 = ProxyInfo("v1", "shop", workload="reviews-v1")
+
+    def routes(proxy: ProxyInfo, port: int) -> list[str]:
+        result = translate(config, proxy)
+        # a destination of a match no proxy here has is still resolved (and warned about)
+        assert [str(w) for w in result.warnings] == [
+            "vs.yaml: VirtualService shop/reviews: spec.http[1].route[0].destination.host: "
+            "unknown service gone.shop.svc.cluster.local"
+        ]
+        [vhost] = by_name(result.documents[ROUTE])[str(port)]["virtual_hosts"]
+        return [r["name"] for r in vhost["routes"]]
+
+    assert routes(v1, 9080) == ["reviews.0.0", "some.2", "reviews.3.0"]
+    assert routes(v1, 9090) == ["reviews.0.0", "some.0", "some.2", "reviews.3.0"]
+    assert routes(SHOP, 9080) == ["some.2", "reviews.3.0"]
+    assert routes(OTHER, 9080) == ["reviews.1.0", "some.2", "reviews.3.0"]
+    [vhost] = by_name(translate(config, v1).documents[ROUTE])["9080"]["virtual_hosts"]
+    assert vhost["routes"][0]["match"] == {"prefix": "/a"}
+    assert vhost["routes"][0]["route"]["cluster"] == f"outbound|9080|v2|{HOST}"
+    translate_snapshot(config, v1)  # valid Envoy protobuf
+
+
+def test_http_match_source_fields_name_file_resource_and_field() -> None:
+    vs = """
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: reviews, namespace: shop}
+spec:
+  hosts: [reviews]
+  http:
+  - match: [{port: 0, sourceLabels: {a: [b]}, sourceNamespace: 7, gateways: [""]}]
+    route: [{destination: {host: reviews}}]
+"""
+    _, problems = load_documents([("vs.yaml", vs)])
+    where = "vs.yaml: VirtualService shop/reviews: spec.http[0].match[0]"
+    assert [str(p) for p in problems] == [
+        f"{where}.port: expected an integer in [1, 65535], got 0",
+        f"{where}.sourceLabels.a: expected a string label value, got ['b']",
+        f"{where}.sourceNamespace: expected a non-empty string, got 7",
+        f"{where}.gateways[0]: expected a non-empty string, got ''",
+    ]

@@ -11,11 +11,12 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from ._analyze_authz import authorization_findings
-from ._analyze_sidecar import sidecar_findings
+from ._analyze_sidecar import analysis_proxies, sidecar_findings
 from ._errors import Finding, Problem
 from ._index import MeshIndex
 from ._model import MeshConfig, Resolution
 from ._proxy import ProxyInfo
+from ._scope import scope_for
 from ._translate import translate
 
 __all__ = ["analyze"]
@@ -26,9 +27,8 @@ _ORDER = {"Error": 0, "Warning": 1, "Info": 2}
 def analyze(config: MeshConfig, problems: Iterable[Problem]) -> list[Finding]:
     """Every finding, errors first, each once."""
     found = [Finding("Error", "IST0106", str(p)) for p in problems]  # SchemaValidationError
-    for namespace in sorted({s.namespace for s in config.services} or {"default"}):
-        found += translate(config, ProxyInfo("analyze", namespace)).warnings
     index = MeshIndex(config)
+    found += _translation_findings(config, index)
     found += _selectors(index)
     found += _peer_authentication_conflicts(config)
     found += authorization_findings(config)
@@ -36,6 +36,30 @@ def analyze(config: MeshConfig, problems: Iterable[Problem]) -> list[Finding]:
     found += sidecar_findings(index)
     unique = list(dict.fromkeys(found))
     return sorted(unique, key=lambda f: (_ORDER[f.severity], f.text))
+
+
+#: Translation findings about what one proxy is sent at once (a port or a domain several
+#: services share): a Sidecar that imports only one of them leaves nothing to find.
+_PER_PROXY_CODES = {"FM0002", "FM0007"}
+
+
+def _translation_findings(config: MeshConfig, index: MeshIndex) -> list[Finding]:
+    """What translating finds for each kind of proxy (`analysis_proxies`): a Sidecar's scope
+    for the scoped ones, everything for the others. Every VirtualService's references are
+    resolved all the same (an unscoped translation), scoped or not."""
+    out: list[Finding] = []
+    proxies = analysis_proxies(index)
+    for namespace in sorted({p.namespace for p in proxies}):
+        kinds = [p for p in proxies if p.namespace == namespace]
+        scoped = [p for p in kinds if scope_for(index, p) is not None]
+        everything = translate(config, ProxyInfo("analyze", namespace)).warnings
+        if len(scoped) < len(kinds):
+            out += everything
+        else:
+            out += [w for w in everything if w.code not in _PER_PROXY_CODES]
+        for proxy in scoped:
+            out += translate(config, proxy, scoped=True).warnings
+    return out
 
 
 def _selectors(index: MeshIndex) -> list[Finding]:

@@ -1,5 +1,6 @@
 """`fastmesh analyze` findings about Sidecars: selectors that select nothing, workloads or
-namespaces with more than one Sidecar, egress hosts that import no service."""
+namespaces with more than one Sidecar, egress hosts that import no service, routes and rules
+for hosts no Sidecar imports; and the kinds of proxy analysis translates for."""
 
 from __future__ import annotations
 
@@ -7,8 +8,24 @@ from ._errors import Finding
 from ._index import MeshIndex
 from ._model_security import ROOT_NAMESPACE
 from ._model_sidecar import NO_NAMESPACE, EgressHost, Sidecar
+from ._proxy import ProxyInfo
+from ._scope import scope_for
 
-__all__ = ["sidecar_findings"]
+__all__ = ["analysis_proxies", "sidecar_findings"]
+
+
+def analysis_proxies(index: MeshIndex) -> list[ProxyInfo]:
+    """A proxy of each kind the mesh's namespaces may have: per namespace one without labels
+    (its Sidecar without selector, else the mesh default, else none applies) and one with
+    the labels of each selecting Sidecar there (that one, or an earlier one, applies)."""
+    namespaces = {s.namespace for s in index.services.values()}
+    namespaces |= {w.namespace for w in index.config.workloads} | set(index.sidecars)
+    proxies: list[ProxyInfo] = []
+    for ns in sorted(namespaces or {"default"}):
+        own = index.sidecars.get(ns, ())
+        selectors = {tuple(sorted(s.selector.items())) for s in own if s.selector}
+        proxies += [ProxyInfo("analyze", ns, labels=labels) for labels in [(), *sorted(selectors)]]
+    return proxies
 
 
 def sidecar_findings(index: MeshIndex) -> list[Finding]:
@@ -16,6 +33,7 @@ def sidecar_findings(index: MeshIndex) -> list[Finding]:
     out = _unselecting(index, sidecars)
     out += _conflicts(index, sidecars)
     out += _dangling_hosts(index, sidecars)
+    out += _unimported(index)
     return out
 
 
@@ -102,3 +120,40 @@ def _imports_any(index: MeshIndex, sidecar: Sidecar, host: EgressHost) -> bool:
         if host.matches(svc.namespace, hostname, own):
             return True
     return False
+
+
+def _unimported(index: MeshIndex) -> list[Finding]:
+    """FM0013: with a mesh default Sidecar (root namespace, no selector) every proxy is
+    scoped; a VirtualService or DestinationRule host that no kind of proxy imports (virtual
+    hosts and listeners; clusters) configures nothing. Without a mesh default a proxy of a
+    namespace the config does not name has everything: nothing to find."""
+    if not any(s.selector is None for s in index.sidecars.get(ROOT_NAMESPACE, ())):
+        return []
+    scopes = [s for p in analysis_proxies(index) if (s := scope_for(index, p)) is not None]
+    routed = set().union(*(s.hostnames for s in scopes))
+    sent = set().union(*(s.clusters for s in scopes))
+    out: list[Finding] = []
+    for vs in index.config.virtual_services:
+        for i, host in enumerate(vs.hosts):
+            hostname = vs.resolve(host)
+            if index.routes.get(hostname) is vs and hostname not in routed:
+                out.append(
+                    Finding(
+                        "Warning",
+                        "FM0013",
+                        f"{vs.source}: VirtualService {vs.namespace}/{vs.name}: spec.hosts[{i}]: "
+                        f"no Sidecar imports {hostname}: no proxy is sent these routes",
+                    )
+                )
+    for dr in index.config.destination_rules:
+        hostname = dr.hostname
+        if index.rules.get(hostname) is dr and hostname in index.services and hostname not in sent:
+            out.append(
+                Finding(
+                    "Warning",
+                    "FM0013",
+                    f"{dr.source}: DestinationRule {dr.namespace}/{dr.name}: spec.host: no "
+                    f"Sidecar imports {hostname}: no proxy is sent its clusters",
+                )
+            )
+    return out

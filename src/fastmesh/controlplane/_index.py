@@ -21,12 +21,17 @@ from ._model import (
 from ._model_sidecar import Sidecar
 from ._proxy import ProxyInfo
 
-__all__ = ["MeshIndex", "cluster_name"]
+__all__ = ["MeshIndex", "cluster_name", "cluster_port"]
 
 
 def cluster_name(port: int, subset: str, hostname: str) -> str:
     """Istio's outbound cluster name: `outbound|9080|v1|reviews.default.svc.cluster.local`."""
     return f"outbound|{port}|{subset}|{hostname}"
+
+
+def cluster_port(name: str) -> int:
+    """The port of a cluster named by `cluster_name`."""
+    return int(name.split("|", 2)[1])
 
 
 @dataclass
@@ -44,11 +49,11 @@ class MeshIndex:
     services_by_namespace: dict[str, list[Service]] = field(default_factory=dict)
     #: (namespace, label, value) -> the workloads carrying it.
     by_label: dict[tuple[str, str, str], list[Workload]] = field(default_factory=dict)
-    #: (hostname, port, domains) -> its virtual host document, shared by the route configs
-    #: of every proxy (`_translate_routes.route_config`).
-    virtual_hosts: dict[tuple[str, int, tuple[str, ...]], dict[str, Any]] = field(
-        default_factory=dict
-    )
+    #: (hostname, port, domains, the matches chosen or None: all) -> its virtual host
+    #: document, shared by the route configs of every proxy (`_translate_routes.route_config`).
+    virtual_hosts: dict[
+        tuple[str, int, tuple[str, ...], tuple[tuple[int, int], ...] | None], dict[str, Any]
+    ] = field(default_factory=dict)
     #: id of a shared document (those virtual hosts) -> its encoding, for this index's life.
     encoded: dict[int, bytes] = field(default_factory=dict)
     #: Every document `encoded` holds an id of, kept alive as long as it: the encoder
@@ -56,9 +61,12 @@ class MeshIndex:
     encoded_documents: list[object] = field(default_factory=list)
     #: (namespace, name) -> the workload.
     by_name: dict[tuple[str, str], Workload] = field(default_factory=dict)
-    #: Label keys some VirtualService's tcp `sourceLabels` matches on, sorted: the part of
-    #: a proxy's labels its outbound config depends on.
+    #: Label keys some VirtualService's `sourceLabels` (http or tcp) matches on, sorted: the
+    #: part of a proxy's labels its outbound config depends on.
     source_label_keys: tuple[str, ...] = ()
+    #: Hostnames whose VirtualService has http matches that apply to some proxies or ports
+    #: only (`HttpMatch.selective`): their virtual hosts are built per selection of matches.
+    selective_routes: frozenset[str] = frozenset()
     #: (Sidecar namespace, name, namespace of `.`) -> its `_scope.Scope`, built on demand
     #: (scopes do not depend on workloads: `with_workloads` shares them).
     scopes: dict[tuple[str, str, str], Any] = field(default_factory=dict)
@@ -129,17 +137,11 @@ class MeshIndex:
                     )
                 else:
                     self.routes[hostname] = vs
-        self.source_label_keys = tuple(
-            sorted(
-                {
-                    key
-                    for vs in self.routes.values()
-                    for route in vs.tcp
-                    for m in route.matches
-                    for key in m.source_labels
-                }
-            )
-        )
+        http = [(h, m) for h, vs in self.routes.items() for r in vs.http for m in r.matches]
+        tcp = [m for vs in self.routes.values() for r in vs.tcp for m in r.matches]
+        keys = {k for _, m in http if not m.gateways for k in m.source_labels}
+        self.source_label_keys = tuple(sorted(keys.union(*(m.source_labels for m in tcp))))
+        self.selective_routes = frozenset(h for h, m in http if m.selective)
 
     def with_workloads(
         self, config: MeshConfig, gone: Sequence[Workload], new: Sequence[Workload]

@@ -11,6 +11,7 @@ from ._model_sidecar import Sidecar
 
 __all__ = [
     "DOMAIN_SUFFIX",
+    "MESH_GATEWAY",
     "ConnectionPool",
     "ConsistentHash",
     "CorsPolicy",
@@ -182,12 +183,41 @@ class StringMatch:
     value: str
 
 
+#: The gateway name of sidecars (Istio's `mesh`): what a match's `gateways` must name.
+MESH_GATEWAY = "mesh"
+
+
 @dataclass(frozen=True, slots=True)
 class HttpMatch:
     uri: StringMatch | None = None
     headers: Mapping[str, StringMatch] = field(default_factory=dict)
     method: StringMatch | None = None
     query_params: Mapping[str, StringMatch] = field(default_factory=dict)
+    #: The outbound port whose route config has this match (0: every port).
+    port: int = 0
+    #: Labels the client proxy's workload must carry (empty: any).
+    source_labels: Mapping[str, str] = field(default_factory=dict)
+    #: The client proxy's namespace ("": any).
+    source_namespace: str = ""
+    #: Gateways this match is for (empty: the VirtualService's).
+    gateways: tuple[str, ...] = ()
+
+    @property
+    def selective(self) -> bool:
+        """Whether some route configs have this match and others not (by port or proxy)."""
+        return bool(self.port or self.source_labels or self.source_namespace or self.gateways)
+
+    def applies(self, port: int, namespace: str, labels: Mapping[str, str]) -> bool:
+        """Whether the route config of a sidecar (of `namespace`, with `labels`) for outbound
+        `port` has this match. Istio's `sourceMatchHTTP`: a match naming gateways is for
+        sidecars when one is `mesh`, whatever its source labels and namespace."""
+        if self.port and self.port != port:
+            return False
+        if self.gateways:
+            return MESH_GATEWAY in self.gateways
+        return self.source_namespace in ("", namespace) and all(
+            labels.get(k) == v for k, v in self.source_labels.items()
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -340,7 +370,7 @@ class VirtualService:
 
     @property
     def applies_to_sidecars(self) -> bool:
-        return not self.gateways or "mesh" in self.gateways
+        return not self.gateways or MESH_GATEWAY in self.gateways
 
 
 @dataclass(frozen=True, slots=True)

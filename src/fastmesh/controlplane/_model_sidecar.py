@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # _model imports this module
+    from ._model import Protocol
 
 __all__ = ["EgressHost", "EgressListener", "Sidecar"]
 
@@ -43,6 +47,8 @@ class EgressListener:
 
     hosts: tuple[EgressHost, ...]
     port: int = 0
+    #: `port.protocol`: the outbound listener's on `port` (None: its services' own).
+    protocol: Protocol | None = None
 
 
 @dataclass(frozen=True, slots=True)

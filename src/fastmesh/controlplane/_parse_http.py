@@ -76,11 +76,13 @@ def parse_headers(f: Fields, obj: Any, path: str) -> tuple[HeaderOps | None, Hea
 
 
 def _percent(f: Fields, obj: Any, path: str) -> float:
-    entry = f.mapping(obj, path)
-    if not entry:
+    """Istio `Percent`: absent is 100 %; present without `value` is 0 % (the proto's default),
+    so `mirrorPercentage: {}` mirrors nothing."""
+    if obj is None:
         return 100.0
+    entry = f.mapping(obj, path)
     f.only(entry, path, {"value"})
-    value = entry.get("value")
+    value = entry.get("value", 0)
     if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 100:
         f.problem(f"{path}.value", f"expected a number in [0, 100], got {value!r}")
         return 100.0

@@ -31,7 +31,21 @@ __all__ = ["parse_destination_rule", "parse_virtual_service"]
 
 def _match(f: Fields, obj: Any, path: str) -> HttpMatch:
     entry = f.mapping(obj, path, required=True)
-    f.only(entry, path, {"name", "uri", "headers", "method", "queryParams"})
+    f.only(
+        entry,
+        path,
+        {
+            "name",
+            "uri",
+            "headers",
+            "method",
+            "queryParams",
+            "port",
+            "sourceLabels",
+            "sourceNamespace",
+            "gateways",
+        },
+    )
     uri = parse_string_match(f, entry["uri"], f"{path}.uri") if "uri" in entry else None
     method = parse_string_match(f, entry["method"], f"{path}.method") if "method" in entry else None
     headers: dict[str, StringMatch] = {}
@@ -44,7 +58,16 @@ def _match(f: Fields, obj: Any, path: str) -> HttpMatch:
         sm = parse_string_match(f, raw, f"{path}.queryParams.{name}")
         if sm is not None:
             query[name] = sm
-    return HttpMatch(uri, headers, method, query)
+    return HttpMatch(
+        uri,
+        headers,
+        method,
+        query,
+        port=f.integer(entry.get("port"), f"{path}.port", lo=1, hi=65535),
+        source_labels=f.labels(entry.get("sourceLabels"), f"{path}.sourceLabels"),
+        source_namespace=f.string(entry.get("sourceNamespace"), f"{path}.sourceNamespace"),
+        gateways=f.strings(entry.get("gateways"), f"{path}.gateways"),
+    )
 
 
 def _retries(f: Fields, obj: Any, path: str) -> Retries | None:

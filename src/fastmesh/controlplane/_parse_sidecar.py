@@ -6,6 +6,7 @@ import re
 from typing import Any
 
 from ._fields import Fields
+from ._model import Protocol
 from ._model_sidecar import (
     ANY_NAMESPACE,
     NO_NAMESPACE,
@@ -14,13 +15,14 @@ from ._model_sidecar import (
     EgressListener,
     Sidecar,
 )
+from ._parse_registry import port_protocol
 
 __all__ = ["parse_sidecar"]
 
 _LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _DNS_LABEL = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9]*[A-Za-z0-9])?$")
-#: `port.protocol` values Istio accepts on an egress port (the listener's protocol is the
-#: services' own here, see the doc).
+#: `port.protocol` values Istio accepts on an egress port: HTTP, HTTP2 and GRPC make an
+#: HTTP listener, the others a TCP proxy (as a ServiceEntry port's).
 _PROTOCOLS = {"HTTP", "HTTPS", "HTTP2", "GRPC", "TCP", "TLS", "MONGO", "MYSQL", "REDIS"}
 
 
@@ -45,10 +47,11 @@ def _host(f: Fields, obj: Any, path: str) -> EgressHost | None:
     return EgressHost(namespace, dns_name)
 
 
-def _port(f: Fields, obj: Any, path: str) -> int:
+def _port(f: Fields, obj: Any, path: str) -> tuple[int, Protocol | None]:
+    """The port number (0: none) and the listener's protocol (None: its services')."""
     entry = f.mapping(obj, path)
     if not entry:
-        return 0
+        return 0, None
     f.only(entry, path, {"number", "protocol", "name"})
     number = f.integer(entry.get("number"), f"{path}.number", lo=1, hi=65535, required=True)
     protocol = f.string(entry.get("protocol"), f"{path}.protocol")
@@ -56,7 +59,7 @@ def _port(f: Fields, obj: Any, path: str) -> int:
         known = ", ".join(sorted(_PROTOCOLS))
         f.problem(f"{path}.protocol", f"expected one of {known}, got {protocol!r}")
     f.string(entry.get("name"), f"{path}.name")
-    return number
+    return number, port_protocol("", protocol) if protocol else None
 
 
 def _egress(f: Fields, obj: Any, path: str) -> EgressListener:
@@ -66,8 +69,8 @@ def _egress(f: Fields, obj: Any, path: str) -> EgressListener:
     if "hosts" in entry and not raw:
         f.problem(f"{path}.hosts", "needs at least one host")
     hosts = (_host(f, h, f"{path}.hosts[{i}]") for i, h in enumerate(raw))
-    port = _port(f, entry.get("port"), f"{path}.port")
-    return EgressListener(tuple(h for h in hosts if h is not None), port)
+    port, protocol = _port(f, entry.get("port"), f"{path}.port")
+    return EgressListener(tuple(h for h in hosts if h is not None), port, protocol)
 
 
 def _outbound_policy(f: Fields, obj: Any, path: str) -> None:

@@ -7,10 +7,10 @@ Sidecar at all is no scope (None): every service, as before any Sidecar existed.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ._index import MeshIndex
-from ._model import VirtualService
+from ._model import Protocol, ServicePort, VirtualService
 from ._model_security import ROOT_NAMESPACE
 from ._model_sidecar import ANY_NAMESPACE, EgressHost, EgressListener, Sidecar
 from ._proxy import ProxyInfo
@@ -19,6 +19,7 @@ from ._resources import CLUSTER, ENDPOINT, Resource, Snapshot
 __all__ = [
     "Scope",
     "ScopeKey",
+    "listener_protocol",
     "proxy_sidecar",
     "scope_filter",
     "scope_for",
@@ -42,6 +43,8 @@ class Scope:
     clusters: Mapping[str, frozenset[int] | None]
     #: Every hostname some listener imports, sorted (what outbound translation looks at).
     hostnames: tuple[str, ...] = ()
+    #: Port -> the protocol its egress listener names (`port.protocol`).
+    protocols: Mapping[int, Protocol] = field(default_factory=dict)
 
     def visible(self, port: int, hostname: str) -> bool:
         """Whether `hostname` gets a virtual host (or TCP listener) on outbound `port`: the
@@ -59,6 +62,12 @@ class Scope:
             return False
         ports = self.clusters[hostname]
         return ports is None or int(port) in ports
+
+
+def listener_protocol(scope: Scope | None, port: ServicePort) -> Protocol:
+    """The protocol of the outbound listener on a service port: the one the egress listener
+    of that port names (Istio's), else the port's own."""
+    return port.protocol if scope is None else scope.protocols.get(port.number, port.protocol)
 
 
 def proxy_sidecar(index: MeshIndex, proxy: ProxyInfo) -> Sidecar | None:
@@ -116,7 +125,8 @@ def _build(index: MeshIndex, sidecar: Sidecar, key: ScopeKey) -> Scope:
                     _add(clusters, dest, 0)
     frozen = {h: None if p is None else frozenset(p) for h, p in clusters.items()}
     hostnames = tuple(sorted(set().union(*(hosts for _, hosts in listeners))))
-    return Scope(key, tuple(listeners), frozen, hostnames)
+    protocols = {e.port: e.protocol for e in sidecar.egress if e.port and e.protocol}
+    return Scope(key, tuple(listeners), frozen, hostnames, protocols)
 
 
 def _add(clusters: dict[str, set[int] | None], hostname: str, port: int) -> None:

@@ -38,12 +38,18 @@ class Translation:
     warnings: list[Finding] = field(default_factory=list)
 
 
-def translate(config: MeshConfig, proxy: ProxyInfo, trust_domain: str | None = None) -> Translation:
-    """The outbound side as documents (see `shared_snapshot` and `proxy_snapshot`), of
-    every service: no Sidecar scopes it (`fastmesh analyze` looks at everything)."""
+def translate(
+    config: MeshConfig, proxy: ProxyInfo, trust_domain: str | None = None, *, scoped: bool = False
+) -> Translation:
+    """The outbound side as documents (see `shared_snapshot` and `proxy_snapshot`): of every
+    service, or, `scoped`, of those the proxy's Sidecar imports (as the hub sends them)."""
     index = MeshIndex(config)
+    scope = scope_for(index, proxy) if scoped else None
     clusters, assignments = translate_clusters(index, trust_domain)
-    documents = {CLUSTER: clusters, ENDPOINT: assignments, **_per_proxy(index, proxy)}
+    if scope is not None:
+        clusters = [c for c in clusters if scope.has_cluster(c["name"])]
+        assignments = [a for a in assignments if scope.has_cluster(a["cluster_name"])]
+    documents = {CLUSTER: clusters, ENDPOINT: assignments, **_per_proxy(index, proxy, scope)}
     return Translation(documents, list(dict.fromkeys(index.warnings)))
 
 

@@ -9,7 +9,7 @@ from ._errors import Finding
 from ._index import MeshIndex
 from ._proxy import ProxyInfo
 from ._resources import CORS, FAULT, HCM, ROUTER
-from ._scope import Scope
+from ._scope import Scope, listener_protocol
 from ._translate_clusters import ADS_SOURCE
 from ._translate_http import CORS_FILTER_NAME, FAULT_FILTER_NAME
 from ._translate_tcp import tcp_proxy_config
@@ -34,8 +34,9 @@ def outbound_ports(
     index: MeshIndex, scope: Scope | None = None
 ) -> tuple[list[int], dict[int, str]]:
     """(HTTP ports, TCP port -> its one service hostname), of the services `scope` shows on
-    each port (None: all). A TCP port shared by several services, or by HTTP and TCP
-    services, cannot be told apart without cluster IPs: warned."""
+    each port (None: all), by the protocol of their listener (`listener_protocol`). A TCP
+    port shared by several services, or by HTTP and TCP services, cannot be told apart
+    without cluster IPs: warned."""
     http: set[int] = set()
     tcp: dict[int, list[str]] = {}
     names = sorted(index.services) if scope is None else scope.hostnames
@@ -43,7 +44,7 @@ def outbound_ports(
         for port in index.services[hostname].ports:
             if scope is not None and not scope.visible(port.number, hostname):
                 continue
-            if port.protocol.is_http:
+            if listener_protocol(scope, port).is_http:
                 http.add(port.number)
             else:
                 tcp.setdefault(port.number, []).append(hostname)

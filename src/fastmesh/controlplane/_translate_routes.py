@@ -3,10 +3,11 @@ HTTP port."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from ._errors import Finding
-from ._index import MeshIndex, cluster_name
+from ._index import MeshIndex, cluster_name, cluster_port
 from ._model import (
     Destination,
     HttpMatch,
@@ -17,7 +18,7 @@ from ._model import (
     VirtualService,
 )
 from ._proxy import ProxyInfo
-from ._scope import Scope
+from ._scope import Scope, listener_protocol
 from ._translate_http import (
     cors_config,
     fault_config,
@@ -133,8 +134,11 @@ class _Routes:
                     "clusters": [{"name": n, "weight": w} for n, w in named if w > 0]
                 }
             }
+        # the first destination's rule decides, at the port its cluster is on (Istio's
+        # `getHashForService`: the port-level consistentHash for that port, if any)
         first = route.route[0].destination
-        hash_policy = _hash_policy(self.index.policy(vs.resolve(first.host), first.subset))
+        traffic = self.index.policy(vs.resolve(first.host), first.subset, cluster_port(named[0][0]))
+        hash_policy = _hash_policy(traffic)
         if hash_policy:
             action["hash_policy"] = hash_policy
         mirrors = [
@@ -163,14 +167,19 @@ class _Routes:
             entry["typed_per_filter_config"] = per_filter
         return entry
 
-    def build(self, vs: VirtualService | None) -> list[Json]:
+    def build(self, vs: VirtualService | None, chosen: Selection | None = None) -> list[Json]:
+        """The routes of `vs` (those of `chosen` matches; None: all), else the default one."""
         if vs is None:
             return [{"name": "default", "match": {"prefix": "/"}, "route": self._default()}]
         routes: list[Json] = []
         for i, route in enumerate(vs.http):
             where = f"{vs.source}: VirtualService {vs.namespace}/{vs.name}: spec.http[{i}]"
+            # built even when none of its matches is chosen: a dangling destination is a
+            # finding for every proxy (and for `fastmesh analyze`)
             entry = self._entry(vs, where, route)
-            for j, m in enumerate(route.matches or (HttpMatch(),)):
+            for j, m in enumerate(_matches(route)):
+                if chosen is not None and (i, j) not in chosen:
+                    continue
                 name = route.name or f"{vs.name}.{i}"
                 routes.append({"name": f"{name}.{j}", "match": _match(m), **entry})
         return routes
@@ -178,7 +187,7 @@ class _Routes:
     def _default(self) -> Json:
         """No VirtualService: everything to the service's own cluster, Istio's defaults."""
         action: Json = {"cluster": cluster_name(self.port, "", self.svc.hostname), "timeout": "0s"}
-        hash_policy = _hash_policy(self.index.policy(self.svc.hostname))
+        hash_policy = _hash_policy(self.index.policy(self.svc.hostname, "", self.port))
         if hash_policy:
             action["hash_policy"] = hash_policy
         policy = _retry_policy(DEFAULT_RETRIES)
@@ -187,9 +196,31 @@ class _Routes:
         return action
 
 
+#: (route, match) indexes into a VirtualService's `http` routes and their matches.
+Selection = tuple[tuple[int, int], ...]
+
+
+def _matches(route: HttpRoute) -> tuple[HttpMatch, ...]:
+    """A route's matches; one that matches everything when it has none."""
+    return route.matches or (HttpMatch(),)
+
+
+def _chosen(
+    vs: VirtualService, port: int, proxy: ProxyInfo, labels: Mapping[str, str]
+) -> Selection:
+    """The matches of `vs` the proxy's route config for `port` has (`HttpMatch.applies`)."""
+    return tuple(
+        (i, j)
+        for i, route in enumerate(vs.http)
+        for j, m in enumerate(_matches(route))
+        if m.applies(port, proxy.namespace, labels)
+    )
+
+
 def route_config(index: MeshIndex, port: int, proxy: ProxyInfo, scope: Scope | None = None) -> Json:
     """`RouteConfiguration` named `"9080"`: a virtual host per HTTP service on that port
     (that `scope` shows there; None: every one)."""
+    labels = index.proxy_labels(proxy) if index.selective_routes else {}
     vhosts: list[Json] = []
     taken: set[str] = set()
     services = index.by_port.get(port, [])
@@ -197,7 +228,7 @@ def route_config(index: MeshIndex, port: int, proxy: ProxyInfo, scope: Scope | N
         services = [index.services[h] for h in scope.hostnames if scope.visible(port, h)]
     for svc in services:
         sp = svc.port(port)
-        if sp is None or not sp.protocol.is_http:
+        if sp is None or not listener_protocol(scope, sp).is_http:
             continue
         hostname = svc.hostname
         names = domains(svc, port, proxy)
@@ -218,14 +249,19 @@ def route_config(index: MeshIndex, port: int, proxy: ProxyInfo, scope: Scope | N
             continue
         taken.update(names)
         # a host's virtual host differs between proxies only in its domains (the short name
-        # in its own namespace): one document per case, shared by every route config
-        key = (hostname, port, tuple(names))
+        # in its own namespace) and in the matches that apply to them (`sourceLabels`,
+        # `sourceNamespace`): one document per case, shared by every route config
+        vs = index.routes.get(hostname)
+        chosen = None
+        if vs is not None and hostname in index.selective_routes:
+            chosen = _chosen(vs, port, proxy, labels)
+        key = (hostname, port, tuple(names), chosen)
         vhost = index.virtual_hosts.get(key)
         if vhost is None:
             vhost = index.virtual_hosts[key] = {
                 "name": f"{hostname}:{port}",
                 "domains": names,
-                "routes": _Routes(index, svc, port).build(index.routes.get(hostname)),
+                "routes": _Routes(index, svc, port).build(vs, chosen),
             }
         vhosts.append(vhost)
     return {"name": str(port), "virtual_hosts": vhosts, "validate_clusters": False}

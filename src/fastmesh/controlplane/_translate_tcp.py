@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ._index import MeshIndex, cluster_name
-from ._model import L4Match, VirtualService
+from ._model import MESH_GATEWAY, L4Match, VirtualService
 from ._proxy import ProxyInfo
 from ._resources import TCP_PROXY
 
@@ -33,7 +33,7 @@ def _applies(m: L4Match, port: int, proxy: ProxyInfo, labels: Mapping[str, str])
     return (
         m.port in (0, port)
         and m.source_namespace in ("", proxy.namespace)
-        and (not m.gateways or "mesh" in m.gateways)
+        and (not m.gateways or MESH_GATEWAY in m.gateways)
         and all(labels.get(k) == v for k, v in m.source_labels.items())
         and (not m.destination_subnets or _bound_in(proxy.outbound_address, m.destination_subnets))
     )
