@@ -35,10 +35,11 @@ pub struct Listener {
     /// Terminate TLS on this listener (Envoy's `DownstreamTlsContext` transport socket).
     #[serde(default)]
     pub tls: Option<DownstreamTls>,
-    /// Envoy's network RBAC filter (`envoy.filters.network.rbac`), evaluated once per
-    /// connection before the listener's filter; a denied connection is closed.
+    /// Envoy's network RBAC filters (`envoy.filters.network.rbac`), in filter order,
+    /// evaluated once per connection before the listener's filter; the first denial
+    /// closes the connection.
     #[serde(default)]
-    pub network_rbac: Option<RbacConfig>,
+    pub network_rbac: Vec<RbacConfig>,
     /// The default chain's filter (Envoy's filter chain without `server_names`).
     /// `None` only with `server_name_chains`: a connection whose SNI matches none
     /// of them is closed.
@@ -60,7 +61,7 @@ pub struct ServerNameChain {
     pub server_names: Vec<String>,
     pub tls: DownstreamTls,
     #[serde(default)]
-    pub network_rbac: Option<RbacConfig>,
+    pub network_rbac: Vec<RbacConfig>,
     pub filter: ListenerFilter,
 }
 

@@ -17,7 +17,7 @@ use arc_swap::ArcSwap;
 use crate::config::{self, DiscoveryType, ListenerFilter, Snapshot};
 use crate::http::server::HttpRt;
 use crate::listener::{self, ChainRt, Chains, ListenerHandle, ListenerKind, ListenerRt};
-use crate::rbac::NetworkRbac;
+use crate::network_rbac::NetworkRbacs;
 use crate::stats::{cluster as cs, listener as ls, Registry};
 use crate::tcp::TcpRt;
 use crate::tls::{SslStats, TlsClient, TlsServer};
@@ -297,14 +297,14 @@ impl Engine {
                 self.compile_chain(
                     filter,
                     l.tls.as_ref(),
-                    l.network_rbac.as_ref(),
+                    &l.network_rbac,
                     clusters,
                     stat_prefix,
                     &l.name,
                 )
                 .map_err(ctx)?,
             ),
-            None if l.tls.is_some() || l.network_rbac.is_some() => {
+            None if l.tls.is_some() || !l.network_rbac.is_empty() => {
                 return Err(ctx(
                     "tls and network_rbac belong to the default chain's filter, which is missing"
                         .into(),
@@ -331,7 +331,7 @@ impl Engine {
                 .compile_chain(
                     &c.filter,
                     Some(&c.tls),
-                    c.network_rbac.as_ref(),
+                    &c.network_rbac,
                     clusters,
                     stat_prefix,
                     &l.name,
@@ -350,7 +350,7 @@ impl Engine {
         &self,
         filter: &ListenerFilter,
         tls: Option<&config::DownstreamTls>,
-        rbac: Option<&config::RbacConfig>,
+        rbac: &[config::RbacConfig],
         clusters: &Clusters,
         stat_prefix: &str,
         name: &str,
@@ -370,9 +370,7 @@ impl Engine {
             })
             .transpose()
             .map_err(|e| format!("tls: {e}"))?;
-        let network_rbac = rbac
-            .map(|r| NetworkRbac::compile(r, &self.stats, &format!("listener {name}")))
-            .transpose()?;
+        let network_rbac = NetworkRbacs::compile(rbac, &self.stats, &format!("listener {name}"))?;
         Ok(ChainRt {
             kind,
             tls,

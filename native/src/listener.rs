@@ -258,12 +258,10 @@ async fn dispatch<S: DownstreamIo>(
     chain: &ChainRt,
     h: &Arc<ListenerHandle>,
 ) {
-    if let Some(rbac) = &chain.network_rbac {
-        // Envoy decides on the first byte; with every input known at accept, the
-        // verdict is the same, and a denied connection never reaches its filter.
-        if !rbac.allows(&conn) {
-            return;
-        }
+    // Envoy decides on the first byte; with every input known at accept, the
+    // verdict is the same, and a denied connection never reaches its filter.
+    if !chain.network_rbac.allow(&conn) {
+        return;
     }
     let drain = h.shutdown.subscribe();
     match &chain.kind {

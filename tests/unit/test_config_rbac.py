@@ -281,19 +281,38 @@ class TestNetworkRbac:
             0, network_rbac_filter(rules=rules, enforcement_type="ONE_TIME_ON_FIRST_BYTE")
         )
         got = translate(bootstrap([lst]))["listeners"][0]
-        assert got["network_rbac"] == {
-            "stat_prefix": "tcp_rbac",
-            "rules": {
-                "action": "allow",
-                "policies": {
-                    "p": {
-                        "permissions": [{"destination_port": 10001}],
-                        "principals": [{"authenticated": EXACT_SPIFFE}],
-                    }
+        assert got["network_rbac"] == [
+            {
+                "stat_prefix": "tcp_rbac",
+                "rules": {
+                    "action": "allow",
+                    "policies": {
+                        "p": {
+                            "permissions": [{"destination_port": 10001}],
+                            "principals": [{"authenticated": EXACT_SPIFFE}],
+                        }
+                    },
                 },
-            },
-        }
+            }
+        ]
         assert got["filter"] == {"type": "tcp", "stat_prefix": "tcp", "cluster": "backend"}
+
+    def test_istios_deny_allow_and_shadow_filters_keep_their_order(self) -> None:
+        lst = tcp_listener()
+        deny = allow([{"destination_port": 1}], [{"any": True}], action="DENY")
+        filters = [
+            network_rbac_filter(stat_prefix="tcp.", rules=deny),
+            network_rbac_filter(stat_prefix="tcp.", rules=allow([{"any": True}], [{"any": True}])),
+            network_rbac_filter(stat_prefix="dry", shadow_rules={"action": "ALLOW"}),
+        ]
+        lst["filter_chains"][0]["filters"][0:0] = filters
+        got = translate(bootstrap([lst]))["listeners"][0]["network_rbac"]
+        assert [(f["stat_prefix"], sorted(f)) for f in got] == [
+            ("tcp.", ["rules", "stat_prefix"]),
+            ("tcp.", ["rules", "stat_prefix"]),
+            ("dry", ["shadow_rules", "stat_prefix"]),
+        ]
+        assert [f.get("rules", {}).get("action") for f in got] == ["deny", "allow", None]
 
     def test_network_errors(self) -> None:
         header_rule = allow([{"header": {"name": "x"}}], [{"header": {"name": "y"}}])
