@@ -73,6 +73,10 @@ pub struct DownstreamTls {
     /// files and SDS secrets into these, so a rotation is a new snapshot.
     pub cert_chain_pem: String,
     pub private_key_pem: String,
+    /// The certificate's name in `ssl.certificate.<name>.expiration_unix_time_seconds`
+    /// (see `unnamed_cert`).
+    #[serde(default = "unnamed_cert")]
+    pub cert_name: String,
     /// ALPN protocols offered, in preference order (e.g. `["h2", "http/1.1"]`).
     #[serde(default)]
     pub alpn: Vec<String>,
@@ -92,6 +96,18 @@ pub struct DownstreamTls {
     /// An OCSP response stapled for clients that ask (Envoy's `ocsp_staple`).
     #[serde(default)]
     pub ocsp_staple: Option<OcspStaple>,
+}
+
+/// Envoy's name for a certificate that is not an SDS secret (a secret is named by its
+/// name): `unnamed_cert_` and the first 8 hex digits of the SHA-256 of its
+/// `inline_bytes`, which are empty when it comes from a file or `inline_string`.
+fn unnamed_cert() -> String {
+    "unnamed_cert_e3b0c442".to_owned()
+}
+
+/// As `unnamed_cert`, for a validation context's `trusted_ca`.
+fn unnamed_ca_cert() -> String {
+    "unnamed_ca_cert_e3b0c442".to_owned()
 }
 
 /// A certificate's OCSP staple, checked by the translator (it is for this
@@ -130,6 +146,9 @@ pub struct UpstreamTls {
     pub cert_chain_pem: Option<String>,
     #[serde(default)]
     pub private_key_pem: Option<String>,
+    /// The client certificate's name in its expiry gauge (see `unnamed_cert`).
+    #[serde(default = "unnamed_cert")]
+    pub cert_name: String,
     /// Server certificates must chain to these roots and match the SAN matchers.
     /// `None` = no verification (Envoy without a validation context).
     #[serde(default)]
@@ -146,6 +165,9 @@ pub struct UpstreamTls {
 pub struct CertValidation {
     /// PEM bundle of trusted roots (during a root rotation: old and new).
     pub trusted_ca_pem: String,
+    /// The roots' name in their expiry gauge (see `unnamed_ca_cert`).
+    #[serde(default = "unnamed_ca_cert")]
+    pub ca_name: String,
     /// The peer's certificate must have a SAN matching one of these (empty = any).
     #[serde(default)]
     pub match_subject_alt_names: Vec<SanMatcher>,

@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwap;
 
@@ -20,7 +20,7 @@ use crate::listener::{self, ChainRt, Chains, ListenerHandle, ListenerKind, Liste
 use crate::network_rbac::NetworkRbacs;
 use crate::stats::{cluster as cs, listener as ls, Registry};
 use crate::tcp::TcpRt;
-use crate::tls::{SslStats, TlsClient, TlsServer};
+use crate::tls::{expiry, Expiry, SslStats, TlsClient, TlsServer};
 use crate::upstream::lb::EndpointHealth;
 use crate::upstream::{dns, health_check, outlier, ClusterRt};
 
@@ -102,6 +102,8 @@ pub struct Engine {
     /// Also the apply lock: one apply at a time.
     listeners: Mutex<BTreeMap<String, Arc<ListenerHandle>>>,
     clusters: ArcSwap<Clusters>,
+    /// What the live TLS contexts hold that expires, for the `server.*` gauges.
+    expiries: Mutex<Vec<Expiry>>,
     active: Arc<AtomicU64>,
     stopped: AtomicBool,
 }
@@ -150,6 +152,7 @@ impl Engine {
             stats: Arc::new(Registry::default()),
             listeners: Mutex::new(BTreeMap::new()),
             clusters: ArcSwap::from_pointee(HashMap::new()),
+            expiries: Mutex::new(Vec::new()),
             active: Arc::new(AtomicU64::new(0)),
             stopped: AtomicBool::new(false),
         })
@@ -242,6 +245,16 @@ impl Engine {
         }
 
         // Commit: nothing below fails.
+        let servers = compiled.iter().flat_map(|(_, _, lrt)| lrt.chains.all());
+        let expiries = (servers.filter_map(|c| c.tls.as_ref()).map(|t| *t.expiry()))
+            .chain(
+                clusters
+                    .values()
+                    .filter_map(|c| c.tls.as_ref())
+                    .map(|t| *t.expiry()),
+            )
+            .collect();
+        *self.expiries.lock().unwrap() = expiries;
         for c in &fresh {
             if c.is_dns() {
                 dns::spawn_refresh(&self.handle, c);
@@ -395,6 +408,14 @@ impl Engine {
             "server.total_connections".to_owned(),
             self.active_connections(),
         ));
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let expiries = self.expiries.lock().unwrap();
+        s.extend(
+            expiry::server_gauges(expiries.iter(), now)
+                .map(|(name, value)| (name.to_owned(), value)),
+        );
         s
     }
 

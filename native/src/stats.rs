@@ -197,6 +197,14 @@ pub mod ssl {
     }
 }
 
+/// Names of `<ssl prefix>.certificate.<certificate name>.*`: a TLS context's gauges
+/// for its certificate and its trusted CAs.
+pub mod ssl_certificate {
+    stat_group! {
+        EXPIRATION => "expiration_unix_time_seconds",
+    }
+}
+
 /// Names of `cluster.<name>.*`.
 pub mod cluster {
     stat_group! {

@@ -21,8 +21,8 @@ use crate::conn::{PeerCert, TlsInfo};
 use crate::stats::ssl;
 use crate::tls::staple::Stapler;
 use crate::tls::verify::ClientCertPolicy;
-use crate::tls::SslStats;
 use crate::tls::{cert, cert_chain, count_failure, private_key, provider, validation, versions};
+use crate::tls::{Expiry, SslStats};
 
 /// How long a client has to finish its handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -44,6 +44,7 @@ pub struct TlsServer {
     /// Our certificate's URI SANs: XFCC's `By`.
     local_uri_sans: Arc<[String]>,
     stats: Arc<SslStats>,
+    expiry: Expiry,
 }
 
 /// A connection after the listener's TLS step.
@@ -60,6 +61,13 @@ impl TlsServer {
     pub fn compile(t: &DownstreamTls, stats: Arc<SslStats>) -> Result<Self, String> {
         let chain = cert_chain(&t.cert_chain_pem)?;
         let key = private_key(&t.private_key_pem)?;
+        let mut expiry = Expiry::default();
+        expiry
+            .certificate(&stats, &t.cert_name, &chain[..1])
+            .map_err(|e| format!("cert_chain_pem: {e}"))?;
+        if let Some(staple) = &t.ocsp_staple {
+            expiry.staple(staple.next_update);
+        }
         let local_uri_sans = cert::read(&chain[0])
             .map_err(|e| format!("cert_chain_pem: {e}"))?
             .uri_sans
@@ -68,7 +76,7 @@ impl TlsServer {
         let builder = ServerConfig::builder_with_provider(provider.clone())
             .with_protocol_versions(versions(&t.min_version)?)
             .map_err(|e| e.to_string())?;
-        let verify = validation(t.validation.as_ref(), &stats)?;
+        let verify = validation(t.validation.as_ref(), &stats, &mut expiry)?;
         let builder = if verify.is_none() && !t.require_client_certificate {
             builder.with_no_client_auth()
         } else {
@@ -96,7 +104,13 @@ impl TlsServer {
             rustls: Arc::new(config),
             local_uri_sans,
             stats,
+            expiry,
         })
+    }
+
+    /// What this context holds that expires.
+    pub fn expiry(&self) -> &Expiry {
+        &self.expiry
     }
 
     pub fn local_uri_sans(&self) -> &Arc<[String]> {
@@ -233,7 +247,7 @@ mod tests {
     use crate::stats::Registry;
     use tokio::net::TcpListener;
 
-    fn server(allow_plaintext: bool, stats: &Registry) -> TlsServer {
+    fn server(allow_plaintext: bool, stats: &Arc<Registry>) -> TlsServer {
         let key = rcgen::KeyPair::generate().expect("a key");
         let cert = rcgen::CertificateParams::new(vec!["localhost".to_owned()])
             .and_then(|p| p.self_signed(&key))
@@ -241,6 +255,7 @@ mod tests {
         let config = DownstreamTls {
             cert_chain_pem: cert.pem(),
             private_key_pem: key.serialize_pem(),
+            cert_name: "c".to_owned(),
             alpn: Vec::new(),
             require_client_certificate: false,
             validation: None,
@@ -262,7 +277,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_silent_client_is_plaintext_when_permissive_and_timed_out_otherwise() {
-        let stats = Registry::default();
+        let stats = Arc::new(Registry::default());
         let (tcp, _client) = silent_client().await;
         let permissive = server(true, &stats).accept(tcp).await;
         assert!(matches!(permissive, Some(Accepted::Plain(_))));
