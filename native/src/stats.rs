@@ -194,6 +194,10 @@ pub mod ssl {
         FAIL_VERIFY_SAN => "fail_verify_san",
         FAIL_VERIFY_ERROR => "fail_verify_error",
         SESSION_REUSED => "session_reused",
+        OCSP_STAPLE_REQUESTS => "ocsp_staple_requests",
+        OCSP_STAPLE_RESPONSES => "ocsp_staple_responses",
+        OCSP_STAPLE_OMITTED => "ocsp_staple_omitted",
+        OCSP_STAPLE_FAILED => "ocsp_staple_failed",
     }
 }
 

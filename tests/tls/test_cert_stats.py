@@ -1,6 +1,7 @@
-"""Envoy's certificate expiry stats: each TLS context's
+"""Envoy's certificate and OCSP stats: each TLS context's
 `ssl.certificate.<name>.expiration_unix_time_seconds` (its certificate and its trusted CAs,
-named by their SDS secret or `unnamed_cert_<hash>`), and `server.days_until_first_cert_expiring` /
+named by their SDS secret or `unnamed_cert_<hash>`), `ssl.ocsp_staple_{requests,responses,
+omitted,failed}`, and `server.days_until_first_cert_expiring` /
 `server.seconds_until_first_ocsp_response_expiring`. Real Envoy and fastmesh-proxy run the
 same config and the same handshakes; their values must agree."""
 
@@ -30,9 +31,9 @@ from tests.support.pki import Leaf, Pki
 
 from ._tls import TLS_TYPES, Json, answering_chain, downstream_tls, s_client, tls_listener
 
-#: Listeners by role: a current staple and a CA; an inline_bytes certificate; certificate
-#: and CA from static secrets; the cluster's peer.
-NAMES = ("stapled", "inline", "secrets", "backend")
+#: Listeners by role: a current staple and a CA; an inline_bytes certificate; an expired
+#: staple under STRICT_STAPLING; certificate and CA from static secrets; the cluster's peer.
+NAMES = ("stapled", "inline", "strict", "secrets", "backend")
 #: Envoy refreshes its `server.*` gauges on each stats flush (1 s here); fastmesh
 #: computes them when read.
 FLUSH = 1.0
@@ -47,6 +48,12 @@ def _config(pki: Pki, leaves: dict[str, Leaf], ports: dict[str, int], admin: int
     stapled = {
         **leaves["stapled"].tls_certificate(),
         "ocsp_staple": {"filename": str(pki.ocsp_staple(leaves["stapled"]))},
+    }
+    expired = {
+        **leaves["strict"].tls_certificate(),
+        "ocsp_staple": {
+            "filename": str(pki.ocsp_staple(leaves["strict"], "old.der", expired=True))
+        },
     }
     inline = {
         "certificate_chain": _inline_bytes(leaves["inline"].cert_file),
@@ -65,6 +72,7 @@ def _config(pki: Pki, leaves: dict[str, Leaf], ports: dict[str, int], admin: int
     sockets = {
         "stapled": downstream_tls(stapled, validation_context=ca),
         "inline": downstream_tls(inline),
+        "strict": downstream_tls(expired, ocsp_staple_policy="STRICT_STAPLING"),
         "secrets": by_secrets,
         "backend": downstream_tls(leaves["backend"].tls_certificate()),
     }
@@ -98,6 +106,7 @@ def _config(pki: Pki, leaves: dict[str, Leaf], ports: dict[str, int], admin: int
 def _watched(stat: str) -> bool:
     return (
         ".ssl.certificate." in stat
+        or ".ssl.ocsp_staple_" in stat
         or stat.endswith((".ssl.handshake", ".ssl.connection_error"))
         or stat.startswith(("server.days_until", "server.seconds_until"))
     )
@@ -113,6 +122,8 @@ def _run(binary: str, start_proxy: StartProxy, pki: Pki, leaves: dict[str, Leaf]
         s_client(ports["stapled"], "stapled.test", "-status").ok,
         s_client(ports["stapled"], "stapled.test").ok,
         s_client(ports["inline"], "inline.test", "-status").ok,
+        s_client(ports["strict"], "strict.test", "-status").ok,
+        s_client(ports["strict"], "strict.test").ok,
         s_client(ports["secrets"], "secrets.test", "-status").ok,
     ]
     assert httpx.get(f"http://127.0.0.1:{ports['front']}/", timeout=20).text == "backend"
@@ -133,7 +144,7 @@ def _unnamed(kind: str, path: Path) -> str:
 
 
 @pytest.mark.envoy
-def test_certificate_expiry_stats_match_envoy(start_proxy: StartProxy, tmp_path: Path) -> None:
+def test_certificate_and_ocsp_stats_match_envoy(start_proxy: StartProxy, tmp_path: Path) -> None:
     require_binary("envoy")
     pki = Pki(tmp_path / "pki")
     leaves = {name: pki.issue(f"{name}.test") for name in NAMES}
@@ -141,9 +152,14 @@ def test_certificate_expiry_stats_match_envoy(start_proxy: StartProxy, tmp_path:
     envoy = _run("envoy", start_proxy, pki, leaves)
     fastmesh = _run("fastmesh-proxy", start_proxy, pki, leaves)
 
-    assert envoy["handshakes"] == [True] * 4
+    # As Envoy, a client that does not ask for a staple is served despite the expired
+    # STRICT one; one that asks is refused.
+    assert envoy["handshakes"] == [True, True, True, False, True, True]
     assert fastmesh["handshakes"] == envoy["handshakes"]
-    got, want = fastmesh["stats"], envoy["stats"]
+    # Envoy's upstream (BoringSSL) does not ask for a staple; fastmesh's (rustls) does,
+    # so the cluster's peer counts requests under fastmesh only.
+    skip = ("listener.backend.ssl.ocsp_staple_requests", "listener.backend.ssl.ocsp_staple_omitted")
+    got, want = ({k: v for k, v in r["stats"].items() if k not in skip} for r in (fastmesh, envoy))
     # Envoy's value is from its last flush: a second or so older.
     ocsp = "server.seconds_until_first_ocsp_response_expiring"
     assert abs(got.pop(ocsp) - want.pop(ocsp)) <= 30
@@ -165,6 +181,15 @@ def test_certificate_expiry_stats_match_envoy(start_proxy: StartProxy, tmp_path:
         f"listener.secrets.{gauge.format('my-ca')}": ca_expires,
         f"cluster.backend.{unnamed}": expires["client"],
         f"cluster.backend.{gauge.format(_unnamed('unnamed_ca_cert', pki.ca_file))}": ca_expires,
+        "listener.stapled.ssl.ocsp_staple_requests": 1,
+        "listener.stapled.ssl.ocsp_staple_responses": 1,
+        "listener.inline.ssl.ocsp_staple_omitted": 1,
+        "listener.strict.ssl.ocsp_staple_requests": 1,
+        "listener.strict.ssl.ocsp_staple_failed": 1,
+        "listener.strict.ssl.connection_error": 1,
+        "listener.strict.ssl.handshake": 1,
+        "listener.secrets.ssl.ocsp_staple_omitted": 1,
+        "cluster.backend.ssl.ocsp_staple_requests": 0,
         # Leaves live 10 days (less the test's seconds): 9 whole days.
         "server.days_until_first_cert_expiring": 9,
     }.items():

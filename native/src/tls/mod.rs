@@ -7,6 +7,7 @@
 mod cert;
 pub mod client;
 pub mod expiry;
+mod hello;
 mod params;
 pub mod server;
 mod staple;

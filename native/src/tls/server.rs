@@ -19,7 +19,8 @@ use tokio_rustls::{LazyConfigAcceptor, StartHandshake, TlsAcceptor};
 use crate::config::DownstreamTls;
 use crate::conn::{PeerCert, TlsInfo};
 use crate::stats::ssl;
-use crate::tls::staple::Stapler;
+use crate::tls::hello::asks_for_staple;
+use crate::tls::staple::{StapleAction, Stapler};
 use crate::tls::verify::ClientCertPolicy;
 use crate::tls::{cert, cert_chain, count_failure, private_key, provider, validation, versions};
 use crate::tls::{Expiry, SslStats};
@@ -45,6 +46,16 @@ pub struct TlsServer {
     local_uri_sans: Arc<[String]>,
     stats: Arc<SslStats>,
     expiry: Expiry,
+    /// The certificate's OCSP staple, if it has one.
+    stapler: Option<Arc<Stapler>>,
+}
+
+/// A ClientHello read to choose the connection's context, and what the rest of its
+/// handshake needs.
+pub struct Hello {
+    pub start: StartHandshake<TcpStream>,
+    deadline: Instant,
+    asks_for_staple: bool,
 }
 
 /// A connection after the listener's TLS step.
@@ -88,13 +99,17 @@ impl TlsServer {
             )?;
             builder.with_client_cert_verifier(Arc::new(policy))
         };
-        let mut config = match &t.ocsp_staple {
+        let stapler = t
+            .ocsp_staple
+            .as_ref()
+            .map(|staple| Stapler::new(chain.clone(), key.clone_key(), staple, &provider))
+            .transpose()?
+            .map(Arc::new);
+        let mut config = match &stapler {
             None => builder
                 .with_single_cert(chain, key)
                 .map_err(|e| format!("cert_chain_pem/private_key_pem: {e}"))?,
-            Some(staple) => {
-                builder.with_cert_resolver(Arc::new(Stapler::new(chain, key, staple, &provider)?))
-            }
+            Some(stapler) => builder.with_cert_resolver(stapler.clone()),
         };
         config.alpn_protocols = t.alpn.iter().map(|p| p.as_bytes().to_vec()).collect();
         config.session_storage = ServerSessionMemoryCache::new(SESSION_CACHE);
@@ -105,6 +120,7 @@ impl TlsServer {
             local_uri_sans,
             stats,
             expiry,
+            stapler,
         })
     }
 
@@ -131,18 +147,39 @@ impl TlsServer {
             }
         }
         let deadline = Instant::now() + HANDSHAKE_TIMEOUT;
+        if !self.staple_allows(asks_for_staple(&tcp, deadline).await) {
+            return None;
+        }
         let handshake = TlsAcceptor::from(self.rustls.clone()).accept(tcp);
         self.complete(handshake, deadline).await
     }
 
     /// Finish the handshake of a connection whose ClientHello chose this context.
-    pub async fn finish(
-        &self,
-        hello: StartHandshake<TcpStream>,
-        deadline: Instant,
-    ) -> Option<Accepted> {
-        self.complete(hello.into_stream(self.rustls.clone()), deadline)
-            .await
+    pub async fn finish(&self, hello: Hello) -> Option<Accepted> {
+        if !self.staple_allows(hello.asks_for_staple) {
+            return None;
+        }
+        let handshake = hello.start.into_stream(self.rustls.clone());
+        self.complete(handshake, hello.deadline).await
+    }
+
+    /// Envoy's OCSP step for a client that asks for a staple (`asked`), counted as
+    /// Envoy does: whether the handshake may go on.
+    fn staple_allows(&self, asked: bool) -> bool {
+        if !asked {
+            return true;
+        }
+        self.stats.inc(ssl::OCSP_STAPLE_REQUESTS);
+        match StapleAction::of(self.stapler.as_deref()) {
+            StapleAction::Staple => self.stats.inc(ssl::OCSP_STAPLE_RESPONSES),
+            StapleAction::Omit => self.stats.inc(ssl::OCSP_STAPLE_OMITTED),
+            StapleAction::Fail => {
+                self.stats.inc(ssl::OCSP_STAPLE_FAILED);
+                self.stats.inc(ssl::CONNECTION_ERROR);
+                return false;
+            }
+        }
+        true
     }
 
     /// The listener's `ssl` stats group.
@@ -197,16 +234,18 @@ impl TlsServer {
 }
 
 /// Read a connection's ClientHello (for choosing its filter chain by SNI), under
-/// the handshake deadline, which it returns for the rest of the handshake. A
-/// failure counts as `ssl.connection_error` in `stats` (the listener's group).
-pub async fn client_hello(
-    tcp: TcpStream,
-    stats: Option<&Arc<SslStats>>,
-) -> Option<(StartHandshake<TcpStream>, Instant)> {
+/// the handshake deadline. A failure counts as `ssl.connection_error` in `stats`
+/// (the listener's group).
+pub async fn client_hello(tcp: TcpStream, stats: Option<&Arc<SslStats>>) -> Option<Hello> {
     let deadline = Instant::now() + HANDSHAKE_TIMEOUT;
+    let asks_for_staple = asks_for_staple(&tcp, deadline).await;
     let read = LazyConfigAcceptor::new(Acceptor::default(), tcp);
     match tokio::time::timeout_at(deadline, read).await {
-        Ok(Ok(hello)) => Some((hello, deadline)),
+        Ok(Ok(start)) => Some(Hello {
+            start,
+            deadline,
+            asks_for_staple,
+        }),
         Ok(Err(_)) | Err(_) => {
             if let Some(stats) = stats {
                 stats.inc(ssl::CONNECTION_ERROR);
