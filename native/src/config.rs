@@ -240,6 +240,10 @@ pub struct RbacConfig {
     /// (Envoy `stat_prefix`, may be empty).
     #[serde(default)]
     pub stat_prefix: String,
+    /// Network filter: Envoy's `shadow_rules_stat_prefix`, which moves the shadow
+    /// counters to `<stat_prefix>.rbac.<it>.*` (Istio's dry-run filters set it).
+    #[serde(default)]
+    pub shadow_rules_stat_prefix: String,
     /// Enforced rules; `None` allows everything.
     #[serde(default)]
     pub rules: Option<RbacRules>,

@@ -1,7 +1,8 @@
 //! Envoy's `envoy.filters.network.rbac`: a filter chain's network RBAC filters,
 //! judged in order once per connection before its terminal filter (the
 //! listener closes a denied connection). Each filter counts under its own
-//! `<stat_prefix>.rbac.*`; filters sharing a prefix share the counters, as in Envoy.
+//! `<stat_prefix>.rbac.*` (the shadow counters under its `shadow_rules_stat_prefix`);
+//! filters sharing a prefix share the counters, as in Envoy.
 
 use crate::config::{Permission, Principal, RbacConfig};
 use crate::conn::ConnInfo;
@@ -34,7 +35,7 @@ impl NetworkRbac {
         }
         Ok(NetworkRbac {
             rbac: Rbac::compile(c, what)?,
-            stats: RbacStats::network(stats, &c.stat_prefix),
+            stats: RbacStats::network(stats, &c.stat_prefix, &c.shadow_rules_stat_prefix),
         })
     }
 
@@ -196,6 +197,41 @@ mod tests {
                 // denied by the first, never seen by the second.
                 ("tcp.rbac.allowed", 3),
                 ("tcp.rbac.denied", 2),
+                ("tcp.rbac.shadow_allowed", 0),
+                ("tcp.rbac.shadow_denied", 0),
+            ]
+        );
+    }
+
+    /// Istio's dry-run filter (shadow rules only, `shadow_rules_stat_prefix`) after its
+    /// ALLOW filter, both under `tcp.`: Envoy 1.40's names and values.
+    #[test]
+    fn a_shadow_stat_prefix_moves_only_the_shadow_counters() {
+        let registry = Registry::default();
+        let filters = NetworkRbacs::compile(
+            &[
+                config(json!({"stat_prefix": "tcp.", "rules": inside("allow")})),
+                config(json!({
+                    "stat_prefix": "tcp.",
+                    "shadow_rules_stat_prefix": "istio_dry_run_allow_",
+                    "shadow_rules": inside("deny"),
+                })),
+            ],
+            &registry,
+            "listener l",
+        )
+        .unwrap();
+        assert!(filters.allow(&conn()));
+        assert!(!filters.allow(&outsider()));
+        let s = snapshot(&registry);
+        let got: Vec<_> = s.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+        assert_eq!(
+            got,
+            [
+                ("tcp.rbac.allowed", 1),
+                ("tcp.rbac.denied", 1),
+                ("tcp.rbac.istio_dry_run_allow_.shadow_allowed", 0),
+                ("tcp.rbac.istio_dry_run_allow_.shadow_denied", 1),
                 ("tcp.rbac.shadow_allowed", 0),
                 ("tcp.rbac.shadow_denied", 0),
             ]

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use crate::config::{Permission, Principal, RbacAction, RbacConfig, RbacPolicy, RbacRules};
 use crate::conn::ConnInfo;
 use crate::http::router::{HeaderMatcherRt, RouteInput, StringMatcherRt};
-use crate::stats::{rbac as st, rbac_enforced, rbac_shadow, Registry, StatGroup};
+use crate::stats::{rbac_enforced, rbac_shadow, Registry, StatGroup};
 
 /// What rules look at: the connection, and in the HTTP filter the request.
 #[derive(Clone, Copy)]
@@ -368,46 +368,34 @@ impl RbacStats {
     /// `http.<hcm stat_prefix>.rbac.*`, the enforced counters under
     /// `rbac.<rules_stat_prefix>.*` when one is set (Envoy adds the `.`).
     pub fn http(stats: &Registry, hcm_stat_prefix: &str, rules_stat_prefix: &str) -> Self {
-        Self::new(
-            stats,
-            &format!("http.{hcm_stat_prefix}.rbac"),
-            rules_stat_prefix,
-        )
+        let base = format!("http.{hcm_stat_prefix}.rbac");
+        Self::new(stats, &base, rules_stat_prefix, "")
     }
 
-    /// `<stat_prefix>.rbac.*` (a `stat_prefix` may end in its own `.`).
-    pub fn network(stats: &Registry, stat_prefix: &str) -> Self {
+    /// `<stat_prefix>.rbac.*` (a `stat_prefix` may end in its own `.`), the shadow
+    /// counters under `rbac.<shadow_rules_stat_prefix>.*` when one is set.
+    pub fn network(stats: &Registry, stat_prefix: &str, shadow_rules_stat_prefix: &str) -> Self {
         let base = match stat_prefix.strip_suffix('.').unwrap_or(stat_prefix) {
             "" => "rbac".to_owned(),
             p => format!("{p}.rbac"),
         };
-        Self::new(stats, &base, "")
+        Self::new(stats, &base, "", shadow_rules_stat_prefix)
     }
 
-    fn new(stats: &Registry, base: &str, rules_stat_prefix: &str) -> Self {
-        let rules_stat_prefix = rules_stat_prefix
-            .strip_suffix('.')
-            .unwrap_or(rules_stat_prefix);
-        if rules_stat_prefix.is_empty() {
-            let group = stats.group(base, st::NAMES);
-            return RbacStats {
-                enforced: Tally {
-                    group: group.clone(),
-                    allowed: st::ALLOWED,
-                },
-                shadow: Tally {
-                    group,
-                    allowed: st::SHADOW_ALLOWED,
-                },
-            };
-        }
+    /// Envoy's names: `<base>.<rules prefix>.allowed`, `<base>.<shadow prefix>.shadow_allowed`
+    /// (each prefix may end in its own `.`; an empty one adds nothing).
+    fn new(stats: &Registry, base: &str, rules_prefix: &str, shadow_prefix: &str) -> Self {
+        let under = |prefix: &str| match prefix.strip_suffix('.').unwrap_or(prefix) {
+            "" => base.to_owned(),
+            p => format!("{base}.{p}"),
+        };
         RbacStats {
             enforced: Tally {
-                group: stats.group(&format!("{base}.{rules_stat_prefix}"), rbac_enforced::NAMES),
+                group: stats.group(&under(rules_prefix), rbac_enforced::NAMES),
                 allowed: rbac_enforced::ALLOWED,
             },
             shadow: Tally {
-                group: stats.group(base, rbac_shadow::NAMES),
+                group: stats.group(&under(shadow_prefix), rbac_shadow::NAMES),
                 allowed: rbac_shadow::SHADOW_ALLOWED,
             },
         }

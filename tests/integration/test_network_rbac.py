@@ -1,7 +1,8 @@
 """Several `envoy.filters.network.rbac` filters in one chain (Istio's DENY filter, then its
-ALLOW filter, both under `tcp.`, then a shadow-only one): real Envoy and fastmesh-proxy, on
-the same config, let the same connections through, close the same ones, and count the
-same `<stat_prefix>rbac.*` values."""
+ALLOW filter, both under `tcp.`, then its dry-run filter with `shadow_rules_stat_prefix`, and
+a shadow-only one of another prefix): real Envoy and fastmesh-proxy, on the same config, let
+the same connections through, close the same ones, and count the same `<stat_prefix>rbac.*`
+values."""
 
 from __future__ import annotations
 
@@ -39,6 +40,11 @@ def _config(port: int, admin: int, echo_port: int) -> dict[str, Any]:
     listener["filter_chains"][0]["filters"][0:0] = [
         _rbac("tcp.", rules=_peers("DENY", DENIED_BY_DENY)),
         _rbac("tcp.", rules=_peers("ALLOW", ALLOWED, DENIED_BY_DENY)),
+        _rbac(
+            "tcp.",
+            shadow_rules=_peers("ALLOW", ALLOWED),
+            shadow_rules_stat_prefix="istio_dry_run_allow_",
+        ),
         _rbac("dry", shadow_rules=_peers("ALLOW", NOT_ALLOWED)),
     ]
     return bootstrap(
@@ -87,6 +93,8 @@ def test_filters_judge_in_order_and_count_as_envoy_does(start_proxy: StartProxy)
         "tcp.rbac.denied": 2,
         "tcp.rbac.shadow_allowed": 0,
         "tcp.rbac.shadow_denied": 0,
+        "tcp.rbac.istio_dry_run_allow_.shadow_allowed": 2,
+        "tcp.rbac.istio_dry_run_allow_.shadow_denied": 0,
         "dry.rbac.allowed": 0,
         "dry.rbac.denied": 0,
         "dry.rbac.shadow_allowed": 0,
