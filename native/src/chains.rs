@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::http::server::HttpRt;
-use crate::rbac::NetworkRbac;
+use crate::network_rbac::NetworkRbacs;
 use crate::tcp::TcpRt;
 use crate::tls::TlsServer;
 
@@ -22,8 +22,8 @@ pub struct ChainRt {
     pub kind: ListenerKind,
     /// Terminate TLS (Envoy's `DownstreamTlsContext`).
     pub tls: Option<Arc<TlsServer>>,
-    /// Envoy's network RBAC filter: judged once per connection, before its filter.
-    pub network_rbac: Option<NetworkRbac>,
+    /// Envoy's network RBAC filters: judged once per connection, before its filter.
+    pub network_rbac: NetworkRbacs,
 }
 
 /// A listener's chains: the default one and those chosen by SNI (generic so

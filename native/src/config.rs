@@ -35,10 +35,11 @@ pub struct Listener {
     /// Terminate TLS on this listener (Envoy's `DownstreamTlsContext` transport socket).
     #[serde(default)]
     pub tls: Option<DownstreamTls>,
-    /// Envoy's network RBAC filter (`envoy.filters.network.rbac`), evaluated once per
-    /// connection before the listener's filter; a denied connection is closed.
+    /// Envoy's network RBAC filters (`envoy.filters.network.rbac`), in filter order,
+    /// evaluated once per connection before the listener's filter; the first denial
+    /// closes the connection.
     #[serde(default)]
-    pub network_rbac: Option<RbacConfig>,
+    pub network_rbac: Vec<RbacConfig>,
     /// The default chain's filter (Envoy's filter chain without `server_names`).
     /// `None` only with `server_name_chains`: a connection whose SNI matches none
     /// of them is closed.
@@ -60,7 +61,7 @@ pub struct ServerNameChain {
     pub server_names: Vec<String>,
     pub tls: DownstreamTls,
     #[serde(default)]
-    pub network_rbac: Option<RbacConfig>,
+    pub network_rbac: Vec<RbacConfig>,
     pub filter: ListenerFilter,
 }
 
@@ -72,6 +73,10 @@ pub struct DownstreamTls {
     /// files and SDS secrets into these, so a rotation is a new snapshot.
     pub cert_chain_pem: String,
     pub private_key_pem: String,
+    /// The certificate's name in `ssl.certificate.<name>.expiration_unix_time_seconds`
+    /// (see `unnamed_cert`).
+    #[serde(default = "unnamed_cert")]
+    pub cert_name: String,
     /// ALPN protocols offered, in preference order (e.g. `["h2", "http/1.1"]`).
     #[serde(default)]
     pub alpn: Vec<String>,
@@ -91,6 +96,18 @@ pub struct DownstreamTls {
     /// An OCSP response stapled for clients that ask (Envoy's `ocsp_staple`).
     #[serde(default)]
     pub ocsp_staple: Option<OcspStaple>,
+}
+
+/// Envoy's name for a certificate that is not an SDS secret (a secret is named by its
+/// name): `unnamed_cert_` and the first 8 hex digits of the SHA-256 of its
+/// `inline_bytes`, which are empty when it comes from a file or `inline_string`.
+fn unnamed_cert() -> String {
+    "unnamed_cert_e3b0c442".to_owned()
+}
+
+/// As `unnamed_cert`, for a validation context's `trusted_ca`.
+fn unnamed_ca_cert() -> String {
+    "unnamed_ca_cert_e3b0c442".to_owned()
 }
 
 /// A certificate's OCSP staple, checked by the translator (it is for this
@@ -129,6 +146,9 @@ pub struct UpstreamTls {
     pub cert_chain_pem: Option<String>,
     #[serde(default)]
     pub private_key_pem: Option<String>,
+    /// The client certificate's name in its expiry gauge (see `unnamed_cert`).
+    #[serde(default = "unnamed_cert")]
+    pub cert_name: String,
     /// Server certificates must chain to these roots and match the SAN matchers.
     /// `None` = no verification (Envoy without a validation context).
     #[serde(default)]
@@ -145,6 +165,9 @@ pub struct UpstreamTls {
 pub struct CertValidation {
     /// PEM bundle of trusted roots (during a root rotation: old and new).
     pub trusted_ca_pem: String,
+    /// The roots' name in their expiry gauge (see `unnamed_ca_cert`).
+    #[serde(default = "unnamed_ca_cert")]
+    pub ca_name: String,
     /// The peer's certificate must have a SAN matching one of these (empty = any).
     #[serde(default)]
     pub match_subject_alt_names: Vec<SanMatcher>,
@@ -217,6 +240,10 @@ pub struct RbacConfig {
     /// (Envoy `stat_prefix`, may be empty).
     #[serde(default)]
     pub stat_prefix: String,
+    /// Network filter: Envoy's `shadow_rules_stat_prefix`, which moves the shadow
+    /// counters to `<stat_prefix>.rbac.<it>.*` (Istio's dry-run filters set it).
+    #[serde(default)]
+    pub shadow_rules_stat_prefix: String,
     /// Enforced rules; `None` allows everything.
     #[serde(default)]
     pub rules: Option<RbacRules>,

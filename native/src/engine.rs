@@ -10,17 +10,17 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwap;
 
 use crate::config::{self, DiscoveryType, ListenerFilter, Snapshot};
 use crate::http::server::HttpRt;
 use crate::listener::{self, ChainRt, Chains, ListenerHandle, ListenerKind, ListenerRt};
-use crate::rbac::NetworkRbac;
+use crate::network_rbac::NetworkRbacs;
 use crate::stats::{cluster as cs, listener as ls, Registry};
 use crate::tcp::TcpRt;
-use crate::tls::{SslStats, TlsClient, TlsServer};
+use crate::tls::{expiry, Expiry, SslStats, TlsClient, TlsServer};
 use crate::upstream::lb::EndpointHealth;
 use crate::upstream::{dns, health_check, outlier, ClusterRt};
 
@@ -102,6 +102,8 @@ pub struct Engine {
     /// Also the apply lock: one apply at a time.
     listeners: Mutex<BTreeMap<String, Arc<ListenerHandle>>>,
     clusters: ArcSwap<Clusters>,
+    /// What the live TLS contexts hold that expires, for the `server.*` gauges.
+    expiries: Mutex<Vec<Expiry>>,
     active: Arc<AtomicU64>,
     stopped: AtomicBool,
 }
@@ -150,6 +152,7 @@ impl Engine {
             stats: Arc::new(Registry::default()),
             listeners: Mutex::new(BTreeMap::new()),
             clusters: ArcSwap::from_pointee(HashMap::new()),
+            expiries: Mutex::new(Vec::new()),
             active: Arc::new(AtomicU64::new(0)),
             stopped: AtomicBool::new(false),
         })
@@ -242,6 +245,16 @@ impl Engine {
         }
 
         // Commit: nothing below fails.
+        let servers = compiled.iter().flat_map(|(_, _, lrt)| lrt.chains.all());
+        let expiries = (servers.filter_map(|c| c.tls.as_ref()).map(|t| *t.expiry()))
+            .chain(
+                clusters
+                    .values()
+                    .filter_map(|c| c.tls.as_ref())
+                    .map(|t| *t.expiry()),
+            )
+            .collect();
+        *self.expiries.lock().unwrap() = expiries;
         for c in &fresh {
             if c.is_dns() {
                 dns::spawn_refresh(&self.handle, c);
@@ -297,14 +310,14 @@ impl Engine {
                 self.compile_chain(
                     filter,
                     l.tls.as_ref(),
-                    l.network_rbac.as_ref(),
+                    &l.network_rbac,
                     clusters,
                     stat_prefix,
                     &l.name,
                 )
                 .map_err(ctx)?,
             ),
-            None if l.tls.is_some() || l.network_rbac.is_some() => {
+            None if l.tls.is_some() || !l.network_rbac.is_empty() => {
                 return Err(ctx(
                     "tls and network_rbac belong to the default chain's filter, which is missing"
                         .into(),
@@ -331,7 +344,7 @@ impl Engine {
                 .compile_chain(
                     &c.filter,
                     Some(&c.tls),
-                    c.network_rbac.as_ref(),
+                    &c.network_rbac,
                     clusters,
                     stat_prefix,
                     &l.name,
@@ -350,7 +363,7 @@ impl Engine {
         &self,
         filter: &ListenerFilter,
         tls: Option<&config::DownstreamTls>,
-        rbac: Option<&config::RbacConfig>,
+        rbac: &[config::RbacConfig],
         clusters: &Clusters,
         stat_prefix: &str,
         name: &str,
@@ -370,9 +383,7 @@ impl Engine {
             })
             .transpose()
             .map_err(|e| format!("tls: {e}"))?;
-        let network_rbac = rbac
-            .map(|r| NetworkRbac::compile(r, &self.stats, &format!("listener {name}")))
-            .transpose()?;
+        let network_rbac = NetworkRbacs::compile(rbac, &self.stats, &format!("listener {name}"))?;
         Ok(ChainRt {
             kind,
             tls,
@@ -397,6 +408,14 @@ impl Engine {
             "server.total_connections".to_owned(),
             self.active_connections(),
         ));
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let expiries = self.expiries.lock().unwrap();
+        s.extend(
+            expiry::server_gauges(expiries.iter(), now)
+                .map(|(name, value)| (name.to_owned(), value)),
+        );
         s
     }
 

@@ -8,6 +8,7 @@ pub mod conn;
 pub mod engine;
 pub mod http;
 pub mod listener;
+pub mod network_rbac;
 pub mod rbac;
 pub mod stats;
 pub mod tcp;

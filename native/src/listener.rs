@@ -211,16 +211,16 @@ async fn accept_loop(h: Arc<ListenerHandle>, listener: TcpListener) {
 async fn serve(stream: TcpStream, plain: ConnInfo, lrt: &ListenerRt, h: &Arc<ListenerHandle>) {
     let (chain, accepted) = if lrt.chains.by_server_name() {
         let ssl = lrt.chains.named[0].tls.as_ref().map(|t| t.stats());
-        let Some((hello, deadline)) = client_hello(stream, ssl).await else {
+        let Some(hello) = client_hello(stream, ssl).await else {
             return;
         };
-        let sni = hello.client_hello().server_name().map(str::to_owned);
+        let sni = hello.start.client_hello().server_name().map(str::to_owned);
         let Some(chain) = lrt.chains.select(sni.as_deref()) else {
             h.stats.inc(ls::NO_FILTER_CHAIN_MATCH);
             return;
         };
         let Some(tls) = &chain.tls else { return };
-        match tls.finish(hello, deadline).await {
+        match tls.finish(hello).await {
             Some(accepted) => (chain, accepted),
             None => return,
         }
@@ -258,12 +258,10 @@ async fn dispatch<S: DownstreamIo>(
     chain: &ChainRt,
     h: &Arc<ListenerHandle>,
 ) {
-    if let Some(rbac) = &chain.network_rbac {
-        // Envoy decides on the first byte; with every input known at accept, the
-        // verdict is the same, and a denied connection never reaches its filter.
-        if !rbac.allows(&conn) {
-            return;
-        }
+    // Envoy decides on the first byte; with every input known at accept, the
+    // verdict is the same, and a denied connection never reaches its filter.
+    if !chain.network_rbac.allow(&conn) {
+        return;
     }
     let drain = h.shutdown.subscribe();
     match &chain.kind {

@@ -1,5 +1,5 @@
 //! Envoy's RBAC policy engine, shared by `envoy.filters.http.rbac`
-//! (`http::filters::rbac`) and `envoy.filters.network.rbac` (`NetworkRbac`, run
+//! (`http::filters::rbac`) and `envoy.filters.network.rbac` (`network_rbac`, run
 //! by the listener once per connection): rules compiled once per snapshot,
 //! evaluated per request or connection without allocating.
 //!
@@ -14,7 +14,7 @@ use std::sync::Arc;
 use crate::config::{Permission, Principal, RbacAction, RbacConfig, RbacPolicy, RbacRules};
 use crate::conn::ConnInfo;
 use crate::http::router::{HeaderMatcherRt, RouteInput, StringMatcherRt};
-use crate::stats::{rbac as st, rbac_enforced, rbac_shadow, Registry, StatGroup};
+use crate::stats::{rbac_enforced, rbac_shadow, Registry, StatGroup};
 
 /// What rules look at: the connection, and in the HTTP filter the request.
 #[derive(Clone, Copy)]
@@ -368,106 +368,37 @@ impl RbacStats {
     /// `http.<hcm stat_prefix>.rbac.*`, the enforced counters under
     /// `rbac.<rules_stat_prefix>.*` when one is set (Envoy adds the `.`).
     pub fn http(stats: &Registry, hcm_stat_prefix: &str, rules_stat_prefix: &str) -> Self {
-        Self::new(
-            stats,
-            &format!("http.{hcm_stat_prefix}.rbac"),
-            rules_stat_prefix,
-        )
+        let base = format!("http.{hcm_stat_prefix}.rbac");
+        Self::new(stats, &base, rules_stat_prefix, "")
     }
 
-    /// `<stat_prefix>.rbac.*` (a `stat_prefix` may end in its own `.`).
-    pub fn network(stats: &Registry, stat_prefix: &str) -> Self {
+    /// `<stat_prefix>.rbac.*` (a `stat_prefix` may end in its own `.`), the shadow
+    /// counters under `rbac.<shadow_rules_stat_prefix>.*` when one is set.
+    pub fn network(stats: &Registry, stat_prefix: &str, shadow_rules_stat_prefix: &str) -> Self {
         let base = match stat_prefix.strip_suffix('.').unwrap_or(stat_prefix) {
             "" => "rbac".to_owned(),
             p => format!("{p}.rbac"),
         };
-        Self::new(stats, &base, "")
+        Self::new(stats, &base, "", shadow_rules_stat_prefix)
     }
 
-    fn new(stats: &Registry, base: &str, rules_stat_prefix: &str) -> Self {
-        let rules_stat_prefix = rules_stat_prefix
-            .strip_suffix('.')
-            .unwrap_or(rules_stat_prefix);
-        if rules_stat_prefix.is_empty() {
-            let group = stats.group(base, st::NAMES);
-            return RbacStats {
-                enforced: Tally {
-                    group: group.clone(),
-                    allowed: st::ALLOWED,
-                },
-                shadow: Tally {
-                    group,
-                    allowed: st::SHADOW_ALLOWED,
-                },
-            };
-        }
+    /// Envoy's names: `<base>.<rules prefix>.allowed`, `<base>.<shadow prefix>.shadow_allowed`
+    /// (each prefix may end in its own `.`; an empty one adds nothing).
+    fn new(stats: &Registry, base: &str, rules_prefix: &str, shadow_prefix: &str) -> Self {
+        let under = |prefix: &str| match prefix.strip_suffix('.').unwrap_or(prefix) {
+            "" => base.to_owned(),
+            p => format!("{base}.{p}"),
+        };
         RbacStats {
             enforced: Tally {
-                group: stats.group(&format!("{base}.{rules_stat_prefix}"), rbac_enforced::NAMES),
+                group: stats.group(&under(rules_prefix), rbac_enforced::NAMES),
                 allowed: rbac_enforced::ALLOWED,
             },
             shadow: Tally {
-                group: stats.group(base, rbac_shadow::NAMES),
+                group: stats.group(&under(shadow_prefix), rbac_shadow::NAMES),
                 allowed: rbac_shadow::SHADOW_ALLOWED,
             },
         }
-    }
-}
-
-/// Envoy's network RBAC filter (`Listener.network_rbac`): one verdict per
-/// connection, before the listener's own filter; the caller closes a denied one.
-#[derive(Debug)]
-pub struct NetworkRbac {
-    rbac: Rbac,
-    stats: RbacStats,
-}
-
-impl NetworkRbac {
-    /// Stats land under `<c.stat_prefix>.rbac.*`; `what` names the owner in errors.
-    /// Header rules are refused, as Envoy refuses them: a connection has no headers.
-    pub fn compile(c: &RbacConfig, stats: &Registry, what: &str) -> Result<Self, String> {
-        for (which, rules) in [("rules", &c.rules), ("shadow_rules", &c.shadow_rules)] {
-            let policies = rules.iter().flat_map(|r| &r.policies);
-            for (name, p) in policies {
-                if p.permissions.iter().any(permission_reads_headers)
-                    || p.principals.iter().any(principal_reads_headers)
-                {
-                    return Err(format!(
-                        "{what}: rbac {which}: policy {name:?}: header rules are not \
-                         supported by the network RBAC filter"
-                    ));
-                }
-            }
-        }
-        Ok(NetworkRbac {
-            rbac: Rbac::compile(c, what)?,
-            stats: RbacStats::network(stats, &c.stat_prefix),
-        })
-    }
-
-    /// Whether `conn` may proceed; counts `allowed`/`denied` (and the shadow pair).
-    pub fn allows(&self, conn: &ConnInfo) -> bool {
-        self.rbac.check(&RbacInput::network(conn), &self.stats)
-    }
-}
-
-fn permission_reads_headers(p: &Permission) -> bool {
-    match p {
-        Permission::Header(_) => true,
-        Permission::AndRules(ps) | Permission::OrRules(ps) => {
-            ps.iter().any(permission_reads_headers)
-        }
-        Permission::NotRule(p) => permission_reads_headers(p),
-        _ => false,
-    }
-}
-
-fn principal_reads_headers(p: &Principal) -> bool {
-    match p {
-        Principal::Header(_) => true,
-        Principal::AndIds(ps) | Principal::OrIds(ps) => ps.iter().any(principal_reads_headers),
-        Principal::NotId(p) => principal_reads_headers(p),
-        _ => false,
     }
 }
 
@@ -856,49 +787,6 @@ mod tests {
             None
         ));
         assert!(permits(json!({"destination_port": 8443}), &c, None));
-    }
-
-    #[test]
-    fn network_rbac_refuses_header_rules_wherever_they_hide() {
-        let refused = |permission: Value, principal: Value| {
-            let c = json!({"shadow_rules": {"action": "deny", "policies": {
-                "ok": {"permissions": ["any"], "principals": ["any"]},
-                "hdr": {"permissions": [permission], "principals": [principal]},
-            }}});
-            let c = serde_json::from_value(c).unwrap();
-            NetworkRbac::compile(&c, &Registry::default(), "listener l").err()
-        };
-        let h = header("x-a", json!({"present": false}));
-        let e = refused(json!({"or_rules": [{"not_rule": h}]}), json!("any")).unwrap();
-        assert_eq!(
-            e,
-            "listener l: rbac shadow_rules: policy \"hdr\": header rules are not \
-             supported by the network RBAC filter"
-        );
-        assert!(refused(json!("any"), json!({"and_ids": ["any", h]})).is_some());
-        assert!(refused(json!({"not_rule": {"url_path": exact("/")}}), json!("any")).is_none());
-    }
-
-    #[test]
-    fn network_rbac_counts_under_its_stat_prefix() {
-        let registry = Registry::default();
-        let cfg = |prefix: &str| -> RbacConfig {
-            serde_json::from_value(json!({"stat_prefix": prefix, "rules": {"action": "allow", "policies": {
-                "inside": {"permissions": ["any"], "principals": [{"direct_remote_ip": "10.0.0.0/8"}]},
-            }}}))
-            .unwrap()
-        };
-        let net = NetworkRbac::compile(&cfg("tcp_in"), &registry, "listener l").unwrap();
-        assert!(net.allows(&conn(None)));
-        let outsider = ConnInfo::plain("172.16.0.1:1".parse().unwrap(), conn(None).local);
-        assert!(!net.allows(&outsider));
-        assert!(!net.allows(&outsider));
-        let dotted = NetworkRbac::compile(&cfg("dotted."), &registry, "listener l").unwrap();
-        assert!(dotted.allows(&conn(None)));
-        let s = snapshot(&registry);
-        assert_eq!(s["tcp_in.rbac.allowed"], 1);
-        assert_eq!(s["tcp_in.rbac.denied"], 2);
-        assert_eq!(s["dotted.rbac.allowed"], 1);
     }
 
     #[test]

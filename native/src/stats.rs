@@ -145,28 +145,18 @@ pub mod cors {
     }
 }
 
-/// Names of `<prefix>.rbac.*` (Envoy's RBAC filters, HTTP and network) when the
-/// enforced and shadow rules count under the same prefix.
-pub mod rbac {
+/// Names of an RBAC filter's enforced counters (HTTP and network), under
+/// `<prefix>.rbac.` and Envoy's `rules_stat_prefix`.
+pub mod rbac_enforced {
     stat_group! {
         // Each `*_DENIED` must follow its `*_ALLOWED`: `rbac::Tally` counts from the latter.
         ALLOWED => "allowed",
         DENIED => "denied",
-        SHADOW_ALLOWED => "shadow_allowed",
-        SHADOW_DENIED => "shadow_denied",
     }
 }
 
-/// Names of `http.<stat_prefix>.rbac.<rules_stat_prefix>.*`: the enforced rules'
-/// counters when Envoy's `rules_stat_prefix` moves them away from the shadow ones.
-pub mod rbac_enforced {
-    stat_group! {
-        ALLOWED => "allowed",
-        DENIED => "denied",
-    }
-}
-
-/// Names of `http.<stat_prefix>.rbac.*` when the enforced counters moved (`rbac_enforced`).
+/// Names of an RBAC filter's shadow counters, under `<prefix>.rbac.` and Envoy's
+/// `shadow_rules_stat_prefix`.
 pub mod rbac_shadow {
     stat_group! {
         SHADOW_ALLOWED => "shadow_allowed",
@@ -194,6 +184,18 @@ pub mod ssl {
         FAIL_VERIFY_SAN => "fail_verify_san",
         FAIL_VERIFY_ERROR => "fail_verify_error",
         SESSION_REUSED => "session_reused",
+        OCSP_STAPLE_REQUESTS => "ocsp_staple_requests",
+        OCSP_STAPLE_RESPONSES => "ocsp_staple_responses",
+        OCSP_STAPLE_OMITTED => "ocsp_staple_omitted",
+        OCSP_STAPLE_FAILED => "ocsp_staple_failed",
+    }
+}
+
+/// Names of `<ssl prefix>.certificate.<certificate name>.*`: a TLS context's gauges
+/// for its certificate and its trusted CAs.
+pub mod ssl_certificate {
+    stat_group! {
+        EXPIRATION => "expiration_unix_time_seconds",
     }
 }
 
@@ -283,10 +285,13 @@ pub mod tcp {
 }
 
 /// Every stat group the engine ever created, by prefix. Groups live as long as
-/// the engine so counters keep counting across snapshots, as Envoy's do.
+/// the engine so counters keep counting across snapshots, as Envoy's do. A prefix
+/// may hold groups of different name lists (RBAC filters counting under one
+/// `stat_prefix`, some with a shadow prefix): a name they share is one stat, their
+/// sum, as Envoy's filters share one counter.
 #[derive(Debug, Default)]
 pub struct Registry {
-    groups: Mutex<BTreeMap<String, Arc<StatGroup>>>,
+    groups: Mutex<BTreeMap<String, Vec<Arc<StatGroup>>>>,
 }
 
 impl Registry {
@@ -302,29 +307,28 @@ impl Registry {
 
     fn make(&self, prefix: &str, names: &'static [&'static str], lazy: bool) -> Arc<StatGroup> {
         let mut groups = self.groups.lock().unwrap();
-        if let Some(g) = groups.get(prefix) {
-            if std::ptr::eq(g.names, names) {
-                return g.clone();
-            }
+        let same = groups.entry(prefix.to_owned()).or_default();
+        if let Some(g) = same.iter().find(|g| std::ptr::eq(g.names, names)) {
+            return g.clone();
         }
         let g = Arc::new(StatGroup::new(prefix.to_owned(), names, lazy));
-        groups.insert(prefix.to_owned(), g.clone());
+        same.push(g.clone());
         g
     }
 
-    /// Every value by full name (`<prefix>.<name>`).
+    /// Every value by full name (`<prefix>.<name>`), sorted.
     pub fn snapshot(&self) -> Vec<(String, u64)> {
         let groups = self.groups.lock().unwrap();
-        let mut out = Vec::new();
-        for g in groups.values() {
+        let mut out = BTreeMap::<String, u64>::new();
+        for g in groups.values().flatten() {
             for (i, n) in g.names.iter().enumerate() {
                 let v = g.get(i);
                 if v > 0 || !g.lazy {
-                    out.push((format!("{}.{}", g.prefix, n), v));
+                    *out.entry(format!("{}.{}", g.prefix, n)).or_default() += v;
                 }
             }
         }
-        out
+        out.into_iter().collect()
     }
 }
 
@@ -356,8 +360,6 @@ mod tests {
     #[test]
     fn rbac_denied_follows_allowed_in_every_list() {
         for (names, allowed) in [
-            (rbac::NAMES, rbac::ALLOWED),
-            (rbac::NAMES, rbac::SHADOW_ALLOWED),
             (rbac_enforced::NAMES, rbac_enforced::ALLOWED),
             (rbac_shadow::NAMES, rbac_shadow::SHADOW_ALLOWED),
         ] {
@@ -375,6 +377,29 @@ mod tests {
         assert_eq!(
             r.snapshot(),
             vec![("listener.a.ssl.versions.TLSv1.3".to_owned(), 1)]
+        );
+    }
+
+    #[test]
+    fn groups_of_one_prefix_with_other_names_add_up() {
+        const ALL: &[&str] = &["allowed", "denied", "shadow_allowed", "shadow_denied"];
+        let r = Registry::default();
+        let all = r.group("tcp.rbac", ALL);
+        let enforced = r.group("tcp.rbac", rbac_enforced::NAMES);
+        let shadow = r.group("tcp.rbac", rbac_shadow::NAMES);
+        all.inc(0);
+        enforced.inc(rbac_enforced::ALLOWED);
+        shadow.inc(rbac_shadow::SHADOW_DENIED);
+        let s: Vec<_> = r.snapshot();
+        let s: Vec<_> = s.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+        assert_eq!(
+            s,
+            [
+                ("tcp.rbac.allowed", 2),
+                ("tcp.rbac.denied", 0),
+                ("tcp.rbac.shadow_allowed", 0),
+                ("tcp.rbac.shadow_denied", 1),
+            ]
         );
     }
 

@@ -250,13 +250,13 @@ async fn the_network_filter_closes_a_denied_connection_before_its_filter() {
     let up = upstream("up").await;
     let deny_loopback = json!({"stat_prefix": "net", "rules": {"action": "deny", "policies": {
         "loopback": {"permissions": ["any"], "principals": [{"direct_remote_ip": "127.0.0.0/8"}]}}}});
-    let snapshot = |rbac: Value| {
+    let snapshot = |filters: Value| {
         let mut l = common::http_listener("ingress", "127.0.0.1:0", common::forward_all("web", 0));
-        l["network_rbac"] = rbac;
+        l["network_rbac"] = filters;
         common::snapshot(vec![l], vec![common::cluster("web", &[up], json!({}))])
     };
     let e = Engine::new(1).unwrap();
-    e.apply(&snapshot(deny_loopback)).unwrap();
+    e.apply(&snapshot(json!([deny_loopback]))).unwrap();
     let addr = e.listening()["ingress"];
     let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -267,7 +267,7 @@ async fn the_network_filter_closes_a_denied_connection_before_its_filter() {
     assert_eq!(stat(&e, "net.rbac.denied"), 1);
     assert_eq!(stat(&e, "cluster.web.upstream_rq_total"), 0);
 
-    e.apply(&snapshot(Value::Null)).unwrap();
+    e.apply(&snapshot(json!([]))).unwrap();
     let (status, _, _) = common::get(&common::h1(), format!("http://{addr}/"), "a").await;
     assert_eq!(
         status,

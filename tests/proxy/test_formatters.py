@@ -100,6 +100,12 @@ def test_stats_json_matches_envoy_shape() -> None:
             [("envoy_ssl_sigalg", "ed25519"), ("envoy_cluster_name", "up")],
         ),
         ("cluster.up.ssl.handshake", "cluster.ssl.handshake", [("envoy_cluster_name", "up")]),
+        (
+            # As Envoy 1.40 prints it; a secret's name may have dots.
+            "listener.127.0.0.1_443.ssl.certificate.my.cert.expiration_unix_time_seconds",
+            "listener.ssl.certificate.expiration_unix_time_seconds",
+            [("envoy_tls_certificate", "my.cert"), ("envoy_listener_address", "127.0.0.1_443")],
+        ),
     ],
 )
 def test_tag_extraction_follows_envoy(stat: str, name: str, tags: list[tuple[str, str]]) -> None:
@@ -166,6 +172,10 @@ def test_gauge_classification() -> None:
     assert is_gauge("cluster.x.upstream_rq_active")
     assert is_gauge("cluster.x.membership_healthy")
     assert is_gauge("server.uptime")
+    assert is_gauge("cluster.x.ssl.certificate.unnamed_cert_e3b0c442.expiration_unix_time_seconds")
+    assert is_gauge("server.days_until_first_cert_expiring")
+    assert is_gauge("server.seconds_until_first_ocsp_response_expiring")
+    assert not is_gauge("listener.a.ssl.ocsp_staple_requests")
     assert not is_gauge("cluster.x.upstream_rq_active_overflow")
     assert not is_gauge("cluster.x.upstream_rq_total")
 

@@ -20,8 +20,8 @@ TLS12 = ("--tls-max", "1.2", "--ciphers", "ECDHE-ECDSA-AES256-GCM-SHA384", "--cu
 
 
 def _ssl_counters(admin_url: str, ssl: str) -> dict[str, int]:
-    """The non-zero `<ssl>.*` stats, without Envoy's certificate expiry gauges
-    (`ssl.certificate.<name>.expiration_unix_time_seconds`, which fastmesh lacks)."""
+    """The non-zero `<ssl>.*` stats, without the certificate expiry gauges
+    (`ssl.certificate.<name>.expiration_unix_time_seconds`, see test_cert_stats.py)."""
     lines = httpx.get(f"{admin_url}/stats").text.splitlines()
     pairs = (line.partition(": ") for line in lines)
     return {

@@ -281,25 +281,47 @@ class TestNetworkRbac:
             0, network_rbac_filter(rules=rules, enforcement_type="ONE_TIME_ON_FIRST_BYTE")
         )
         got = translate(bootstrap([lst]))["listeners"][0]
-        assert got["network_rbac"] == {
-            "stat_prefix": "tcp_rbac",
-            "rules": {
-                "action": "allow",
-                "policies": {
-                    "p": {
-                        "permissions": [{"destination_port": 10001}],
-                        "principals": [{"authenticated": EXACT_SPIFFE}],
-                    }
+        assert got["network_rbac"] == [
+            {
+                "stat_prefix": "tcp_rbac",
+                "rules": {
+                    "action": "allow",
+                    "policies": {
+                        "p": {
+                            "permissions": [{"destination_port": 10001}],
+                            "principals": [{"authenticated": EXACT_SPIFFE}],
+                        }
+                    },
                 },
-            },
-        }
+            }
+        ]
         assert got["filter"] == {"type": "tcp", "stat_prefix": "tcp", "cluster": "backend"}
+
+    def test_istios_deny_allow_and_shadow_filters_keep_their_order(self) -> None:
+        lst = tcp_listener()
+        deny = allow([{"destination_port": 1}], [{"any": True}], action="DENY")
+        filters = [
+            network_rbac_filter(stat_prefix="tcp.", rules=deny),
+            network_rbac_filter(stat_prefix="tcp.", rules=allow([{"any": True}], [{"any": True}])),
+            network_rbac_filter(
+                stat_prefix="tcp.",
+                shadow_rules={"action": "ALLOW"},
+                shadow_rules_stat_prefix="istio_dry_run_allow_",
+            ),
+        ]
+        lst["filter_chains"][0]["filters"][0:0] = filters
+        got = translate(bootstrap([lst]))["listeners"][0]["network_rbac"]
+        assert [(f["stat_prefix"], sorted(f)) for f in got] == [
+            ("tcp.", ["rules", "stat_prefix"]),
+            ("tcp.", ["rules", "stat_prefix"]),
+            ("tcp.", ["shadow_rules", "shadow_rules_stat_prefix", "stat_prefix"]),
+        ]
+        assert got[2]["shadow_rules_stat_prefix"] == "istio_dry_run_allow_"
+        assert [f.get("rules", {}).get("action") for f in got] == ["deny", "allow", None]
 
     def test_network_errors(self) -> None:
         header_rule = allow([{"header": {"name": "x"}}], [{"header": {"name": "y"}}])
-        rbac = network_rbac_filter(
-            rules=header_rule, enforcement_type="CONTINUOUS", shadow_rules_stat_prefix="s_"
-        )
+        rbac = network_rbac_filter(rules=header_rule, enforcement_type="CONTINUOUS")
         del rbac["typed_config"]["stat_prefix"]
         a = tcp_listener()
         a["filter_chains"][0]["filters"].insert(0, rbac)
@@ -316,8 +338,6 @@ class TestNetworkRbac:
             f"{t}.stat_prefix": "required field is missing (expected a string)",
             f"{t}.enforcement_type": f"CONTINUOUS is {NOT_SUPPORTED} (policies are checked "
             f"once per connection)",
-            f"{t}.shadow_rules_stat_prefix": f"a separate prefix for shadow rules is "
-            f"{NOT_SUPPORTED}",
             f"{pol}.permissions[0].header": "header matches HTTP requests only; use it in the "
             "HTTP RBAC filter",
             f"{pol}.principals[0].header": "header matches HTTP requests only; use it in the "

@@ -230,8 +230,10 @@ class TestSecrets:
         )
         doc["static_resources"]["secrets"] = secrets
         snap = translate_bootstrap(doc, "test.yaml")
+        # Envoy names the certificates by their secrets in its expiry gauges.
         validation = {
             "trusted_ca_pem": server.roots,
+            "ca_name": "ROOTCA",
             "match_subject_alt_names": [
                 {
                     "san_type": "uri",
@@ -243,6 +245,7 @@ class TestSecrets:
         assert lst["tls"] == {
             "cert_chain_pem": server.chain,
             "private_key_pem": server.key,
+            "cert_name": "default",
             "require_client_certificate": True,
             "validation": validation,
         }
@@ -251,6 +254,7 @@ class TestSecrets:
         assert snap.snapshot["clusters"][0]["tls"] == {
             "cert_chain_pem": server.chain,
             "private_key_pem": server.key,
+            "cert_name": "default",
             "validation": validation,
             "sni": "reviews",
         }

@@ -100,10 +100,12 @@ def test_received_secrets_are_used_like_static_ones(server: Pem) -> None:
     (listener,) = boot.snapshot["listeners"]
     assert listener["tls"]["cert_chain_pem"] == server.chain
     assert listener["tls"]["private_key_pem"] == server.key
-    assert listener["tls"]["validation"] == {"trusted_ca_pem": server.roots}
+    assert listener["tls"]["cert_name"] == "default"
+    roots = {"trusted_ca_pem": server.roots, "ca_name": "ROOTCA"}
+    assert listener["tls"]["validation"] == roots
     assert listener["tls"]["require_client_certificate"] is True
     peer = next(c for c in boot.snapshot["clusters"] if c["name"] == "peer")
-    assert peer["tls"]["validation"] == {"trusted_ca_pem": server.roots}
+    assert peer["tls"]["validation"] == roots
     assert [e["port"] for e in peer["endpoints"]] == [8443]
 
 

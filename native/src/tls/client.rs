@@ -18,8 +18,8 @@ use tokio_rustls::TlsConnector;
 use crate::config::UpstreamTls;
 use crate::stats::ssl;
 use crate::tls::verify::ServerCertPolicy;
-use crate::tls::SslStats;
 use crate::tls::{cert_chain, count_failure, private_key, provider, validation};
+use crate::tls::{Expiry, SslStats};
 
 /// An `UpstreamTls` compiled for one cluster.
 #[derive(Debug)]
@@ -28,14 +28,16 @@ pub struct TlsClient {
     /// Envoy's `sni`; without it none is sent and sessions are kept per endpoint IP.
     sni: Option<ServerName<'static>>,
     stats: Arc<SslStats>,
+    expiry: Expiry,
 }
 
 impl TlsClient {
     /// `stats` is the cluster's `cluster.<name>.ssl` group.
     pub fn compile(t: &UpstreamTls, stats: Arc<SslStats>) -> Result<Self, String> {
         let provider = provider();
+        let mut expiry = Expiry::default();
         let policy = ServerCertPolicy::new(
-            validation(t.validation.as_ref(), &stats)?,
+            validation(t.validation.as_ref(), &stats, &mut expiry)?,
             &provider,
             stats.clone(),
         )?;
@@ -45,9 +47,15 @@ impl TlsClient {
             .dangerous()
             .with_custom_certificate_verifier(Arc::new(policy));
         let mut config = match (&t.cert_chain_pem, &t.private_key_pem) {
-            (Some(chain), Some(key)) => builder
-                .with_client_auth_cert(cert_chain(chain)?, private_key(key)?)
-                .map_err(|e| format!("cert_chain_pem/private_key_pem: {e}"))?,
+            (Some(chain), Some(key)) => {
+                let chain = cert_chain(chain)?;
+                expiry
+                    .certificate(&stats, &t.cert_name, &chain[..1])
+                    .map_err(|e| format!("cert_chain_pem: {e}"))?;
+                builder
+                    .with_client_auth_cert(chain, private_key(key)?)
+                    .map_err(|e| format!("cert_chain_pem/private_key_pem: {e}"))?
+            }
             (None, None) => builder.with_no_client_auth(),
             _ => return Err("cert_chain_pem and private_key_pem go together".into()),
         };
@@ -62,7 +70,13 @@ impl TlsClient {
             rustls: Arc::new(config),
             sni,
             stats,
+            expiry,
         })
+    }
+
+    /// What this context holds that expires.
+    pub fn expiry(&self) -> &Expiry {
+        &self.expiry
     }
 
     /// Run the client handshake on a new connection to `ip`.

@@ -6,6 +6,8 @@
 
 mod cert;
 pub mod client;
+pub mod expiry;
+mod hello;
 mod params;
 pub mod server;
 mod staple;
@@ -13,6 +15,7 @@ mod verify;
 pub mod xfcc;
 
 pub use client::{TlsClient, UpstreamStream};
+pub use expiry::Expiry;
 pub use params::SslStats;
 pub use server::{Accepted, TlsServer};
 
@@ -67,21 +70,28 @@ pub(crate) struct Validation {
     identity: IdentityCheck,
 }
 
-/// The validation context's roots, CRLs and identity rules, compiled.
+/// The validation context's roots, CRLs and identity rules, compiled; the roots'
+/// expiry is recorded in `expiry`.
 fn validation(
     v: Option<&CertValidation>,
     stats: &Arc<SslStats>,
+    expiry: &mut Expiry,
 ) -> Result<Option<Validation>, String> {
     let Some(v) = v else {
         return Ok(None);
     };
-    let mut roots = RootCertStore::empty();
-    for ca in CertificateDer::pem_slice_iter(v.trusted_ca_pem.as_bytes()) {
-        let ca = ca.map_err(|e| format!("trusted_ca_pem: {e}"))?;
-        roots.add(ca).map_err(|e| format!("trusted_ca_pem: {e}"))?;
-    }
-    if roots.is_empty() {
+    let cas = CertificateDer::pem_slice_iter(v.trusted_ca_pem.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("trusted_ca_pem: {e}"))?;
+    if cas.is_empty() {
         return Err("trusted_ca_pem: no certificate".into());
+    }
+    expiry
+        .certificate(stats, &v.ca_name, &cas)
+        .map_err(|e| format!("trusted_ca_pem: {e}"))?;
+    let mut roots = RootCertStore::empty();
+    for ca in cas {
+        roots.add(ca).map_err(|e| format!("trusted_ca_pem: {e}"))?;
     }
     let crls = match &v.crl_pem {
         None => Vec::new(),

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use rustls::{CipherSuite, CommonState, NamedGroup, ProtocolVersion, SignatureScheme};
 
-use crate::stats::{ssl, Registry, StatGroup};
+use crate::stats::{ssl, ssl_certificate, Registry, StatGroup};
 
 const CIPHERS: &[&str] = &[
     "TLS_AES_128_GCM_SHA256",
@@ -93,9 +93,11 @@ fn sigalg_name(s: SignatureScheme) -> Option<&'static str> {
 }
 
 /// A TLS context's `ssl.*` counters: the fixed ones (it derefs to them) and the
-/// per-parameter ones.
+/// per-parameter ones; and its certificates' expiry gauges (`tls::expiry`).
 #[derive(Debug)]
 pub struct SslStats {
+    registry: Arc<Registry>,
+    prefix: String,
     fixed: Arc<StatGroup>,
     ciphers: Arc<StatGroup>,
     versions: Arc<StatGroup>,
@@ -105,9 +107,11 @@ pub struct SslStats {
 
 impl SslStats {
     /// `prefix`: `listener.<address>.ssl` or `cluster.<name>.ssl`.
-    pub fn new(registry: &Registry, prefix: &str) -> Arc<Self> {
+    pub fn new(registry: &Arc<Registry>, prefix: &str) -> Arc<Self> {
         let lazy = |kind: &str, names| registry.lazy_group(&format!("{prefix}.{kind}"), names);
         Arc::new(SslStats {
+            registry: registry.clone(),
+            prefix: prefix.to_owned(),
             fixed: registry.group(prefix, ssl::NAMES),
             ciphers: lazy("ciphers", CIPHERS),
             versions: lazy("versions", VERSIONS),
@@ -133,6 +137,15 @@ impl SslStats {
         {
             self.curves.inc_name(name);
         }
+    }
+
+    /// Set `<prefix>.certificate.<name>.expiration_unix_time_seconds` (Envoy's gauge).
+    pub(crate) fn certificate_expires(&self, name: &str, not_after: u64) {
+        let group = self.registry.group(
+            &format!("{}.certificate.{name}", self.prefix),
+            ssl_certificate::NAMES,
+        );
+        group.set(ssl_certificate::EXPIRATION, not_after);
     }
 
     /// Count the scheme of the peer's verified handshake signature (Envoy's

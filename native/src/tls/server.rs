@@ -19,10 +19,11 @@ use tokio_rustls::{LazyConfigAcceptor, StartHandshake, TlsAcceptor};
 use crate::config::DownstreamTls;
 use crate::conn::{PeerCert, TlsInfo};
 use crate::stats::ssl;
-use crate::tls::staple::Stapler;
+use crate::tls::hello::asks_for_staple;
+use crate::tls::staple::{StapleAction, Stapler};
 use crate::tls::verify::ClientCertPolicy;
-use crate::tls::SslStats;
 use crate::tls::{cert, cert_chain, count_failure, private_key, provider, validation, versions};
+use crate::tls::{Expiry, SslStats};
 
 /// How long a client has to finish its handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -44,6 +45,17 @@ pub struct TlsServer {
     /// Our certificate's URI SANs: XFCC's `By`.
     local_uri_sans: Arc<[String]>,
     stats: Arc<SslStats>,
+    expiry: Expiry,
+    /// The certificate's OCSP staple, if it has one.
+    stapler: Option<Arc<Stapler>>,
+}
+
+/// A ClientHello read to choose the connection's context, and what the rest of its
+/// handshake needs.
+pub struct Hello {
+    pub start: StartHandshake<TcpStream>,
+    deadline: Instant,
+    asks_for_staple: bool,
 }
 
 /// A connection after the listener's TLS step.
@@ -60,6 +72,13 @@ impl TlsServer {
     pub fn compile(t: &DownstreamTls, stats: Arc<SslStats>) -> Result<Self, String> {
         let chain = cert_chain(&t.cert_chain_pem)?;
         let key = private_key(&t.private_key_pem)?;
+        let mut expiry = Expiry::default();
+        expiry
+            .certificate(&stats, &t.cert_name, &chain[..1])
+            .map_err(|e| format!("cert_chain_pem: {e}"))?;
+        if let Some(staple) = &t.ocsp_staple {
+            expiry.staple(staple.next_update);
+        }
         let local_uri_sans = cert::read(&chain[0])
             .map_err(|e| format!("cert_chain_pem: {e}"))?
             .uri_sans
@@ -68,7 +87,7 @@ impl TlsServer {
         let builder = ServerConfig::builder_with_provider(provider.clone())
             .with_protocol_versions(versions(&t.min_version)?)
             .map_err(|e| e.to_string())?;
-        let verify = validation(t.validation.as_ref(), &stats)?;
+        let verify = validation(t.validation.as_ref(), &stats, &mut expiry)?;
         let builder = if verify.is_none() && !t.require_client_certificate {
             builder.with_no_client_auth()
         } else {
@@ -80,13 +99,17 @@ impl TlsServer {
             )?;
             builder.with_client_cert_verifier(Arc::new(policy))
         };
-        let mut config = match &t.ocsp_staple {
+        let stapler = t
+            .ocsp_staple
+            .as_ref()
+            .map(|staple| Stapler::new(chain.clone(), key.clone_key(), staple, &provider))
+            .transpose()?
+            .map(Arc::new);
+        let mut config = match &stapler {
             None => builder
                 .with_single_cert(chain, key)
                 .map_err(|e| format!("cert_chain_pem/private_key_pem: {e}"))?,
-            Some(staple) => {
-                builder.with_cert_resolver(Arc::new(Stapler::new(chain, key, staple, &provider)?))
-            }
+            Some(stapler) => builder.with_cert_resolver(stapler.clone()),
         };
         config.alpn_protocols = t.alpn.iter().map(|p| p.as_bytes().to_vec()).collect();
         config.session_storage = ServerSessionMemoryCache::new(SESSION_CACHE);
@@ -96,7 +119,14 @@ impl TlsServer {
             rustls: Arc::new(config),
             local_uri_sans,
             stats,
+            expiry,
+            stapler,
         })
+    }
+
+    /// What this context holds that expires.
+    pub fn expiry(&self) -> &Expiry {
+        &self.expiry
     }
 
     pub fn local_uri_sans(&self) -> &Arc<[String]> {
@@ -117,18 +147,39 @@ impl TlsServer {
             }
         }
         let deadline = Instant::now() + HANDSHAKE_TIMEOUT;
+        if !self.staple_allows(asks_for_staple(&tcp, deadline).await) {
+            return None;
+        }
         let handshake = TlsAcceptor::from(self.rustls.clone()).accept(tcp);
         self.complete(handshake, deadline).await
     }
 
     /// Finish the handshake of a connection whose ClientHello chose this context.
-    pub async fn finish(
-        &self,
-        hello: StartHandshake<TcpStream>,
-        deadline: Instant,
-    ) -> Option<Accepted> {
-        self.complete(hello.into_stream(self.rustls.clone()), deadline)
-            .await
+    pub async fn finish(&self, hello: Hello) -> Option<Accepted> {
+        if !self.staple_allows(hello.asks_for_staple) {
+            return None;
+        }
+        let handshake = hello.start.into_stream(self.rustls.clone());
+        self.complete(handshake, hello.deadline).await
+    }
+
+    /// Envoy's OCSP step for a client that asks for a staple (`asked`), counted as
+    /// Envoy does: whether the handshake may go on.
+    fn staple_allows(&self, asked: bool) -> bool {
+        if !asked {
+            return true;
+        }
+        self.stats.inc(ssl::OCSP_STAPLE_REQUESTS);
+        match StapleAction::of(self.stapler.as_deref()) {
+            StapleAction::Staple => self.stats.inc(ssl::OCSP_STAPLE_RESPONSES),
+            StapleAction::Omit => self.stats.inc(ssl::OCSP_STAPLE_OMITTED),
+            StapleAction::Fail => {
+                self.stats.inc(ssl::OCSP_STAPLE_FAILED);
+                self.stats.inc(ssl::CONNECTION_ERROR);
+                return false;
+            }
+        }
+        true
     }
 
     /// The listener's `ssl` stats group.
@@ -183,16 +234,18 @@ impl TlsServer {
 }
 
 /// Read a connection's ClientHello (for choosing its filter chain by SNI), under
-/// the handshake deadline, which it returns for the rest of the handshake. A
-/// failure counts as `ssl.connection_error` in `stats` (the listener's group).
-pub async fn client_hello(
-    tcp: TcpStream,
-    stats: Option<&Arc<SslStats>>,
-) -> Option<(StartHandshake<TcpStream>, Instant)> {
+/// the handshake deadline. A failure counts as `ssl.connection_error` in `stats`
+/// (the listener's group).
+pub async fn client_hello(tcp: TcpStream, stats: Option<&Arc<SslStats>>) -> Option<Hello> {
     let deadline = Instant::now() + HANDSHAKE_TIMEOUT;
+    let asks_for_staple = asks_for_staple(&tcp, deadline).await;
     let read = LazyConfigAcceptor::new(Acceptor::default(), tcp);
     match tokio::time::timeout_at(deadline, read).await {
-        Ok(Ok(hello)) => Some((hello, deadline)),
+        Ok(Ok(start)) => Some(Hello {
+            start,
+            deadline,
+            asks_for_staple,
+        }),
         Ok(Err(_)) | Err(_) => {
             if let Some(stats) = stats {
                 stats.inc(ssl::CONNECTION_ERROR);
@@ -233,7 +286,7 @@ mod tests {
     use crate::stats::Registry;
     use tokio::net::TcpListener;
 
-    fn server(allow_plaintext: bool, stats: &Registry) -> TlsServer {
+    fn server(allow_plaintext: bool, stats: &Arc<Registry>) -> TlsServer {
         let key = rcgen::KeyPair::generate().expect("a key");
         let cert = rcgen::CertificateParams::new(vec!["localhost".to_owned()])
             .and_then(|p| p.self_signed(&key))
@@ -241,6 +294,7 @@ mod tests {
         let config = DownstreamTls {
             cert_chain_pem: cert.pem(),
             private_key_pem: key.serialize_pem(),
+            cert_name: "c".to_owned(),
             alpn: Vec::new(),
             require_client_certificate: false,
             validation: None,
@@ -262,7 +316,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_silent_client_is_plaintext_when_permissive_and_timed_out_otherwise() {
-        let stats = Registry::default();
+        let stats = Arc::new(Registry::default());
         let (tcp, _client) = silent_client().await;
         let permissive = server(true, &stats).accept(tcp).await;
         assert!(matches!(permissive, Some(Accepted::Plain(_))));

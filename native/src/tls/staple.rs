@@ -1,7 +1,9 @@
 //! Envoy's OCSP stapling (`TlsCertificate.ocsp_staple`, `ocsp_staple_policy`):
-//! rustls staples the response for clients that ask, while it is current; once
-//! it has expired, a lenient listener serves the certificate bare and a strict
-//! one (STRICT_STAPLING, MUST_STAPLE) refuses the handshake, as Envoy does.
+//! rustls staples the response for clients that ask, while it is current. For a
+//! client that asks (`tls::hello`), Envoy's `ocspStapleAction` decides and counts
+//! before the handshake (`StapleAction`): once the response has expired, a lenient
+//! listener serves the certificate bare and a strict one (STRICT_STAPLING,
+//! MUST_STAPLE) refuses the handshake; a client that does not ask is served bare.
 
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -50,15 +52,38 @@ impl Stapler {
     }
 }
 
-impl ResolvesServerCert for Stapler {
-    fn resolve(&self, _: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        if !self.expired() {
-            Some(self.stapled.clone())
-        } else if self.policy == StaplePolicy::Lenient {
-            Some(self.bare.clone())
-        } else {
-            None
+/// What a handshake whose client asks for a staple gets (Envoy's `OcspStapleAction`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum StapleAction {
+    Staple,
+    Omit,
+    Fail,
+}
+
+impl StapleAction {
+    /// For a certificate with `stapler` (`None`: without a staple, which is left out
+    /// whatever the policy: MUST_STAPLE without one is a config error).
+    pub(crate) fn of(stapler: Option<&Stapler>) -> Self {
+        match stapler {
+            None => StapleAction::Omit,
+            Some(s) if !s.expired() => StapleAction::Staple,
+            Some(s) if s.policy == StaplePolicy::Lenient => StapleAction::Omit,
+            Some(_) => StapleAction::Fail,
         }
+    }
+}
+
+impl ResolvesServerCert for Stapler {
+    /// A refused handshake never gets here (`StapleAction::Fail`).
+    fn resolve(&self, _: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(
+            if self.expired() {
+                &self.bare
+            } else {
+                &self.stapled
+            }
+            .clone(),
+        )
     }
 }
 

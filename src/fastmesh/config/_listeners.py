@@ -260,37 +260,39 @@ def _terminal_filter(
 
 def _network_filters(
     issues: Issues, chain: Doc, path: str, refs: ClusterRefs, xds: XdsLookup | None
-) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
-    """A chain's `filters`: optionally the network RBAC filter, then the terminal filter ->
-    (native `filter`, native `network_rbac` or None)."""
+) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
+    """A chain's `filters`: any number of network RBAC filters (Istio puts a DENY one
+    before an ALLOW one), then the terminal filter -> (native `filter`, native
+    `network_rbac`: the RBAC filters in order)."""
     filters = get_list(issues, chain, "filters", path, required=True)
     fpath = at(path, "filters")
-    if not filters or len(filters) > 2:
+    if not filters:
         if isinstance(chain.get("filters"), list):
             issues.add(
-                fpath,
-                f"expected one network filter, optionally after {NETWORK_RBAC_NAME}, "
-                f"got {len(filters)}",
+                fpath, f"expected one network filter, optionally after {NETWORK_RBAC_NAME}, got 0"
             )
-        return None, None
+        return None, []
     docs = [obj(issues, raw, item(fpath, i), _FILTER) for i, raw in enumerate(filters)]
     names = [
         None if d is None else get_str(issues, d, "name", item(fpath, i), required=True)
         for i, d in enumerate(docs)
     ]
-    rbac = None
-    if len(docs) == 2 and docs[0] is not None:
-        p = item(fpath, 0)
-        if names[0] == NETWORK_RBAC_NAME:
+    rbac = []
+    for i, (doc, name) in enumerate(zip(docs[:-1], names[:-1], strict=True)):
+        p = item(fpath, i)
+        if doc is None:
+            continue
+        if name == NETWORK_RBAC_NAME:
             cfg = typed_config(
-                issues, docs[0], "typed_config", p, NETWORK_RBAC_TYPE, NETWORK_RBAC_FIELDS
+                issues, doc, "typed_config", p, NETWORK_RBAC_TYPE, NETWORK_RBAC_FIELDS
             )
-            rbac = None if cfg is None else network_rbac(issues, cfg, at(p, "typed_config"))
-        elif names[0] is not None:
+            native = None if cfg is None else network_rbac(issues, cfg, at(p, "typed_config"))
+            if native is not None:
+                rbac.append(native)
+        elif name is not None:
             issues.add(
                 at(p, "name"),
-                f"only {NETWORK_RBAC_NAME} may come before the last network filter, "
-                f"got {names[0]!r}",
+                f"only {NETWORK_RBAC_NAME} may come before the last network filter, got {name!r}",
             )
     last = docs[-1]
     p = item(fpath, len(docs) - 1)
@@ -446,7 +448,7 @@ def _chain(
     filter_, rbac = _network_filters(issues, chain, path, refs, xds)
     if filter_ is None:
         return None
-    if rbac is not None:
+    if rbac:
         out["network_rbac"] = rbac
     out["filter"] = filter_
     return out

@@ -1,9 +1,10 @@
 """Envoy's RBAC (`envoy.config.rbac.v3.RBAC` policies) for the HTTP filter, its per-route
 config and the network filter -> native `RbacConfig`.
 
-The native config has one stat prefix where Envoy has one per rule set
-(`rules_stat_prefix`, `shadow_rules_stat_prefix`): they must agree for the rule sets
-that are present, otherwise it is an error.
+In the HTTP filter the native config has one stat prefix where Envoy has one per rule
+set (`rules_stat_prefix`, `shadow_rules_stat_prefix`): they must agree for the rule sets
+that are present, otherwise it is an error. The network filter's
+`shadow_rules_stat_prefix` (Istio's dry-run filters) is kept as it is.
 """
 
 from __future__ import annotations
@@ -266,18 +267,17 @@ def per_route_rbac(issues: Issues, cfg: Doc, path: str) -> dict[str, Any] | None
 
 def network_rbac(issues: Issues, cfg: Doc, path: str) -> dict[str, Any] | None:
     """The network filter's `RBAC` (its `typed_config`) -> native `RbacConfig`;
-    stats under `<stat_prefix>.rbac.*`."""
+    stats under `<stat_prefix>.rbac.*`, the shadow ones under
+    `<stat_prefix>.rbac.<shadow_rules_stat_prefix>.*` (Istio's dry-run filters)."""
     stat_prefix = get_str(issues, cfg, "stat_prefix", path, required=True, non_empty=True)
     get_enum(
         issues, cfg, "enforcement_type", path, _ENFORCEMENT, "",
         rejected={"CONTINUOUS": f"{NOT_SUPPORTED} (policies are checked once per connection)"},
     )  # fmt: skip
-    if get_str(issues, cfg, "shadow_rules_stat_prefix", path):
-        issues.add(
-            at(path, "shadow_rules_stat_prefix"),
-            f"a separate prefix for shadow rules is {NOT_SUPPORTED}",
-        )
+    shadow_prefix = get_str(issues, cfg, "shadow_rules_stat_prefix", path)
     out = _rule_sets(issues, cfg, path, http=False)
     if out is None or stat_prefix is None:
         return None
+    if shadow_prefix:
+        out["shadow_rules_stat_prefix"] = shadow_prefix
     return {"stat_prefix": stat_prefix, **out}

@@ -9,8 +9,9 @@ the last good config keeps serving.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Final
 
 from ._errors import Issues
@@ -95,6 +96,8 @@ class _Validation:
     sans: list[dict[str, Any]]
     crl: str | None = None
     leaf_crl_only: bool = False
+    #: Its name in Envoy's expiry gauge, when not the native default (see `_inline_name`).
+    ca_name: str | None = None
 
     def secret(self) -> dict[str, Any]:
         """As a `validation_context` secret's value (see `_sources.Secret`)."""
@@ -147,6 +150,16 @@ def _pem_crls(issues: Issues, text: str, origin: str, path: str) -> bool:
     return True
 
 
+def _inline_name(prefix: str, source: object, text: str) -> str | None:
+    """Envoy's name for a certificate that is not an SDS secret, in its
+    `ssl.certificate.<name>.expiration_unix_time_seconds` gauge: `<prefix>_` and the first
+    8 hex digits of the SHA-256 of its `inline_bytes`; None for a file or `inline_string`,
+    whose name is the hash of nothing (the native default)."""
+    if isinstance(source, dict) and "inline_bytes" in source:
+        return f"{prefix}_{hashlib.sha256(text.encode()).hexdigest()[:8]}"
+    return None
+
+
 def _check_key(issues: Issues, text: str, origin: str, path: str, leaf: Any) -> None:
     """`text` must be an unencrypted PEM private key matching `leaf` (when it parsed)."""
     from cryptography.hazmat.primitives import serialization
@@ -197,10 +210,11 @@ def tls_certificate(
             return None
     if len(parts) != 2:
         return None
-    out: dict[str, Any] = {
-        "cert_chain_pem": parts["certificate_chain"][0],
-        "private_key_pem": parts["private_key"][0],
-    }
+    chain = parts["certificate_chain"][0]
+    out: dict[str, Any] = {"cert_chain_pem": chain, "private_key_pem": parts["private_key"][0]}
+    name = _inline_name("unnamed_cert", tc["certificate_chain"], chain)
+    if name is not None:
+        out["cert_name"] = name
     if staple is not None:
         out["ocsp_staple"] = staple
     return out
@@ -267,7 +281,7 @@ def _validation_context(
     v = obj(issues, raw, path, _VALIDATION)
     if v is None:
         return None
-    ca = None
+    ca = ca_name = None
     if "trusted_ca" in v:
         got = sources.data_source(issues, v["trusted_ca"], at(path, "trusted_ca"))
         if got is None:
@@ -275,6 +289,7 @@ def _validation_context(
         ca, origin = got
         if _pem_certificates(issues, ca, origin, at(path, "trusted_ca")) is None:
             return None
+        ca_name = _inline_name("unnamed_ca_cert", v["trusted_ca"], ca)
     crl = None
     if "crl" in v:
         got = sources.data_source(issues, v["crl"], at(path, "crl"))
@@ -289,7 +304,7 @@ def _validation_context(
     ]
     if None in sans:
         return None
-    return _Validation(ca, sans, crl, leaf_crl_only)  # type: ignore[arg-type]
+    return _Validation(ca, sans, crl, leaf_crl_only, ca_name)  # type: ignore[arg-type]
 
 
 def _secret(
@@ -337,6 +352,8 @@ def _finish_validation(issues: Issues, v: _Validation, path: str) -> dict[str, A
             issues.add(path, "crl needs trusted_ca")
         return None
     out: dict[str, Any] = {"trusted_ca_pem": v.ca}
+    if v.ca_name is not None:
+        out["ca_name"] = v.ca_name
     if v.sans:
         out["match_subject_alt_names"] = v.sans
     if v.crl is not None:
@@ -358,7 +375,8 @@ def _validation(issues: Issues, c: Doc, path: str, sources: Sources) -> dict[str
         v = _validation_context(issues, c[kind], p, sources)
     elif kind == "validation_context_sds_secret_config":
         secret = _secret(issues, c[kind], p, "validation_context", sources)
-        v = None if secret is None else _Validation.of_secret(secret)
+        named = {"ca_name": c[kind]["name"]} if secret is not None else {}
+        v = None if secret is None else replace(_Validation.of_secret(secret), **named)
     else:
         v = _combined(issues, c[kind], p, sources)
     return None if v is None else _finish_validation(issues, v, p)
@@ -393,6 +411,8 @@ def _combined(issues: Issues, raw: object, path: str, sources: Sources) -> _Vali
         default.sans + sds.sans,
         sds.crl or default.crl,
         sds.leaf_crl_only or default.leaf_crl_only,
+        # As Envoy, the merged context is named by the secret.
+        cv["validation_context_sds_secret_config"]["name"],
     )
 
 
@@ -414,7 +434,8 @@ def _certificate(issues: Issues, c: Doc, path: str, sources: Sources) -> dict[st
         return tls_certificate(issues, inline[0], item(at(path, "tls_certificates"), 0), sources)
     if refs:
         p = item(at(path, "tls_certificate_sds_secret_configs"), 0)
-        return _secret(issues, refs[0], p, "tls_certificate", sources)
+        secret = _secret(issues, refs[0], p, "tls_certificate", sources)
+        return None if secret is None else {**secret, "cert_name": refs[0]["name"]}
     return None
 
 

@@ -39,6 +39,9 @@ GAUGES = frozenset(
         "version",
         "config_version",
         "connected_state",
+        "expiration_unix_time_seconds",
+        "days_until_first_cert_expiring",
+        "seconds_until_first_ocsp_response_expiring",
     }
 )
 

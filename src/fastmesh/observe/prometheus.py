@@ -20,6 +20,7 @@ Extracted (a subset of Envoy's `TagNames`):
 | `....ssl.curves.<c>`                  | `envoy_ssl_curve`                  |
 | `....ssl.sigalgs.<s>`                 | `envoy_ssl_sigalg`                 |
 | `....ssl.versions.<v>`                | `envoy_ssl_version`                |
+| `....ssl.certificate.<name>.expiration_unix_time_seconds` | `envoy_tls_certificate` |
 """
 
 from __future__ import annotations
@@ -54,6 +55,10 @@ _SSL_LABELS = {
     ("listener", "versions"): "envoy_ssl_version",
     ("cluster", "versions"): "envoy_ssl_version",
 }
+# A TLS context's certificate expiry gauge; a certificate (secret) name may contain dots.
+_SSL_CERT = re.compile(
+    r"^(?:listener|cluster)\..+?\.ssl\.certificate\.(.+)\.expiration_unix_time_seconds$"
+)
 
 
 def extract_tags(stat: str) -> tuple[str, list[tuple[str, str]]]:
@@ -69,6 +74,9 @@ def extract_tags(stat: str) -> tuple[str, list[tuple[str, str]]]:
     elif (m := _SSL_PARAM.match(name)) is not None:
         tags.append((_SSL_LABELS[m.group(1), m.group(2)], m.group(3)))
         name = name[: m.start(3) - 1]
+    elif (m := _SSL_CERT.match(name)) is not None:
+        tags.append(("envoy_tls_certificate", m.group(1)))
+        name = name[: m.start(1)] + "expiration_unix_time_seconds"
     head, _, rest = name.partition(".")
     for prefix, label in _PREFIXED:
         if head != prefix or not rest:
