@@ -375,11 +375,18 @@ def _validation(issues: Issues, c: Doc, path: str, sources: Sources) -> dict[str
         v = _validation_context(issues, c[kind], p, sources)
     elif kind == "validation_context_sds_secret_config":
         secret = _secret(issues, c[kind], p, "validation_context", sources)
-        named = {"ca_name": c[kind]["name"]} if secret is not None else {}
-        v = None if secret is None else replace(_Validation.of_secret(secret), **named)
+        v = None
+        if secret is not None:
+            v = replace(_Validation.of_secret(secret), ca_name=_ref_name(c[kind]))
     else:
         v = _combined(issues, c[kind], p, sources)
     return None if v is None else _finish_validation(issues, v, p)
+
+
+def _ref_name(ref: object) -> str:
+    """The name of an `SdsSecretConfig` that `_secret` accepted (so it has one)."""
+    assert isinstance(ref, Mapping) and isinstance(ref["name"], str)
+    return ref["name"]
 
 
 def _combined(issues: Issues, raw: object, path: str, sources: Sources) -> _Validation | None:
@@ -412,7 +419,7 @@ def _combined(issues: Issues, raw: object, path: str, sources: Sources) -> _Vali
         sds.crl or default.crl,
         sds.leaf_crl_only or default.leaf_crl_only,
         # As Envoy, the merged context is named by the secret.
-        cv["validation_context_sds_secret_config"]["name"],
+        _ref_name(cv["validation_context_sds_secret_config"]),
     )
 
 
@@ -435,7 +442,7 @@ def _certificate(issues: Issues, c: Doc, path: str, sources: Sources) -> dict[st
     if refs:
         p = item(at(path, "tls_certificate_sds_secret_configs"), 0)
         secret = _secret(issues, refs[0], p, "tls_certificate", sources)
-        return None if secret is None else {**secret, "cert_name": refs[0]["name"]}
+        return None if secret is None else {**secret, "cert_name": _ref_name(refs[0])}
     return None
 
 
