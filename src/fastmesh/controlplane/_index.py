@@ -54,6 +54,14 @@ class MeshIndex:
     virtual_hosts: dict[
         tuple[str, int, tuple[str, ...], tuple[tuple[int, int], ...] | None], dict[str, Any]
     ] = field(default_factory=dict)
+    #: (hostname, port, the matches chosen or None: all) -> the routes of its virtual hosts.
+    vhost_routes: dict[tuple[str, int, tuple[tuple[int, int], ...] | None], list[Any]] = field(
+        default_factory=dict
+    )
+    #: (hostname, port, seen from its own namespace) -> the domains of its virtual host.
+    domain_names: dict[tuple[str, int, bool], tuple[str, ...]] = field(default_factory=dict)
+    #: Sidecar scope key (None: no Sidecar) -> its outbound ports (`outbound_ports`).
+    port_plans: dict[Any, tuple[list[int], dict[int, str]]] = field(default_factory=dict)
     #: id of a shared document (those virtual hosts) -> its encoding, for this index's life.
     encoded: dict[int, bytes] = field(default_factory=dict)
     #: Every document `encoded` holds an id of, kept alive as long as it: the encoder

@@ -119,7 +119,10 @@ class Service:
         return self.entry is not None and self.entry.external
 
     def port(self, number: int) -> ServicePort | None:
-        return next((p for p in self.ports if p.number == number), None)
+        for p in self.ports:  # a loop, not next(genexpr): called per service per proxy kind
+            if p.number == number:
+                return p
+        return None
 
 
 @dataclass(frozen=True, slots=True)

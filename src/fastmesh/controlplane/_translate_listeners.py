@@ -36,7 +36,14 @@ def outbound_ports(
     """(HTTP ports, TCP port -> its one service hostname), of the services `scope` shows on
     each port (None: all), by the protocol of their listener (`listener_protocol`). A TCP
     port shared by several services, or by HTTP and TCP services, cannot be told apart
-    without cluster IPs: warned."""
+    without cluster IPs: warned. Once per index and scope: the same for every proxy."""
+    plan = index.port_plans.get(scope.key if scope is not None else None)
+    if plan is None:
+        plan = index.port_plans[scope.key if scope is not None else None] = _ports(index, scope)
+    return plan
+
+
+def _ports(index: MeshIndex, scope: Scope | None) -> tuple[list[int], dict[int, str]]:
     http: set[int] = set()
     tcp: dict[int, list[str]] = {}
     names = sorted(index.services) if scope is None else scope.hostnames

@@ -37,17 +37,26 @@ Json = dict[str, Any]
 DEFAULT_RETRIES = Retries(2, None, "connect-failure,refused-stream,unavailable,cancelled,503")
 
 
-def domains(svc: Service, port: int, proxy: ProxyInfo) -> list[str]:
+def domains(svc: Service, port: int, own_namespace: bool) -> tuple[str, ...]:
     """The names a client may use for `svc` (Istio's list): for a Service its FQDN, the
-    `.svc` and `name.namespace` forms, and the short name from its own namespace; for a
+    `.svc` and `name.namespace` forms, and the short name from its `own_namespace`; for a
     ServiceEntry host the host as written and the entry's addresses."""
     if svc.entry is not None:
         names = [svc.hostname, *(a for a in svc.entry.addresses if "/" not in a)]
-        return [d for name in names for d in (name, f"{name}:{port}")]
-    names = [svc.hostname, f"{svc.name}.{svc.namespace}.svc", f"{svc.name}.{svc.namespace}"]
-    if proxy.namespace == svc.namespace:
-        names.append(svc.name)
-    return [d for name in names for d in (name, f"{name}:{port}")]
+    else:
+        names = [svc.hostname, f"{svc.name}.{svc.namespace}.svc", f"{svc.name}.{svc.namespace}"]
+        if own_namespace:
+            names.append(svc.name)
+    return tuple(d for name in names for d in (name, f"{name}:{port}"))
+
+
+def _domains(index: MeshIndex, svc: Service, port: int, proxy: ProxyInfo) -> tuple[str, ...]:
+    """`domains`, built once per index (every kind of proxy lists every service)."""
+    key = (svc.hostname, port, proxy.namespace == svc.namespace)
+    names = index.domain_names.get(key)
+    if names is None:
+        names = index.domain_names[key] = domains(svc, port, key[2])
+    return names
 
 
 def _match(m: HttpMatch) -> Json:
@@ -109,6 +118,10 @@ def _retry_policy(retries: Retries) -> Json | None:
     return policy
 
 
+#: The policy of every route without `retries`: one document, shared (never modified).
+_DEFAULT_RETRY_POLICY = _retry_policy(DEFAULT_RETRIES)
+
+
 class _Routes:
     """Builds the routes of one virtual host, collecting warnings for dangling references."""
 
@@ -149,7 +162,7 @@ class _Routes:
             action["request_mirror_policies"] = mirrors
         action.update(rewrite_fields(route.rewrite))
         action["timeout"] = _seconds(route.timeout) if route.timeout is not None else "0s"
-        policy = _retry_policy(route.retries or DEFAULT_RETRIES)
+        policy = _DEFAULT_RETRY_POLICY if route.retries is None else _retry_policy(route.retries)
         if policy is not None:
             action["retry_policy"] = policy
         return action
@@ -190,7 +203,7 @@ class _Routes:
         hash_policy = _hash_policy(self.index.policy(self.svc.hostname, "", self.port))
         if hash_policy:
             action["hash_policy"] = hash_policy
-        policy = _retry_policy(DEFAULT_RETRIES)
+        policy = _DEFAULT_RETRY_POLICY
         if policy is not None:
             action["retry_policy"] = policy
         return action
@@ -217,6 +230,17 @@ def _chosen(
     )
 
 
+def _routes(
+    index: MeshIndex, svc: Service, port: int, vs: VirtualService | None, chosen: Selection | None
+) -> list[Json]:
+    """A virtual host's routes, shared by its variants (with and without the short name)."""
+    key = (svc.hostname, port, chosen)
+    routes = index.vhost_routes.get(key)
+    if routes is None:
+        routes = index.vhost_routes[key] = _Routes(index, svc, port).build(vs, chosen)
+    return routes
+
+
 def route_config(index: MeshIndex, port: int, proxy: ProxyInfo, scope: Scope | None = None) -> Json:
     """`RouteConfiguration` named `"9080"`: a virtual host per HTTP service on that port
     (that `scope` shows there; None: every one)."""
@@ -231,11 +255,11 @@ def route_config(index: MeshIndex, port: int, proxy: ProxyInfo, scope: Scope | N
         if sp is None or not listener_protocol(scope, sp).is_http:
             continue
         hostname = svc.hostname
-        names = domains(svc, port, proxy)
-        # Envoy refuses a route config naming one domain twice (ServiceEntries sharing
-        # an address): the first service by hostname keeps it.
-        clashes = [d for d in names if d in taken]
-        if clashes:
+        names = _domains(index, svc, port, proxy)
+        if not taken.isdisjoint(names):
+            # Envoy refuses a route config naming one domain twice (ServiceEntries sharing
+            # an address): the first service by hostname keeps it.
+            clashes = [d for d in names if d in taken]
             index.warnings.append(
                 Finding(
                     "Warning",
@@ -244,9 +268,9 @@ def route_config(index: MeshIndex, port: int, proxy: ProxyInfo, scope: Scope | N
                     "name another service; not routed to this one",
                 )
             )
-        names = [d for d in names if d not in taken]
-        if not names:
-            continue
+            names = tuple(d for d in names if d not in taken)
+            if not names:
+                continue
         taken.update(names)
         # a host's virtual host differs between proxies only in its domains (the short name
         # in its own namespace) and in the matches that apply to them (`sourceLabels`,
@@ -255,13 +279,13 @@ def route_config(index: MeshIndex, port: int, proxy: ProxyInfo, scope: Scope | N
         chosen = None
         if vs is not None and hostname in index.selective_routes:
             chosen = _chosen(vs, port, proxy, labels)
-        key = (hostname, port, tuple(names), chosen)
+        key = (hostname, port, names, chosen)
         vhost = index.virtual_hosts.get(key)
         if vhost is None:
             vhost = index.virtual_hosts[key] = {
                 "name": f"{hostname}:{port}",
-                "domains": names,
-                "routes": _Routes(index, svc, port).build(vs, chosen),
+                "domains": list(names),
+                "routes": _routes(index, svc, port, vs, chosen),
             }
         vhosts.append(vhost)
     return {"name": str(port), "virtual_hosts": vhosts, "validate_clusters": False}
