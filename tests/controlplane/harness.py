@@ -15,6 +15,7 @@ import trio
 import yaml
 
 from fastmesh.controlplane import ControlPlane, FileRegistry, ProxyStatus, sidecar_bootstrap
+from tests.support import free_port
 
 T = TypeVar("T")
 Json = dict[str, Any]
@@ -131,6 +132,14 @@ def ads_bootstrap(
         control_planes=[("127.0.0.1", xds_port)],
         delta=delta,
     )
+
+
+def account_sidecar(account: str, xds_port: int, outbound: str, **metadata: Any) -> Json:
+    """The bootstrap of `account`'s sidecar in `default` (pod `<account>-v1`), all from the
+    control plane, its outbound listeners on the `outbound` address; `metadata` joins."""
+    node_id = f"sidecar~{outbound}~{account}-v1.default~default.svc.cluster.local"
+    meta = {"SERVICE_ACCOUNT": account, "FASTMESH_OUTBOUND_ADDRESS": outbound, **metadata}
+    return ads_bootstrap(admin_port=free_port(), xds_port=xds_port, node_id=node_id, metadata=meta)
 
 
 # --- mesh YAML ------------------------------------------------------------------------------

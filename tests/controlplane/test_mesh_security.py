@@ -22,7 +22,14 @@ from fastmesh.controlplane._sds import SecretIssuer
 from tests.support import EchoServer, ProxyProcess, free_port, run_proxy
 from tests.support.proxy import Binary
 
-from .harness import ControlPlaneThread, ads_bootstrap, service, wait_until, workload, write_yaml
+from .harness import (
+    ControlPlaneThread,
+    account_sidecar,
+    service,
+    wait_until,
+    workload,
+    write_yaml,
+)
 
 pytestmark = pytest.mark.envoy
 
@@ -46,12 +53,6 @@ def policy(kind: str, name: str, spec: Json, namespace: str = "default") -> Json
         "metadata": {"name": name, "namespace": namespace},
         "spec": spec,
     }
-
-
-def sidecar(account: str, xds_port: int, outbound: str, **metadata: Any) -> Json:
-    node_id = f"sidecar~{outbound}~{account}-v1.default~default.svc.cluster.local"
-    meta = {"SERVICE_ACCOUNT": account, "FASTMESH_OUTBOUND_ADDRESS": outbound, **metadata}
-    return ads_bootstrap(admin_port=free_port(), xds_port=xds_port, node_id=node_id, metadata=meta)
 
 
 @dataclass
@@ -110,7 +111,7 @@ def mesh(
         cp = ControlPlaneThread(config_dir)
         cp.plane = ControlPlane(cp.registry, debounce=0.05, secrets=SecretIssuer(ca))
         stack.enter_context(cp)
-        server = sidecar(
+        server = account_sidecar(
             "reviews",
             cp.port,
             "127.0.0.4",
@@ -119,8 +120,8 @@ def mesh(
         )
         configs = [
             (server_binary, server),
-            (client_binary, sidecar("productpage", cp.port, "127.0.0.2")),
-            (client_binary, sidecar("mallory", cp.port, "127.0.0.3")),
+            (client_binary, account_sidecar("productpage", cp.port, "127.0.0.2")),
+            (client_binary, account_sidecar("mallory", cp.port, "127.0.0.3")),
         ]
         server_proxy, *_ = [
             stack.enter_context(run_proxy(config, binary=binary, workdir=base))

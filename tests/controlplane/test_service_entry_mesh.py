@@ -21,7 +21,14 @@ from fastmesh.controlplane._sds import SecretIssuer
 from tests.support import EchoServer, ProxyProcess, free_port, run_proxy
 from tests.support.proxy import Binary
 
-from .harness import ControlPlaneThread, ads_bootstrap, service, wait_until, workload, write_yaml
+from .harness import (
+    ControlPlaneThread,
+    account_sidecar,
+    service,
+    wait_until,
+    workload,
+    write_yaml,
+)
 
 pytestmark = pytest.mark.envoy
 
@@ -33,12 +40,7 @@ CLIENT_ADDRESS = "127.0.0.2"
 
 
 def entry(name: str, spec: Json) -> Json:
-    return {
-        "apiVersion": "networking.istio.io/v1",
-        "kind": "ServiceEntry",
-        "metadata": {"name": name, "namespace": "default"},
-        "spec": spec,
-    }
+    return istio("ServiceEntry", name, spec)
 
 
 def istio(kind: str, name: str, spec: Json) -> Json:
@@ -48,12 +50,6 @@ def istio(kind: str, name: str, spec: Json) -> Json:
         "metadata": {"name": name, "namespace": "default"},
         "spec": spec,
     }
-
-
-def sidecar(account: str, xds_port: int, outbound: str, **metadata: Any) -> Json:
-    node_id = f"sidecar~{outbound}~{account}-v1.default~default.svc.cluster.local"
-    meta = {"SERVICE_ACCOUNT": account, "FASTMESH_OUTBOUND_ADDRESS": outbound, **metadata}
-    return ads_bootstrap(admin_port=free_port(), xds_port=xds_port, node_id=node_id, metadata=meta)
 
 
 @dataclass
@@ -211,7 +207,7 @@ def mesh(
         cp = ControlPlaneThread(config_dir)
         cp.plane = ControlPlane(cp.registry, debounce=0.05, secrets=SecretIssuer(ca))
         stack.enter_context(cp)
-        server = sidecar(
+        server = account_sidecar(
             "reviews",
             cp.port,
             "127.0.0.4",
@@ -219,7 +215,7 @@ def mesh(
             FASTMESH_APP_PORTS={"http": backends["reviews"].port},
         )
         stack.enter_context(run_proxy(server, binary=binary, workdir=base))
-        client = sidecar("productpage", cp.port, CLIENT_ADDRESS)
+        client = account_sidecar("productpage", cp.port, CLIENT_ADDRESS)
         client_proxy = stack.enter_context(run_proxy(client, binary=binary, workdir=base))
         http = stack.enter_context(httpx.Client(timeout=5.0))
         mesh = Mesh(binary, cp, client_proxy, config_dir, ports, backends, http)
