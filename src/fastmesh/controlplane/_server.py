@@ -245,10 +245,11 @@ class _Connection:
                 window = self.h2.local_flow_control_window(stream_id)
                 size = min(window, self.h2.max_outbound_frame_size, len(data))
                 if size <= 0 or pending >= _FLUSH_SIZE:
+                    opened = self.window_opened  # before flushing: an update may come meanwhile
                     await self.flush()  # a bounded buffer per proxy, not a copy of the push
                     pending = 0
                     if size <= 0:
-                        await self.window_opened.wait()
+                        await opened.wait()
                     continue
                 self.h2.send_data(stream_id, bytes(data[:size]))
                 data = data[size:]
