@@ -10,8 +10,11 @@ import pytest
 from envoy.config.cluster.v3 import cluster_pb2
 from envoy.service.discovery.v3 import discovery_pb2
 
+from fastmesh.controlplane._delta import DeltaSession
 from fastmesh.xds import DELTA_ADS_PATH, DeltaAdsSession
 from fastmesh.xds._resources import CLUSTER, ENDPOINT, LISTENER
+from tests.controlplane.test_session import NODE as CP_NODE
+from tests.controlplane.test_session import snapshot as cp_snapshot
 from tests.xds.test_session import NODE, cla, packed
 
 
@@ -146,3 +149,46 @@ def test_a_response_that_cannot_be_used_is_a_reason_to_nack(resource: Any, reaso
     with pytest.raises(ValueError, match=reason):
         session.candidate(bad)
     assert session.reject(CLUSTER, "x").response_nonce == "n9"  # the nonce is answered
+
+
+# --- against the control plane's delta session (both sides sans-IO) -------------------------
+
+
+def served(server: DeltaSession, client: DeltaAdsSession, requests: list[Any]) -> list[Any]:
+    """Deliver `requests` and every ACK they lead to; the responses, in order."""
+    responses, pending = [], list(requests)
+    while pending:
+        for response in server.receive(pending.pop(0)):
+            responses.append(response)
+            pending.append(client.accept(client.candidate(response)))
+    return responses
+
+
+def pushed(server: DeltaSession, client: DeltaAdsSession, snap: Any) -> list[Any]:
+    responses = server.update(snap)
+    acks = [client.accept(client.candidate(r)) for r in responses]
+    return responses + served(server, client, acks)
+
+
+def test_the_control_plane_removes_a_leaving_cluster_last_and_skips_what_is_held() -> None:
+    server = DeltaSession(snapshots=lambda proxy: cp_snapshot("a", "b"))
+    client = DeltaAdsSession(CP_NODE)
+    served(server, client, client.open_stream())
+    served(server, client, [client.subscribe(ENDPOINT, ["a", "b"])])
+    assert client.dynamic().assignments.keys() == {"a", "b"}
+
+    first, eds, last = pushed(server, client, cp_snapshot("a", "c"))
+    # make before break: "b" stays until the rest of the update is through
+    assert (first.type_url, [r.name for r in first.resources]) == (CLUSTER, ["c"])
+    assert list(first.removed_resources) == []
+    assert (eds.type_url, list(eds.removed_resources)) == (ENDPOINT, ["b"])
+    assert (last.type_url, list(last.removed_resources)) == (CLUSTER, ["b"])
+    assert client.dynamic().clusters.keys() == {"a", "c"}
+
+    # a new stream on a replica: what the proxy holds is not sent again
+    replica = DeltaSession(snapshots=lambda proxy: cp_snapshot("a", "c"))
+    client.subscribe(ENDPOINT, ["a", "c"])
+    again = served(replica, client, client.open_stream())
+    assert [r.type_url for r in again] == [CLUSTER, ENDPOINT]
+    assert not again[0].resources and not again[0].removed_resources
+    assert [r.name for r in again[1].resources] == ["c"]  # only EDS "c", newly asked for
