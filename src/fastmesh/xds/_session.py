@@ -28,7 +28,15 @@ from fastmesh.config._xds import DynamicResources
 
 from ._resources import CLUSTER, ENDPOINT, LISTENER, ROUTE, SECRET, TYPE_ORDER, decode
 
-__all__ = ["ADS_PATH", "AdsSession", "Candidate", "SessionBase", "Subscription", "node_message"]
+__all__ = [
+    "ADS_PATH",
+    "AdsSession",
+    "Candidate",
+    "SessionBase",
+    "Subscription",
+    "kept",
+    "node_message",
+]
 
 ADS_PATH = "/envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggregatedResources"
 
