@@ -4,8 +4,8 @@ share) and `AdsSession` (state of the world; `_delta.DeltaAdsSession` is increme
 It keeps, per resource type, what is subscribed and what was last accepted (resources,
 version), across streams; per stream, the last nonce. Responses become `Candidate`s:
 the accepted resources with the response applied. The caller translates a candidate, then
-`accept`s (ACK: the response's version and nonce) or `reject`s it (NACK: the previous
-version, the nonce, and the reason in `error_detail`).
+`accept`s (ACK) or `reject`s it (NACK, with the reason in `error_detail`; the accepted
+state stays as it was).
 
 LDS and CDS are wildcard subscriptions; EDS, RDS and SDS name their resources, and what is
 no longer named is forgotten. In state of the world a wildcard response holds all of its
