@@ -1,6 +1,7 @@
 """End to end: fastmesh-proxy bootstrapped with `dynamic_resources` takes its config from this
 repo's control plane over ADS, serves traffic with it, follows registry edits, NACKs what it
-cannot run (and keeps serving), and rides out a control-plane restart."""
+cannot run (and keeps serving), and rides out a control-plane restart; each over state of
+the world (`api_type: GRPC`) and incremental xDS (`DELTA_GRPC`)."""
 
 from __future__ import annotations
 
@@ -70,6 +71,8 @@ class Mesh:
     v1: EchoServer
     v2: EchoServer
     client: httpx.Client
+    #: The proxy speaks incremental xDS (`api_type: DELTA_GRPC`).
+    delta: bool = False
 
     def write_routing(self, *docs: dict[str, Any]) -> None:
         write_yaml(self.config_dir / "routing.yaml", *docs)
@@ -86,12 +89,19 @@ class Mesh:
         [status] = self.cp.proxy_status()
         return status
 
-    def upstreams(self, n: int) -> Counter[str]:
+    def upstreams(self, n: int, host: str = "reviews", port: int | None = None) -> Counter[str]:
         seen: Counter[str] = Counter()
         for _ in range(n):
-            r = self.client.get(f"http://127.0.0.1:{self.port}/", headers={"host": "reviews"})
+            url = f"http://127.0.0.1:{port or self.port}/"
+            r = self.client.get(url, headers={"host": host})
             seen[r.headers.get("x-upstream-name", str(r.status_code))] += 1
         return seen
+
+    def ads_dump(self) -> dict[str, Any]:
+        status, body = self.proxy.admin_get("/config_dump")
+        assert status == 200, body
+        [ads] = [c for c in json.loads(body)["configs"] if c["@type"] == "fastmesh.xds.AdsDump"]
+        return dict(ads)
 
     def stats(self) -> dict[str, int]:
         status, body = self.proxy.admin_get("/stats?format=json")
@@ -103,8 +113,10 @@ def synced(status: ProxyStatus) -> bool:
     return status.types == dict.fromkeys(("CDS", "EDS", "LDS", "RDS"), "SYNCED")
 
 
-@pytest.fixture(scope="module")
-def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
+@pytest.fixture(scope="module", params=[False, True], ids=["sotw", "delta"])
+def mesh(
+    tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> Iterator[Mesh]:
     config_dir = tmp_path_factory.mktemp("mesh")
     port = free_port()
     with ExitStack() as stack:
@@ -112,9 +124,11 @@ def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
         v2 = stack.enter_context(EchoServer("reviews-v2"))
         write_yaml(config_dir / "routing.yaml", destination_rule(), all_to("v1"))
         cp = stack.enter_context(ControlPlaneThread(config_dir))
-        mesh = Mesh(config_dir, cp, None, port, v1, v2, None)  # type: ignore[arg-type]
+        mesh = Mesh(config_dir, cp, None, port, v1, v2, None, request.param)  # type: ignore[arg-type]
         mesh.write_workloads(v2.port)
-        boot = ads_bootstrap(admin_port=free_port(), xds_port=cp.port, node_id=NODE_ID)
+        boot = ads_bootstrap(
+            admin_port=free_port(), xds_port=cp.port, node_id=NODE_ID, delta=mesh.delta
+        )
         mesh.proxy = stack.enter_context(run_proxy(boot, workdir=config_dir.parent))
         mesh.client = stack.enter_context(httpx.Client(timeout=5.0))
         yield mesh
@@ -139,10 +153,9 @@ def test_proxy_takes_its_config_over_ads_and_serves_traffic(mesh: Mesh) -> None:
 def test_config_dump_shows_what_ads_delivered(mesh: Mesh) -> None:
     mesh.write_routing(destination_rule(), all_to("v1"))
     wait_until("every type SYNCED", lambda: synced(mesh.status()))
-    status, body = mesh.proxy.admin_get("/config_dump")
-    assert status == 200
-    [ads] = [c for c in json.loads(body)["configs"] if c["@type"] == "fastmesh.xds.AdsDump"]
+    ads = mesh.ads_dump()
     assert ads["server"] == f"127.0.0.1:{mesh.cp.port}" and ads["connected"] is True
+    assert ads["protocol"] == ("DELTA_GRPC" if mesh.delta else "GRPC")
     acked = mesh.status().acked
     subscriptions = ads["subscriptions"]
     assert {kind: s["version"] for kind, s in subscriptions.items()} == acked
@@ -163,6 +176,41 @@ def test_registry_edits_reach_the_proxy(mesh: Mesh) -> None:
     wait_until("every type SYNCED", lambda: synced(mesh.status()))
 
 
+def test_a_removed_service_leaves_the_proxy(mesh: Mesh) -> None:
+    port = free_port()
+    cluster = f"outbound|{port}||ratings.default.svc.cluster.local"
+    with EchoServer("ratings-v1") as ratings:
+        write_yaml(
+            mesh.config_dir / "ratings.yaml",
+            service("ratings", port),
+            workload("ratings-v1", "ratings", "v1", ratings.port),
+        )
+        wait_until(
+            "traffic to ratings",
+            lambda: mesh.upstreams(3, "ratings", port) == {"ratings-v1": 3},
+        )
+        assert cluster in mesh.ads_dump()["subscriptions"]["CDS"]["resource_names"]
+        (mesh.config_dir / "ratings.yaml").unlink()  # CDS, EDS, LDS and RDS lose it
+
+        def gone() -> bool:
+            subscriptions = mesh.ads_dump()["subscriptions"]
+            return (
+                cluster not in subscriptions["CDS"]["resource_names"]
+                and cluster not in subscriptions["EDS"]["resource_names"]
+                and f"127.0.0.1_{port}" not in subscriptions["LDS"]["resource_names"]
+                and str(port) not in subscriptions["RDS"]["resource_names"]
+            )
+
+        wait_until("ratings gone from what ADS delivered", gone)
+        _, clusters = mesh.proxy.admin_get("/clusters")
+        assert cluster not in clusters
+        with pytest.raises(httpx.TransportError):  # its listener is closed
+            mesh.upstreams(1, "ratings", port)
+    mesh.write_routing(destination_rule(), all_to("v1"))
+    wait_until("traffic on v1", lambda: mesh.upstreams(5) == {"reviews-v1": 5})
+    wait_until("every type SYNCED", lambda: synced(mesh.status()))
+
+
 def test_proxy_status_command_shows_the_proxy_synced(
     mesh: Mesh, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -172,6 +220,7 @@ def test_proxy_status_command_shows_the_proxy_synced(
     header, row, *_ = capsys.readouterr().out.splitlines()
     assert header.split()[:5] == ["NAME", "CDS", "LDS", "EDS", "RDS"]
     assert row.split()[:5] == [NODE_ID, "SYNCED", "SYNCED", "SYNCED", "SYNCED"]
+    assert mesh.status().protocol == ("delta" if mesh.delta else "SotW")
 
 
 def test_a_cluster_the_translator_refuses_is_nacked_and_the_old_config_serves(
@@ -245,7 +294,10 @@ def test_a_snapshot_the_engine_refuses_is_nacked_and_the_old_config_serves(mesh:
         (mesh.config_dir / "blocked.yaml").unlink()
 
 
-def test_proxy_keeps_serving_without_the_control_plane_and_reconnects(tmp_path: Path) -> None:
+@pytest.mark.parametrize("delta", [False, True], ids=["sotw", "delta"])
+def test_proxy_keeps_serving_without_the_control_plane_and_reconnects(
+    tmp_path: Path, delta: bool
+) -> None:
     port, xds_port = free_port(), free_port()
     config_dir = tmp_path / "mesh"
     config_dir.mkdir()
@@ -254,9 +306,11 @@ def test_proxy_keeps_serving_without_the_control_plane_and_reconnects(tmp_path: 
         v2 = stack.enter_context(EchoServer("reviews-v2"))
         write_yaml(config_dir / "routing.yaml", destination_rule(), all_to("v1"))
         first = stack.enter_context(ControlPlaneThread(config_dir, port=xds_port))
-        mesh = Mesh(config_dir, first, None, port, v1, v2, None)  # type: ignore[arg-type]
+        mesh = Mesh(config_dir, first, None, port, v1, v2, None, delta)  # type: ignore[arg-type]
         mesh.write_workloads(v2.port)
-        boot = ads_bootstrap(admin_port=free_port(), xds_port=xds_port, node_id=NODE_ID)
+        boot = ads_bootstrap(
+            admin_port=free_port(), xds_port=xds_port, node_id=NODE_ID, delta=delta
+        )
         mesh.proxy = stack.enter_context(run_proxy(boot, workdir=tmp_path))
         mesh.client = stack.enter_context(httpx.Client(timeout=5.0))
         assert mesh.upstreams(5) == {"reviews-v1": 5}

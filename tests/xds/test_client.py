@@ -209,3 +209,63 @@ async def test_initialized_needs_an_answer_for_listeners_too(
     nack = (await settle(call, LISTENER, 2))[-1]
     assert nack.HasField("error_detail")
     assert client.initialized.is_set()
+
+
+class ScriptedDeltaCall(ScriptedCall):
+    """The same, speaking incremental xDS."""
+
+    async def send(self, message: bytes) -> None:
+        self.requests.append(discovery_pb2.DeltaDiscoveryRequest.FromString(message))
+
+    def respond_delta(
+        self, type_url: str, nonce: str, *messages: dict[str, Any], removed: tuple[str, ...] = ()
+    ) -> None:
+        message_type = {CLUSTER: cluster_pb2.Cluster, ENDPOINT: endpoint_pb2.ClusterLoadAssignment}
+        resources = []
+        for doc in messages:
+            packed = any_pb2.Any()
+            packed.Pack(json_format.ParseDict(doc, message_type[type_url]()))
+            name = doc.get("name") or doc["cluster_name"]
+            resources.append(discovery_pb2.Resource(name=name, version=nonce, resource=packed))
+        response = discovery_pb2.DeltaDiscoveryResponse(
+            type_url=type_url,
+            system_version_info=f"v-{nonce}",
+            nonce=nonce,
+            resources=resources,
+            removed_resources=removed,
+        )
+        self.push.send_nowait(response.SerializeToString())
+
+
+async def test_delta_subscribes_by_changes_and_applies_removals(nursery: trio.Nursery) -> None:
+    target = Target()
+    node = node_message("n", "c", {})
+    client = AdsClient((("127.0.0.1", 15010),), node, target, delta=True)
+    call = ScriptedDeltaCall()
+    nursery.start_soon(client.converse, call)
+    [cds] = await settle(call, CLUSTER, 1)
+    assert isinstance(cds, discovery_pb2.DeltaDiscoveryRequest) and cds.node.id == "n"
+
+    call.respond_delta(CLUSTER, "1", eds_cluster("a"), eds_cluster("b"))
+    await settle(call, LISTENER, 1)
+    ack, eds, lds = call.requests[1:]
+    assert (ack.type_url, ack.response_nonce, list(ack.resource_names_subscribe)) == (
+        CLUSTER,
+        "1",
+        [],
+    )
+    assert (eds.type_url, list(eds.resource_names_subscribe)) == (ENDPOINT, ["a", "b"])
+    assert (lds.type_url, list(lds.resource_names_subscribe)) == (LISTENER, [])
+    call.respond_delta(ENDPOINT, "2", assignment("a", 8080), assignment("b", 8081))
+    call.respond_delta(LISTENER, "3")
+    await client.initialized.wait()
+    assert endpoints_of(target.applied[-1], "b") == [{"host": "127.0.0.1", "port": 8081}]
+
+    call.respond_delta(CLUSTER, "4", removed=("b",))  # "a" is kept: only "b" goes
+    unsubscribe = (await settle(call, ENDPOINT, 3))[-1]  # after the subscribe and an ACK
+    assert list(unsubscribe.resource_names_unsubscribe) == ["b"]
+    assert client.session.dynamic().clusters.keys() == {"a"}
+    assert endpoints_of(target.applied[-1], "a") == [{"host": "127.0.0.1", "port": 8080}]
+    describe = client.describe()
+    assert describe["protocol"] == "DELTA_GRPC"
+    assert describe["subscriptions"]["EDS"] == {"version": "v-2", "resource_names": ["a"]}

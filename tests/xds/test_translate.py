@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from fastmesh.config import ConfigError, DynamicResources, translate_bootstrap
+from fastmesh.config._compile import compile_bootstrap, decode, encode
 from tests.controlplane.harness import ads_bootstrap
 
 BOOTSTRAP = ads_bootstrap(admin_port=9901, xds_port=15010, node_id="sidecar~1~a.default~x")
@@ -131,7 +132,7 @@ def test_the_ads_source_must_be_grpc_v3_to_a_static_http2_cluster() -> None:
     dyn["lds_config"] = {"path": "/etc/lds.yaml"}
     dyn["cds_config"]["resource_api_version"] = "V2"
     assert problems(doc) == {
-        "dynamic_resources.ads_config.api_type": "expected GRPC, got 'REST'",
+        "dynamic_resources.ads_config.api_type": "expected GRPC or DELTA_GRPC, got 'REST'",
         "dynamic_resources.lds_config.path": "not supported by fastmesh yet "
         "(see docs/envoy-subset.md); supported here: ads, resource_api_version",
         "dynamic_resources.lds_config": "expected {ads: {}}: fastmesh takes xDS resources "
@@ -149,6 +150,18 @@ def test_the_ads_source_must_be_grpc_v3_to_a_static_http2_cluster() -> None:
     assert problems(doc) == {
         where: "unknown cluster 'x' (the ADS cluster must be a static cluster)"
     }
+
+
+def test_delta_grpc_makes_the_ads_stream_incremental() -> None:
+    delta = ads_bootstrap(
+        admin_port=9901, xds_port=15010, node_id="sidecar~1~a.default~x", delta=True
+    )
+    boot = translate_bootstrap(delta, "boot")
+    assert boot.ads is not None and boot.ads.delta
+    compiled = compile_bootstrap(boot, delta)
+    assert compiled.ads_delta and decode(encode(compiled), 0).ads_delta  # across the child
+    sotw = translate_bootstrap(BOOTSTRAP, "boot")
+    assert sotw.ads is not None and not sotw.ads.delta
 
 
 def test_eds_and_rds_need_dynamic_resources() -> None:

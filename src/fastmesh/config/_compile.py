@@ -75,6 +75,8 @@ class Compiled:
     admin_address: tuple[str, int] | None = None
     #: `dynamic_resources`: the ADS server's (ip, port); None = a static bootstrap.
     ads_addresses: tuple[tuple[str, int], ...] = ()
+    #: `api_type: DELTA_GRPC`: the ADS stream is incremental xDS.
+    ads_delta: bool = False
     #: EDS / RDS / SDS names the dynamic resources use, and those not received yet (warming).
     eds_names: tuple[str, ...] = ()
     rds_names: tuple[str, ...] = ()
@@ -123,6 +125,7 @@ def compile_bootstrap(bootstrap: Bootstrap, document: Mapping[str, Any]) -> Comp
         node_metadata=dict(bootstrap.node_metadata),
         admin_address=bootstrap.admin_address,
         ads_addresses=bootstrap.ads.addresses if bootstrap.ads is not None else (),
+        ads_delta=bootstrap.ads.delta if bootstrap.ads is not None else False,
         eds_names=bootstrap.eds_names,
         rds_names=bootstrap.rds_names,
         sds_names=bootstrap.sds_names,
@@ -168,6 +171,7 @@ def encode(compiled: Compiled) -> bytes:
         "admin_address": compiled.admin_address,
         "document_node_json": compiled.document_node_json,
         "ads_addresses": compiled.ads_addresses,
+        "ads_delta": compiled.ads_delta,
         "eds_names": compiled.eds_names,
         "rds_names": compiled.rds_names,
         "sds_names": compiled.sds_names,
@@ -224,6 +228,7 @@ def decode(out: bytes, returncode: int) -> Compiled:
         admin_address=(admin[0], int(admin[1])) if admin else None,
         document_node_json=meta["document_node_json"],
         ads_addresses=tuple((host, int(port)) for host, port in meta["ads_addresses"]),
+        ads_delta=bool(meta["ads_delta"]),
         eds_names=tuple(meta["eds_names"]),
         rds_names=tuple(meta["rds_names"]),
         sds_names=tuple(meta["sds_names"]),

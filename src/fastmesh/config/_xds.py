@@ -31,6 +31,8 @@ _DYNAMIC: Final = frozenset({"ads_config", "cds_config", "lds_config"})
 _ADS_CONFIG: Final = frozenset(
     {"api_type", "transport_api_version", "grpc_services", "set_node_on_first_message_only"}
 )
+#: State of the world, incremental.
+_API_TYPES: Final = ("GRPC", "DELTA_GRPC")
 _GRPC_SERVICE: Final = frozenset({"envoy_grpc"})
 _ENVOY_GRPC: Final = frozenset({"cluster_name"})
 _CONFIG_SOURCE: Final = frozenset({"ads", "resource_api_version"})
@@ -52,6 +54,8 @@ class AdsSource:
     #: Its endpoints (ip, port), in order: the ADS client connects to the first, and moves
     #: to the next when a stream breaks (a control-plane replica gone).
     addresses: tuple[tuple[str, int], ...]
+    #: `api_type: DELTA_GRPC`: incremental xDS (else `GRPC`, state of the world).
+    delta: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,9 +128,12 @@ def ads_source(
         return None
     p = at(path, "ads_config")
     get_bool(issues, ads, "set_node_on_first_message_only", p)  # what fastmesh does anyway
-    for key, want in (("api_type", "GRPC"), ("transport_api_version", "V3")):
-        if ads.get(key) != want:
-            issues.add(at(p, key), f"expected {want}, got {ads.get(key)!r}")
+    api_type = ads.get("api_type")
+    if api_type not in _API_TYPES:
+        issues.add(at(p, "api_type"), f"expected GRPC or DELTA_GRPC, got {api_type!r}")
+    if ads.get("transport_api_version") != "V3":
+        got = ads.get("transport_api_version")
+        issues.add(at(p, "transport_api_version"), f"expected V3, got {got!r}")
     services = get_list(issues, ads, "grpc_services", p, required=True)
     if len(services) != 1:
         issues.add(at(p, "grpc_services"), f"expected one gRPC service, got {len(services)}")
@@ -154,7 +161,8 @@ def ads_source(
     if cluster.get("discovery") != "static" or not endpoints:
         issues.add(where, f"cluster {name!r} must be a STATIC cluster with an endpoint")
         return None
-    return AdsSource(name, tuple((e["host"], int(e["port"])) for e in endpoints))
+    addresses = tuple((e["host"], int(e["port"])) for e in endpoints)
+    return AdsSource(name, addresses, delta=api_type == "DELTA_GRPC")
 
 
 def eds_assignment(

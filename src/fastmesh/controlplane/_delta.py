@@ -10,7 +10,9 @@ with delta's rules:
   digest) and `removed_resources` for the ones that are gone;
 - a request with the last nonce is an ACK, or with `error_detail` a NACK (recorded; the same
   content is never re-sent, only a changed one); a stale nonce's ACK is ignored, but its
-  subscription changes apply.
+  subscription changes apply;
+- make before break, as the state-of-the-world session: clusters that leave are removed by a
+  last CDS response, after listeners and routes stop naming them.
 """
 
 from __future__ import annotations
@@ -83,21 +85,32 @@ class DeltaSession(StreamState):
             state.acked_version, state.acked_nonce, state.nack = state.sent_version, nonce, None
 
     def update(self, snapshot: Snapshot) -> list[Any]:
-        """A new snapshot for this proxy: one response per type with something changed."""
+        """A new snapshot for this proxy: one response per type with something changed.
+
+        Clusters that leave are removed last (fastmesh-proxy NACKs a response that removes
+        a cluster a route still names, and a NACKed delta is never resent)."""
         self.snapshot = snapshot
         order = [t for t in TYPE_ORDER if t in self.types]
         order += [t for t in self.types if t not in TYPE_ORDER]
-        out = [self._respond(self.types[t]) for t in order]
+        cds = self.types.get(CLUSTER)
+        leaving: frozenset[str] = frozenset()
+        if cds is not None and cds.names is None:
+            leaving = frozenset(cds.sent).difference(snapshot.of_type(CLUSTER))
+        out = [self._respond(self.types[t], keep=leaving if t == CLUSTER else None) for t in order]
+        if leaving and cds is not None:  # the last word: the leaving clusters removed
+            out.append(self._respond(cds))
         return [r for r in out if r is not None]
 
-    def _respond(self, state: TypeState) -> Any | None:
+    def _respond(self, state: TypeState, keep: frozenset[str] | None = None) -> Any | None:
+        """What changed for `state`; names in `keep` are not removed yet."""
         if self.snapshot is None:
             return None
         available = self.snapshot.of_type(state.type_url)
         wanted = available.keys() if state.names is None else state.names & available.keys()
         versions = {n: _version(available[n].digest) for n in sorted(wanted)}
         changed = [n for n, v in versions.items() if state.sent.get(n) != v]
-        removed = sorted(n for n in state.sent if n not in versions)
+        held = {n: v for n, v in state.sent.items() if keep and n in keep}
+        removed = sorted(n for n in state.sent if n not in versions and n not in held)
         if not changed and not removed and state.sent_nonce:
             return None
         if not changed and not removed and state.names is not None and not versions:
@@ -105,7 +118,7 @@ class DeltaSession(StreamState):
         nonce = str(next(self._nonces))
         state.sent_version = self.snapshot.version
         state.sent_nonce = nonce
-        state.sent = versions
+        state.sent = {**held, **versions}
         state.answered = frozenset(versions)
         state.responses += 1
         self.sent = [*self.sent[-31:], Sent(state.type_url, nonce, tuple(changed), tuple(removed))]

@@ -27,14 +27,16 @@ INITIAL_FETCH_TIMEOUT_S = 15.0
 class DynamicConfig:
     """The `ConfigTarget` of the ADS client for one `ProxyServer`."""
 
-    def __init__(self, server: ProxyServer, addresses: tuple[tuple[str, int], ...]) -> None:
+    def __init__(
+        self, server: ProxyServer, addresses: tuple[tuple[str, int], ...], delta: bool = False
+    ) -> None:
         from fastmesh.xds import AdsClient, node_message
 
         self.server = server
         node_id, cluster = server.node()
         metadata: Any = server.config.compiled.node_metadata if server.config else {}
         self.client: AdsClient = AdsClient(
-            addresses, node_message(node_id, cluster, metadata), self
+            addresses, node_message(node_id, cluster, metadata), self, delta=delta
         )
 
     async def run(self) -> None:

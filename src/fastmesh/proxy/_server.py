@@ -195,7 +195,8 @@ class ProxyServer:
             if self.config.compiled.ads_addresses:
                 from fastmesh.proxy._dynamic import DynamicConfig
 
-                self.dynamic = DynamicConfig(self, self.config.compiled.ads_addresses)
+                compiled = self.config.compiled
+                self.dynamic = DynamicConfig(self, compiled.ads_addresses, compiled.ads_delta)
             for name, address in sorted(self.engine.listening().items()):
                 log.info("listener '%s' listening on %s", name, address)
             return await self._serve()

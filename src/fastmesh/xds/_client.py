@@ -1,5 +1,5 @@
-"""The ADS client: one StreamAggregatedResources call, translation of each response into a
-snapshot, ACK/NACK, warming, and reconnection with back-off.
+"""The ADS client: one StreamAggregatedResources (or DeltaAggregatedResources) call,
+translation of each response into a snapshot, ACK/NACK, warming, and reconnection with back-off.
 
 Each response is translated together with everything accepted so far (and the bootstrap's
 static part) by the `ConfigTarget`. A response that does not translate is NACKed with the
@@ -21,7 +21,6 @@ from collections.abc import Iterable
 from typing import Any, Protocol
 
 import trio
-from envoy.service.discovery.v3 import discovery_pb2
 from google.protobuf.message import DecodeError
 
 from fastmesh.config._compile import Compiled
@@ -29,14 +28,14 @@ from fastmesh.config._errors import ConfigError
 from fastmesh.config._xds import DynamicResources
 
 from ._call import CallEnded, open_call
+from ._delta import DeltaAdsSession
 from ._resources import CLUSTER, ENDPOINT, LISTENER, ROUTE, SECRET, short_type
-from ._session import AdsSession
+from ._session import ADS_PATH, AdsSession, SessionBase
 
 __all__ = ["ADS_PATH", "AdsClient", "Call", "ConfigTarget"]
 
 log = logging.getLogger("fastmesh.proxy.xds")
 
-ADS_PATH = "/envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggregatedResources"
 #: Envoy's stat prefix per type. EDS and RDS updates are not counted (Envoy counts them per
 #: cluster and per route configuration).
 _STAT_PREFIX = {CLUSTER: "cluster_manager.cds", LISTENER: "listener_manager.lds"}
@@ -71,6 +70,7 @@ class AdsClient:
         node: Any,
         target: ConfigTarget,
         *,
+        delta: bool = False,
         warm_timeout: float = 15.0,
         backoff_base: float = 0.5,
         backoff_max: float = 30.0,
@@ -78,7 +78,8 @@ class AdsClient:
         #: The management server's endpoints; `address` is the one in use.
         self.addresses = addresses
         self.address = addresses[0]
-        self.session = AdsSession(node)
+        #: Incremental xDS (`api_type: DELTA_GRPC`) or state of the world.
+        self.session: SessionBase = DeltaAdsSession(node) if delta else AdsSession(node)
         self.target = target
         self.warm_timeout = warm_timeout
         self.backoff_base = backoff_base
@@ -104,7 +105,8 @@ class AdsClient:
         return {**self.counters, "control_plane.connected_state": int(self.connected)}
 
     def describe(self) -> dict[str, Any]:
-        """For `/config_dump`: the server, and per type the accepted version and names."""
+        """For `/config_dump`: the server, the protocol (`GRPC` or `DELTA_GRPC`), and per
+        type the accepted version and names."""
         subscriptions: dict[str, Any] = {}
         for type_url, sub in self.session.subscriptions.items():
             kind = short_type(type_url)
@@ -116,6 +118,7 @@ class AdsClient:
                 entry["last_rejected"] = self.rejected[kind]
         return {
             "server": "{}:{}".format(*self.address),
+            "protocol": self.session.api_type,
             "connected": self.connected,
             "warming": list(self._warming.warming) if self._warming is not None else [],
             "subscriptions": subscriptions,
@@ -128,7 +131,7 @@ class AdsClient:
         for turn in itertools.count():
             self.address = host, port = self.addresses[turn % len(self.addresses)]
             try:
-                async with open_call(host, port, ADS_PATH) as call:
+                async with open_call(host, port, self.session.path) as call:
                     self.connected = True
                     log.info("ADS stream to %s:%d open", host, port)
                     await self.converse(call)
@@ -153,7 +156,7 @@ class AdsClient:
                 await self._warm_timed_out()
                 continue
             self._failures = 0  # the server answers: the next break starts the back-off over
-            response = discovery_pb2.DiscoveryResponse.FromString(raw)
+            response = self.session.parse(raw)
             await self._send(call, await self._handle(response))
 
     async def _send(self, call: Call, requests: Iterable[Any]) -> None:
@@ -187,18 +190,19 @@ class AdsClient:
         """The ACK and the accepted snapshot, or the NACK and None."""
         type_url = str(response.type_url)
         kind = short_type(type_url)
+        version = self.session.version_of(response)
         self._count(type_url, "update_attempt")
         try:
             candidate = self.session.candidate(response)
             compiled = await self.target.translate(self.session.dynamic(candidate))
         except (ValueError, ConfigError) as exc:  # ConfigError is a ValueError too
-            return self._reject(type_url, kind, response.version_info, str(exc)), None
+            return self._reject(type_url, kind, version, str(exc)), None
         if not compiled.warming:
             try:
                 await self._apply(compiled)
             except ValueError as exc:
                 reason = f"the engine refused the snapshot: {exc}"
-                return self._reject(type_url, kind, response.version_info, reason), None
+                return self._reject(type_url, kind, version, reason), None
         else:
             if self._warming is None:
                 self._warm_deadline = trio.current_time() + self.warm_timeout
