@@ -26,6 +26,7 @@ from fastmesh._grpc import (
     response_headers,
     trailers,
 )
+from fastmesh._h2_trio import H2Writer, initiate
 
 from ._delta import DeltaSession
 from ._hub import SnapshotHub
@@ -118,7 +119,8 @@ class AdsServer:
 
 
 class _Connection:
-    """The HTTP/2 connection loop: frames in, gRPC calls out to tasks, frames out (one lock)."""
+    """The HTTP/2 connection loop: frames in, gRPC calls out to tasks, frames out through
+    one writer task (the loop itself never waits for a write)."""
 
     def __init__(self, server: AdsServer, stream: trio.SocketStream, peer: str) -> None:
         self.server = server
@@ -127,19 +129,17 @@ class _Connection:
         config = h2.config.H2Configuration(client_side=False, header_encoding="utf-8")
         self.h2 = h2.connection.H2Connection(config)
         self.calls: dict[int, _Call] = {}
-        self.send_lock = trio.Lock()
+        self.writer = H2Writer(self.h2, stream)
         self.window_opened = trio.Event()
 
     async def flush(self) -> None:
-        async with self.send_lock:
-            data = self.h2.data_to_send()
-            if data:
-                await self.stream.send_all(data)
+        await self.writer.flush()
 
     async def run(self) -> None:
-        self.h2.initiate_connection()
-        await self.flush()
+        initiate(self.h2)
         async with trio.open_nursery() as nursery:
+            nursery.start_soon(self.writer.run)
+            self.writer.wake()
             open_ = True
             while open_:
                 data = await self.stream.receive_some(_READ_SIZE)
@@ -147,7 +147,8 @@ class _Connection:
                     break
                 for event in self.h2.receive_data(data):
                     open_ = self._on_event(event, nursery) and open_
-                await self.flush()
+                self.writer.wake()
+            await self.writer.flush()  # a GOAWAY's answer, the last trailers
             nursery.cancel_scope.cancel()
 
     def _on_event(self, event: h2.events.Event, nursery: trio.Nursery) -> bool:

@@ -1,12 +1,14 @@
 """One bidirectional gRPC call on its own HTTP/2 (h2c) connection, over trio.
 
-The h2 state machine is driven by one reader task; `send` and the reader share the
-connection under one lock. Messages arrive in order through `receive`, which raises
-`CallEnded` once the call is over (trailers, reset, or the connection gone).
+The h2 state machine is driven by one reader task; `send` and the reader queue frames on
+it, and one writer task (`H2Writer`) puts them on the socket. Messages arrive in order
+through `receive`, which raises `CallEnded` once the call is over (trailers, reset, or the
+connection gone).
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -16,7 +18,6 @@ import h2.config
 import h2.connection
 import h2.events
 import h2.exceptions
-import h2.settings
 import trio
 
 from fastmesh import _h2_repr
@@ -26,14 +27,13 @@ from fastmesh._grpc import (
     MessageDecoder,
     encode_message,
 )
+from fastmesh._h2_trio import H2Writer, initiate
 
 _h2_repr.install()  # every frame h2 receives is repr()ed; keep that cheap
 
 __all__ = ["CallEnded", "GrpcCall", "open_call"]
 
 _READ_SIZE = 65536
-#: The receive windows (stream and connection) this client advertises.
-_WINDOW = 16 * 1024 * 1024
 
 
 class CallEnded(Exception):
@@ -51,27 +51,16 @@ class GrpcCall:
         self._authority = authority
         self._path = path
         self._id = 0
-        self._lock = trio.Lock()
+        self._writer = H2Writer(self._h2, stream)
         self._window = trio.Event()
         #: Why the call ended, once it has (a sender waiting for window must not hang).
         self._ended: CallEnded | None = None
         self._decoder = MessageDecoder()
         self._inbox, self._messages = trio.open_memory_channel[bytes | CallEnded](math.inf)
 
-    async def _flush(self) -> None:
-        async with self._lock:
-            data = self._h2.data_to_send()
-            if data:
-                await self._stream.send_all(data)
-
-    async def start(self) -> None:
-        # Envoy's xDS client takes large responses without a window update per 64 KiB
-        # (its default windows are 256 MiB); 16 MiB is plenty for a 10k-service push.
-        self._h2.local_settings = h2.settings.Settings(
-            client=True, initial_values={h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: _WINDOW}
-        )
-        self._h2.initiate_connection()
-        self._h2.increment_flow_control_window(_WINDOW - 65535)
+    def start(self) -> None:
+        """Queue the preface and the request headers; `run` writes them."""
+        initiate(self._h2)
         self._id = self._h2.get_next_available_stream_id()
         self._h2.send_headers(
             self._id,
@@ -84,7 +73,6 @@ class GrpcCall:
                 ("te", "trailers"),
             ],
         )
-        await self._flush()
 
     async def send(self, message: bytes) -> None:
         """One whole message, in as many DATA frames as flow control allows; raises
@@ -98,12 +86,12 @@ class GrpcCall:
                 size = min(window, self._h2.max_outbound_frame_size, len(data))
                 if size <= 0:
                     opened = self._window  # before flushing: an update may come meanwhile
-                    await self._flush()
+                    await self._writer.flush()
                     await opened.wait()
                     continue
                 self._h2.send_data(self._id, bytes(data[:size]))
                 data = data[size:]
-            await self._flush()  # one write, not one per frame: an ACK of 10k names is 29
+            await self._writer.flush()  # one write, not one per frame: an ACK of 10k names is 29
         except (h2.exceptions.ProtocolError, trio.BrokenResourceError, OSError) as exc:
             raise CallEnded(f"cannot send: {exc}") from None
 
@@ -114,8 +102,19 @@ class GrpcCall:
             raise item
         return item
 
-    async def read_loop(self) -> None:
-        """Feed the connection's bytes to h2 until the call ends; never raises."""
+    async def run(self) -> None:
+        """Read and write the connection until the call ends; never raises."""
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._write_loop)
+            await self._read_loop()
+            nursery.cancel_scope.cancel()
+
+    async def _write_loop(self) -> None:
+        # A broken socket is the reader's to report; `send` sees it as a failed flush.
+        with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+            await self._writer.run()
+
+    async def _read_loop(self) -> None:
         ended = CallEnded("the connection closed")
         try:
             while True:
@@ -126,7 +125,7 @@ class GrpcCall:
                 for event in self._h2.receive_data(data):
                     reason = self._on_event(event)
                     done = done or reason  # the first reason (trailers before StreamEnded)
-                await self._flush()
+                self._writer.wake()
                 if done is not None:
                     ended = done
                     break
@@ -180,8 +179,8 @@ async def open_call(host: str, port: int, path: str) -> AsyncIterator[GrpcCall]:
     stream = await trio.open_tcp_stream(host, port)
     async with stream, trio.open_nursery() as nursery:
         call = GrpcCall(stream, f"{host}:{port}", path)
-        await call.start()
-        nursery.start_soon(call.read_loop)
+        call.start()
+        nursery.start_soon(call.run)
         try:
             yield call
         finally:
