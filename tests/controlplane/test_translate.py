@@ -739,7 +739,8 @@ spec:
 def test_http_matches_on_source_labels_namespace_port_and_gateways() -> None:
     """Istio's `sourceMatchHTTP`: a match is in a sidecar's route config when its
     `sourceLabels` are the proxy's and `sourceNamespace` its namespace, or, naming
-    `gateways`, when one is `mesh`; `port` keeps it to that outbound port's route config."""
+    `gateways`, when one is `mesh`; `port` keeps it to that outbound port's route config.
+    (No match here is a catch-all, which would hide the later ones: test_catch_all.)"""
     vs = """
 apiVersion: networking.istio.io/v1
 kind: VirtualService
@@ -749,10 +750,13 @@ spec:
   http:
   - match: [{sourceLabels: {version: v1}, uri: {prefix: /a}}]
     route: [{destination: {host: reviews, subset: v2}}]
-  - match: [{sourceNamespace: tools}]
+  - match: [{sourceNamespace: tools, uri: {prefix: /t}}]
     route: [{destination: {host: gone}}]
   - name: some
-    match: [{port: 9090}, {gateways: [ingress]}, {gateways: [mesh], sourceLabels: {version: v9}}]
+    match:
+    - {port: 9090, uri: {prefix: /p}}
+    - {gateways: [ingress]}
+    - {gateways: [mesh], sourceLabels: {version: v9}, uri: {prefix: /m}}
     route: [{destination: {host: reviews, subset: v1}}]
   - route: [{destination: {host: reviews}}]
 """

@@ -210,6 +210,20 @@ class HttpMatch:
         """Whether some route configs have this match and others not (by port or proxy)."""
         return bool(self.port or self.source_labels or self.source_namespace or self.gateways)
 
+    @property
+    def catch_all(self) -> bool:
+        """Whether the Envoy route of this match takes every request (Istio's
+        `IsCatchAllRoute`): any path (no `uri`, prefix `/` or regex `.*`) and no header,
+        method or query parameter condition. `port` and the source fields do not count: they
+        decide which route configs have the match, not what it matches there."""
+        uri = self.uri
+        any_path = (
+            uri is None
+            or (uri.kind == "prefix" and uri.value == "/")
+            or (uri.kind == "regex" and uri.value == ".*")
+        )
+        return any_path and not (self.headers or self.method or self.query_params)
+
     def applies(self, port: int, namespace: str, labels: Mapping[str, str]) -> bool:
         """Whether the route config of a sidecar (of `namespace`, with `labels`) for outbound
         `port` has this match. Istio's `sourceMatchHTTP`: a match naming gateways is for

@@ -3,7 +3,7 @@ HTTP port."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from ._errors import Finding
@@ -181,17 +181,19 @@ class _Routes:
         return entry
 
     def build(self, vs: VirtualService | None, chosen: Selection | None = None) -> list[Json]:
-        """The routes of `vs` (those of `chosen` matches; None: all), else the default one."""
+        """The routes of `vs` (those of `chosen` matches; None: every match up to the first
+        catch-all, `_chosen`), else the default one."""
         if vs is None:
             return [{"name": "default", "match": {"prefix": "/"}, "route": self._default()}]
+        emitted = set(_chosen(vs, _everywhere) if chosen is None else chosen)
         routes: list[Json] = []
         for i, route in enumerate(vs.http):
             where = f"{vs.source}: VirtualService {vs.namespace}/{vs.name}: spec.http[{i}]"
-            # built even when none of its matches is chosen: a dangling destination is a
-            # finding for every proxy (and for `fastmesh analyze`)
+            # built even when none of its matches is chosen (or a catch-all before it hides
+            # it): a dangling destination is a finding for every proxy (and for `analyze`)
             entry = self._entry(vs, where, route)
             for j, m in enumerate(_matches(route)):
-                if chosen is not None and (i, j) not in chosen:
+                if (i, j) not in emitted:
                     continue
                 name = route.name or f"{vs.name}.{i}"
                 routes.append({"name": f"{name}.{j}", "match": _match(m), **entry})
@@ -218,16 +220,33 @@ def _matches(route: HttpRoute) -> tuple[HttpMatch, ...]:
     return route.matches or (HttpMatch(),)
 
 
-def _chosen(
+def _chosen(vs: VirtualService, applies: Callable[[HttpMatch], bool]) -> Selection:
+    """The matches of `vs` a route config has: those that `applies` to it, in order, up to
+    the first catch-all among them (Istio's `BuildHTTPRoutesForVirtualService`). Envoy takes
+    the first route that matches, so nothing after a route without matches, or after a
+    match taking every request (`HttpMatch.catch_all`), could be reached: Istio stops there,
+    also within one route's matches. A catch-all that does not apply (another port, another
+    source) hides nothing."""
+    out: list[tuple[int, int]] = []
+    for i, route in enumerate(vs.http):
+        for j, m in enumerate(_matches(route)):
+            if applies(m):
+                out.append((i, j))
+                if m.catch_all:
+                    return tuple(out)
+    return tuple(out)
+
+
+def _everywhere(_: HttpMatch) -> bool:
+    """A VirtualService without selective matches: each applies to every route config."""
+    return True
+
+
+def _chosen_for(
     vs: VirtualService, port: int, proxy: ProxyInfo, labels: Mapping[str, str]
 ) -> Selection:
     """The matches of `vs` the proxy's route config for `port` has (`HttpMatch.applies`)."""
-    return tuple(
-        (i, j)
-        for i, route in enumerate(vs.http)
-        for j, m in enumerate(_matches(route))
-        if m.applies(port, proxy.namespace, labels)
-    )
+    return _chosen(vs, lambda m: m.applies(port, proxy.namespace, labels))
 
 
 def _routes(
@@ -278,7 +297,7 @@ def route_config(index: MeshIndex, port: int, proxy: ProxyInfo, scope: Scope | N
         vs = index.routes.get(hostname)
         chosen = None
         if vs is not None and hostname in index.selective_routes:
-            chosen = _chosen(vs, port, proxy, labels)
+            chosen = _chosen_for(vs, port, proxy, labels)
         key = (hostname, port, names, chosen)
         vhost = index.virtual_hosts.get(key)
         if vhost is None:
