@@ -440,11 +440,13 @@ class TrafficPolicy:
     outlier_detection: OutlierDetection | None = None
     #: `tls.mode`: "ISTIO_MUTUAL" or "DISABLE"; None: Istio's auto mTLS.
     tls_mode: str | None = None
-    #: `portLevelSettings`: port number -> the policy for that port (over this one).
+    #: `portLevelSettings`: port number -> the policy for that port (instead of this one).
     port_settings: Mapping[int, TrafficPolicy] = field(default_factory=dict)
 
     def over(self, base: TrafficPolicy | None) -> TrafficPolicy:
-        """This policy with each unset top-level field taken from `base` (Istio's subset rule)."""
+        """This policy with each unset field taken from `base` (Istio's `mergeTrafficPolicy`
+        of a subset's policy without settings for the port over the rule's), for one port:
+        without `portLevelSettings`."""
         if base is None:
             return self
         return TrafficPolicy(
@@ -452,20 +454,22 @@ class TrafficPolicy:
             self.connection_pool or base.connection_pool,
             self.outlier_detection or base.outlier_detection,
             self.tls_mode or base.tls_mode,
-            {**base.port_settings, **self.port_settings},
         )
 
     def at_port(self, port: int) -> TrafficPolicy:
-        """This policy as it applies to `port`: its `portLevelSettings` entry over it."""
-        own = self.port_settings.get(port)
-        return self if own is None else own.over(self)
+        """This policy as it applies to `port`: its `portLevelSettings` entry for the port,
+        whole, else itself. An entry inherits nothing: a field it leaves unset is Envoy's
+        default, not this policy's (Istio's `GetPortLevelTrafficPolicy`, and the API's
+        "settings specified at the destination-level will not be inherited when overridden
+        by port-level settings")."""
+        return self.port_settings.get(port, self)
 
 
 @dataclass(frozen=True, slots=True)
 class Subset:
     name: str
     labels: Mapping[str, str]
-    #: The subset's own `trafficPolicy` (overrides the rule's, field by field).
+    #: The subset's own `trafficPolicy` (see `MeshIndex.policy` for how it meets the rule's).
     policy: TrafficPolicy | None = None
 
 

@@ -7,17 +7,17 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from ._errors import Finding
-from ._index import MeshIndex, cluster_name, cluster_port
+from ._index import MeshIndex, cluster_name
 from ._model import (
     Destination,
     HttpMatch,
     HttpRoute,
     Retries,
     Service,
-    TrafficPolicy,
     VirtualService,
 )
 from ._proxy import ProxyInfo
+from ._route_hash import destination_hash, hash_policy, service_hash
 from ._scope import Scope, listener_protocol
 from ._translate_http import (
     cors_config,
@@ -85,23 +85,6 @@ def _seconds(value: float) -> str:
     return f"{value:.3f}s"
 
 
-def _hash_policy(policy: TrafficPolicy | None) -> list[Json]:
-    """The route's `hash_policy` when its destination balances by consistent hash."""
-    ch = policy.load_balancer.consistent_hash if policy and policy.load_balancer else None
-    if ch is None:
-        return []
-    if ch.kind == "header":
-        return [{"header": {"header_name": ch.name}}]
-    if ch.kind == "query":
-        return [{"query_parameter": {"name": ch.name}}]
-    if ch.kind == "source_ip":
-        return [{"connection_properties": {"source_ip": True}}]
-    cookie: Json = {"name": ch.name}
-    if ch.ttl is not None:
-        cookie["ttl"] = _seconds(ch.ttl)
-    return [{"cookie": cookie}]
-
-
 def _retry_policy(retries: Retries) -> Json | None:
     if retries.attempts == 0:
         return None
@@ -147,13 +130,18 @@ class _Routes:
                     "clusters": [{"name": n, "weight": w} for n, w in named if w > 0]
                 }
             }
-        # the first destination's rule decides, at the port its cluster is on (Istio's
-        # `getHashForService`: the port-level consistentHash for that port, if any)
-        first = route.route[0].destination
-        traffic = self.index.policy(vs.resolve(first.host), first.subset, cluster_port(named[0][0]))
-        hash_policy = _hash_policy(traffic)
-        if hash_policy:
-            action["hash_policy"] = hash_policy
+        # each destination's hash, as Istio appends them (a weighted one's when its weight
+        # is not 0): `destination_hash`, not its cluster's load balancer
+        hashes = [
+            entry
+            for rd in route.route
+            if len(route.route) == 1 or rd.weight
+            for entry in hash_policy(
+                destination_hash(self.index, vs.resolve(rd.destination.host), rd.destination)
+            )
+        ]
+        if hashes:
+            action["hash_policy"] = hashes
         mirrors = [
             mirror_policy(self._cluster(vs, f"{where}.{m.field}", m.destination), m.percent)
             for m in route.mirrors
@@ -202,9 +190,9 @@ class _Routes:
     def _default(self) -> Json:
         """No VirtualService: everything to the service's own cluster, Istio's defaults."""
         action: Json = {"cluster": cluster_name(self.port, "", self.svc.hostname), "timeout": "0s"}
-        hash_policy = _hash_policy(self.index.policy(self.svc.hostname, "", self.port))
-        if hash_policy:
-            action["hash_policy"] = hash_policy
+        hashes = hash_policy(service_hash(self.index, self.svc.hostname, self.port))
+        if hashes:
+            action["hash_policy"] = hashes
         policy = _DEFAULT_RETRY_POLICY
         if policy is not None:
             action["retry_policy"] = policy
