@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from fastmesh.controlplane import ROUTE, ProxyInfo, load_documents, translate, translate_snapshot
+from fastmesh.controlplane._analyze import analyze
 
 from .test_load import BOOKINFO
 
@@ -114,3 +115,55 @@ def test_a_hidden_routes_dangling_destination_is_still_a_warning() -> None:
         "unknown service gone.shop.svc.cluster.local"
     ]
     assert _routes(config) == ["reviews.0.0"]
+
+
+def _findings(config: Any, *codes: str) -> list[str]:
+    return [f.render() for f in analyze(config, []) if f.code in codes]
+
+
+WHERE = "vs.yaml: VirtualService shop/reviews: spec.http"
+
+
+def test_analyze_reports_unreachable_rules_as_istio_does() -> None:
+    """IST0130 as Istio's `analyzeUnreachableHTTPRules`: rules after a rule without
+    matches, a second rule without matches, a rule whose every match came before."""
+    config = _config("""
+  - match: [{uri: {prefix: /a}}, {uri: {prefix: /b}}]
+    route: [{destination: {host: reviews, subset: v1}}]
+  - name: dup
+    match: [{uri: {prefix: /b}}]
+    route: [{destination: {host: reviews, subset: v2}}]
+  - match: [{uri: {prefix: /b}}, {uri: {prefix: /c}}]
+    route: [{destination: {host: reviews, subset: v2}}]
+  - route: [{destination: {host: reviews}}]
+  - match: [{uri: {prefix: /d}}, {uri: {prefix: /e}}]
+    route: [{destination: {host: reviews, subset: v2}}]
+  - route: [{destination: {host: reviews, subset: v1}}]
+""")
+    assert _findings(config, "IST0130", "FM0014") == [
+        f'Warning [IST0130] {WHERE}[1]: rule "dup" not used (all matches used by prior rules)',
+        f"Warning [IST0130] {WHERE}[4]: rule #4 not used (route without matches defined before)",
+        f"Warning [IST0130] {WHERE}[5]: rule #5 not used (only the last rule can have no matches)",
+    ]
+
+
+def test_analyze_reports_rules_after_a_catch_all_match_fm0014() -> None:
+    """Istio's analysis does not see `uri: {prefix: /}` as matching everything; translation
+    drops what follows all the same, so fastmesh reports it. A catch-all only some route
+    configs have (`port`, source fields) hides nothing everywhere: not reported."""
+    config = _config("""
+  - match: [{port: 9090}]
+    route: [{destination: {host: reviews, subset: v1}}]
+  - name: all
+    match: [{uri: {exact: /x}}, {uri: {prefix: /}}]
+    route: [{destination: {host: reviews, subset: v1}}]
+  - match: [{uri: {prefix: /a}}]
+    route: [{destination: {host: reviews, subset: v2}}]
+  - route: [{destination: {host: reviews}}]
+""")
+    hidden = 'not used (rule "all" match #1 takes every request before it)'
+    assert _findings(config, "IST0130", "FM0014") == [
+        f"Warning [FM0014] {WHERE}[2]: rule #2 {hidden}",
+        f"Warning [FM0014] {WHERE}[3]: rule #3 {hidden}",
+    ]
+    assert _routes(config) == ["all.0", "all.1"]
