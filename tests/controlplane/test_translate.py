@@ -447,14 +447,16 @@ spec:
     ]
     clusters = {c["name"]: c for c in translate(config, SHOP).documents[CLUSTER]}
 
-    def facts(port: int, subset: str = "") -> tuple[str, int]:
+    def facts(port: int, subset: str = "") -> tuple[str, int | None]:
         c = clusters[f"outbound|{port}|{subset}|api.shop.svc.cluster.local"]
-        return c["lb_policy"], c["circuit_breakers"]["thresholds"][0]["max_connections"]
+        breakers = c.get("circuit_breakers", {"thresholds": [{}]})
+        return c["lb_policy"], breakers["thresholds"][0].get("max_connections")
 
     assert facts(8080) == ("LEAST_REQUEST", 10)  # the rule
     assert facts(9090) == ("RANDOM", 1)  # the rule's port 9090 settings
-    assert facts(8080, "v1") == ("ROUND_ROBIN", 10)  # the subset's port 8080 over the rule
-    assert facts(9090, "v1") == ("RANDOM", 1)
+    # the subset's port 8080 settings, whole: the rule's connectionPool is not inherited
+    assert facts(8080, "v1") == ("ROUND_ROBIN", None)
+    assert facts(9090, "v1") == ("RANDOM", 1)  # (field by field: test_port_level_policy)
 
 
 PORT_HASH = """
@@ -484,7 +486,7 @@ spec:
 """
 
 
-def test_a_port_level_consistent_hash_is_the_hash_policy_of_that_ports_routes() -> None:
+def test_a_port_level_consistent_hash_is_for_routes_naming_that_port() -> None:
     vs = """
 apiVersion: networking.istio.io/v1
 kind: VirtualService
@@ -496,6 +498,8 @@ spec:
     route: [{destination: {host: api, port: {number: 9090}}}]
   - match: [{uri: {prefix: /v1}}]
     route: [{destination: {host: api, subset: v1}}]
+  - match: [{uri: {prefix: /v1-on-7070}}]
+    route: [{destination: {host: api, subset: v1, port: {number: 7070}}}]
   - route: [{destination: {host: api}}]
 """
 
@@ -514,13 +518,10 @@ spec:
     source_ip = [{"connection_properties": {"source_ip": True}}]
     # without a VirtualService: each port's default route, by that port's settings
     assert hashes() == {7070: [None], 8080: [None], 9090: [header]}
-    # a destination's port is its cluster's: named, else the listener's; a subset's
-    # port-level settings over the rule's (as its cluster's load balancer)
-    assert hashes(vs) == {
-        7070: [header, source_ip, None],
-        8080: [header, None, None],
-        9090: [header, header, header],
-    }
+    # Istio's `hashForHTTPDestination`: port-level settings count only for a destination
+    # naming its port (not the listener's, whatever its cluster's load balancer); the
+    # subset's port-level hash first
+    assert hashes(vs) == {port: [header, None, source_ip, None] for port in (7070, 8080, 9090)}
 
 
 def _with_vs(spec: str, proxy: ProxyInfo = SHOP) -> tuple[dict[str, list[Any]], list[str]]:
@@ -739,7 +740,8 @@ spec:
 def test_http_matches_on_source_labels_namespace_port_and_gateways() -> None:
     """Istio's `sourceMatchHTTP`: a match is in a sidecar's route config when its
     `sourceLabels` are the proxy's and `sourceNamespace` its namespace, or, naming
-    `gateways`, when one is `mesh`; `port` keeps it to that outbound port's route config."""
+    `gateways`, when one is `mesh`; `port` keeps it to that outbound port's route config.
+    (No match here is a catch-all, which would hide the later ones: test_catch_all.)"""
     vs = """
 apiVersion: networking.istio.io/v1
 kind: VirtualService
@@ -749,10 +751,13 @@ spec:
   http:
   - match: [{sourceLabels: {version: v1}, uri: {prefix: /a}}]
     route: [{destination: {host: reviews, subset: v2}}]
-  - match: [{sourceNamespace: tools}]
+  - match: [{sourceNamespace: tools, uri: {prefix: /t}}]
     route: [{destination: {host: gone}}]
   - name: some
-    match: [{port: 9090}, {gateways: [ingress]}, {gateways: [mesh], sourceLabels: {version: v9}}]
+    match:
+    - {port: 9090, uri: {prefix: /p}}
+    - {gateways: [ingress]}
+    - {gateways: [mesh], sourceLabels: {version: v9}, uri: {prefix: /m}}
     route: [{destination: {host: reviews, subset: v1}}]
   - route: [{destination: {host: reviews}}]
 """

@@ -3,14 +3,16 @@ reports them. Schema problems (from loading), what translation finds (dangling h
 subsets, conflicting VirtualServices or DestinationRules, ServiceEntry hosts taken, shared
 TCP ports), and what only a whole-config look finds (selectors that select nothing,
 PeerAuthentications that contradict each other at one scope, AuthorizationPolicy mistakes:
-`_analyze_authz`, Sidecar mistakes: `_analyze_sidecar`). Translation's findings are its
-own warnings, so the analysis and the running control plane can never disagree."""
+`_analyze_authz`, Sidecar mistakes: `_analyze_sidecar`, http rules no request reaches:
+`_analyze_routes`). Translation's findings are its own warnings, so the analysis and the
+running control plane can never disagree."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 
 from ._analyze_authz import authorization_findings
+from ._analyze_routes import route_findings
 from ._analyze_sidecar import analysis_proxies, sidecar_findings
 from ._errors import Finding, Problem
 from ._index import MeshIndex
@@ -34,6 +36,7 @@ def analyze(config: MeshConfig, problems: Iterable[Problem]) -> list[Finding]:
     found += authorization_findings(config)
     found += _passthrough_entries(config)
     found += sidecar_findings(index)
+    found += route_findings(config)
     unique = list(dict.fromkeys(found))
     return sorted(unique, key=lambda f: (_ORDER[f.severity], f.text))
 

@@ -229,17 +229,20 @@ class MeshIndex:
         return next((s for s in self.subsets(hostname) if s.name == name), None)
 
     def policy(self, hostname: str, subset: str = "", port: int = 0) -> TrafficPolicy | None:
-        """The traffic policy of a destination: the subset's over the rule's, each one's
-        `portLevelSettings` for `port` over it (Istio's order: subset port-level, subset,
-        rule port-level, rule)."""
+        """The traffic policy of a destination's cluster on `port`, as Istio's
+        `MergeSubsetTrafficPolicy` makes it: the rule's (its `portLevelSettings` entry for
+        the port, whole, when it has one); then, for a subset with a policy, the subset's
+        entry for the port, whole (inheriting nothing), else the subset's policy over the
+        rule's, field by field."""
         rule = self.rules.get(hostname)
         if rule is None:
             return None
         base = rule.policy.at_port(port) if rule.policy is not None else None
         own = self.subset(hostname, subset) if subset else None
-        if own is not None and own.policy is not None:
-            return own.policy.at_port(port).over(base)
-        return base
+        if own is None or own.policy is None:
+            return base
+        at_port = own.policy.port_settings.get(port)
+        return at_port if at_port is not None else own.policy.over(base)
 
     def proxy_labels(self, proxy: ProxyInfo) -> Mapping[str, str]:
         """The proxy's labels: node metadata `LABELS`, and over them the labels of its

@@ -210,6 +210,20 @@ class HttpMatch:
         """Whether some route configs have this match and others not (by port or proxy)."""
         return bool(self.port or self.source_labels or self.source_namespace or self.gateways)
 
+    @property
+    def catch_all(self) -> bool:
+        """Whether the Envoy route of this match takes every request (Istio's
+        `IsCatchAllRoute`): any path (no `uri`, prefix `/` or regex `.*`) and no header,
+        method or query parameter condition. `port` and the source fields do not count: they
+        decide which route configs have the match, not what it matches there."""
+        uri = self.uri
+        any_path = (
+            uri is None
+            or (uri.kind == "prefix" and uri.value == "/")
+            or (uri.kind == "regex" and uri.value == ".*")
+        )
+        return any_path and not (self.headers or self.method or self.query_params)
+
     def applies(self, port: int, namespace: str, labels: Mapping[str, str]) -> bool:
         """Whether the route config of a sidecar (of `namespace`, with `labels`) for outbound
         `port` has this match. Istio's `sourceMatchHTTP`: a match naming gateways is for
@@ -426,11 +440,13 @@ class TrafficPolicy:
     outlier_detection: OutlierDetection | None = None
     #: `tls.mode`: "ISTIO_MUTUAL" or "DISABLE"; None: Istio's auto mTLS.
     tls_mode: str | None = None
-    #: `portLevelSettings`: port number -> the policy for that port (over this one).
+    #: `portLevelSettings`: port number -> the policy for that port (instead of this one).
     port_settings: Mapping[int, TrafficPolicy] = field(default_factory=dict)
 
     def over(self, base: TrafficPolicy | None) -> TrafficPolicy:
-        """This policy with each unset top-level field taken from `base` (Istio's subset rule)."""
+        """This policy with each unset field taken from `base` (Istio's `mergeTrafficPolicy`
+        of a subset's policy without settings for the port over the rule's), for one port:
+        without `portLevelSettings`."""
         if base is None:
             return self
         return TrafficPolicy(
@@ -438,20 +454,22 @@ class TrafficPolicy:
             self.connection_pool or base.connection_pool,
             self.outlier_detection or base.outlier_detection,
             self.tls_mode or base.tls_mode,
-            {**base.port_settings, **self.port_settings},
         )
 
     def at_port(self, port: int) -> TrafficPolicy:
-        """This policy as it applies to `port`: its `portLevelSettings` entry over it."""
-        own = self.port_settings.get(port)
-        return self if own is None else own.over(self)
+        """This policy as it applies to `port`: its `portLevelSettings` entry for the port,
+        whole, else itself. An entry inherits nothing: a field it leaves unset is Envoy's
+        default, not this policy's (Istio's `GetPortLevelTrafficPolicy`, and the API's
+        "settings specified at the destination-level will not be inherited when overridden
+        by port-level settings")."""
+        return self.port_settings.get(port, self)
 
 
 @dataclass(frozen=True, slots=True)
 class Subset:
     name: str
     labels: Mapping[str, str]
-    #: The subset's own `trafficPolicy` (overrides the rule's, field by field).
+    #: The subset's own `trafficPolicy` (see `MeshIndex.policy` for how it meets the rule's).
     policy: TrafficPolicy | None = None
 
 

@@ -47,8 +47,8 @@ __all__ = [
     "ProtocolError",
     "Response",
     "Session",
+    "SharedNames",
     "StreamState",
-    "Subscription",
     "TypeState",
 ]
 
@@ -71,7 +71,7 @@ class Nack:
     code: int
 
 
-class Subscription:
+class SharedNames:
     """The resource names of a request, shared by every stream that asks for the same ones:
     100 proxies subscribed to the same 10k assignments hold one tuple and one set of them,
     and an ACK repeating its names (every state-of-the-world ACK does) costs one tuple
@@ -84,11 +84,11 @@ class Subscription:
         self._set = frozenset(names)
 
     @classmethod
-    def of(cls, names: tuple[str, ...]) -> Subscription:
-        """The live subscription to exactly these names, else a new one."""
-        found = _LIVE_SUBSCRIPTIONS.get(names)
+    def of(cls, names: tuple[str, ...]) -> SharedNames:
+        """The live instance for exactly these names, else a new one."""
+        found = _LIVE_SHARED_NAMES.get(names)
         if found is None:
-            found = _LIVE_SUBSCRIPTIONS[names] = cls(names)
+            found = _LIVE_SHARED_NAMES[names] = cls(names)
         return found
 
     def wanted(self, type_url: str) -> frozenset[str] | None:
@@ -99,8 +99,8 @@ class Subscription:
         return wanted - {"*"} if "*" in wanted else wanted
 
 
-#: Every subscription some stream holds, by its names.
-_LIVE_SUBSCRIPTIONS: weakref.WeakValueDictionary[tuple[str, ...], Subscription] = (
+#: Every name set some stream holds, by its names.
+_LIVE_SHARED_NAMES: weakref.WeakValueDictionary[tuple[str, ...], SharedNames] = (
     weakref.WeakValueDictionary()
 )
 
@@ -113,7 +113,7 @@ class TypeState:
     #: Subscribed names; None is a wildcard subscription (all of the type).
     names: frozenset[str] | None = None
     #: The names of the last request, as sent.
-    requested: Subscription | None = None
+    requested: SharedNames | None = None
     sent_version: str = ""
     sent_nonce: str = ""
     #: Name -> content digest of what the proxy holds from us (to send only changes).
@@ -213,7 +213,7 @@ class Session(StreamState):
             state.sent_nonce = ""  # the proxy starts this type over: answer it in full
         requested = tuple(request.resource_names)
         if state.requested is None or requested != state.requested.names:
-            state.requested = Subscription.of(requested)
+            state.requested = SharedNames.of(requested)
         names = state.requested.wanted(type_url)
         if names is not None and names is not state.names and names != state.names:
             # forget what is unsubscribed: asking again is new

@@ -37,9 +37,10 @@ def outbound_ports(
     each port (None: all), by the protocol of their listener (`listener_protocol`). A TCP
     port shared by several services, or by HTTP and TCP services, cannot be told apart
     without cluster IPs: warned. Once per index and scope: the same for every proxy."""
-    plan = index.port_plans.get(scope.key if scope is not None else None)
+    key = scope.key if scope is not None else None
+    plan = index.port_plans.get(key)
     if plan is None:
-        plan = index.port_plans[scope.key if scope is not None else None] = _ports(index, scope)
+        plan = index.port_plans[key] = _ports(index, scope)
     return plan
 
 

@@ -3,21 +3,21 @@ HTTP port."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from ._errors import Finding
-from ._index import MeshIndex, cluster_name, cluster_port
+from ._index import MeshIndex, cluster_name
 from ._model import (
     Destination,
     HttpMatch,
     HttpRoute,
     Retries,
     Service,
-    TrafficPolicy,
     VirtualService,
 )
 from ._proxy import ProxyInfo
+from ._route_hash import destination_hash, hash_policy, service_hash
 from ._scope import Scope, listener_protocol
 from ._translate_http import (
     cors_config,
@@ -85,23 +85,6 @@ def _seconds(value: float) -> str:
     return f"{value:.3f}s"
 
 
-def _hash_policy(policy: TrafficPolicy | None) -> list[Json]:
-    """The route's `hash_policy` when its destination balances by consistent hash."""
-    ch = policy.load_balancer.consistent_hash if policy and policy.load_balancer else None
-    if ch is None:
-        return []
-    if ch.kind == "header":
-        return [{"header": {"header_name": ch.name}}]
-    if ch.kind == "query":
-        return [{"query_parameter": {"name": ch.name}}]
-    if ch.kind == "source_ip":
-        return [{"connection_properties": {"source_ip": True}}]
-    cookie: Json = {"name": ch.name}
-    if ch.ttl is not None:
-        cookie["ttl"] = _seconds(ch.ttl)
-    return [{"cookie": cookie}]
-
-
 def _retry_policy(retries: Retries) -> Json | None:
     if retries.attempts == 0:
         return None
@@ -147,13 +130,18 @@ class _Routes:
                     "clusters": [{"name": n, "weight": w} for n, w in named if w > 0]
                 }
             }
-        # the first destination's rule decides, at the port its cluster is on (Istio's
-        # `getHashForService`: the port-level consistentHash for that port, if any)
-        first = route.route[0].destination
-        traffic = self.index.policy(vs.resolve(first.host), first.subset, cluster_port(named[0][0]))
-        hash_policy = _hash_policy(traffic)
-        if hash_policy:
-            action["hash_policy"] = hash_policy
+        # each destination's hash, as Istio appends them (a weighted one's when its weight
+        # is not 0): `destination_hash`, not its cluster's load balancer
+        hashes = [
+            entry
+            for rd in route.route
+            if len(route.route) == 1 or rd.weight
+            for entry in hash_policy(
+                destination_hash(self.index, vs.resolve(rd.destination.host), rd.destination)
+            )
+        ]
+        if hashes:
+            action["hash_policy"] = hashes
         mirrors = [
             mirror_policy(self._cluster(vs, f"{where}.{m.field}", m.destination), m.percent)
             for m in route.mirrors
@@ -181,17 +169,19 @@ class _Routes:
         return entry
 
     def build(self, vs: VirtualService | None, chosen: Selection | None = None) -> list[Json]:
-        """The routes of `vs` (those of `chosen` matches; None: all), else the default one."""
+        """The routes of `vs` (those of `chosen` matches; None: every match up to the first
+        catch-all, `_chosen`), else the default one."""
         if vs is None:
             return [{"name": "default", "match": {"prefix": "/"}, "route": self._default()}]
+        emitted = set(_chosen(vs, _everywhere) if chosen is None else chosen)
         routes: list[Json] = []
         for i, route in enumerate(vs.http):
             where = f"{vs.source}: VirtualService {vs.namespace}/{vs.name}: spec.http[{i}]"
-            # built even when none of its matches is chosen: a dangling destination is a
-            # finding for every proxy (and for `fastmesh analyze`)
+            # built even when none of its matches is chosen (or a catch-all before it hides
+            # it): a dangling destination is a finding for every proxy (and for `analyze`)
             entry = self._entry(vs, where, route)
             for j, m in enumerate(_matches(route)):
-                if chosen is not None and (i, j) not in chosen:
+                if (i, j) not in emitted:
                     continue
                 name = route.name or f"{vs.name}.{i}"
                 routes.append({"name": f"{name}.{j}", "match": _match(m), **entry})
@@ -200,9 +190,9 @@ class _Routes:
     def _default(self) -> Json:
         """No VirtualService: everything to the service's own cluster, Istio's defaults."""
         action: Json = {"cluster": cluster_name(self.port, "", self.svc.hostname), "timeout": "0s"}
-        hash_policy = _hash_policy(self.index.policy(self.svc.hostname, "", self.port))
-        if hash_policy:
-            action["hash_policy"] = hash_policy
+        hashes = hash_policy(service_hash(self.index, self.svc.hostname, self.port))
+        if hashes:
+            action["hash_policy"] = hashes
         policy = _DEFAULT_RETRY_POLICY
         if policy is not None:
             action["retry_policy"] = policy
@@ -218,16 +208,33 @@ def _matches(route: HttpRoute) -> tuple[HttpMatch, ...]:
     return route.matches or (HttpMatch(),)
 
 
-def _chosen(
+def _chosen(vs: VirtualService, applies: Callable[[HttpMatch], bool]) -> Selection:
+    """The matches of `vs` a route config has: those that `applies` to it, in order, up to
+    the first catch-all among them (Istio's `BuildHTTPRoutesForVirtualService`). Envoy takes
+    the first route that matches, so nothing after a route without matches, or after a
+    match taking every request (`HttpMatch.catch_all`), could be reached: Istio stops there,
+    also within one route's matches. A catch-all that does not apply (another port, another
+    source) hides nothing."""
+    out: list[tuple[int, int]] = []
+    for i, route in enumerate(vs.http):
+        for j, m in enumerate(_matches(route)):
+            if applies(m):
+                out.append((i, j))
+                if m.catch_all:
+                    return tuple(out)
+    return tuple(out)
+
+
+def _everywhere(_: HttpMatch) -> bool:
+    """A VirtualService without selective matches: each applies to every route config."""
+    return True
+
+
+def _chosen_for(
     vs: VirtualService, port: int, proxy: ProxyInfo, labels: Mapping[str, str]
 ) -> Selection:
     """The matches of `vs` the proxy's route config for `port` has (`HttpMatch.applies`)."""
-    return tuple(
-        (i, j)
-        for i, route in enumerate(vs.http)
-        for j, m in enumerate(_matches(route))
-        if m.applies(port, proxy.namespace, labels)
-    )
+    return _chosen(vs, lambda m: m.applies(port, proxy.namespace, labels))
 
 
 def _routes(
@@ -278,7 +285,7 @@ def route_config(index: MeshIndex, port: int, proxy: ProxyInfo, scope: Scope | N
         vs = index.routes.get(hostname)
         chosen = None
         if vs is not None and hostname in index.selective_routes:
-            chosen = _chosen(vs, port, proxy, labels)
+            chosen = _chosen_for(vs, port, proxy, labels)
         key = (hostname, port, names, chosen)
         vhost = index.virtual_hosts.get(key)
         if vhost is None:
