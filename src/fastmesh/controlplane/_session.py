@@ -123,6 +123,9 @@ class TypeState:
     #: `sent` is the snapshot's own digests of the whole type, shared with other sessions
     #: (copied before it is changed): a 10k-service mesh keeps one such map, not one per proxy.
     sent_shared: bool = False
+    #: The snapshot `sent` was last compared with, for `names`: a request that changes
+    #: neither (every ACK) needs no comparison of 10k digests.
+    compared: Snapshot | None = None
     acked_version: str = ""
     acked_nonce: str = ""
     #: The last NACK, until a later response is ACKed.
@@ -215,6 +218,8 @@ class Session(StreamState):
         if state.requested is None or requested != state.requested.names:
             state.requested = SharedNames.of(requested)
         names = state.requested.wanted(type_url)
+        if state.sent_nonce and names is state.names and state.compared is self.snapshot:
+            return []  # the proxy holds what this snapshot has for these names
         if names is not None and names is not state.names and names != state.names:
             # forget what is unsubscribed: asking again is new
             state.answered &= names
@@ -299,6 +304,7 @@ class Session(StreamState):
             removed = state.names is None and not state.sent.keys() <= digests.keys()
             newly_asked = state.names is not None and not state.names <= state.answered
             if not (changed or removed or newly_asked):
+                state.compared = self.snapshot
                 return None
             if state.names is not None:
                 # EDS, RDS: a response may hold only some of the names (the proxy keeps the
@@ -309,6 +315,7 @@ class Session(StreamState):
                     if state.sent.get(n) != r.digest or n not in state.answered
                 }
         state.sent, state.sent_shared = digests, whole
+        state.compared = None if kept else self.snapshot
         state.answered = state.names or frozenset()
         return self._response(state, list(chosen.values()), "-mbb" if kept else "")
 
@@ -318,6 +325,7 @@ class Session(StreamState):
         assert self.snapshot is not None
         available = self.snapshot.of_type(state.type_url)
         names = candidates if state.names is None else candidates & state.names
+        state.compared = self.snapshot
         changed = {}
         removed = []
         for n in sorted(names):
