@@ -7,11 +7,20 @@ import h2.config
 import h2.connection
 import h2.events
 import trio
+import trio.testing
 
 from fastmesh._h2_trio import RECEIVE_WINDOW, H2Writer, initiate
 
 #: Far beyond what a socket pair buffers, within one receive window.
 _PAYLOAD = 8 * 1024 * 1024
+
+
+#: The payload: byte i is i % 256, so a frame out of place or cut short shows.
+_PATTERN = bytes(range(256)) * (_PAYLOAD // 256 + 1)
+
+
+def _expected(at: int, size: int) -> bytes:
+    return _PATTERN[at : at + size]
 
 
 class Peer:
@@ -31,6 +40,7 @@ class Peer:
             assert data, "the peer went away"
             for event in self.conn.receive_data(data):
                 if isinstance(event, h2.events.DataReceived):
+                    assert event.data == _expected(self.received, len(event.data))
                     self.received += len(event.data)
                     self.conn.acknowledge_received_data(
                         event.flow_controlled_length, event.stream_id
@@ -48,19 +58,15 @@ class Peer:
             while 1 not in self.conn.streams:  # the client's stream opens it
                 await self.window.wait()
             self.conn.send_headers(1, [(":status", "200")])
-        data = memoryview(bytes(_PAYLOAD))
+        data = memoryview(_PATTERN)[:_PAYLOAD]
         while data:
-            size = min(self.conn.local_flow_control_window(1), self.conn.max_outbound_frame_size)
-            if size <= 0:
-                opened = self.window
+            opened = self.window
+            queued = self.writer.queue_data(1, data[: 256 * 1024])
+            if not queued:
                 await self.writer.flush()
                 await opened.wait()
-                continue
-            self.conn.send_data(1, bytes(data[:size]))
-            data = data[size:]
-            if len(data) % (256 * 1024) < size:
-                await self.writer.flush()  # the writer, not this task, may block on the socket
-        await self.writer.flush()
+            data = data[queued:]
+            await self.writer.flush()  # the writer, not this task, may block on the socket
 
     async def run(self) -> None:
         initiate(self.conn)
@@ -107,3 +113,39 @@ async def _expect_broken(run: object) -> None:
     except trio.BrokenResourceError:
         return
     raise AssertionError("the writer survived a broken socket")
+
+
+def test_queued_frames_leave_h2_as_its_own_send_data_would() -> None:
+    """`queue_data` debits h2's windows and states itself (no public call does): the
+    windows, the frames on the wire and what the peer decodes match h2's `send_data`."""
+    ours, theirs = _open_pair(), _open_pair()
+    payload = bytes(range(256)) * 200  # 3 frames of 16 KiB and one of 1 KiB
+
+    writer = H2Writer(ours[0], trio.testing.MemorySendStream())
+    writer.queue_data(1, memoryview(payload))
+    for at in range(0, len(payload), 16384):
+        theirs[0].send_data(1, payload[at : at + 16384])
+
+    assert ours[0].local_flow_control_window(1) == theirs[0].local_flow_control_window(1)
+    assert ours[0].outbound_flow_control_window == theirs[0].outbound_flow_control_window
+    assert b"".join(bytes(b) for b in writer._queue) == theirs[0].data_to_send()
+    ours[0].end_stream(1)  # the stream's state moved on as h2's would: it can still end
+    theirs[0].end_stream(1)
+    assert ours[0].data_to_send() == theirs[0].data_to_send()
+
+
+def _open_pair() -> tuple[h2.connection.H2Connection, h2.connection.H2Connection]:
+    """A server and a client with stream 1 open, settings exchanged."""
+    server = h2.connection.H2Connection(h2.config.H2Configuration(client_side=False))
+    client = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+    client.initiate_connection()
+    client.send_headers(
+        1, [(":method", "POST"), (":scheme", "http"), (":authority", "x"), (":path", "/")]
+    )
+    server.initiate_connection()
+    server.receive_data(client.data_to_send())
+    client.receive_data(server.data_to_send())
+    server.receive_data(client.data_to_send())
+    server.send_headers(1, [(":status", "200")])
+    server.data_to_send()
+    return server, client

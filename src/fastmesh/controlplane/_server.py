@@ -45,8 +45,6 @@ DELTA_PATH = "/envoy.service.discovery.v3.AggregatedDiscoveryService/DeltaAggreg
 #: The separate SDS service: the same messages and session as ADS, for one type.
 SDS_PATH = "/envoy.service.secret.v3.SecretDiscoveryService/StreamSecrets"
 _READ_SIZE = 65536
-#: Written to the socket at least this often while sending one large response.
-_FLUSH_SIZE = 256 * 1024
 _REQUEST = discovery_pb2.DiscoveryRequest
 
 
@@ -236,25 +234,18 @@ class _Connection:
         await self._send_bytes(stream_id, message_prefix(size), *chunks)
 
     async def _send_bytes(self, stream_id: int, *payload: bytes) -> None:
-        """In as many DATA frames as flow control allows, waiting for window updates; frames
-        are written in batches of `_FLUSH_SIZE` (a 5 MB first push is neither 300 small
-        writes nor a 5 MB copy per proxy)."""
-        pending = 0
+        """In as many DATA frames as flow control allows, waiting for window updates. The
+        frames are views of `payload` (a push shared by 100 proxies is never copied for
+        one); it is written before this returns."""
         for piece in payload:
             data = memoryview(piece)
             while data:
-                window = self.h2.local_flow_control_window(stream_id)
-                size = min(window, self.h2.max_outbound_frame_size, len(data))
-                if size <= 0 or pending >= _FLUSH_SIZE:
-                    opened = self.window_opened  # before flushing: an update may come meanwhile
-                    await self.flush()  # a bounded buffer per proxy, not a copy of the push
-                    pending = 0
-                    if size <= 0:
-                        await opened.wait()
-                    continue
-                self.h2.send_data(stream_id, bytes(data[:size]))
-                data = data[size:]
-                pending += size
+                opened = self.window_opened  # before flushing: an update may come meanwhile
+                queued = self.writer.queue_data(stream_id, data)
+                if not queued:
+                    await self.flush()
+                    await opened.wait()
+                data = data[queued:]
         await self.flush()
 
     async def _serve_call(self, call: _Call) -> None:

@@ -82,16 +82,13 @@ class GrpcCall:
             while data:
                 if self._ended is not None:
                     raise self._ended
-                window = self._h2.local_flow_control_window(self._id)
-                size = min(window, self._h2.max_outbound_frame_size, len(data))
-                if size <= 0:
-                    opened = self._window  # before flushing: an update may come meanwhile
+                opened = self._window  # before flushing: an update may come meanwhile
+                queued = self._writer.queue_data(self._id, data)
+                if not queued:
                     await self._writer.flush()
                     await opened.wait()
-                    continue
-                self._h2.send_data(self._id, bytes(data[:size]))
-                data = data[size:]
-            await self._writer.flush()  # one write, not one per frame: an ACK of 10k names is 29
+                data = data[queued:]
+            await self._writer.flush()
         except (h2.exceptions.ProtocolError, trio.BrokenResourceError, OSError) as exc:
             raise CallEnded(f"cannot send: {exc}") from None
 
