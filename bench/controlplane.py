@@ -3,9 +3,10 @@
 
 The control plane runs as its own process (``fastmesh controlplane serve`` on a config
 directory, one file per service with its five WorkloadEntries, spread over ten namespaces).
-One load process holds every client: each opens an ADS stream, subscribes like a sidecar
-(CDS and LDS wildcard, then EDS and RDS by name) and ACKs every response. Measured, as
-medians over rounds:
+One load process (bench/xdsload, Go and grpc-go) holds every client: each opens an ADS
+stream on its own connection, subscribes like a sidecar (CDS and LDS wildcard, then EDS and
+RDS by name) and ACKs every response with its names, as Envoy does. Measured, as medians
+over rounds:
 
 - first full push: from every client's first request until every client holds CDS, EDS
   (every assignment), LDS and RDS;
@@ -22,40 +23,26 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import select
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import trio
 import yaml
-from envoy.config.core.v3 import base_pb2
-from envoy.config.endpoint.v3 import endpoint_pb2
-from envoy.service.discovery.v3 import discovery_pb2
-from google.protobuf import struct_pb2
 
-from fastmesh.xds._call import open_call
-
-ADS = "/envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggregatedResources"
-_PREFIX = "type.googleapis.com/envoy.config."
-CDS = _PREFIX + "cluster.v3.Cluster"
-EDS = _PREFIX + "endpoint.v3.ClusterLoadAssignment"
-LDS = _PREFIX + "listener.v3.Listener"
-RDS = _PREFIX + "route.v3.RouteConfiguration"
 PORT = 8000
 NAMESPACES = 10
 ENDPOINTS_PER_SERVICE = 5
 RESULTS = Path(__file__).parent / "results"
+#: The simulated sidecars (Go, grpc-go: see its main.go for why not Python).
+XDSLOAD = Path(__file__).parent / "xdsload"
 #: Targets of issue 5.
 TARGETS = {"first_push_s": 2.0, "endpoint_change_s": 0.1, "rss_mb": 500.0}
-
-
-def cluster_name(i: int) -> str:
-    return f"outbound|{PORT}||svc{i}.ns{i % NAMESPACES}.svc.cluster.local"
 
 
 def _service_docs(i: int, address_of: dict[int, str]) -> list[dict[str, Any]]:
@@ -92,105 +79,6 @@ def write_service(directory: Path, i: int, address_of: dict[int, str] | None = N
 
 
 @dataclass
-class Client:
-    """One simulated sidecar: what it holds and when it got there."""
-
-    index: int
-    eds_names: list[str]
-    holds: dict[str, set[str]] = field(default_factory=dict)
-    complete_at: float | None = None
-    #: The address of the watched endpoint in the last assignment of the watched cluster.
-    watched: str = ""
-    watched_at: float = 0.0
-
-
-def _node(i: int) -> Any:
-    node = base_pb2.Node(
-        id=f"sidecar~10.255.0.{i}~bench-{i}.ns{i % NAMESPACES}~ns.svc.cluster.local"
-    )
-    meta = struct_pb2.Struct()
-    meta.update({"NAMESPACE": f"ns{i % NAMESPACES}"})
-    node.metadata.CopyFrom(meta)
-    return node
-
-
-def _assignment_name(value: bytes) -> str:
-    """An encoded ClusterLoadAssignment's name, read from its first field (`cluster_name`,
-    written first) without decoding the rest: 100 clients x 10k assignments would otherwise
-    spend the load process's CPU on the machine the control plane runs on."""
-    length, shift, i = 0, 0, 1
-    while True:
-        byte = value[i]
-        length |= (byte & 0x7F) << shift
-        i += 1
-        if byte < 0x80:
-            return value[i : i + length].decode()
-        shift += 7
-
-
-def _names(response: Any) -> set[str]:
-    """Resource names (assignments by name; other types counted, not named)."""
-    if response.type_url == EDS:
-        return {_assignment_name(r.value) for r in response.resources}
-    return {str(i) for i in range(len(response.resources))}
-
-
-def subscriptions(eds_names: list[str]) -> dict[str, bytes]:
-    """The `resource_names` of each type's requests, encoded (LDS, CDS: wildcard)."""
-    request = discovery_pb2.DiscoveryRequest
-    return {
-        EDS: request(resource_names=eds_names).SerializeToString(),
-        RDS: request(resource_names=[str(PORT)]).SerializeToString(),
-        LDS: b"",
-        CDS: b"",
-    }
-
-
-async def run_client(
-    client: Client, port: int, watch: str, started: trio.Event, subscribed: dict[str, bytes]
-) -> None:
-    """`subscribed`: each type's `resource_names`, encoded once for every client (an ACK
-    carries them all again; encoding 10k names per ACK and client made the load process,
-    not the control plane, the slow part of an endpoint change)."""
-    request = discovery_pb2.DiscoveryRequest
-    async with open_call("127.0.0.1", port, ADS) as call:
-        first = request(type_url=CDS)
-        first.node.CopyFrom(_node(client.index))
-        await call.send(first.SerializeToString())
-        for type_url in (LDS, EDS, RDS):
-            await call.send(subscribed[type_url] + request(type_url=type_url).SerializeToString())
-        started.set()
-        while True:
-            response = discovery_pb2.DiscoveryResponse.FromString(await call.receive())
-            now = time.perf_counter()
-            names = _names(response)
-            if response.type_url == EDS:
-                client.holds.setdefault(EDS, set()).update(names)
-                for r in response.resources if watch in names else ():
-                    cla = endpoint_pb2.ClusterLoadAssignment.FromString(r.value)
-                    if cla.cluster_name == watch:
-                        first_host = cla.endpoints[0].lb_endpoints[0].endpoint.address
-                        client.watched, client.watched_at = first_host.socket_address.address, now
-            else:
-                client.holds[response.type_url] = names
-            ack = request(
-                type_url=response.type_url,
-                version_info=response.version_info,
-                response_nonce=response.nonce,
-            )
-            # serialized messages concatenated are one message with both's fields
-            await call.send(subscribed[response.type_url] + ack.SerializeToString())
-            if client.complete_at is None and _complete(client):
-                client.complete_at = now
-
-
-def _complete(client: Client) -> bool:
-    return len(client.holds.get(EDS, ())) == len(client.eds_names) and all(
-        client.holds.get(t) for t in (CDS, LDS, RDS)
-    )
-
-
-@dataclass
 class Round:
     first_push_s: float
     endpoint_change_s: float
@@ -211,35 +99,55 @@ def _proc_usage(pid: int) -> tuple[float, float]:
     return cpu, hwm / 1024
 
 
-async def _measure(directory: Path, port: int, pid: int, services: int, clients: int) -> Round:
+def _measure(directory: Path, port: int, pid: int, services: int, clients: int) -> Round:
     watched_service = services // 2
-    watch = cluster_name(watched_service)
-    eds_names = [cluster_name(i) for i in range(services)]
-    population = [Client(i, eds_names) for i in range(clients)]
-    subscribed = subscriptions(eds_names)
-    async with trio.open_nursery() as nursery:
-        starts = [trio.Event() for _ in population]
-        t0 = time.perf_counter()
-        for client, started in zip(population, starts, strict=True):
-            nursery.start_soon(run_client, client, port, watch, started, subscribed)
-        with trio.fail_after(600):
-            while not all(c.complete_at for c in population):
-                await trio.sleep(0.01)
-        first_push = max(c.complete_at or 0 for c in population) - t0
-        await trio.sleep(1.0)  # quiet: every ACK in
+    argv = [str(xdsload_binary()), f"-addr=127.0.0.1:{port}", f"-clients={clients}"]
+    argv += [f"-services={services}", f"-namespaces={NAMESPACES}", f"-port={PORT}"]
+    load = subprocess.Popen(
+        [*argv, f"-watch={watched_service}"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        first_push = float(_read_json(load, timeout=600)["first_push_s"])
+        time.sleep(1.0)  # quiet: every ACK in
         new_address = "10.254.254.254"
-        changed = time.perf_counter()
+        changed = time.time_ns()
         write_service(
             directory, watched_service, {watched_service * ENDPOINTS_PER_SERVICE: new_address}
         )
-        with trio.fail_after(120):
-            while not all(c.watched == new_address for c in population):
-                await trio.sleep(0.002)
-        propagation = max(c.watched_at for c in population) - changed
+        assert load.stdin is not None
+        load.stdin.write(f"expect {new_address}\n")
+        load.stdin.flush()
+        reached = int(_read_json(load, timeout=120)["reached_unix_ns"])
+        propagation = (reached - changed) / 1e9
         write_service(directory, watched_service)  # back, for the next round
         cpu, rss = _proc_usage(pid)
-        nursery.cancel_scope.cancel()
+    finally:
+        load.kill()
+        load.wait()
     return Round(first_push, propagation, cpu, rss)
+
+
+def _read_json(proc: subprocess.Popen[str], timeout: float) -> dict[str, Any]:
+    """The load process's next report line."""
+    assert proc.stdout is not None
+    ready, _, _ = select.select([proc.stdout], [], [], timeout)
+    if not ready:
+        raise TimeoutError(f"no report from the xDS load within {timeout:g} s")
+    line = proc.stdout.readline()
+    if not line:
+        raise RuntimeError(f"the xDS load exited ({proc.wait()}); see its stderr above")
+    report: dict[str, Any] = json.loads(line)
+    return report
+
+
+def xdsload_binary() -> Path:
+    """bench/xdsload built (Go's build cache makes a rebuild take a second)."""
+    out = Path(tempfile.gettempdir()) / "fastmesh-xdsload"
+    subprocess.run(["go", "build", "-o", str(out), "."], cwd=XDSLOAD, check=True)
+    return out
 
 
 def run_round(services: int, clients: int) -> Round:
@@ -260,7 +168,7 @@ def run_round(services: int, clients: int) -> Round:
             )
         try:
             _wait_for_port(port, timeout=120)
-            return trio.run(_measure, directory, port, proc.pid, services, clients)
+            return _measure(directory, port, proc.pid, services, clients)
         finally:
             proc.terminate()
             proc.wait(timeout=30)
