@@ -7,6 +7,7 @@ import trio
 import trio.testing
 
 from fastmesh.controlplane import MeshConfig, ProxyInfo, SnapshotHub, load_documents
+from fastmesh.controlplane._hub import _replaced
 from fastmesh.controlplane._resources import CLUSTER, ENDPOINT, LISTENER, ROUTE, changes
 
 from .test_load import BOOKINFO
@@ -166,3 +167,24 @@ spec:
     hub._apply(CONFIG)
     plain = outbound(ProxyInfo("a", "shop", workload="reviews-v1"))
     assert outbound(ProxyInfo("c", "shop", workload="reviews-v2")) is plain
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "gone", "added"),
+    [
+        ("abcd", "abXd", "c", "X"),  # an edit in place: found position by position
+        ("abcd", "abcd", "", ""),
+        ("abcd", "abcdE", "", "E"),  # lengths differ: by identity
+        ("abcd", "bacd", "", ""),  # reordered, nothing replaced
+        ("abcd", "bXcd", "a", "X"),  # reordered and replaced
+    ],
+)
+def test_replaced_workloads_are_found_by_identity(
+    old: str, new: str, gone: str, added: str
+) -> None:
+    objects = {name: object() for name in "abcdXE"}
+    found = _replaced(
+        tuple(objects[n] for n in old),  # type: ignore[misc]
+        tuple(objects[n] for n in new),  # type: ignore[misc]
+    )
+    assert found == ([objects[n] for n in gone], [objects[n] for n in added])

@@ -3,7 +3,9 @@ of proxy, on demand); sessions wait on it for changes."""
 
 from __future__ import annotations
 
+import itertools
 import logging
+import operator
 from collections.abc import Iterable, Mapping
 from typing import Protocol
 
@@ -218,9 +220,24 @@ def workload_change(
         or old.sidecars != new.sidecars
     ):
         return None
-    before, after = set(map(id, old.workloads)), set(map(id, new.workloads))
-    gone = [w for w in old.workloads if id(w) not in after] if before != after else []
-    added = [w for w in new.workloads if id(w) not in before] if before != after else []
+    gone, added = _replaced(old.workloads, new.workloads)
     if len(gone) + len(added) > _INCREMENTAL_LIMIT:
         return None
     return gone, added
+
+
+def _replaced(
+    old: tuple[Workload, ...], new: tuple[Workload, ...]
+) -> tuple[list[Workload], list[Workload]]:
+    """(objects only in `old`, objects only in `new`). An edit in place (the registry swaps
+    the edited resources where they were) is found position by position, in C: 50k
+    workloads per endpoint change."""
+    if len(old) == len(new):
+        at = list(itertools.compress(itertools.count(), map(operator.is_not, old, new)))
+        gone, added = [old[i] for i in at], [new[i] for i in at]
+        if not set(map(id, gone)) & set(map(id, added)):
+            return gone, added
+    before, after = set(map(id, old)), set(map(id, new))
+    if before == after:
+        return [], []
+    return [w for w in old if id(w) not in after], [w for w in new if id(w) not in before]

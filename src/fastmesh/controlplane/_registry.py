@@ -129,9 +129,10 @@ class FileRegistry:
         found = 0
         for f in dataclasses.fields(config):
             items: tuple[Parsed, ...] = getattr(config, f.name)
-            hits = sum(1 for r in items if id(r) in swap)
+            # map() keeps these loops in C: 50k workloads per edit of one file
+            hits = sum(map(swap.__contains__, map(id, items)))
             if hits:
-                changed[f.name] = tuple(swap.get(id(r), r) for r in items)
+                changed[f.name] = tuple(map(swap.get, map(id, items), items))
                 found += hits
         if found != len(swap):  # a swapped resource was left out (defined twice): reassemble
             return None
