@@ -73,3 +73,35 @@ async def test_edits_additions_and_removals_are_published(
 async def test_a_missing_directory_fails_at_start(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError):
         await FileRegistry(tmp_path / "nope").run(lambda config: None)
+
+
+def test_edits_in_place_give_the_config_a_full_load_would(tmp_path: Path) -> None:
+    """An edit redefining the same resources is swapped in where they were (no rescan of
+    every resource), again and again; a duplicate or an ignored file changes nothing."""
+    for name in "abc":
+        write_yaml(
+            tmp_path / f"{name}.yaml",
+            service(name, 8080),
+            *(workload(f"{name}-{i}", name, "v1", 1000 + i) for i in range(3)),
+        )
+    registry = FileRegistry(tmp_path)
+    before = registry.load()
+    for port in (2000, 3000):  # twice: the second edit finds the first's resources
+        write_yaml(
+            tmp_path / "b.yaml",
+            service("b", 8080),
+            *(workload(f"b-{i}", "b", "v1", port + i) for i in range(3)),
+        )
+        config = registry.refresh({tmp_path / "b.yaml"})
+        assert config == FileRegistry(tmp_path).load()
+        assert config.workloads[0] is before.workloads[0]  # a-0: untouched, same object
+    assert [w.name for w in config.workloads] == [w.name for w in before.workloads]
+
+    (tmp_path / ".b.yaml.tmp").write_text("not: [yaml")  # an editor's temporary file
+    assert registry.refresh({tmp_path / ".b.yaml.tmp"}) is config
+
+    write_yaml(tmp_path / "dup.yaml", workload("c-0", "c", "v2", 9999))  # defined twice
+    config = registry.refresh({tmp_path / "dup.yaml"})
+    assert config == FileRegistry(tmp_path).load()
+    write_yaml(tmp_path / "dup.yaml", workload("c-0", "c", "v3", 9998))
+    assert registry.refresh({tmp_path / "dup.yaml"}) == FileRegistry(tmp_path).load()

@@ -56,6 +56,9 @@ class FileRegistry:
         self.parsed_files = 0
         self._files: dict[Path, tuple[Stamp, ParsedFile]] = {}
         self._config: MeshConfig | None = None
+        #: Each resource of `_config` (by id: it holds them) -> its field and index there,
+        #: so an edit swaps resources in place without scanning 50k workloads.
+        self._where: dict[int, tuple[str, int]] = {}
 
     def _stamps(self) -> dict[Path, Stamp]:
         out: dict[Path, Stamp] = {}
@@ -80,13 +83,19 @@ class FileRegistry:
         return self._assemble()
 
     def refresh(self, paths: set[Path]) -> MeshConfig:
-        """The config after `paths` (and only they) changed, appeared or went away."""
+        """The config after `paths` (and only they) changed, appeared or went away; the
+        same object when none of them is a config file (an editor's temporary file)."""
+        paths = {
+            path
+            for path in paths
+            if path.suffix in SUFFIXES
+            and not any(p.startswith(".") for p in path.relative_to(self.directory).parts)
+        }
+        if not paths and self._config is not None:
+            return self._config
         files = dict(self._files)
         added = False
         for path in paths:
-            relative = path.relative_to(self.directory).parts
-            if path.suffix not in SUFFIXES or any(p.startswith(".") for p in relative):
-                continue
             try:
                 st = path.stat()
             except OSError:
@@ -99,8 +108,10 @@ class FileRegistry:
                 files[path] = self._parse(path, stamp, cached[1] if cached else None)
         edits = [
             (old[1], files[path][1])
-            for path, old in self._files.items()
-            if path in files and files[path] is not old
+            for path in paths
+            if (old := self._files.get(path)) is not None
+            and path in files
+            and files[path] is not old
         ]
         patched = None if added or len(files) != len(self._files) else self._patched(edits)
         self._files = dict(sorted(files.items())) if added else files  # config_files' order
@@ -125,18 +136,19 @@ class FileRegistry:
         config = self._config
         if config is None:
             return None
-        changed: dict[str, tuple[Parsed, ...]] = {}
-        found = 0
-        for f in dataclasses.fields(config):
-            items: tuple[Parsed, ...] = getattr(config, f.name)
-            # map() keeps these loops in C: 50k workloads per edit of one file
-            hits = sum(map(swap.__contains__, map(id, items)))
-            if hits:
-                changed[f.name] = tuple(map(swap.get, map(id, items), items))
-                found += hits
-        if found != len(swap):  # a swapped resource was left out (defined twice): reassemble
-            return None
-        return dataclasses.replace(config, **changed)  # type: ignore[arg-type]
+        fields: dict[str, list[Parsed]] = {}
+        for key, b in swap.items():
+            at = self._where.get(key)
+            if at is None:  # left out of the config (defined twice): reassemble
+                return None
+            name, i = at
+            items = fields.get(name)
+            if items is None:
+                items = fields[name] = list(getattr(config, name))
+            items[i] = b
+        for key, b in swap.items():
+            self._where[id(b)] = self._where.pop(key)
+        return dataclasses.replace(config, **{n: tuple(v) for n, v in fields.items()})  # type: ignore[arg-type]
 
     def _parse(
         self, path: Path, stamp: Stamp, before: ParsedFile | None = None
@@ -156,6 +168,11 @@ class FileRegistry:
     def _assemble(self) -> MeshConfig:
         config, problems = assemble(parsed for _, parsed in self._files.values())
         self._config = config
+        self._where = {
+            id(r): (f.name, i)
+            for f in dataclasses.fields(config)
+            for i, r in enumerate(getattr(config, f.name))
+        }
         self.problems = problems
         for problem in problems:
             log.warning("%s/%s", self.directory, problem)
@@ -168,21 +185,24 @@ class FileRegistry:
             raise FileNotFoundError(f"config directory {self.directory} does not exist")
         watch = DirectoryWatch.open(self.directory)
         seen = self._stamps()
-        publish(self.load(seen))
+        last = self.load(seen)
+        publish(last)
         task_status.started()
         try:
             while True:
                 changed = await watch.changes() if watch is not None else None
                 if changed is not None:
-                    if changed:
-                        publish(self.refresh(changed))
+                    if changed and (config := self.refresh(changed)) is not last:
+                        last = config
+                        publish(config)
                     continue
                 if watch is None:
                     await trio.sleep(self.poll_interval)
                 now = self._stamps()
                 if now != seen:
                     seen = now
-                    publish(self.load(now))
+                    last = self.load(now)
+                    publish(last)
         finally:
             if watch is not None:
                 watch.close()
