@@ -166,7 +166,9 @@ class Snapshot:
         """The type's resource names, sorted (responses list resources in name order)."""
         order = self._order.get(type_url)
         if order is None:
-            order = self._order[type_url] = sorted(self.of_type(type_url))
+            source, _ = self._source(type_url)
+            order = source.names(type_url) if source else sorted(self.of_type(type_url))
+            self._order[type_url] = order
         return order
 
     def digests(self, type_url: str) -> dict[str, str]:
@@ -174,10 +176,34 @@ class Snapshot:
         digests = self._digests.get(type_url)
         if digests is None:
             resources = self.of_type(type_url)
-            digests = self._digests[type_url] = {
-                n: resources[n].digest for n in self.names(type_url)
-            }
+            source, changed = self._source(type_url)
+            if source is None:
+                digests = {n: resources[n].digest for n in self.names(type_url)}
+            elif not changed:
+                digests = source.digests(type_url)
+            else:  # the same names (same order), a few resources replaced
+                digests = dict(source.digests(type_url))
+                digests.update((n, resources[n].digest) for n in changed)
+            self._digests[type_url] = digests
         return digests
+
+    def _source(self, type_url: str) -> tuple[Snapshot | None, frozenset[str]]:
+        """A snapshot whose names (and digests, but for the changed names returned) this
+        one's type shares: a part holding the very same resources, or the snapshot this
+        one `replaced` when no name was added. A 10k-assignment map is then derived from
+        the last one, not rebuilt, for every kind of proxy on every endpoint change."""
+        resources = self.of_type(type_url)
+        for part in self.parts:
+            if part.of_type(type_url) is resources:
+                return part, frozenset()
+        base = self.base[0]() if self.base is not None else None
+        if base is None or self.base is None:
+            return None, frozenset()
+        changed = self.base[1].get(type_url, frozenset())
+        held = base.of_type(type_url)
+        if all(n in held for n in changed):
+            return base, changed
+        return None, frozenset()
 
     def type_version(self, type_url: str) -> str:
         """A digest of the type's content (equal content, equal version)."""
