@@ -44,4 +44,5 @@ def test_names_and_digests_equal_a_fresh_snapshots_however_derived() -> None:
             assert snapshot.names(type_url) == fresh.names(type_url)
             assert snapshot.digests(type_url) == fresh.digests(type_url)
             assert list(snapshot.digests(type_url)) == snapshot.names(type_url)
+            assert snapshot.ordered(type_url) == fresh.ordered(type_url)
     assert shared.digests(ENDPOINT)["a"] == _fresh(shared).digests(ENDPOINT)["a"]  # untouched

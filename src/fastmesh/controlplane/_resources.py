@@ -158,6 +158,7 @@ class Snapshot:
     #: proxies ask, and shared by the sessions that hold the whole type).
     _order: dict[str, list[str]] = field(default_factory=dict, compare=False, repr=False)
     _digests: dict[str, dict[str, str]] = field(default_factory=dict, compare=False, repr=False)
+    _ordered: dict[str, list[Resource]] = field(default_factory=dict, compare=False, repr=False)
 
     def of_type(self, type_url: str) -> Mapping[str, Resource]:
         return self.resources.get(type_url, {})
@@ -170,6 +171,19 @@ class Snapshot:
             order = source.names(type_url) if source else sorted(self.of_type(type_url))
             self._order[type_url] = order
         return order
+
+    def ordered(self, type_url: str) -> list[Resource]:
+        """The type's resources in name order (shared: never mutate it)."""
+        ordered = self._ordered.get(type_url)
+        if ordered is None:
+            source, changed = self._source(type_url)
+            if source is not None and not changed:
+                ordered = source.ordered(type_url)
+            else:
+                resources = self.of_type(type_url)
+                ordered = [resources[n] for n in self.names(type_url)]
+            self._ordered[type_url] = ordered
+        return ordered
 
     def digests(self, type_url: str) -> dict[str, str]:
         """Name -> digest of every resource of the type (shared: never mutate it)."""

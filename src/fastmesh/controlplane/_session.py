@@ -291,13 +291,13 @@ class Session(StreamState):
             names = order
         else:
             names = [n for n in order if n in state.names]
-        chosen = {n: available[n] for n in names}
         whole = not kept and len(names) == len(available)
-        digests = (
-            self.snapshot.digests(state.type_url)
-            if whole
-            else {name: r.digest for name, r in chosen.items()}
-        )
+        if whole:  # the snapshot's own list and digests, shared by every proxy
+            chosen = self.snapshot.ordered(state.type_url)
+            digests = self.snapshot.digests(state.type_url)
+        else:
+            chosen = [available[n] for n in names]
+            digests = {r.name: r.digest for r in chosen}
         if state.sent_nonce:
             changed = any(state.sent.get(n) != d for n, d in digests.items())
             # wildcard (LDS, CDS): a resource left out of a response is deleted by the proxy
@@ -309,15 +309,15 @@ class Session(StreamState):
             if state.names is not None:
                 # EDS, RDS: a response may hold only some of the names (the proxy keeps the
                 # rest), so one moved endpoint is one assignment, not every one again
-                chosen = {
-                    n: r
-                    for n, r in chosen.items()
-                    if state.sent.get(n) != r.digest or n not in state.answered
-                }
+                chosen = [
+                    r
+                    for r in chosen
+                    if state.sent.get(r.name) != r.digest or r.name not in state.answered
+                ]
         state.sent, state.sent_shared = digests, whole
         state.compared = None if kept else self.snapshot
         state.answered = state.names or frozenset()
-        return self._response(state, list(chosen.values()), "-mbb" if kept else "")
+        return self._response(state, chosen, "-mbb" if kept else "")
 
     def _respond_to_changes(self, state: TypeState, candidates: frozenset[str]) -> Response | None:
         """`_respond` after a new snapshot, looking only at the names that changed in it
