@@ -98,10 +98,13 @@ class Service:
     entry: ServiceEntry | None = None
     #: A ServiceEntry host (`api.example.com`); "" for a `v1 Service`.
     host: str = ""
+    #: The host, else `name.namespace.svc.cluster.local`; stored, as translation reads it
+    #: for every service once per kind of proxy.
+    hostname: str = field(init=False, repr=False, compare=False)
 
-    @property
-    def hostname(self) -> str:
-        return self.host or f"{self.name}.{self.namespace}.{DOMAIN_SUFFIX}"
+    def __post_init__(self) -> None:
+        hostname = self.host or f"{self.name}.{self.namespace}.{DOMAIN_SUFFIX}"
+        object.__setattr__(self, "hostname", hostname)
 
     @property
     def resource(self) -> str:

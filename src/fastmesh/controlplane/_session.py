@@ -77,11 +77,18 @@ class SharedNames:
     and an ACK repeating its names (every state-of-the-world ACK does) costs one tuple
     comparison, not a new set of 10k fresh strings."""
 
-    __slots__ = ("__weakref__", "_set", "names")
+    __slots__ = ("__weakref__", "_listed", "_set", "names")
 
     def __init__(self, names: tuple[str, ...]) -> None:
         self.names = names
         self._set = frozenset(names)
+        self._listed = list(names)
+
+    def same_as(self, requested: Any) -> bool:
+        """Whether a request's `resource_names` are these, compared in C: the protobuf
+        container equals a list (not a tuple), and making a tuple of 10k new strings per
+        ACK cost more than parsing the ACK."""
+        return bool(requested == self._listed)
 
     @classmethod
     def of(cls, names: tuple[str, ...]) -> SharedNames:
@@ -214,9 +221,8 @@ class Session(StreamState):
                 state.nack = None
         else:
             state.sent_nonce = ""  # the proxy starts this type over: answer it in full
-        requested = tuple(request.resource_names)
-        if state.requested is None or requested != state.requested.names:
-            state.requested = SharedNames.of(requested)
+        if state.requested is None or not state.requested.same_as(request.resource_names):
+            state.requested = SharedNames.of(tuple(request.resource_names))
         names = state.requested.wanted(type_url)
         if state.sent_nonce and names is state.names and state.compared is self.snapshot:
             return []  # the proxy holds what this snapshot has for these names
