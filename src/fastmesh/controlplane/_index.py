@@ -58,8 +58,9 @@ class MeshIndex:
     vhost_routes: dict[tuple[str, int, tuple[tuple[int, int], ...] | None], list[Any]] = field(
         default_factory=dict
     )
-    #: (hostname, port, seen from its own namespace) -> the domains of its virtual host.
-    domain_names: dict[tuple[str, int, bool], tuple[str, ...]] = field(default_factory=dict)
+    #: (port, Sidecar scope key) -> the virtual hosts its route configs list
+    #: (`_translate_routes.vhost_plans`).
+    vhost_plans: dict[tuple[int, Any], list[Any]] = field(default_factory=dict)
     #: Sidecar scope key (None: no Sidecar) -> its outbound ports (`outbound_ports`).
     port_plans: dict[Any, tuple[list[int], dict[int, str]]] = field(default_factory=dict)
     #: id of a shared document (those virtual hosts) -> its encoding, for this index's life.

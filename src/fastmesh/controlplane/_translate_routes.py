@@ -4,6 +4,7 @@ HTTP port."""
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from ._errors import Finding
@@ -50,13 +51,45 @@ def domains(svc: Service, port: int, own_namespace: bool) -> tuple[str, ...]:
     return tuple(d for name in names for d in (name, f"{name}:{port}"))
 
 
-def _domains(index: MeshIndex, svc: Service, port: int, proxy: ProxyInfo) -> tuple[str, ...]:
-    """`domains`, built once per index (every kind of proxy lists every service)."""
-    key = (svc.hostname, port, proxy.namespace == svc.namespace)
-    names = index.domain_names.get(key)
-    if names is None:
-        names = index.domain_names[key] = domains(svc, port, key[2])
-    return names
+@dataclass(frozen=True, slots=True)
+class VhostPlan:
+    """One HTTP service on one port as every route config lists it (once per index and
+    Sidecar scope): route configs differ by proxy only in which domains they take."""
+
+    svc: Service
+    vs: VirtualService | None
+    #: Whether its matches depend on the proxy (`sourceLabels`, `port`, ...).
+    selective: bool
+    #: Its domains seen from another namespace, and from its own (with the short name).
+    domains_elsewhere: tuple[str, ...]
+    domains_at_home: tuple[str, ...]
+
+
+def vhost_plans(index: MeshIndex, port: int, scope: Scope | None) -> list[VhostPlan]:
+    """The services a route config for `port` lists, by hostname (`scope`: those it shows
+    there; None: every one), each with what does not depend on the proxy."""
+    key = (port, scope.key if scope is not None else None)
+    plans = index.vhost_plans.get(key)
+    if plans is not None:
+        return plans
+    services = index.by_port.get(port, [])
+    if scope is not None:  # by hostname, as `by_port`; a small scope needs not look at all
+        services = [index.services[h] for h in scope.hostnames if scope.visible(port, h)]
+    plans = index.vhost_plans[key] = []
+    for svc in services:
+        sp = svc.port(port)
+        if sp is None or not listener_protocol(scope, sp).is_http:
+            continue
+        plans.append(
+            VhostPlan(
+                svc,
+                index.routes.get(svc.hostname),
+                svc.hostname in index.selective_routes,
+                domains(svc, port, own_namespace=False),
+                domains(svc, port, own_namespace=True),
+            )
+        )
+    return plans
 
 
 def _match(m: HttpMatch) -> Json:
@@ -254,15 +287,9 @@ def route_config(index: MeshIndex, port: int, proxy: ProxyInfo, scope: Scope | N
     labels = index.proxy_labels(proxy) if index.selective_routes else {}
     vhosts: list[Json] = []
     taken: set[str] = set()
-    services = index.by_port.get(port, [])
-    if scope is not None:  # by hostname, as `by_port`; a small scope needs not look at all
-        services = [index.services[h] for h in scope.hostnames if scope.visible(port, h)]
-    for svc in services:
-        sp = svc.port(port)
-        if sp is None or not listener_protocol(scope, sp).is_http:
-            continue
-        hostname = svc.hostname
-        names = _domains(index, svc, port, proxy)
+    for plan in vhost_plans(index, port, scope):
+        svc = plan.svc
+        names = plan.domains_at_home if svc.namespace == proxy.namespace else plan.domains_elsewhere
         if not taken.isdisjoint(names):
             # Envoy refuses a route config naming one domain twice (ServiceEntries sharing
             # an address): the first service by hostname keeps it.
@@ -282,15 +309,13 @@ def route_config(index: MeshIndex, port: int, proxy: ProxyInfo, scope: Scope | N
         # a host's virtual host differs between proxies only in its domains (the short name
         # in its own namespace) and in the matches that apply to them (`sourceLabels`,
         # `sourceNamespace`): one document per case, shared by every route config
-        vs = index.routes.get(hostname)
-        chosen = None
-        if vs is not None and hostname in index.selective_routes:
-            chosen = _chosen_for(vs, port, proxy, labels)
-        key = (hostname, port, names, chosen)
+        vs = plan.vs
+        chosen = _chosen_for(vs, port, proxy, labels) if vs is not None and plan.selective else None
+        key = (svc.hostname, port, names, chosen)
         vhost = index.virtual_hosts.get(key)
         if vhost is None:
             vhost = index.virtual_hosts[key] = {
-                "name": f"{hostname}:{port}",
+                "name": f"{svc.hostname}:{port}",
                 "domains": list(names),
                 "routes": _routes(index, svc, port, vs, chosen),
             }
