@@ -9,12 +9,13 @@ export PATH="$HOME/go/bin:$PATH"
 # Everything is installed here: a skipped test would hide a broken install (tests/conftest.py).
 export FASTMESH_FORBID_SKIPS=1
 
-echo "==> lint: ruff, mypy, cargo fmt, clippy"
+echo "==> lint: ruff, mypy, cargo fmt, clippy, gofmt and go vet (bench/xdsload)"
 ruff check src tests bench ext
 ruff format --check src tests bench ext
 mypy
 python3 -m mypy.stubtest fastmesh._native
 (cd native && cargo fmt --check && cargo clippy --release --all-targets -q -- -D warnings)
+(cd bench/xdsload && test -z "$(gofmt -l .)" && go vet .)
 
 echo "==> cargo test (the engine as plain Rust)"
 (cd native && cargo test --release -q)
