@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import gc
 import json
 import logging
 import signal
@@ -151,6 +152,12 @@ async def _serve(plane: ControlPlane) -> None:
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with trio.open_nursery() as nursery:
             port = await nursery.start(plane.run)
+            # The first config, its index and shared snapshot are most of the heap (millions
+            # of objects at 10k services); each gen-2 collection scanned them again, 0.2-0.4 s
+            # that could land on a push. Frozen, only what came later is scanned. No
+            # connection exists yet, so no cyclic per-connection object is frozen with them.
+            gc.collect()
+            gc.freeze()
             print(f"fastmesh controlplane: serving ADS on {plane.host}:{port}", flush=True)
             async for signum in signals:
                 logging.getLogger("fastmesh.controlplane").info("signal %d: stopping", signum)
