@@ -99,7 +99,9 @@ def mesh(
     ca, _ = CertificateAuthority.init(base / "ca", TD)
     config_dir = base / "mesh"
     config_dir.mkdir()
-    service_port, inbound_port = free_port(), free_port()
+    # every sidecar's outbound listener binds the service port on its own address
+    service_port = free_port("127.0.0.2", "127.0.0.3", "127.0.0.4")
+    inbound_port = free_port()
     with ExitStack() as stack:
         app = stack.enter_context(EchoServer("reviews-v1"))
         write_yaml(

@@ -195,7 +195,8 @@ def mesh(
     config_dir = base / "mesh"
     config_dir.mkdir()
     hosts = ("reviews", "backend.example.com", "localhost", "api.external.test")
-    ports = {host: free_port() for host in hosts}
+    # bound by both sidecars' outbound listeners, on their own addresses
+    ports = {host: free_port(CLIENT_ADDRESS, "127.0.0.4") for host in hosts}
     inbound = free_port()
     with ExitStack() as stack:
         backends = {
