@@ -2,7 +2,9 @@
 task that writes its outgoing bytes to the socket.
 
 Anyone may queue frames on the `H2Connection` (they are only buffered there) and then
-`wake` the writer, or `flush` to wait until what they queued is on the socket. The read
+`wake` the writer, or `flush` to wait until what they queued is on the socket; messages go
+through `send_data`, which waits for flow-control window (the reader reports it with
+`window_changed`). The read
 loop only wakes it: a reader that waited for a write could deadlock two peers that both
 write large messages at once, each blocked on a full socket while neither reads.
 """
@@ -10,6 +12,7 @@ write large messages at once, each blocked on a full socket while neither reads.
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 
 import h2.connection
 import h2.settings
@@ -51,11 +54,38 @@ class H2Writer:
         self._queue: list[Buffer] = []
         self._wanted = trio.Event()
         self._drained = trio.Event()
+        #: Set when the peer may have opened flow-control window (then replaced).
+        self._window = trio.Event()
         self._error: BaseException | None = None
 
     def wake(self) -> None:
         """Something was queued: write it soon (never waits)."""
         self._wanted.set()
+
+    def window_changed(self) -> None:
+        """The reader saw WINDOW_UPDATE or SETTINGS, or the connection end: a `send_data`
+        waiting for window looks again (never waits)."""
+        opened, self._window = self._window, trio.Event()
+        opened.set()
+
+    async def send_data(
+        self, stream_id: int, *pieces: bytes, check: Callable[[], None] | None = None
+    ) -> None:
+        """`pieces` (one message) on `stream_id`, as flow control allows, waiting for the
+        peer's window updates; written when this returns. `check` runs before each step and
+        raises to give up (the call ended while waiting)."""
+        for piece in pieces:
+            data = memoryview(piece)
+            while data:
+                if check is not None:
+                    check()
+                opened = self._window  # before flushing: an update may come meanwhile
+                queued = self.queue_data(stream_id, data)
+                if not queued:
+                    await self.flush()
+                    await opened.wait()
+                data = data[queued:]
+        await self.flush()
 
     def queue_data(self, stream_id: int, data: memoryview) -> int:
         """Queue DATA frames on `stream_id` for as much of `data` as flow control allows

@@ -31,7 +31,8 @@ class Peer:
         self.stream = stream
         self.writer = H2Writer(self.conn, stream)
         self.received = 0
-        self.window = trio.Event()
+        #: Set whenever the reader got bytes (then replaced).
+        self.arrived = trio.Event()
         self.client = client
 
     async def read(self) -> None:
@@ -46,8 +47,9 @@ class Peer:
                         event.flow_controlled_length, event.stream_id
                     )
                 elif isinstance(event, h2.events.WindowUpdated | h2.events.RemoteSettingsChanged):
-                    self.window.set()
-                    self.window = trio.Event()
+                    self.writer.window_changed()
+            self.arrived.set()
+            self.arrived = trio.Event()
             self.writer.wake()
 
     async def send(self) -> None:
@@ -56,17 +58,10 @@ class Peer:
             self.conn.send_headers(1, [*headers, (":path", "/")])
         else:
             while 1 not in self.conn.streams:  # the client's stream opens it
-                await self.window.wait()
+                await self.arrived.wait()
             self.conn.send_headers(1, [(":status", "200")])
-        data = memoryview(_PATTERN)[:_PAYLOAD]
-        while data:
-            opened = self.window
-            queued = self.writer.queue_data(1, data[: 256 * 1024])
-            if not queued:
-                await self.writer.flush()
-                await opened.wait()
-            data = data[queued:]
-            await self.writer.flush()  # the writer, not this task, may block on the socket
+        # the writer task, not this one, blocks on the full socket
+        await self.writer.send_data(1, _PATTERN[:_PAYLOAD])
 
     async def run(self) -> None:
         initiate(self.conn)

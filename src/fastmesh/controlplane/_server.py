@@ -128,7 +128,6 @@ class _Connection:
         self.h2 = h2.connection.H2Connection(config)
         self.calls: dict[int, _Call] = {}
         self.writer = H2Writer(self.h2, stream)
-        self.window_opened = trio.Event()
 
     async def flush(self) -> None:
         await self.writer.flush()
@@ -174,8 +173,7 @@ class _Connection:
             if call is not None:
                 call.scope.cancel()
         elif isinstance(event, h2.events.WindowUpdated | h2.events.RemoteSettingsChanged):
-            opened, self.window_opened = self.window_opened, trio.Event()
-            opened.set()
+            self.writer.window_changed()
         elif isinstance(event, h2.events.ConnectionTerminated):
             return False
         return True
@@ -221,7 +219,7 @@ class _Connection:
                 ("content-length", str(len(body))),
             ],
         )
-        await self._send_bytes(stream_id, body)
+        await self.writer.send_data(stream_id, body)
         self.h2.end_stream(stream_id)
         await self.flush()
 
@@ -231,22 +229,8 @@ class _Connection:
             response.chunks() if isinstance(response, Response) else [response.SerializeToString()]
         )
         size = sum(len(c) for c in chunks)
-        await self._send_bytes(stream_id, message_prefix(size), *chunks)
-
-    async def _send_bytes(self, stream_id: int, *payload: bytes) -> None:
-        """In as many DATA frames as flow control allows, waiting for window updates. The
-        frames are views of `payload` (a push shared by 100 proxies is never copied for
-        one); it is written before this returns."""
-        for piece in payload:
-            data = memoryview(piece)
-            while data:
-                opened = self.window_opened  # before flushing: an update may come meanwhile
-                queued = self.writer.queue_data(stream_id, data)
-                if not queued:
-                    await self.flush()
-                    await opened.wait()
-                data = data[queued:]
-        await self.flush()
+        # the frames are views of the chunks: a push shared by 100 proxies is never copied
+        await self.writer.send_data(stream_id, message_prefix(size), *chunks)
 
     async def _serve_call(self, call: _Call) -> None:
         hub = self.server.hub

@@ -52,7 +52,6 @@ class GrpcCall:
         self._path = path
         self._id = 0
         self._writer = H2Writer(self._h2, stream)
-        self._window = trio.Event()
         #: Why the call ended, once it has (a sender waiting for window must not hang).
         self._ended: CallEnded | None = None
         self._decoder = MessageDecoder()
@@ -77,20 +76,14 @@ class GrpcCall:
     async def send(self, message: bytes) -> None:
         """One whole message, in as many DATA frames as flow control allows; raises
         CallEnded if the call or the connection is gone."""
-        data = memoryview(encode_message(message))
         try:
-            while data:
-                if self._ended is not None:
-                    raise self._ended
-                opened = self._window  # before flushing: an update may come meanwhile
-                queued = self._writer.queue_data(self._id, data)
-                if not queued:
-                    await self._writer.flush()
-                    await opened.wait()
-                data = data[queued:]
-            await self._writer.flush()
+            await self._writer.send_data(self._id, encode_message(message), check=self._check)
         except (h2.exceptions.ProtocolError, trio.BrokenResourceError, OSError) as exc:
             raise CallEnded(f"cannot send: {exc}") from None
+
+    def _check(self) -> None:
+        if self._ended is not None:
+            raise self._ended
 
     async def receive(self) -> bytes:
         item = await self._messages.receive()
@@ -131,7 +124,7 @@ class GrpcCall:
         except (h2.exceptions.ProtocolError, FrameError) as exc:
             ended = CallEnded(f"protocol error: {exc}")
         self._ended = ended
-        self._window.set()
+        self._writer.window_changed()  # a sender waiting for window must not hang
         self._inbox.send_nowait(ended)
 
     def _on_event(self, event: h2.events.Event) -> CallEnded | None:
@@ -154,8 +147,7 @@ class GrpcCall:
         elif isinstance(event, h2.events.ConnectionTerminated):
             return CallEnded(f"the server closed the connection ({event.error_code})")
         elif isinstance(event, h2.events.WindowUpdated | h2.events.RemoteSettingsChanged):
-            opened, self._window = self._window, trio.Event()
-            opened.set()
+            self._writer.window_changed()
         return None
 
 
