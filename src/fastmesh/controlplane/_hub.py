@@ -16,7 +16,7 @@ from ._model import MeshConfig, Workload
 from ._proxy import ProxyInfo
 from ._resources import SECRET, Resource, Snapshot
 from ._scope import Scope, ScopeKey, scope_filter, scope_for, scoped_clusters
-from ._translate import inbound_snapshot, proxy_snapshot, shared_snapshot
+from ._translate import inbound_snapshot, prepare_outbound, proxy_snapshot, shared_snapshot
 
 __all__ = ["SecretSource", "SnapshotHub"]
 
@@ -91,6 +91,7 @@ class SnapshotHub:
             # context on a config change; each kind of proxy's own part waits for one to ask
             self._index = MeshIndex(config)
             self._shared = shared_snapshot(self._index, self._trust_domain)
+            prepare_outbound(self._index)
         self._bump()
         log.info("config generation %d applied", self.generation)
 

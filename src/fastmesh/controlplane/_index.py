@@ -59,8 +59,8 @@ class MeshIndex:
         default_factory=dict
     )
     #: (port, Sidecar scope key) -> the virtual hosts its route configs list
-    #: (`_translate_routes.vhost_plans`).
-    vhost_plans: dict[tuple[int, Any], list[Any]] = field(default_factory=dict)
+    #: (`_translate_routes.route_table`).
+    route_tables: dict[tuple[int, Any], Any] = field(default_factory=dict)
     #: Sidecar scope key (None: no Sidecar) -> its outbound ports (`outbound_ports`).
     port_plans: dict[Any, tuple[list[int], dict[int, str]]] = field(default_factory=dict)
     #: id of a shared document (those virtual hosts) -> its encoding, for this index's life.

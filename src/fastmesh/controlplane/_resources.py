@@ -322,6 +322,12 @@ def encoded_resources(snapshot: Snapshot, type_url: str, chosen: list[Resource])
     return joined
 
 
+def memoize(type_url: str, doc: dict[str, Any], memo: dict[int, bytes]) -> None:
+    """Encode the shared documents `doc` holds into `memo` ahead of the snapshots that list
+    them (each must stay alive as long as `memo`: see `build_snapshot`)."""
+    _speedups.encode(plan_for(_MESSAGES[type_url].DESCRIPTOR), doc, memo)
+
+
 def _encode_document(type_url: str, doc: dict[str, Any], memo: dict[int, bytes]) -> Resource:
     blob = _speedups.encode(plan_for(_MESSAGES[type_url].DESCRIPTOR), doc, memo)
     return resource(type_url, str(doc[_NAME_FIELD[type_url]]), blob)

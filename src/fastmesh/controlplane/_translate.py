@@ -12,17 +12,19 @@ from typing import Any
 from ._errors import Finding
 from ._index import MeshIndex
 from ._model import MeshConfig
+from ._model_security import ROOT_NAMESPACE
 from ._proxy import ProxyInfo
-from ._resources import CLUSTER, ENDPOINT, LISTENER, ROUTE, Snapshot, build_snapshot
+from ._resources import CLUSTER, ENDPOINT, LISTENER, ROUTE, Snapshot, build_snapshot, memoize
 from ._scope import Scope, scope_for, scoped_clusters
 from ._translate_clusters import translate_clusters
 from ._translate_inbound import translate_inbound
 from ._translate_listeners import outbound_ports, translate_listeners
-from ._translate_routes import route_config
+from ._translate_routes import prepare_routes, route_config
 
 __all__ = [
     "Translation",
     "inbound_snapshot",
+    "prepare_outbound",
     "proxy_snapshot",
     "shared_snapshot",
     "translate",
@@ -70,6 +72,16 @@ def shared_snapshot(
     `hostnames`: only those services' (what a workload change touched)."""
     clusters, assignments = translate_clusters(index, trust_domain, hostnames)
     return build_snapshot({CLUSTER: clusters, ENDPOINT: assignments})
+
+
+def prepare_outbound(index: MeshIndex) -> None:
+    """What the route configs of every proxy outside a Sidecar scope share (`prepare_routes`),
+    translated and encoded before a proxy asks, as the shared clusters are. Skipped when a
+    root-namespace Sidecar gives every proxy a scope."""
+    if any(s.selector is None for s in index.sidecars.get(ROOT_NAMESPACE, ())):
+        return
+    http_ports, _ = outbound_ports(index)
+    memoize(ROUTE, {"virtual_hosts": prepare_routes(index, http_ports)}, index.encoded)
 
 
 def proxy_snapshot(index: MeshIndex, proxy: ProxyInfo, scope: Scope | None = None) -> Snapshot:

@@ -30,7 +30,7 @@ from ._translate_http import (
     string_matcher,
 )
 
-__all__ = ["domains", "route_config"]
+__all__ = ["domains", "prepare_routes", "route_config"]
 
 Json = dict[str, Any]
 
@@ -51,7 +51,7 @@ def domains(svc: Service, port: int, own_namespace: bool) -> tuple[str, ...]:
     return tuple(d for name in names for d in (name, f"{name}:{port}"))
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class VhostPlan:
     """One HTTP service on one port as every route config lists it (once per index and
     Sidecar scope): route configs differ by proxy only in which domains they take."""
@@ -63,19 +63,33 @@ class VhostPlan:
     #: Its domains seen from another namespace, and from its own (with the short name).
     domains_elsewhere: tuple[str, ...]
     domains_at_home: tuple[str, ...]
+    #: Its virtual host in route configs elsewhere and at home, when not `selective` (built
+    #: on first use: every proxy outside a Sidecar scope takes one of the two).
+    away: Json | None = None
+    home: Json | None = None
 
 
-def vhost_plans(index: MeshIndex, port: int, scope: Scope | None) -> list[VhostPlan]:
+@dataclass(frozen=True, slots=True)
+class RouteTable:
+    """The virtual hosts of one port's route configs, per index and Sidecar scope."""
+
+    plans: list[VhostPlan]
+    #: No route config, whatever its proxy's namespace, names a domain twice: the domains
+    #: need no check per proxy (FM0007).
+    clash_free: bool
+
+
+def route_table(index: MeshIndex, port: int, scope: Scope | None) -> RouteTable:
     """The services a route config for `port` lists, by hostname (`scope`: those it shows
     there; None: every one), each with what does not depend on the proxy."""
     key = (port, scope.key if scope is not None else None)
-    plans = index.vhost_plans.get(key)
-    if plans is not None:
-        return plans
+    table = index.route_tables.get(key)
+    if table is not None:
+        return table
     services = index.by_port.get(port, [])
     if scope is not None:  # by hostname, as `by_port`; a small scope needs not look at all
         services = [index.services[h] for h in scope.hostnames if scope.visible(port, h)]
-    plans = index.vhost_plans[key] = []
+    plans: list[VhostPlan] = []
     for svc in services:
         sp = svc.port(port)
         if sp is None or not listener_protocol(scope, sp).is_http:
@@ -89,7 +103,37 @@ def vhost_plans(index: MeshIndex, port: int, scope: Scope | None) -> list[VhostP
                 domains(svc, port, own_namespace=True),
             )
         )
-    return plans
+    table = index.route_tables[key] = RouteTable(plans, _clash_free(plans))
+    return table
+
+
+def _clash_free(plans: list[VhostPlan]) -> bool:
+    """Whether each domain names one service in every namespace's view. A proxy sees every
+    plan's domains from elsewhere, and its own namespace's short names besides."""
+    elsewhere = [d for plan in plans for d in plan.domains_elsewhere]
+    taken = set(elsewhere)
+    if len(taken) != len(elsewhere):
+        return False
+    short: dict[str, set[str]] = {}
+    for plan in plans:
+        extra = plan.domains_at_home[len(plan.domains_elsewhere) :]
+        names = short.setdefault(plan.svc.namespace, set())
+        if not names.isdisjoint(extra) or not taken.isdisjoint(extra):
+            return False
+        names.update(extra)
+    return True
+
+
+def prepare_routes(index: MeshIndex, ports: list[int]) -> list[Json]:
+    """The virtual hosts of `ports` as route configs outside a Sidecar scope list them from
+    another namespace: built once per config, before a proxy asks (as Istio builds its push
+    context), so each kind of proxy only adds its own namespace's."""
+    out: list[Json] = []
+    for port in ports:
+        for plan in route_table(index, port, None).plans:
+            if not plan.selective:
+                out.append(_shared_vhost(index, plan, port, at_home=False))
+    return out
 
 
 def _match(m: HttpMatch) -> Json:
@@ -281,43 +325,69 @@ def _routes(
     return routes
 
 
+def _shared_vhost(index: MeshIndex, plan: VhostPlan, port: int, at_home: bool) -> Json:
+    """A non-selective plan's virtual host, at home or elsewhere (each built once)."""
+    vhost = plan.home if at_home else plan.away
+    if vhost is None:
+        names = plan.domains_at_home if at_home else plan.domains_elsewhere
+        vhost = _vhost(index, plan, port, names, None)
+        if at_home:
+            plan.home = vhost
+        else:
+            plan.away = vhost
+    return vhost
+
+
+def _vhost(
+    index: MeshIndex, plan: VhostPlan, port: int, names: tuple[str, ...], chosen: Selection | None
+) -> Json:
+    """A host's virtual host differs between proxies only in its domains (the short name in
+    its own namespace) and in the matches that apply to them (`sourceLabels`,
+    `sourceNamespace`): one document per case, shared by every route config (and scope)."""
+    svc = plan.svc
+    key = (svc.hostname, port, names, chosen)
+    vhost = index.virtual_hosts.get(key)
+    if vhost is None:
+        vhost = index.virtual_hosts[key] = {
+            "name": f"{svc.hostname}:{port}",
+            "domains": list(names),
+            "routes": _routes(index, svc, port, plan.vs, chosen),
+        }
+    return vhost
+
+
 def route_config(index: MeshIndex, port: int, proxy: ProxyInfo, scope: Scope | None = None) -> Json:
     """`RouteConfiguration` named `"9080"`: a virtual host per HTTP service on that port
     (that `scope` shows there; None: every one)."""
     labels = index.proxy_labels(proxy) if index.selective_routes else {}
+    table = route_table(index, port, scope)
     vhosts: list[Json] = []
-    taken: set[str] = set()
-    for plan in vhost_plans(index, port, scope):
+    taken: set[str] | None = None if table.clash_free else set()
+    for plan in table.plans:
+        at_home = plan.svc.namespace == proxy.namespace
+        if taken is None and not plan.selective:
+            vhosts.append(_shared_vhost(index, plan, port, at_home))
+            continue
         svc = plan.svc
-        names = plan.domains_at_home if svc.namespace == proxy.namespace else plan.domains_elsewhere
-        if not taken.isdisjoint(names):
-            # Envoy refuses a route config naming one domain twice (ServiceEntries sharing
-            # an address): the first service by hostname keeps it.
-            clashes = [d for d in names if d in taken]
-            index.warnings.append(
-                Finding(
-                    "Warning",
-                    "FM0007",
-                    f"{svc.source}: {svc.resource}: port {port}: {', '.join(clashes)} already "
-                    "name another service; not routed to this one",
+        names = plan.domains_at_home if at_home else plan.domains_elsewhere
+        if taken is not None:
+            if not taken.isdisjoint(names):
+                # Envoy refuses a route config naming one domain twice (ServiceEntries
+                # sharing an address): the first service by hostname keeps it.
+                clashes = [d for d in names if d in taken]
+                index.warnings.append(
+                    Finding(
+                        "Warning",
+                        "FM0007",
+                        f"{svc.source}: {svc.resource}: port {port}: {', '.join(clashes)} "
+                        "already name another service; not routed to this one",
+                    )
                 )
-            )
-            names = tuple(d for d in names if d not in taken)
-            if not names:
-                continue
-        taken.update(names)
-        # a host's virtual host differs between proxies only in its domains (the short name
-        # in its own namespace) and in the matches that apply to them (`sourceLabels`,
-        # `sourceNamespace`): one document per case, shared by every route config
+                names = tuple(d for d in names if d not in taken)
+                if not names:
+                    continue
+            taken.update(names)
         vs = plan.vs
         chosen = _chosen_for(vs, port, proxy, labels) if vs is not None and plan.selective else None
-        key = (svc.hostname, port, names, chosen)
-        vhost = index.virtual_hosts.get(key)
-        if vhost is None:
-            vhost = index.virtual_hosts[key] = {
-                "name": f"{svc.hostname}:{port}",
-                "domains": list(names),
-                "routes": _routes(index, svc, port, vs, chosen),
-            }
-        vhosts.append(vhost)
+        vhosts.append(_vhost(index, plan, port, names, chosen))
     return {"name": str(port), "virtual_hosts": vhosts, "validate_clusters": False}
