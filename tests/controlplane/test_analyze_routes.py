@@ -1,6 +1,6 @@
 """`fastmesh analyze` on a VirtualService's rule list, as Istio's validation decides it
 (`analyzeUnreachableHTTPRules`, `analyzeUnreachableTCPRules`): IST0130 for a rule no
-request reaches, IST0131 for a match an earlier one repeats."""
+request reaches, IST0131 for a match an earlier one repeats or (http) covers by prefix."""
 
 from __future__ import annotations
 
@@ -90,7 +90,8 @@ def test_http_repeated_matches_are_ist0131_named_as_istio_names_them() -> None:
 
 def test_http_matches_with_the_same_uri_but_other_conditions_are_no_duplicates() -> None:
     """Same uri, but another header (or value), method, query parameter, port or source:
-    each can match what the earlier cannot, so neither IST0130 nor IST0131."""
+    each can match what the earlier cannot, so neither IST0130 nor IST0131. (Istio's prefix
+    coverage check, which does not compare sources, leaves equal prefixes alone.)"""
     assert (
         _found("""
   http:
@@ -113,6 +114,56 @@ def test_http_matches_with_the_same_uri_but_other_conditions_are_no_duplicates()
   - match: [{uri: {prefix: /a}, sourceLabels: {version: v2}}]
     route: [{destination: {host: reviews, subset: v1}}]
   - match: [{uri: {exact: /a}}, {uri: {regex: /a.*}}]
+    route: [{destination: {host: reviews, subset: v2}}]
+  - route: [{destination: {host: reviews}}]
+""")
+        == []
+    )
+
+
+def test_http_match_covered_by_an_earlier_prefix_is_ist0131() -> None:
+    """Istio's overlap check, with the wording `istioctl` prints for it: a later match whose
+    uri prefix starts with an earlier one's, with the same port, method, headers and query
+    parameters (a missing method is GET to Istio)."""
+    assert _found("""
+  http:
+  - name: slash
+    match: [{uri: {prefix: /}}]
+    route: [{destination: {host: reviews, subset: v1}}]
+  - name: slash-api
+    match: [{uri: {prefix: /api}}]
+    route: [{destination: {host: reviews, subset: v2}}]
+  - match: [{name: get, uri: {prefix: /api/v2}, method: {exact: GET}}]
+    route: [{destination: {host: reviews, subset: v2}}]
+""") == [
+        f'Info [IST0131] {VS}.http[1].match[0]: rule "slash-api" match #0 of prefix /api is not '
+        'used (duplicate/overlapping match in rule #0 of prefix / on "slash")',
+        f'Info [IST0131] {VS}.http[2].match[0]: rule #2 match "get" of prefix /api/v2 is not '
+        'used (duplicate/overlapping match in rule #0 of prefix / on "slash")',
+        f'Info [IST0131] {VS}.http[2].match[0]: rule #2 match "get" of prefix /api/v2 is not '
+        'used (duplicate/overlapping match in rule #0 of prefix /api on "slash-api")',
+    ]
+
+
+def test_http_prefix_not_covered_when_a_condition_differs() -> None:
+    """Near misses: the later prefix is longer, but a header more, another header value, a
+    method other than GET, another port, or the earlier prefix is the longer one."""
+    assert (
+        _found("""
+  http:
+  - match: [{uri: {prefix: /shop/cart}}]
+    route: [{destination: {host: reviews, subset: v1}}]
+  - match: [{uri: {prefix: /shop}, headers: {x-user: {exact: jo}}}]
+    route: [{destination: {host: reviews, subset: v1}}]
+  - match: [{uri: {prefix: /shop/a}, headers: {x-user: {exact: al}}}]
+    route: [{destination: {host: reviews, subset: v1}}]
+  - match: [{uri: {prefix: /shop/b}, headers: {x-user: {exact: jo}, x-team: {exact: t}}}]
+    route: [{destination: {host: reviews, subset: v1}}]
+  - match: [{uri: {prefix: /shop/cart/x}, method: {exact: POST}}]
+    route: [{destination: {host: reviews, subset: v2}}]
+  - match: [{uri: {prefix: /shop/cart/y}, port: 9090}]
+    route: [{destination: {host: reviews, subset: v2}}]
+  - match: [{uri: {exact: /shop/cart/z}}]
     route: [{destination: {host: reviews, subset: v2}}]
   - route: [{destination: {host: reviews}}]
 """)

@@ -1,12 +1,13 @@
 """`fastmesh analyze` findings about VirtualService rules no request can reach, as Istio's
 validation finds them (`analyzeUnreachableHTTPRules`, `analyzeUnreachableTCPRules`):
 IST0130 (VirtualServiceUnreachableRule) for a rule, IST0131 (VirtualServiceIneffectiveMatch)
-for a match an earlier one repeats (`_analyze_rules`); and FM0014 for http rules after a
-catch-all match, which translation drops as istiod does but Istio's analysis does not
-report."""
+for a match an earlier one repeats (`_analyze_rules`) or, for http, covers by uri prefix
+(`_analyze_overlap`); and FM0014 for http rules after a catch-all match, which translation
+drops as istiod does but Istio's analysis does not report as unused."""
 
 from __future__ import annotations
 
+from ._analyze_overlap import covered_matches
 from ._analyze_rules import scan_rules
 from ._errors import Finding
 from ._model import HttpRoute, MeshConfig, VirtualService
@@ -56,6 +57,13 @@ def _http_findings(vs: VirtualService) -> list[Finding]:
         where = f"{_where(vs, d.rule)}.match[{d.match}]"
         dup = _name(http[d.first], d.first)
         out.append(_ineffective(where, _name(route, d.rule), _match_name(route, d.match), dup))
+    for c in covered_matches(http, scan.first_seen):
+        route = http[c.rule]
+        match = f"{_match_name(route, c.match)} of prefix {c.prefix}"
+        by = http[c.by_rule]
+        dup = f"{_match_name(by, c.by_match)} of prefix {c.by_prefix} on {_name(by, c.by_rule)}"
+        where = f"{_where(vs, c.rule)}.match[{c.match}]"
+        out.append(_ineffective(where, _name(route, c.rule), match, dup))
     return out
 
 
