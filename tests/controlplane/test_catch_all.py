@@ -15,22 +15,27 @@ SHOP = ProxyInfo("sidecar~10.0.0.9~productpage.shop~shop.svc.cluster.local", "sh
 V1 = ProxyInfo("v1", "shop", workload="reviews-v1")
 
 
-def _config(http: str) -> Any:
-    """Bookinfo's service, workload and rule, with VirtualService `reviews` routing `http`."""
+def vs_config(routes: str) -> Any:
+    """Bookinfo's service, workload and rule, with VirtualService `reviews` (in `vs.yaml`)
+    whose spec ends with `routes` (its `http:` or `tcp:` list)."""
     vs = f"""
 apiVersion: networking.istio.io/v1
 kind: VirtualService
 metadata: {{name: reviews, namespace: shop}}
 spec:
   hosts: [reviews]
-  http:
-{http}"""
+{routes}"""
     service, workload, _, rule = BOOKINFO.split("---")
     config, problems = load_documents(
         [("b.yaml", f"{service}---{workload}---{rule}"), ("vs.yaml", vs)]
     )
     assert problems == []
     return config
+
+
+def _config(http: str) -> Any:
+    """VirtualService `reviews` routing `http`."""
+    return vs_config(f"  http:\n{http}")
 
 
 def _routes(config: Any, proxy: ProxyInfo = SHOP, port: int = 9080) -> list[str]:
@@ -117,7 +122,7 @@ def test_a_hidden_routes_dangling_destination_is_still_a_warning() -> None:
     assert _routes(config) == ["reviews.0.0"]
 
 
-def _findings(config: Any, *codes: str) -> list[str]:
+def analyze_findings(config: Any, *codes: str) -> list[str]:
     return [f.render() for f in analyze(config, []) if f.code in codes]
 
 
@@ -140,7 +145,7 @@ def test_analyze_reports_unreachable_rules_as_istio_does() -> None:
     route: [{destination: {host: reviews, subset: v2}}]
   - route: [{destination: {host: reviews, subset: v1}}]
 """)
-    assert _findings(config, "IST0130", "FM0014") == [
+    assert analyze_findings(config, "IST0130", "FM0014") == [
         f'Warning [IST0130] {WHERE}[1]: rule "dup" not used (all matches used by prior rules)',
         f"Warning [IST0130] {WHERE}[4]: rule #4 not used (route without matches defined before)",
         f"Warning [IST0130] {WHERE}[5]: rule #5 not used (only the last rule can have no matches)",
@@ -162,7 +167,7 @@ def test_analyze_reports_rules_after_a_catch_all_match_fm0014() -> None:
   - route: [{destination: {host: reviews}}]
 """)
     hidden = 'not used (rule "all" match #1 takes every request before it)'
-    assert _findings(config, "IST0130", "FM0014") == [
+    assert analyze_findings(config, "IST0130", "FM0014") == [
         f"Warning [FM0014] {WHERE}[2]: rule #2 {hidden}",
         f"Warning [FM0014] {WHERE}[3]: rule #3 {hidden}",
     ]

@@ -176,6 +176,28 @@ def test_registry_edits_reach_the_proxy(mesh: Mesh) -> None:
     wait_until("every type SYNCED", lambda: synced(mesh.status()))
 
 
+def test_eds_and_rds_updates_are_counted_per_cluster_and_route_config(mesh: Mesh) -> None:
+    """Envoy's stats of each EDS subscription (`cluster.<name>.`) and RDS subscription
+    (`http.<stat_prefix>.rds.<name>.`), over either protocol."""
+    mesh.write_routing(destination_rule(), all_to("v1"))
+    wait_until("traffic on v1", lambda: mesh.upstreams(5) == {"reviews-v1": 5})
+    eds = f"cluster.outbound|{mesh.port}|v1|reviews.default.svc.cluster.local"
+    rds = f"http.outbound_127.0.0.1_{mesh.port}.rds.{mesh.port}"
+    before = wait_until("EDS and RDS counted", lambda: counted(mesh.stats(), eds, rds))
+    mesh.write_routing(destination_rule(), all_to("v2"))  # an RDS update
+    wait_until(
+        "the RDS update counted",
+        lambda: mesh.stats()[f"{rds}.update_success"] > before[f"{rds}.update_success"],
+    )
+
+
+def counted(stats: dict[str, int], *prefixes: str) -> dict[str, int] | None:
+    """`stats` once each subscription of `prefixes` has had a successful update."""
+    if all(stats.get(f"{p}.update_success", 0) >= 1 for p in prefixes):
+        return stats
+    return None
+
+
 def test_a_removed_service_leaves_the_proxy(mesh: Mesh) -> None:
     port = free_port()
     cluster = f"outbound|{port}||ratings.default.svc.cluster.local"

@@ -12,16 +12,24 @@ import trio.testing
 from envoy.config.cluster.v3 import cluster_pb2
 from envoy.config.endpoint.v3 import endpoint_pb2
 from envoy.config.listener.v3 import listener_pb2
+from envoy.config.route.v3 import route_pb2
 from envoy.service.discovery.v3 import discovery_pb2
 from google.protobuf import any_pb2, json_format
 
 from fastmesh.config import DynamicResources, translate_bootstrap
 from fastmesh.config._compile import Compiled, compile_bootstrap
 from fastmesh.xds import AdsClient, node_message
-from fastmesh.xds._resources import CLUSTER, ENDPOINT, LISTENER
+from fastmesh.xds._resources import CLUSTER, ENDPOINT, LISTENER, ROUTE
 from tests.controlplane.harness import ads_bootstrap
+from tests.xds.test_translate import rds_listener, route_config
 
 BOOTSTRAP = ads_bootstrap(admin_port=9901, xds_port=15010, node_id="sidecar~1~a.default~x")
+MESSAGES = {
+    CLUSTER: cluster_pb2.Cluster,
+    ENDPOINT: endpoint_pb2.ClusterLoadAssignment,
+    LISTENER: listener_pb2.Listener,
+    ROUTE: route_pb2.RouteConfiguration,
+}
 
 
 class ScriptedCall:
@@ -38,15 +46,10 @@ class ScriptedCall:
         self.requests.append(discovery_pb2.DiscoveryRequest.FromString(message))
 
     def respond(self, type_url: str, version: str, *messages: dict[str, Any]) -> None:
-        message_type = {
-            CLUSTER: cluster_pb2.Cluster,
-            ENDPOINT: endpoint_pb2.ClusterLoadAssignment,
-            LISTENER: listener_pb2.Listener,
-        }[type_url]
         resources = []
         for doc in messages:
             packed = any_pb2.Any()
-            packed.Pack(json_format.ParseDict(doc, message_type()))
+            packed.Pack(json_format.ParseDict(doc, MESSAGES[type_url]()))
             resources.append(packed)
         response = discovery_pb2.DiscoveryResponse(
             type_url=type_url, version_info=version, nonce=f"n-{version}", resources=resources
@@ -220,11 +223,10 @@ class ScriptedDeltaCall(ScriptedCall):
     def respond_delta(
         self, type_url: str, nonce: str, *messages: dict[str, Any], removed: tuple[str, ...] = ()
     ) -> None:
-        message_type = {CLUSTER: cluster_pb2.Cluster, ENDPOINT: endpoint_pb2.ClusterLoadAssignment}
         resources = []
         for doc in messages:
             packed = any_pb2.Any()
-            packed.Pack(json_format.ParseDict(doc, message_type[type_url]()))
+            packed.Pack(json_format.ParseDict(doc, MESSAGES[type_url]()))
             name = doc.get("name") or doc["cluster_name"]
             resources.append(discovery_pb2.Resource(name=name, version=nonce, resource=packed))
         response = discovery_pb2.DeltaDiscoveryResponse(
@@ -269,3 +271,60 @@ async def test_delta_subscribes_by_changes_and_applies_removals(nursery: trio.Nu
     describe = client.describe()
     assert describe["protocol"] == "DELTA_GRPC"
     assert describe["subscriptions"]["EDS"] == {"version": "v-2", "resource_names": ["a"]}
+
+
+@pytest.mark.parametrize("delta", [False, True], ids=["sotw", "delta"])
+async def test_eds_and_rds_updates_are_counted_per_cluster_and_route_config(
+    nursery: trio.Nursery, delta: bool
+) -> None:
+    """Envoy's stats of each EDS (`cluster.<name>.`) and RDS subscription
+    (`http.<stat_prefix>.rds.<name>.`), the same over either protocol: a response counts
+    for the resources it carries, a NACK for every subscription of its type."""
+    target = Target()
+    client = AdsClient((("127.0.0.1", 15010),), node_message("n", "c", {}), target, delta=delta)
+    call = ScriptedDeltaCall() if delta else ScriptedCall()
+    respond = call.respond_delta if isinstance(call, ScriptedDeltaCall) else call.respond
+    nursery.start_soon(client.converse, call)
+    await settle(call, CLUSTER, 1)
+
+    respond(CLUSTER, "c1", eds_cluster("a"), eds_cluster("b"))
+    respond(ENDPOINT, "e1", assignment("a", 8080))  # "b" still warming
+    respond(LISTENER, "l1", rds_listener("ingress", 15001, "r1"))
+    await settle(call, ROUTE, 1)
+    respond(ROUTE, "r1", route_config("r1", "a"))
+    respond(ENDPOINT, "e2", assignment("b", 8081))
+    await settle(call, ENDPOINT, 3)
+    assert len(target.applied) == 1  # complete
+    target.refuse = "listener ingress: address in use"
+    respond(ENDPOINT, "e3", assignment("a", 9090))
+    nack = (await settle(call, ENDPOINT, 4))[-1]
+    assert nack.HasField("error_detail")
+
+    per_subscription = {
+        name: value
+        for name, value in client.stats().items()
+        if name.startswith(("cluster.", "http.")) and value
+    }
+    assert per_subscription == {
+        "cluster.a.update_attempt": 2,
+        "cluster.a.update_success": 1,
+        "cluster.a.update_rejected": 1,
+        "cluster.b.update_attempt": 2,
+        "cluster.b.update_success": 1,
+        "cluster.b.update_rejected": 1,
+        "http.ingress.rds.r1.update_attempt": 1,
+        "http.ingress.rds.r1.update_success": 1,
+    }
+    stats = client.stats()
+    assert stats["cluster_manager.cds.update_success"] == 1
+    assert stats["listener_manager.lds.update_success"] == 1
+    assert stats["http.ingress.rds.r1.update_rejected"] == 0  # there while subscribed
+
+    target.refuse = ""
+    if isinstance(call, ScriptedDeltaCall):
+        call.respond_delta(CLUSTER, "c2", removed=("b",))
+    else:
+        call.respond(CLUSTER, "c2", eds_cluster("a"))
+    await settle(call, ENDPOINT, 5)  # "b" unsubscribed: its stats go with it
+    assert not [name for name in client.stats() if name.startswith("cluster.b.")]
+    assert client.stats()["cluster.a.update_success"] == 1

@@ -82,7 +82,9 @@ def test_responses_apply_changes_and_removals_to_what_is_held_and_ack_with_the_n
 
     session.subscribe(ENDPOINT, ["a", "c"])
     session.accept(session.candidate(response(ENDPOINT, "3", cla("a", 1), cla("c", 2))))
-    session.accept(session.candidate(response(ENDPOINT, "4", cla("c", 3), removed=("a",))))
+    update = session.candidate(response(ENDPOINT, "4", cla("c", 3), cla("x", 4), removed=("a",)))
+    assert update.updated == {"a", "c"}  # what its stats count: "x" is not subscribed
+    session.accept(update)
     eds = session.dynamic().assignments
     assert eds.keys() == {"c"}
     assert eds["c"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"] == {

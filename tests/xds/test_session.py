@@ -87,7 +87,9 @@ def test_a_wildcard_response_replaces_its_type_and_a_named_one_merges() -> None:
     subscribe = session.subscribe(ENDPOINT, ["b", "c"])
     assert subscribe is not None and list(subscribe.resource_names) == ["b", "c"]
     session.accept(session.candidate(response(ENDPOINT, "3", "3", cla("b", 1), cla("c", 2))))
-    session.accept(session.candidate(response(ENDPOINT, "4", "4", cla("c", 3))))
+    update = session.candidate(response(ENDPOINT, "4", "4", cla("c", 3), cla("x", 4)))
+    assert update.updated == {"c"}  # what its stats count: "x" is not subscribed
+    session.accept(update)
     eds = session.dynamic().assignments
     assert eds.keys() == {"b", "c"}  # EDS: "b" is kept
     assert eds["c"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"] == {

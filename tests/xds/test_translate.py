@@ -93,6 +93,7 @@ def test_dynamic_resources_join_the_static_ones_in_one_snapshot() -> None:
     routes = listener["filter"]["route_config"]["virtual_hosts"][0]["routes"]
     assert routes[0]["action"]["forward"]["cluster"] == "web"
     assert (boot.eds_names, boot.rds_names, boot.warming) == (("web",), ("9080",), ())
+    assert boot.rds_stat_prefixes == {"9080": "out"}  # the HCM's, for the RDS stats
 
 
 def test_what_has_not_arrived_is_named_and_translated_empty() -> None:

@@ -95,6 +95,8 @@ class Bootstrap:
     eds_names: tuple[str, ...] = ()
     rds_names: tuple[str, ...] = ()
     sds_names: tuple[str, ...] = ()
+    #: RDS name -> the `stat_prefix` of the first HTTP connection manager naming it.
+    rds_stat_prefixes: Mapping[str, str] = field(default_factory=dict)
     #: Named EDS/RDS/SDS resources not received yet: translated empty (a TLS listener whose
     #: secret is missing is left out, its cluster has no hosts), the snapshot is warming.
     warming: tuple[str, ...] = ()
@@ -371,6 +373,7 @@ def translate_bootstrap(
         eds_names=tuple(sorted(xds.endpoint_names)) if xds else (),
         rds_names=tuple(sorted(xds.route_names)) if xds else (),
         sds_names=tuple(sorted(sources.sds_names)),
+        rds_stat_prefixes=dict(xds.route_names) if xds else {},
         warming=(*xds.missing, *sources.missing_secrets()) if xds else (),
     )
 

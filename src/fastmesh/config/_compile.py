@@ -82,6 +82,8 @@ class Compiled:
     rds_names: tuple[str, ...] = ()
     sds_names: tuple[str, ...] = ()
     warming: tuple[str, ...] = ()
+    #: RDS name -> the `stat_prefix` of the first HTTP connection manager naming it.
+    rds_stat_prefixes: Mapping[str, str] = field(default_factory=dict)
     #: Files the config references -> their stamps when read (see `Bootstrap.files`).
     files: Mapping[str, Stamp | None] = field(default_factory=dict)
 
@@ -130,6 +132,7 @@ def compile_bootstrap(bootstrap: Bootstrap, document: Mapping[str, Any]) -> Comp
         rds_names=bootstrap.rds_names,
         sds_names=bootstrap.sds_names,
         warming=bootstrap.warming,
+        rds_stat_prefixes=dict(bootstrap.rds_stat_prefixes),
         files=dict(bootstrap.files),
     )
 
@@ -176,6 +179,7 @@ def encode(compiled: Compiled) -> bytes:
         "rds_names": compiled.rds_names,
         "sds_names": compiled.sds_names,
         "warming": compiled.warming,
+        "rds_stat_prefixes": compiled.rds_stat_prefixes,
         "files": _files_json(compiled.files),
     }
     snapshot = zlib.compress(compiled.snapshot_json.encode(), 1)
@@ -233,6 +237,7 @@ def decode(out: bytes, returncode: int) -> Compiled:
         rds_names=tuple(meta["rds_names"]),
         sds_names=tuple(meta["sds_names"]),
         warming=tuple(meta["warming"]),
+        rds_stat_prefixes=dict(meta["rds_stat_prefixes"]),
         files=_files(meta["files"]),
     )
 

@@ -148,7 +148,7 @@ def _hcm(
             issues.add(at(path, "rds"), "set either route_config or rds, not both")
         raw_rc, rc_path = cast(Doc, cfg["route_config"]), at(path, "route_config")
     elif "rds" in cfg:
-        found = rds_route_config(issues, cfg, path, xds)
+        found = rds_route_config(issues, cfg, path, xds, stat_prefix or "")
         if found is None:
             return None
         raw_rc, rc_path = found

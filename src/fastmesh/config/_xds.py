@@ -80,14 +80,15 @@ class XdsLookup:
     received: DynamicResources = field(default_factory=DynamicResources)
     #: EDS names the clusters use (the EDS subscription).
     endpoint_names: set[str] = field(default_factory=set)
-    #: RDS names the listeners use (the RDS subscription).
-    route_names: set[str] = field(default_factory=set)
+    #: RDS names the listeners use (the RDS subscription), each with the `stat_prefix` of
+    #: the first HTTP connection manager naming it (Envoy's RDS stats are under it).
+    route_names: dict[str, str] = field(default_factory=dict)
 
     @property
     def missing(self) -> list[str]:
         """Resources named but not received: the snapshot is still warming while non-empty."""
         endpoints = sorted(self.endpoint_names.difference(self.received.assignments))
-        routes = sorted(self.route_names.difference(self.received.route_configs))
+        routes = sorted(self.route_names.keys() - self.received.route_configs.keys())
         return [
             *(f"ClusterLoadAssignment {n}" for n in endpoints),
             *(f"RouteConfiguration {n}" for n in routes),
@@ -193,7 +194,7 @@ def eds_assignment(
 
 
 def rds_route_config(
-    issues: Issues, hcm: Doc, path: str, xds: XdsLookup | None
+    issues: Issues, hcm: Doc, path: str, xds: XdsLookup | None, stat_prefix: str
 ) -> tuple[Mapping[str, Any], str] | None:
     """An HCM's `rds`: the named `RouteConfiguration` (an empty one while it has not
     arrived: the listener warms) and the path its errors read at."""
@@ -208,7 +209,7 @@ def rds_route_config(
         return None
     if name is None:
         return None
-    xds.route_names.add(name)
+    xds.route_names.setdefault(name, stat_prefix)
     rc = xds.received.route_configs.get(name)
     if rc is None:
         return {"name": name}, p

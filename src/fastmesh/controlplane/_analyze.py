@@ -3,9 +3,9 @@ reports them. Schema problems (from loading), what translation finds (dangling h
 subsets, conflicting VirtualServices or DestinationRules, ServiceEntry hosts taken, shared
 TCP ports), and what only a whole-config look finds (selectors that select nothing,
 PeerAuthentications that contradict each other at one scope, AuthorizationPolicy mistakes:
-`_analyze_authz`, Sidecar mistakes: `_analyze_sidecar`, http rules no request reaches:
-`_analyze_routes`). Translation's findings are its own warnings, so the analysis and the
-running control plane can never disagree."""
+`_analyze_authz`, Sidecar mistakes: `_analyze_sidecar`, http and tcp rules and matches no
+request reaches: `_analyze_routes`). Translation's findings are its own warnings, so the
+analysis and the running control plane can never disagree."""
 
 from __future__ import annotations
 

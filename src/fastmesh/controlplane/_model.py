@@ -207,6 +207,9 @@ class HttpMatch:
     source_namespace: str = ""
     #: Gateways this match is for (empty: the VirtualService's).
     gateways: tuple[str, ...] = ()
+    #: Its `name`, for messages only: matches that differ only in name are equal (Istio
+    #: compares them without it, `asJSON`).
+    name: str = field(default="", compare=False)
 
     @property
     def selective(self) -> bool:

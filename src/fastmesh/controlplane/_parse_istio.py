@@ -67,6 +67,7 @@ def _match(f: Fields, obj: Any, path: str) -> HttpMatch:
         source_labels=f.labels(entry.get("sourceLabels"), f"{path}.sourceLabels"),
         source_namespace=f.string(entry.get("sourceNamespace"), f"{path}.sourceNamespace"),
         gateways=f.strings(entry.get("gateways"), f"{path}.gateways"),
+        name=f.string(entry.get("name"), f"{path}.name"),
     )
 
 

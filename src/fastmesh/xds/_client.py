@@ -31,14 +31,12 @@ from ._call import CallEnded, open_call
 from ._delta import DeltaAdsSession
 from ._resources import CLUSTER, ENDPOINT, LISTENER, ROUTE, SECRET, short_type
 from ._session import ADS_PATH, AdsSession, SessionBase
+from ._stats import UpdateStats
 
 __all__ = ["ADS_PATH", "AdsClient", "Call", "ConfigTarget"]
 
 log = logging.getLogger("fastmesh.proxy.xds")
 
-#: Envoy's stat prefix per type. EDS and RDS updates are not counted (Envoy counts them per
-#: cluster and per route configuration).
-_STAT_PREFIX = {CLUSTER: "cluster_manager.cds", LISTENER: "listener_manager.lds"}
 _SUBSCRIBED_BY = {CLUSTER: ENDPOINT, LISTENER: ROUTE}
 
 
@@ -89,11 +87,8 @@ class AdsClient:
         #: end of initialization (a NACKed type counts as answered, as in Envoy).
         self.initialized = trio.Event()
         self._answered: set[str] = set()
-        self.counters: dict[str, int] = {
-            f"{prefix}.{name}": 0
-            for prefix in _STAT_PREFIX.values()
-            for name in ("update_attempt", "update_success", "update_rejected")
-        }
+        #: Envoy's `update_*` counters of each subscription (CDS, LDS, each EDS and RDS name).
+        self.updates = UpdateStats()
         #: Consecutive failed connections (the back-off exponent).
         self._failures = 0
         #: Per type (CDS, EDS, ...): why its last response was NACKed, until one is accepted.
@@ -102,7 +97,7 @@ class AdsClient:
         self._warm_deadline = float("inf")
 
     def stats(self) -> dict[str, int]:
-        return {**self.counters, "control_plane.connected_state": int(self.connected)}
+        return {**self.updates.counters, "control_plane.connected_state": int(self.connected)}
 
     def describe(self) -> dict[str, Any]:
         """For `/config_dump`: the server, the protocol (`GRPC` or `DELTA_GRPC`), and per
@@ -163,11 +158,6 @@ class AdsClient:
         for request in requests:
             await call.send(request.SerializeToString())
 
-    def _count(self, type_url: str, outcome: str) -> None:
-        prefix = _STAT_PREFIX.get(type_url)
-        if prefix is not None:
-            self.counters[f"{prefix}.{outcome}"] += 1
-
     async def _handle(self, response: Any) -> list[Any]:
         """One response -> the requests to send: its ACK or NACK, then new subscriptions
         (the EDS/RDS and SDS names of what was accepted; LDS once CDS had its first answer)."""
@@ -180,6 +170,7 @@ class AdsClient:
             dependent = _SUBSCRIBED_BY[type_url]
             names = compiled.eds_names if dependent == ENDPOINT else compiled.rds_names
             out.append(self.session.subscribe(dependent, names))
+            self.updates.track(dependent, names)
             out.append(self.session.subscribe(SECRET, compiled.sds_names))
         if type_url == CLUSTER:
             # Envoy's order: listeners after clusters, so no route names a cluster not yet known
@@ -191,7 +182,6 @@ class AdsClient:
         type_url = str(response.type_url)
         kind = short_type(type_url)
         version = self.session.version_of(response)
-        self._count(type_url, "update_attempt")
         try:
             candidate = self.session.candidate(response)
             compiled = await self.target.translate(self.session.dynamic(candidate))
@@ -207,13 +197,16 @@ class AdsClient:
             if self._warming is None:
                 self._warm_deadline = trio.current_time() + self.warm_timeout
             self._warming = compiled
-        self._count(type_url, "update_success")
+        self.updates.rds_stat_prefixes = compiled.rds_stat_prefixes
+        self.updates.accepted(type_url, candidate.updated)
         log.info("%s version %s accepted", kind, candidate.version)
         self.rejected.pop(kind, None)
         return self.session.accept(candidate), compiled
 
     def _reject(self, type_url: str, kind: str, version: str, reason: str) -> Any:
-        self._count(type_url, "update_rejected")
+        sub = self.session.subscriptions.get(type_url)
+        # Envoy: every watch of the type sees the failure
+        self.updates.rejected(type_url, (sub.names or ()) if sub is not None else ())
         self.rejected[kind] = reason
         log.error("%s version %s rejected: %s", kind, version, reason)
         return self.session.reject(type_url, reason)

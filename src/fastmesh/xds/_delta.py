@@ -16,7 +16,7 @@ from typing import Any
 from envoy.service.discovery.v3 import discovery_pb2
 
 from ._resources import decode
-from ._session import Candidate, SessionBase, Subscription, kept
+from ._session import Candidate, SessionBase, Subscription, kept, subscribed
 
 __all__ = ["DELTA_ADS_PATH", "DeltaAdsSession"]
 
@@ -62,7 +62,9 @@ class DeltaAdsSession(SessionBase):
         removed = {str(n) for n in response.removed_resources}
         resources = {n: r for n, r in kept(sub, received).items() if n not in removed}
         versions = {n: v for n, v in versions.items() if n in resources}
-        return Candidate(sub.type_url, self.version_of(response), sub.nonce, resources, versions)
+        updated = subscribed(sub, received.keys() | removed)
+        version = self.version_of(response)
+        return Candidate(sub.type_url, version, sub.nonce, resources, versions, updated)
 
     def _answer(self, sub: Subscription) -> Any:
         request = self._request(sub)

@@ -36,6 +36,7 @@ __all__ = [
     "Subscription",
     "kept",
     "node_message",
+    "subscribed",
 ]
 
 ADS_PATH = "/envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggregatedResources"
@@ -65,6 +66,9 @@ class Candidate:
     resources: dict[str, dict[str, Any]]
     #: Delta only: the per-resource versions that go with `resources`.
     resource_versions: dict[str, str] = field(default_factory=dict)
+    #: The subscribed names the response set (or, delta, removed): the resources whose
+    #: watches Envoy calls, so whose update stats count it.
+    updated: frozenset[str] = frozenset()
 
 
 def node_message(node_id: str, cluster: str, metadata: Mapping[str, Any]) -> Any:
@@ -204,6 +208,11 @@ def kept(sub: Subscription, received: Mapping[str, dict[str, Any]]) -> dict[str,
     return merged if sub.names is None else {n: r for n, r in merged.items() if n in sub.names}
 
 
+def subscribed(sub: Subscription, names: Iterable[str]) -> frozenset[str]:
+    """Those of `names` that `sub` asks for (all, for a wildcard)."""
+    return frozenset(names) if sub.names is None else sub.names.intersection(names)
+
+
 class AdsSession(SessionBase):
     """State of the world: every request carries the names and the accepted version; a
     wildcard response holds all of its type."""
@@ -227,7 +236,10 @@ class AdsSession(SessionBase):
     def _received(self, sub: Subscription, response: Any) -> Candidate:
         received = dict(decode(sub.type_url, packed) for packed in response.resources)
         resources = received if sub.names is None else kept(sub, received)
-        return Candidate(sub.type_url, str(response.version_info), sub.nonce, resources)
+        updated = subscribed(sub, received)
+        return Candidate(
+            sub.type_url, str(response.version_info), sub.nonce, resources, updated=updated
+        )
 
     def _answer(self, sub: Subscription) -> Any:
         return self._request(sub)
