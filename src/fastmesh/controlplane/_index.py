@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ._errors import Finding
 from ._model import (
@@ -20,6 +20,9 @@ from ._model import (
 )
 from ._model_sidecar import Sidecar
 from ._proxy import ProxyInfo
+
+if TYPE_CHECKING:
+    from ._translate_routes import RouteTable
 
 __all__ = ["MeshIndex", "cluster_name", "cluster_port"]
 
@@ -60,7 +63,7 @@ class MeshIndex:
     )
     #: (port, Sidecar scope key) -> the virtual hosts its route configs list
     #: (`_translate_routes.route_table`).
-    route_tables: dict[tuple[int, Any], Any] = field(default_factory=dict)
+    route_tables: dict[tuple[int, Any], RouteTable] = field(default_factory=dict)
     #: Sidecar scope key (None: no Sidecar) -> its outbound ports (`outbound_ports`).
     port_plans: dict[Any, tuple[list[int], dict[int, str]]] = field(default_factory=dict)
     #: id of a shared document (those virtual hosts) -> its encoding, for this index's life.
