@@ -17,6 +17,7 @@ from collections.abc import Callable
 import h2.connection
 import h2.settings
 import h2.stream
+import hyperframe.frame
 import trio
 
 __all__ = ["RECEIVE_WINDOW", "H2Writer", "initiate"]
@@ -25,6 +26,20 @@ __all__ = ["RECEIVE_WINDOW", "H2Writer", "initiate"]
 #: 256 MiB; with h2's 64 KiB a 7 MB push or a 460 KB ACK of 10k names waits for a window
 #: update every 64 KiB.
 RECEIVE_WINDOW = 16 * 1024 * 1024
+
+
+def _data_body_repr(frame: hyperframe.frame.DataFrame) -> str:
+    """hyperframe's text for a DATA frame's body, from its first bytes only: the first 20
+    hex digits are all it shows."""
+    head = frame.serialize_padding_data() + bytes(frame.data[:11]) + bytes(frame.pad_length)
+    return hyperframe.frame._raw_data_repr(head[:11])
+
+
+# h2 calls `repr(frame)` on every frame it receives, logger or not
+# (`H2Connection._receive_frame`), and hyperframe's DATA repr copies the whole body and
+# hex-encodes it to show 20 digits: ~25 µs per 16 KiB frame, 5-8 % of the control plane's
+# CPU in a first push of 10k services. Same text, without the copy.
+hyperframe.frame.DataFrame._body_repr = _data_body_repr  # type: ignore[method-assign, assignment]
 
 
 def initiate(conn: h2.connection.H2Connection) -> None:
