@@ -1,9 +1,12 @@
-//! A listener's filter chains and Envoy's choice among them by the client's SNI
-//! (`filter_chain_match.server_names`): the exact name, then the longest
-//! `*.suffix` wildcard, then the chain without `server_names`.
+//! A listener's filter chains, Envoy's choice among them by the client's SNI
+//! (`filter_chain_match.server_names`: the exact name, then the longest
+//! `*.suffix` wildcard, then the chain without `server_names`), and the drain
+//! signal each chain's connections share across snapshots.
 
 use std::collections::HashMap;
 use std::sync::Arc;
+
+use tokio::sync::watch;
 
 use crate::http::server::HttpRt;
 use crate::network_rbac::NetworkRbacs;
@@ -24,6 +27,102 @@ pub struct ChainRt {
     pub tls: Option<Arc<TlsServer>>,
     /// Envoy's network RBAC filters: judged once per connection, before its filter.
     pub network_rbac: NetworkRbacs,
+    /// The drain of the connections this chain accepted (over TLS, when it has TLS).
+    pub drain: ChainDrain,
+    /// With `tls.allow_plaintext` (Istio's PERMISSIVE, Envoy's plaintext chain of
+    /// the pair): the drain of the connections it accepted in plaintext.
+    pub plaintext_drain: Option<ChainDrain>,
+}
+
+impl ChainRt {
+    /// The drain of a connection this chain accepted, over TLS or (`tls: false`) in plaintext.
+    pub fn drain_of(&self, tls: bool) -> &ChainDrain {
+        match &self.plaintext_drain {
+            Some(plain) if !tls => plain,
+            _ => &self.drain,
+        }
+    }
+
+    pub fn drains(&self) -> impl Iterator<Item = &ChainDrain> {
+        std::iter::once(&self.drain).chain(&self.plaintext_drain)
+    }
+
+    pub fn drains_mut(&mut self) -> impl Iterator<Item = &mut ChainDrain> {
+        std::iter::once(&mut self.drain).chain(&mut self.plaintext_drain)
+    }
+}
+
+/// The signal that drains every connection one filter chain accepted. A chain
+/// is known by its identity (`config::Listener::chain_id`): a new snapshot's
+/// chain with the identity of a live one takes over its signal, so connections
+/// it accepted stay open; the signal of an identity the new snapshot lacks
+/// fires (Envoy's filter-chain-only update).
+#[derive(Debug, Clone)]
+pub struct ChainDrain {
+    id: Arc<str>,
+    tx: Arc<watch::Sender<bool>>,
+}
+
+impl ChainDrain {
+    pub fn new(id: impl Into<Arc<str>>) -> Self {
+        ChainDrain {
+            id: id.into(),
+            tx: Arc::new(watch::channel(false).0),
+        }
+    }
+
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// What a connection watches: it flips to true when the chain drains.
+    pub fn subscribe(&self) -> watch::Receiver<bool> {
+        self.tx.subscribe()
+    }
+
+    /// Drain the chain's connections (those accepted later too, which see it at once).
+    pub fn start(&self) {
+        self.tx.send_replace(true);
+    }
+
+    pub fn started(&self) -> bool {
+        *self.tx.borrow()
+    }
+
+    /// Carry the signals of `old` chains over to the `new` ones with the same
+    /// identity (new chains sharing an identity share a signal), and fire those
+    /// of every other old chain.
+    pub fn carry_over<'a>(
+        old: impl IntoIterator<Item = &'a ChainDrain>,
+        new: impl IntoIterator<Item = &'a mut ChainDrain>,
+    ) {
+        let old: Vec<&ChainDrain> = old.into_iter().collect();
+        let mut live: HashMap<&str, &ChainDrain> = HashMap::with_capacity(old.len());
+        for d in &old {
+            live.entry(d.id()).or_insert(d);
+        }
+        let mut now: HashMap<Arc<str>, ChainDrain> = HashMap::new();
+        for d in new {
+            let shared = now
+                .entry(d.id.clone())
+                .or_insert_with(|| live.get(d.id()).map_or_else(|| d.clone(), |l| (*l).clone()));
+            *d = shared.clone();
+        }
+        for d in old {
+            if !now.contains_key(d.id()) {
+                d.start();
+            }
+        }
+    }
+}
+
+/// Wait until a connection's drain signal fires. A signal whose chain is gone
+/// without firing never fires (a connection keeps its chain alive, so it does not
+/// happen).
+pub async fn drained(rx: &mut watch::Receiver<bool>) {
+    if rx.wait_for(|d| *d).await.is_err() {
+        std::future::pending::<()>().await;
+    }
 }
 
 /// A listener's chains: the default one and those chosen by SNI (generic so
@@ -146,6 +245,37 @@ mod tests {
         let c = chains(None);
         assert_eq!(c.select(Some("example.org")), None);
         assert_eq!(c.select(None), None);
+    }
+
+    #[test]
+    fn a_chain_kept_by_identity_keeps_its_signal_and_the_others_fire() {
+        let old = [
+            ChainDrain::new("tls"),
+            ChainDrain::new("plaintext"),
+            ChainDrain::new("sni"),
+        ];
+        let conns: Vec<_> = old.iter().map(ChainDrain::subscribe).collect();
+        let mut new = [
+            ChainDrain::new("sni"),
+            ChainDrain::new("tls"),
+            ChainDrain::new("fresh"),
+            ChainDrain::new("fresh"),
+        ];
+        ChainDrain::carry_over(&old, &mut new);
+        assert_eq!(
+            conns.iter().map(|c| *c.borrow()).collect::<Vec<_>>(),
+            [false, true, false],
+            "only the chain the new snapshot lacks drains"
+        );
+        // The kept chains hold the old signals: draining them later reaches
+        // the connections they accepted before the update.
+        new[1].start();
+        assert!(*conns[0].borrow());
+        assert!(!*conns[2].borrow());
+        // New chains of one identity share one signal.
+        let fresh = new[2].subscribe();
+        new[3].start();
+        assert!(*fresh.borrow());
     }
 
     #[test]

@@ -50,6 +50,18 @@ pub struct Listener {
     /// `*.suffix`, then the default chain above).
     #[serde(default)]
     pub server_name_chains: Vec<ServerNameChain>,
+    /// The default chain's identity (of its TLS side with `tls.allow_plaintext`):
+    /// what binds a connection it accepted, as the translator digests it from the
+    /// Envoy filter chain. When an apply keeps the listener, a connection whose
+    /// chain identity the new snapshot lacks is drained. `None`: a digest of
+    /// the native chain.
+    #[serde(default)]
+    pub chain_id: Option<String>,
+    /// With `tls.allow_plaintext`: the identity of the plaintext side (Envoy's
+    /// `raw_buffer` chain of the permissive pair), for the connections it
+    /// accepted in plaintext.
+    #[serde(default)]
+    pub plaintext_chain_id: Option<String>,
 }
 
 /// A TLS filter chain chosen by SNI.
@@ -63,6 +75,9 @@ pub struct ServerNameChain {
     #[serde(default)]
     pub network_rbac: Vec<RbacConfig>,
     pub filter: ListenerFilter,
+    /// As `Listener::chain_id`.
+    #[serde(default)]
+    pub chain_id: Option<String>,
 }
 
 /// Server-side TLS.

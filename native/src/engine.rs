@@ -16,7 +16,9 @@ use arc_swap::ArcSwap;
 
 use crate::config::{self, DiscoveryType, ListenerFilter, Snapshot};
 use crate::http::server::HttpRt;
-use crate::listener::{self, ChainRt, Chains, ListenerHandle, ListenerKind, ListenerRt};
+use crate::listener::{
+    self, ChainDrain, ChainRt, Chains, ListenerHandle, ListenerKind, ListenerRt,
+};
 use crate::network_rbac::NetworkRbacs;
 use crate::stats::{cluster as cs, listener as ls, Registry};
 use crate::tcp::TcpRt;
@@ -71,6 +73,10 @@ pub struct ClusterInfo {
 
 type Clusters = HashMap<String, Arc<ClusterRt>>;
 
+/// How long a draining connection may take before it is closed, unless set
+/// (Envoy's `--drain-time-s` default).
+pub const DEFAULT_DRAIN_TIME: Duration = Duration::from_secs(600);
+
 static WORKER_SLOTS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(1);
 
 thread_local! {
@@ -106,6 +112,8 @@ pub struct Engine {
     expiries: Mutex<Vec<Expiry>>,
     active: Arc<AtomicU64>,
     stopped: AtomicBool,
+    /// How long a draining connection may take before it is closed.
+    drain_time: Duration,
 }
 
 impl std::fmt::Debug for Engine {
@@ -155,7 +163,16 @@ impl Engine {
             expiries: Mutex::new(Vec::new()),
             active: Arc::new(AtomicU64::new(0)),
             stopped: AtomicBool::new(false),
+            drain_time: DEFAULT_DRAIN_TIME,
         })
+    }
+
+    /// Give a draining connection (its listener closed, or its filter chain gone
+    /// from the config) `drain_time` to finish before it is closed (Envoy's
+    /// `--drain-time-s`). Listeners started later take it.
+    pub fn with_drain_time(mut self, drain_time: Duration) -> Self {
+        self.drain_time = drain_time;
+        self
     }
 
     /// Parse, validate and swap in a snapshot (JSON of `config::Snapshot`).
@@ -284,6 +301,7 @@ impl Engine {
                         lrt,
                         stats,
                         self.active.clone(),
+                        self.drain_time,
                         &self.handles,
                     )
                     .map_err(invalid)?;
@@ -306,17 +324,29 @@ impl Engine {
     ) -> Result<ListenerRt, String> {
         let ctx = |e: String| format!("listener {}: {e}", l.name);
         let default = match &l.filter {
-            Some(filter) => Some(
-                self.compile_chain(
-                    filter,
-                    l.tls.as_ref(),
-                    &l.network_rbac,
-                    clusters,
-                    stat_prefix,
-                    &l.name,
-                )
-                .map_err(ctx)?,
-            ),
+            Some(filter) => {
+                let id = l.chain_id.clone().unwrap_or_else(|| {
+                    let tls = l.tls.as_ref().map(without_own_certificate);
+                    native_chain_id(&(&l.filter, &tls, &l.network_rbac))
+                });
+                let plaintext = l.tls.as_ref().is_some_and(|t| t.allow_plaintext).then(|| {
+                    let own = l.plaintext_chain_id.clone();
+                    ChainDrain::new(own.unwrap_or_else(|| format!("{id}/plaintext")))
+                });
+                let mut chain = self
+                    .compile_chain(
+                        filter,
+                        l.tls.as_ref(),
+                        &l.network_rbac,
+                        clusters,
+                        stat_prefix,
+                        &l.name,
+                        id,
+                    )
+                    .map_err(ctx)?;
+                chain.plaintext_drain = plaintext;
+                Some(chain)
+            }
             None if l.tls.is_some() || !l.network_rbac.is_empty() => {
                 return Err(ctx(
                     "tls and network_rbac belong to the default chain's filter, which is missing"
@@ -340,6 +370,10 @@ impl Engine {
             if c.tls.allow_plaintext {
                 return Err(at("tls.allow_plaintext: not with server_names".into()));
             }
+            let id = c.chain_id.clone().unwrap_or_else(|| {
+                let tls = without_own_certificate(&c.tls);
+                native_chain_id(&(&c.server_names, &c.filter, &tls, &c.network_rbac))
+            });
             let chain = self
                 .compile_chain(
                     &c.filter,
@@ -348,6 +382,7 @@ impl Engine {
                     clusters,
                     stat_prefix,
                     &l.name,
+                    id,
                 )
                 .map_err(at)?;
             chains.add_named(&c.server_names, chain).map_err(at)?;
@@ -358,7 +393,9 @@ impl Engine {
         })
     }
 
-    /// One filter chain of listener `name`; its TLS counts under `<stat_prefix>.ssl`.
+    /// One filter chain of listener `name`, known by `id`; its TLS counts under
+    /// `<stat_prefix>.ssl`.
+    #[allow(clippy::too_many_arguments)]
     fn compile_chain(
         &self,
         filter: &ListenerFilter,
@@ -367,6 +404,7 @@ impl Engine {
         clusters: &Clusters,
         stat_prefix: &str,
         name: &str,
+        id: String,
     ) -> Result<ChainRt, String> {
         let kind = match filter {
             ListenerFilter::Http(hcm) => {
@@ -388,6 +426,8 @@ impl Engine {
             kind,
             tls,
             network_rbac,
+            drain: ChainDrain::new(id),
+            plaintext_drain: None,
         })
     }
 
@@ -539,6 +579,39 @@ fn release_free_memory() {
         unsafe {
             malloc_trim(0);
         }
+    }
+}
+
+/// A chain's identity when the snapshot names none (written by hand, not by the
+/// translator): a digest of its native config, so any change drains it, except
+/// a new certificate of its own (a rotation, as of an SDS secret or a file in Envoy).
+fn native_chain_id(chain: &impl serde::Serialize) -> String {
+    struct Digest(ring::digest::Context);
+    impl std::io::Write for Digest {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.update(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut d = Digest(ring::digest::Context::new(&ring::digest::SHA256));
+    // Serializing plain config structs cannot fail.
+    let _ = serde_json::to_writer(&mut d, chain);
+    let hex: String = d.0.finish().as_ref()[..16]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    format!("native:{hex}")
+}
+
+fn without_own_certificate(tls: &config::DownstreamTls) -> config::DownstreamTls {
+    config::DownstreamTls {
+        cert_chain_pem: String::new(),
+        private_key_pem: String::new(),
+        ocsp_staple: None,
+        ..tls.clone()
     }
 }
 

@@ -51,10 +51,14 @@ mod python {
     #[pymethods]
     impl PyEngine {
         #[new]
-        #[pyo3(signature = (workers = 0))]
-        fn new(workers: usize) -> PyResult<Self> {
+        #[pyo3(signature = (workers = 0, drain_time_s = 600.0))]
+        fn new(workers: usize, drain_time_s: f64) -> PyResult<Self> {
+            let drain_time = Duration::try_from_secs_f64(drain_time_s).map_err(|_| {
+                PyValueError::new_err(format!("drain_time_s: {drain_time_s} is not a duration"))
+            })?;
             let inner = Engine::new(workers)
-                .map_err(|e| PyRuntimeError::new_err(format!("cannot start runtime: {e}")))?;
+                .map_err(|e| PyRuntimeError::new_err(format!("cannot start runtime: {e}")))?
+                .with_drain_time(drain_time);
             Ok(PyEngine { inner })
         }
 

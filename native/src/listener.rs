@@ -1,7 +1,8 @@
-//! A bound listener: its accept loop, connection limit, drain signal, and the
+//! A bound listener: its accept loop, connection limit, drain signals, and the
 //! TLS handshake each connection runs in its own task before its filter sees it.
 //! The socket lives as long as the listener keeps its name and address; its
-//! config (`ListenerRt`) is swapped under it on every apply.
+//! config (`ListenerRt`) is swapped under it on every apply, which drains the
+//! connections of every chain the new config does not have unchanged.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -13,7 +14,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Semaphore};
 
-pub use crate::chains::{ChainRt, Chains, ListenerKind};
+pub use crate::chains::{ChainDrain, ChainRt, Chains, ListenerKind};
 use crate::conn::ConnInfo;
 use crate::stats::{listener as ls, StatGroup};
 use crate::tls::{server::client_hello, Accepted};
@@ -44,8 +45,10 @@ pub struct ListenerHandle {
     pub stats: Arc<StatGroup>,
     sem: Arc<Semaphore>,
     permits: Mutex<usize>,
-    /// Flips to true to stop accepting and drain this listener's connections.
+    /// Flips to true to stop accepting (its connections drain by their chains' signals).
     shutdown: watch::Sender<bool>,
+    /// How long a draining connection may take before it is closed (`--drain-time-s`).
+    drain_time: Duration,
     active_total: Arc<AtomicU64>,
     runtime: tokio::runtime::Handle,
 }
@@ -91,15 +94,21 @@ pub fn bind(address: &str, workers: usize) -> Result<Vec<std::net::TcpListener>,
 
 impl ListenerHandle {
     /// Start accepting on `socks` (already bound), one accept loop per worker runtime.
+    #[allow(clippy::too_many_arguments)]
     pub fn start(
         name: String,
         address: String,
         socks: Vec<std::net::TcpListener>,
-        lrt: ListenerRt,
+        mut lrt: ListenerRt,
         stats: Arc<StatGroup>,
         active_total: Arc<AtomicU64>,
+        drain_time: Duration,
         workers: &[tokio::runtime::Handle],
     ) -> Result<Arc<Self>, String> {
+        ChainDrain::carry_over(
+            std::iter::empty(),
+            lrt.chains.all_mut().flat_map(ChainRt::drains_mut),
+        );
         let rt = &workers[0];
         let bound = socks[0].local_addr().map_err(|e| e.to_string())?;
         let permits = permits_for(lrt.max_connections);
@@ -113,6 +122,7 @@ impl ListenerHandle {
             sem: Arc::new(Semaphore::new(permits)),
             permits: Mutex::new(permits),
             shutdown,
+            drain_time,
             active_total,
             runtime: rt.clone(),
         });
@@ -126,11 +136,16 @@ impl ListenerHandle {
         Ok(h)
     }
 
-    /// Swap in a new snapshot's config for this listener.
+    /// Swap in a new snapshot's config for this listener, and drain the
+    /// connections of every chain it does not have unchanged.
     pub fn update(&self, mut lrt: ListenerRt) {
+        let old = self.rt.load();
+        ChainDrain::carry_over(
+            old.chains.all().flat_map(ChainRt::drains),
+            lrt.chains.all_mut().flat_map(ChainRt::drains_mut),
+        );
         // An unchanged TLS context keeps its session cache and ticket keys, so
         // clients resume across applies.
-        let old = self.rt.load();
         for chain in lrt.chains.all_mut() {
             let Some(new) = &mut chain.tls else { continue };
             let same = old.chains.all().filter_map(|c| c.tls.as_ref());
@@ -159,9 +174,18 @@ impl ListenerHandle {
         self.rt.store(Arc::new(lrt));
     }
 
-    /// Stop accepting and drain every connection of this listener.
+    /// Stop accepting and drain every connection of this listener. (Every chain
+    /// an earlier update dropped drained then.)
     pub fn close(&self) {
         self.shutdown.send_replace(true);
+        for chain in self.rt.load().chains.all() {
+            chain.drains().for_each(ChainDrain::start);
+        }
+    }
+
+    /// How long a draining connection may take before it is closed.
+    pub fn drain_time(&self) -> Duration {
+        self.drain_time
     }
 }
 
@@ -263,12 +287,14 @@ async fn dispatch<S: DownstreamIo>(
     if !chain.network_rbac.allow(&conn) {
         return;
     }
-    let drain = h.shutdown.subscribe();
+    // Subscribed after the chain was chosen: a chain drained meanwhile drains
+    // this connection at once.
+    let drain = chain.drain_of(conn.tls.is_some()).subscribe();
     match &chain.kind {
         ListenerKind::Http(http) => {
             crate::http::server::serve(stream, conn, local_uri_sans, h.clone(), http, drain).await
         }
-        ListenerKind::Tcp(tcp) => crate::tcp::proxy(stream, tcp, drain).await,
+        ListenerKind::Tcp(tcp) => crate::tcp::proxy(stream, tcp, drain, h.drain_time).await,
     }
 }
 

@@ -106,6 +106,7 @@ pub mod http {
         TOO_MANY_PREMATURE_RESETS => "downstream_rq_too_many_premature_resets",
         CX_IDLE_TIMEOUT => "downstream_cx_idle_timeout",
         CX_MAX_DURATION => "downstream_cx_max_duration_reached",
+        CX_DRAIN_CLOSE => "downstream_cx_drain_close",
     }
 }
 

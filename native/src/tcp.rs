@@ -1,5 +1,6 @@
 //! `tcp_proxy`: connect to a cluster endpoint (TLS when the cluster originates
-//! it) and copy bytes both ways, with half-close, an idle timeout, and byte counters.
+//! it) and copy bytes both ways, with half-close, an idle timeout, a bounded
+//! drain, and byte counters.
 
 use std::collections::HashMap;
 use std::io;
@@ -12,6 +13,7 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::watch;
 
+use crate::chains::drained;
 use crate::config::TcpProxy;
 use crate::listener::DownstreamIo;
 use crate::stats::{cluster as cs, tcp as ts, Registry, StatGroup};
@@ -88,15 +90,29 @@ impl TcpRt {
     }
 }
 
-/// Proxy one downstream connection to the cluster until both sides close.
-pub async fn proxy<S: DownstreamIo>(down: S, t: &TcpRt, _drain: watch::Receiver<bool>) {
+/// Proxy one downstream connection to the cluster until both sides close, or
+/// until `drain_time` after `drain` flips. A byte stream has no way to ask its
+/// client to go away, so a draining connection keeps copying for the drain
+/// time, then is closed, as Envoy closes a draining filter chain's remaining
+/// connections when `--drain-time-s` ends (its `tcp_proxy` ignores the drain).
+pub async fn proxy<S: DownstreamIo>(
+    down: S,
+    t: &TcpRt,
+    drain: watch::Receiver<bool>,
+    drain_time: Duration,
+) {
     t.stats.inc(ts::CX_TOTAL);
     t.stats.inc(ts::CX_ACTIVE);
-    run(down, t).await;
+    run(down, t, drain, drain_time).await;
     t.stats.dec(ts::CX_ACTIVE);
 }
 
-async fn run<S: DownstreamIo>(down: S, t: &TcpRt) {
+async fn run<S: DownstreamIo>(
+    down: S,
+    t: &TcpRt,
+    mut drain: watch::Receiver<bool>,
+    drain_time: Duration,
+) {
     let cluster = t.pick();
     let Some(ep) = cluster.lb.pick(&Default::default()) else {
         cluster.stats.inc(cs::NONE_HEALTHY);
@@ -128,26 +144,26 @@ async fn run<S: DownstreamIo>(down: S, t: &TcpRt) {
         start,
     };
     let copy = tokio::io::copy_bidirectional(&mut down, &mut up);
-    match t.idle_timeout {
-        None => {
-            let _ = copy.await;
-        }
-        Some(idle) => {
-            let watchdog = async {
-                loop {
-                    let since =
-                        start.elapsed() - Duration::from_millis(last.load(Ordering::Relaxed));
-                    if since >= idle {
-                        return;
-                    }
-                    tokio::time::sleep(idle - since).await;
-                }
-            };
-            tokio::select! {
-                _ = copy => {}
-                _ = watchdog => t.stats.inc(ts::IDLE_TIMEOUT),
+    let idle = async {
+        let Some(idle) = t.idle_timeout else {
+            return std::future::pending().await;
+        };
+        loop {
+            let since = start.elapsed() - Duration::from_millis(last.load(Ordering::Relaxed));
+            if since >= idle {
+                return;
             }
+            tokio::time::sleep(idle - since).await;
         }
+    };
+    let drain_over = async {
+        drained(&mut drain).await;
+        tokio::time::sleep(drain_time).await;
+    };
+    tokio::select! {
+        _ = copy => {}
+        _ = idle => t.stats.inc(ts::IDLE_TIMEOUT),
+        _ = drain_over => {}
     }
     ep.active.fetch_sub(1, Ordering::Relaxed);
 }

@@ -19,7 +19,15 @@ import pytest
 from fastmesh.ca import CertificateAuthority, SpiffeId
 from fastmesh.controlplane import ControlPlane
 from fastmesh.controlplane._sds import SecretIssuer
-from tests.support import EchoServer, ProxyProcess, free_port, run_proxy
+from tests.support import (
+    EchoServer,
+    ProxyProcess,
+    connect,
+    free_port,
+    is_closed,
+    read_response,
+    run_proxy,
+)
 from tests.support.proxy import Binary
 
 from .harness import (
@@ -73,7 +81,7 @@ class Mesh:
 
     def direct(self) -> httpx.Response:
         """Plaintext straight to the server sidecar's inbound port, no client sidecar, on a
-        new connection (one accepted before a policy change may stay open: see
+        new connection (one accepted before a policy change drains: see
         docs/controlplane.md)."""
         return httpx.get(f"http://127.0.0.1:{self.inbound_port}/", timeout=5.0)
 
@@ -154,16 +162,31 @@ def test_auto_mtls_by_default_and_permissive_accepts_plaintext(mesh: Mesh) -> No
 
 
 def test_strict_refuses_plaintext_and_keeps_mtls(mesh: Mesh) -> None:
-    mesh.apply(policy("PeerAuthentication", "default", {"mtls": {"mode": "STRICT"}}))
+    """STRICT refuses new plaintext connections, and a fastmesh server sidecar closes a
+    plaintext keep-alive connection opened before: the update drops the listener's
+    plaintext chain, whose connections drain (an idle HTTP/1.1 one closes at once).
 
-    def refused() -> bool:
-        try:
-            mesh.direct()
-        except httpx.TransportError:
-            return True
-        return False
+    An Envoy server sidecar drains that connection too, but gradually over its
+    `--drain-time-s` (600 s by default, as here; the update also drops the TLS inspector, so
+    for Envoy it is a whole-listener update, not a filter-chain-only one): until then it
+    may go on answering, so the test checks the old connection only on fastmesh."""
+    mesh.apply()
+    wait_until("plaintext to be served (PERMISSIVE)", lambda: mesh.direct().status_code == 200)
+    with connect(mesh.inbound_port) as before:
+        before.sendall(b"GET / HTTP/1.1\r\nhost: reviews\r\n\r\n")
+        assert read_response(before.makefile("rb")).status == 200
+        mesh.apply(policy("PeerAuthentication", "default", {"mtls": {"mode": "STRICT"}}))
 
-    wait_until("plaintext to the inbound port to be refused", refused, timeout=20)
+        def refused() -> bool:
+            try:
+                mesh.direct()
+            except httpx.TransportError:
+                return True
+            return False
+
+        wait_until("plaintext to the inbound port to be refused", refused, timeout=20)
+        if mesh.server.binary == "fastmesh-proxy":
+            assert is_closed(before, timeout=10), "an open plaintext connection outlived STRICT"
     assert mesh.call("productpage").status_code == 200
     assert caller(mesh) == PRODUCTPAGE.uri
 

@@ -40,6 +40,8 @@ def test_envoy_compat_flags_are_accepted() -> None:
         (["--concurrency", "1"], "-c/--config-path is required"),
         (["-c", "x", "--"], "nothing after --"),
         (["-c", "x", "-l", "loud"], "argument -l/--log-level"),
+        (["-c", "x", "--drain-time-s", "-1"], "--drain-time-s must be a number of seconds"),
+        (["-c", "x", "--drain-time-s", "nan"], "--drain-time-s must be a number of seconds"),
     ],
 )
 def test_bad_flags_are_clear_errors(

@@ -145,7 +145,7 @@ class TestDownstream:
         )
         lst = translate(bootstrap([tls_listener(socket)]))["listeners"][0]
         assert lst["tls"] == {"cert_chain_pem": server.chain, "private_key_pem": server.key}
-        assert list(lst) == ["name", "address", "tls", "filter"]
+        assert list(lst) == ["name", "address", "tls", "filter", "chain_id"]
 
     def test_rotating_a_file_changes_the_version(self, files: dict[str, Path]) -> None:
         socket = downstream(
@@ -177,7 +177,9 @@ class TestDownstream:
         lst = tcp_listener()
         lst["listener_filters"] = [INSPECTOR]
         lst["filter_chains"] = [plain_chain, tls_chain]
-        assert translate(bootstrap([lst]))["listeners"][0] == {
+        native = translate(bootstrap([lst]))["listeners"][0]
+        ids = {key: native.pop(key) for key in ("chain_id", "plaintext_chain_id")}
+        assert native == {
             "name": "tcp",
             "address": "127.0.0.1:10001",
             "tls": {
@@ -187,6 +189,16 @@ class TestDownstream:
             },
             "filter": {"type": "tcp", "stat_prefix": "tcp", "cluster": "backend"},
         }
+        # Each side is known as the lone chain it stands for (STRICT's TLS chain, with or
+        # without its match; DISABLE's plaintext one), so a mode change drains only the
+        # connections of the side that goes.
+        strict = tcp_listener()
+        strict["filter_chains"] = [{k: tls_chain[k] for k in ("filters", "transport_socket")}]
+        assert translate(bootstrap([strict]))["listeners"][0]["chain_id"] == ids["chain_id"]
+        assert (
+            translate(bootstrap([tcp_listener()]))["listeners"][0]["chain_id"]
+            == (ids["plaintext_chain_id"])
+        )
 
     def test_single_tls_chain_may_match_its_transport(self, server: Pem) -> None:
         lst = tls_listener(server_socket(server), listener_filters=[{"name": INSPECTOR["name"]}])

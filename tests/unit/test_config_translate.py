@@ -135,6 +135,8 @@ class TestFixtures:
         b = load_bootstrap(CONFIGS / "tcp_proxy.yaml")
         assert b.admin_address == ("127.0.0.1", 0)
         assert b.node_id == ""
+        ids = [lst.pop("chain_id") for lst in b.snapshot["listeners"]]
+        assert all(len(i) == 32 and int(i, 16) >= 0 for i in ids) and ids[0] != ids[1]
         assert b.snapshot == {
             "version": b.version,
             "listeners": [

@@ -14,6 +14,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::sync::watch;
 
+use crate::chains::drained;
 use crate::config::{
     CodecType, ForwardClientCert, Http2Keepalive, HttpConnectionManager, XfccDetails,
 };
@@ -162,7 +163,7 @@ struct ConnCtx {
 
 /// Serve one HTTP connection (plaintext or TLS, HTTP/2 by preface or ALPN)
 /// until it closes, or until `drain` flips, then shut it down gracefully
-/// (GOAWAY on h2, close once idle on HTTP/1.1).
+/// (GOAWAY on h2, close once idle on HTTP/1.1) within the listener's drain time.
 pub async fn serve<S: DownstreamIo>(
     stream: S,
     conn: ConnInfo,
@@ -172,6 +173,7 @@ pub async fn serve<S: DownstreamIo>(
     mut drain: watch::Receiver<bool>,
 ) {
     let stats = http.stats.clone();
+    let drain_time = listener.drain_time();
     stats.inc(hs::CX_TOTAL);
     stats.inc(hs::CX_ACTIVE);
     let ctx = Arc::new(ConnCtx {
@@ -219,8 +221,12 @@ pub async fn serve<S: DownstreamIo>(
     tokio::pin!(conn);
     let drain_for = tokio::select! {
         _ = conn.as_mut() => None,
-        // The listener's own drain waits for every stream, however long.
-        r = drain.wait_for(|d| *d) => r.is_ok().then_some(Duration::MAX),
+        // The listener closing, or the connection's chain gone from the config:
+        // streams in flight get the drain time (`--drain-time-s`) to finish.
+        _ = drained(&mut drain) => {
+            stats.inc(hs::CX_DRAIN_CLOSE);
+            Some(drain_time)
+        }
         _ = resets.tripped() => {
             // Envoy aborts such a connection: drop it, streams and all, no GOAWAY.
             stats.inc(hs::TOO_MANY_PREMATURE_RESETS);

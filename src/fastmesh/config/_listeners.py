@@ -4,6 +4,8 @@ TLS or Istio's permissive TLS-or-plaintext chain pair, or TLS chains chosen by S
 
 from __future__ import annotations
 
+import hashlib
+import json
 from typing import Any, Final, cast
 
 from . import _speedups
@@ -55,6 +57,9 @@ _CHAIN: Final = frozenset({"filters", "name", "transport_socket", "filter_chain_
 _CHAIN_MATCH: Final = frozenset({"transport_protocol", "server_names"})
 _TRANSPORT_PROTOCOLS: Final = ("tls", "raw_buffer")
 _FILTER: Final = frozenset({"name", "typed_config"})
+#: What every request reads from the current config (routes, HTTP filters): a change to
+#: these alone reaches open connections, so it leaves them out of a chain's identity.
+_PER_REQUEST_HCM: Final = frozenset({"route_config", "rds", "http_filters"})
 _HCM: Final = frozenset(
     {
         "stat_prefix",
@@ -423,9 +428,41 @@ def _filter_chain(
     if chain is None:
         return None
     out = _chain(issues, chain, item(cpath, index), refs, sources, xds)
-    if out is not None and len(chains) == 2:
+    if out is None:
+        return None
+    out["chain_id"] = _chain_id(chain, [])
+    if len(chains) == 2:
         out["tls"]["allow_plaintext"] = True
+        plain = chains[1 - index]
+        out["plaintext_chain_id"] = _chain_id(cast(Doc, plain), [])
     return out
+
+
+def _chain_id(chain: Doc, server_names: list[str]) -> str:
+    """The native `chain_id`: a digest of what binds a connection the chain accepts (its
+    transport socket, server names and network filters, without the HCM's routes and
+    HTTP filters, which each request reads anew). A live connection whose chain's id is
+    missing from a new config is drained, as Envoy drains the connections of a filter
+    chain that a listener update removes or changes. A secret named by SDS or a file
+    stays the same id when its content rotates, as in Envoy; a permissive pair's
+    plaintext chain has the id of a lone plaintext chain with the same filters."""
+    filters = []
+    raw = chain.get("filters")
+    for f in raw if isinstance(raw, list) else []:
+        config = f.get("typed_config") if isinstance(f, dict) else None
+        if isinstance(config, dict) and f.get("name") == HCM_NAME:
+            f = {
+                **f,
+                "typed_config": {k: v for k, v in config.items() if k not in _PER_REQUEST_HCM},
+            }
+        filters.append(f)
+    identity = {
+        "transport_socket": chain.get("transport_socket"),
+        "server_names": sorted(server_names),
+        "filters": filters,
+    }
+    canon = json.dumps(identity, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canon.encode()).hexdigest()[:32]
 
 
 def _chain(
@@ -495,9 +532,11 @@ def _by_server_name(
             ok = False
         elif not names:
             default_at = p
-            out.update(body)
+            out.update(body, chain_id=_chain_id(chain, []))
         else:
-            out["server_name_chains"].append({"server_names": names, **body})
+            out["server_name_chains"].append(
+                {"server_names": names, **body, "chain_id": _chain_id(chain, names)}
+            )
     seen: set[str] = set()
     for c in out["server_name_chains"]:
         for name in c["server_names"]:

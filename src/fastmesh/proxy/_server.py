@@ -183,7 +183,7 @@ class ProxyServer:
             return 1
         self.state = ServerState.INITIALIZING
         log.info("initializing engine with %d worker threads", self.concurrency)
-        self.engine = Engine(self.concurrency)
+        self.engine = Engine(self.concurrency, drain_time_s=self.options.drain_time_s)
         try:
             try:
                 await trio.to_thread.run_sync(self.engine.apply, self.config.snapshot_json())

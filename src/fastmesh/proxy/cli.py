@@ -80,7 +80,8 @@ def _parser() -> argparse.ArgumentParser:
         "--drain-time-s",
         type=float,
         default=600.0,
-        help="on shutdown, how long in-flight requests may take to finish (default 600, as Envoy)",
+        help="how long a draining connection may take before it is closed, on shutdown and "
+        "when a config update changes its filter chain (default 600, as Envoy)",
     )
     p.add_argument("--service-node", help="node id (overrides the bootstrap's node.id)")
     p.add_argument("--service-cluster", help="node cluster (overrides node.cluster)")
@@ -135,6 +136,8 @@ def parse_args(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
         parser.error("--restart-epoch: hot restart is not supported; only 0 is accepted")
     if ns.concurrency < 0:
         parser.error("--concurrency must be >= 0")
+    if not 0 <= ns.drain_time_s < 2**32:  # Envoy's is a uint32; the engine needs a duration
+        parser.error("--drain-time-s must be a number of seconds >= 0")
     if "--" in argv and not app:
         parser.error("nothing after --: give the application to run, e.g. -- ./app --flag")
     if app and ns.mode != "serve":
