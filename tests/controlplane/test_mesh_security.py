@@ -167,11 +167,14 @@ def test_strict_refuses_plaintext_and_keeps_mtls(mesh: Mesh) -> None:
     plaintext chain, whose connections drain (an idle HTTP/1.1 one closes at once).
 
     An Envoy server sidecar drains that connection too, but gradually over its
-    `--drain-time-s` (600 s by default, as here; the update also drops the TLS inspector, so
-    for Envoy it is a whole-listener update, not a filter-chain-only one): until then it
-    may go on answering, so the test checks the old connection only on fastmesh."""
+    `--drain-time-s` (600 s by default, as here): until then it may go on answering, so the
+    test checks the old connection only on fastmesh. For Envoy it checks that the update
+    touched the filter chains alone (as Istio's listeners keep the TLS inspector and the
+    `tls` chain in STRICT), so Envoy's mTLS connections were not drained with them."""
     mesh.apply()
     wait_until("plaintext to be served (PERMISSIVE)", lambda: mesh.direct().status_code == 200)
+    in_place = "listener_manager.listener_in_place_updated"
+    in_place_before = mesh.server.counter(in_place) if mesh.server.binary == "envoy" else 0
     with connect(mesh.inbound_port) as before:
         before.sendall(b"GET / HTTP/1.1\r\nhost: reviews\r\n\r\n")
         assert read_response(before.makefile("rb")).status == 200
@@ -187,6 +190,8 @@ def test_strict_refuses_plaintext_and_keeps_mtls(mesh: Mesh) -> None:
         wait_until("plaintext to the inbound port to be refused", refused, timeout=20)
         if mesh.server.binary == "fastmesh-proxy":
             assert is_closed(before, timeout=10), "an open plaintext connection outlived STRICT"
+        else:
+            assert mesh.server.counter(in_place) == in_place_before + 1
     assert mesh.call("productpage").status_code == 200
     assert caller(mesh) == PRODUCTPAGE.uri
 

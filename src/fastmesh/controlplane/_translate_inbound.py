@@ -128,12 +128,16 @@ def _listener(
         "filters": filters,
         "transport_socket": downstream_tls(["h2", "http/1.1"] if http else []),
     }
+    # As Istio's: the TLS chain is matched by the inspector in STRICT too, so a change
+    # between STRICT and PERMISSIVE adds or removes only the plaintext chain. Envoy then
+    # updates the filter chains alone and drains only the plaintext connections; a changed
+    # listener filter would drain the listener's every connection, mTLS ones included.
+    listener["listener_filters"] = [_INSPECTOR]
+    tls["filter_chain_match"] = {"transport_protocol": "tls"}
     if mode is MtlsMode.STRICT:
         listener["filter_chains"] = [tls]
         return listener
     # PERMISSIVE: TLS or plaintext on one port, told apart by the first bytes
-    listener["listener_filters"] = [_INSPECTOR]
-    tls["filter_chain_match"] = {"transport_protocol": "tls"}
     plain["filter_chain_match"] = {"transport_protocol": "raw_buffer"}
     listener["filter_chains"] = [tls, plain]
     return listener
