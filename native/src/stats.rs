@@ -184,6 +184,7 @@ pub mod ssl {
         FAIL_VERIFY_NO_CERT => "fail_verify_no_cert",
         FAIL_VERIFY_SAN => "fail_verify_san",
         FAIL_VERIFY_ERROR => "fail_verify_error",
+        FAIL_VERIFY_CERT_HASH => "fail_verify_cert_hash",
         SESSION_REUSED => "session_reused",
         OCSP_STAPLE_REQUESTS => "ocsp_staple_requests",
         OCSP_STAPLE_RESPONSES => "ocsp_staple_responses",
