@@ -88,9 +88,11 @@ class Pki:
         self.ca_file = directory / "ca.pem"
         self.ca_file.write_bytes(_pem(self.cert))
 
-    def issue(self, name: str, dns: list[str] | None = None, *, client: bool = False) -> Leaf:
+    def issue(
+        self, name: str, dns: list[str] | None = None, *, client: bool = False, days: int = 10
+    ) -> Leaf:
         """A leaf for `name` (CN, and DNS SANs `dns`, default `[name]`), for a server, or
-        with `client=True` for a client."""
+        with `client=True` for a client, valid for `days`."""
         key = ec.generate_private_key(ec.SECP256R1())
         usage = ExtendedKeyUsageOID.CLIENT_AUTH if client else ExtendedKeyUsageOID.SERVER_AUTH
         cert = (
@@ -100,7 +102,7 @@ class Pki:
             .public_key(key.public_key())
             .serial_number(x509.random_serial_number())
             .not_valid_before(_now() - _DAY)
-            .not_valid_after(_now() + 10 * _DAY)
+            .not_valid_after(_now() + days * _DAY)
             .add_extension(
                 x509.SubjectAlternativeName([x509.DNSName(d) for d in (dns or [name])]),
                 critical=False,
