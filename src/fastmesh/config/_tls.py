@@ -622,6 +622,14 @@ def downstream_tls(
     policy_at = at(p, "ocsp_staple_policy")
     policy = get_enum(issues, ctx, "ocsp_staple_policy", p, _STAPLE_POLICIES, "lenient")
     out: dict[str, Any] = dict(cert)
+    if "ocsp_staple" not in out and _must_staple(out["cert_chain_pem"]):
+        # As Envoy, whatever the policy (the engine then serves it as MUST_STAPLE).
+        issues.add(
+            _certificate_at(ctx, p),
+            "the certificate is OCSP must-staple (TLS feature status_request): "
+            "it needs an ocsp_staple",
+        )
+        return None
     if "ocsp_staple" in out:
         out["ocsp_staple"] = {**out["ocsp_staple"], "policy": policy}
     elif policy == "must_staple":  # as Envoy: a config error
@@ -636,6 +644,28 @@ def downstream_tls(
     if common.min_version != "1.2":
         out["min_version"] = common.min_version
     return out
+
+
+def _must_staple(chain_pem: str) -> bool:
+    """Whether the chain's leaf has RFC 7633's TLS feature with exactly `status_request`
+    (the value Envoy compares with)."""
+    from cryptography import x509
+
+    leaf = x509.load_pem_x509_certificates(chain_pem.encode())[0]
+    try:
+        feature = leaf.extensions.get_extension_for_class(x509.TLSFeature).value
+    except (x509.ExtensionNotFound, ValueError):
+        return False
+    return list(feature) == [x509.TLSFeatureType.status_request]
+
+
+def _certificate_at(ctx: Doc, path: str) -> str:
+    """The path of a (translated) context's one certificate."""
+    common = at(path, "common_tls_context")
+    c = ctx.get("common_tls_context")
+    inline = isinstance(c, Mapping) and bool(c.get("tls_certificates"))
+    key = "tls_certificates" if inline else "tls_certificate_sds_secret_configs"
+    return item(at(common, key), 0)
 
 
 def upstream_tls(
