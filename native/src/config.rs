@@ -178,8 +178,10 @@ pub struct UpstreamTls {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CertValidation {
-    /// PEM bundle of trusted roots (during a root rotation: old and new).
-    pub trusted_ca_pem: String,
+    /// PEM bundle of trusted roots (during a root rotation: old and new); without
+    /// one the peer is checked by its pins alone (`verify_certificate_*`).
+    #[serde(default)]
+    pub trusted_ca_pem: Option<String>,
     /// The roots' name in their expiry gauge (see `unnamed_ca_cert`).
     #[serde(default = "unnamed_ca_cert")]
     pub ca_name: String,
@@ -194,6 +196,14 @@ pub struct CertValidation {
     /// Check only the leaf against the CRLs (Envoy's `only_verify_leaf_cert_crl`).
     #[serde(default)]
     pub only_verify_leaf_cert_crl: bool,
+    /// SHA-256 digests of accepted peer certificates (DER), as Envoy spells them: 64
+    /// hex digits, or 32 colon-separated pairs (`openssl x509 -fingerprint -sha256`).
+    #[serde(default)]
+    pub verify_certificate_hash: Vec<String>,
+    /// SHA-256 digests of accepted peer public keys (the DER SubjectPublicKeyInfo),
+    /// base64 (HPKP's pins). A certificate matching a hash or a pin is accepted.
+    #[serde(default)]
+    pub verify_certificate_spki: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 
 /// One named set of counters sharing a prefix (`cluster.web.`).
 #[derive(Debug)]
@@ -184,6 +184,7 @@ pub mod ssl {
         FAIL_VERIFY_NO_CERT => "fail_verify_no_cert",
         FAIL_VERIFY_SAN => "fail_verify_san",
         FAIL_VERIFY_ERROR => "fail_verify_error",
+        FAIL_VERIFY_CERT_HASH => "fail_verify_cert_hash",
         SESSION_REUSED => "session_reused",
         OCSP_STAPLE_REQUESTS => "ocsp_staple_requests",
         OCSP_STAPLE_RESPONSES => "ocsp_staple_responses",
@@ -290,9 +291,14 @@ pub mod tcp {
 /// may hold groups of different name lists (RBAC filters counting under one
 /// `stat_prefix`, some with a shadow prefix): a name they share is one stat, their
 /// sum, as Envoy's filters share one counter.
+///
+/// Owned groups (`owned_group`) are the exception: gauges describing something
+/// that goes away (a TLS context's certificates), exported only while held.
 #[derive(Debug, Default)]
 pub struct Registry {
     groups: Mutex<BTreeMap<String, Vec<Arc<StatGroup>>>>,
+    /// By prefix, oldest first; the newest live one is exported.
+    owned: Mutex<BTreeMap<String, Vec<Weak<StatGroup>>>>,
 }
 
 impl Registry {
@@ -304,6 +310,19 @@ impl Registry {
     /// A group whose counters are exported once they count (see `StatGroup::lazy`).
     pub fn lazy_group(&self, prefix: &str, names: &'static [&'static str]) -> Arc<StatGroup> {
         self.make(prefix, names, true)
+    }
+
+    /// A group exported only while the caller (or a clone) holds it: gone with
+    /// what it describes, as Envoy's stats go with their scope. Several holders
+    /// of one prefix (a context and its replacement, alive together until the old
+    /// one's connections close) export the newest one's values.
+    pub fn owned_group(&self, prefix: &str, names: &'static [&'static str]) -> Arc<StatGroup> {
+        let g = Arc::new(StatGroup::new(prefix.to_owned(), names, false));
+        let mut owned = self.owned.lock().unwrap();
+        let same = owned.entry(prefix.to_owned()).or_default();
+        same.retain(|w| w.strong_count() > 0);
+        same.push(Arc::downgrade(&g));
+        g
     }
 
     fn make(&self, prefix: &str, names: &'static [&'static str], lazy: bool) -> Arc<StatGroup> {
@@ -321,14 +340,26 @@ impl Registry {
     pub fn snapshot(&self) -> Vec<(String, u64)> {
         let groups = self.groups.lock().unwrap();
         let mut out = BTreeMap::<String, u64>::new();
-        for g in groups.values().flatten() {
+        let mut export = |g: &StatGroup| {
             for (i, n) in g.names.iter().enumerate() {
                 let v = g.get(i);
                 if v > 0 || !g.lazy {
                     *out.entry(format!("{}.{}", g.prefix, n)).or_default() += v;
                 }
             }
+        };
+        for g in groups.values().flatten() {
+            export(g);
         }
+        drop(groups);
+        let mut owned = self.owned.lock().unwrap();
+        owned.retain(|_, same| {
+            same.retain(|w| w.strong_count() > 0);
+            if let Some(g) = same.last().and_then(Weak::upgrade) {
+                export(&g);
+            }
+            !same.is_empty()
+        });
         out.into_iter().collect()
     }
 }
@@ -402,6 +433,23 @@ mod tests {
                 ("tcp.rbac.shadow_denied", 1),
             ]
         );
+    }
+
+    #[test]
+    fn owned_groups_go_with_their_last_holder_and_the_newest_wins() {
+        const NAMES: &[&str] = &["expiration_unix_time_seconds"];
+        let r = Registry::default();
+        let gauge = "listener.a.ssl.certificate.c.expiration_unix_time_seconds".to_owned();
+        let old = r.owned_group("listener.a.ssl.certificate.c", NAMES);
+        old.set(0, 1);
+        let new = r.owned_group("listener.a.ssl.certificate.c", NAMES);
+        new.set(0, 2);
+        assert_eq!(r.snapshot(), vec![(gauge.clone(), 2)], "the newest");
+        drop(new); // e.g. a snapshot that failed to apply
+        assert_eq!(r.snapshot(), vec![(gauge, 1)], "the one still held");
+        drop(old);
+        assert_eq!(r.snapshot(), vec![]);
+        assert!(r.owned.lock().unwrap().is_empty(), "pruned");
     }
 
     #[test]

@@ -88,19 +88,28 @@ class Pki:
         self.ca_file = directory / "ca.pem"
         self.ca_file.write_bytes(_pem(self.cert))
 
-    def issue(self, name: str, dns: list[str] | None = None, *, client: bool = False) -> Leaf:
+    def issue(
+        self,
+        name: str,
+        dns: list[str] | None = None,
+        *,
+        client: bool = False,
+        days: int = 10,
+        must_staple: bool = False,
+    ) -> Leaf:
         """A leaf for `name` (CN, and DNS SANs `dns`, default `[name]`), for a server, or
-        with `client=True` for a client."""
+        with `client=True` for a client, valid for `days`; `must_staple`: with RFC 7633's
+        TLS feature `status_request` (OCSP Must-Staple)."""
         key = ec.generate_private_key(ec.SECP256R1())
         usage = ExtendedKeyUsageOID.CLIENT_AUTH if client else ExtendedKeyUsageOID.SERVER_AUTH
-        cert = (
+        builder = (
             x509.CertificateBuilder()
             .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
             .issuer_name(self.cert.subject)
             .public_key(key.public_key())
             .serial_number(x509.random_serial_number())
             .not_valid_before(_now() - _DAY)
-            .not_valid_after(_now() + 10 * _DAY)
+            .not_valid_after(_now() + days * _DAY)
             .add_extension(
                 x509.SubjectAlternativeName([x509.DNSName(d) for d in (dns or [name])]),
                 critical=False,
@@ -111,8 +120,12 @@ class Pki:
                 x509.AuthorityKeyIdentifier.from_issuer_public_key(self.key.public_key()),
                 critical=False,
             )
-            .sign(self.key, hashes.SHA256())
         )
+        if must_staple:
+            builder = builder.add_extension(
+                x509.TLSFeature([x509.TLSFeatureType.status_request]), critical=False
+            )
+        cert = builder.sign(self.key, hashes.SHA256())
         stem = name.replace("*", "_wild")
         cert_file = self.directory / f"{stem}.pem"
         key_file = self.directory / f"{stem}.key"

@@ -415,7 +415,8 @@ class TestErrors:
             (
                 server_socket(server, require_client_certificate=True),
                 f"{SOCKET}.require_client_certificate",
-                "requiring a client certificate needs a validation context with trusted_ca",
+                "requiring a client certificate needs a validation context with trusted_ca or "
+                "verify_certificate_hash/spki",
             ),
             (
                 server_socket(

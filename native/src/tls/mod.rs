@@ -9,6 +9,7 @@ pub mod client;
 pub mod expiry;
 mod hello;
 mod params;
+mod pins;
 pub mod server;
 mod staple;
 mod verify;
@@ -28,6 +29,7 @@ use rustls::{RootCertStore, SupportedProtocolVersion};
 
 use crate::config::CertValidation;
 use crate::stats::ssl;
+use pins::CertPins;
 use verify::IdentityCheck;
 
 fn provider() -> Arc<CryptoProvider> {
@@ -64,14 +66,21 @@ fn private_key(pem: &str) -> Result<PrivateKeyDer<'static>, String> {
 /// A validation context, compiled: what the chain check and the identity check need.
 #[derive(Debug)]
 pub(crate) struct Validation {
-    roots: Arc<RootCertStore>,
-    crls: Vec<CertificateRevocationListDer<'static>>,
-    leaf_crl_only: bool,
+    /// The chain check; `None` when the context has no trusted CA (pins only).
+    chain: Option<Chain>,
     identity: IdentityCheck,
 }
 
-/// The validation context's roots, CRLs and identity rules, compiled; the roots'
-/// expiry is recorded in `expiry`.
+/// The trusted roots and the CRLs checked against them.
+#[derive(Debug)]
+struct Chain {
+    roots: Arc<RootCertStore>,
+    crls: Vec<CertificateRevocationListDer<'static>>,
+    leaf_crl_only: bool,
+}
+
+/// The validation context's roots, CRLs, pins and identity rules, compiled; the
+/// roots' expiry is recorded in `expiry`.
 fn validation(
     v: Option<&CertValidation>,
     stats: &Arc<SslStats>,
@@ -80,7 +89,32 @@ fn validation(
     let Some(v) = v else {
         return Ok(None);
     };
-    let cas = CertificateDer::pem_slice_iter(v.trusted_ca_pem.as_bytes())
+    let pins = CertPins::compile(&v.verify_certificate_hash, &v.verify_certificate_spki)?;
+    let chain = match &v.trusted_ca_pem {
+        Some(pem) => Some(chain(v, pem, stats, expiry)?),
+        // As Envoy: without a CA only pins verify; SAN matchers or CRLs alone
+        // would trust any self-made certificate.
+        None if pins.is_empty() => {
+            return Err("trusted_ca_pem: needed without verify_certificate_hash/spki".into())
+        }
+        None if !v.match_subject_alt_names.is_empty() || v.crl_pem.is_some() => {
+            return Err("match_subject_alt_names and crl_pem need trusted_ca_pem".into())
+        }
+        None => None,
+    };
+    Ok(Some(Validation {
+        chain,
+        identity: IdentityCheck::compile(&v.match_subject_alt_names, pins, stats.clone())?,
+    }))
+}
+
+fn chain(
+    v: &CertValidation,
+    pem: &str,
+    stats: &Arc<SslStats>,
+    expiry: &mut Expiry,
+) -> Result<Chain, String> {
+    let cas = CertificateDer::pem_slice_iter(pem.as_bytes())
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| format!("trusted_ca_pem: {e}"))?;
     if cas.is_empty() {
@@ -105,12 +139,11 @@ fn validation(
             crls
         }
     };
-    Ok(Some(Validation {
+    Ok(Chain {
         roots: Arc::new(roots),
         crls,
         leaf_crl_only: v.only_verify_leaf_cert_crl,
-        identity: IdentityCheck::compile(&v.match_subject_alt_names, stats.clone())?,
-    }))
+    })
 }
 
 /// Count a failed handshake as Envoy does: a missing peer certificate as

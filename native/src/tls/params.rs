@@ -4,7 +4,7 @@
 //! cipher names for TLS 1.2, IANA ones for TLS 1.3). They appear once used.
 
 use std::ops::Deref;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use rustls::{CipherSuite, CommonState, NamedGroup, ProtocolVersion, SignatureScheme};
 
@@ -93,7 +93,9 @@ fn sigalg_name(s: SignatureScheme) -> Option<&'static str> {
 }
 
 /// A TLS context's `ssl.*` counters: the fixed ones (it derefs to them) and the
-/// per-parameter ones; and its certificates' expiry gauges (`tls::expiry`).
+/// per-parameter ones; and its certificates' expiry gauges (`tls::expiry`). One per
+/// compiled context: the counters are shared by its prefix and outlive it, the
+/// expiry gauges are its own and go with it (with the last connection it served).
 #[derive(Debug)]
 pub struct SslStats {
     registry: Arc<Registry>,
@@ -103,6 +105,8 @@ pub struct SslStats {
     versions: Arc<StatGroup>,
     curves: Arc<StatGroup>,
     sigalgs: Arc<StatGroup>,
+    /// `<prefix>.certificate.<name>` groups, exported while this context lives.
+    certificates: Mutex<Vec<Arc<StatGroup>>>,
 }
 
 impl SslStats {
@@ -117,6 +121,7 @@ impl SslStats {
             versions: lazy("versions", VERSIONS),
             curves: lazy("curves", CURVES),
             sigalgs: lazy("sigalgs", SIGALGS),
+            certificates: Mutex::default(),
         })
     }
 
@@ -139,13 +144,15 @@ impl SslStats {
         }
     }
 
-    /// Set `<prefix>.certificate.<name>.expiration_unix_time_seconds` (Envoy's gauge).
+    /// Set `<prefix>.certificate.<name>.expiration_unix_time_seconds` (Envoy's gauge),
+    /// exported until this context is dropped (Envoy removes it with the context).
     pub(crate) fn certificate_expires(&self, name: &str, not_after: u64) {
-        let group = self.registry.group(
+        let group = self.registry.owned_group(
             &format!("{}.certificate.{name}", self.prefix),
             ssl_certificate::NAMES,
         );
         group.set(ssl_certificate::EXPIRATION, not_after);
+        self.certificates.lock().unwrap().push(group);
     }
 
     /// Count the scheme of the peer's verified handshake signature (Envoy's

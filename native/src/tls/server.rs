@@ -20,7 +20,7 @@ use crate::config::DownstreamTls;
 use crate::conn::{PeerCert, TlsInfo};
 use crate::stats::ssl;
 use crate::tls::hello::asks_for_staple;
-use crate::tls::staple::{StapleAction, Stapler};
+use crate::tls::staple::{self, StapleAction, Stapler};
 use crate::tls::verify::ClientCertPolicy;
 use crate::tls::{cert, cert_chain, count_failure, private_key, provider, validation, versions};
 use crate::tls::{Expiry, SslStats};
@@ -99,12 +99,19 @@ impl TlsServer {
             )?;
             builder.with_client_cert_verifier(Arc::new(policy))
         };
-        let stapler = t
-            .ocsp_staple
-            .as_ref()
-            .map(|staple| Stapler::new(chain.clone(), key.clone_key(), staple, &provider))
-            .transpose()?
-            .map(Arc::new);
+        let stapler = match (
+            &t.ocsp_staple,
+            staple::policy(&chain[0], t.ocsp_staple.as_ref())?,
+        ) {
+            (Some(staple), Some(policy)) => Some(Arc::new(Stapler::new(
+                chain.clone(),
+                key.clone_key(),
+                staple,
+                policy,
+                &provider,
+            )?)),
+            _ => None,
+        };
         let mut config = match &stapler {
             None => builder
                 .with_single_cert(chain, key)

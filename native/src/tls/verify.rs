@@ -1,6 +1,7 @@
 //! Peer certificate verification for both directions: the chain to the trusted
 //! roots (webpki, through rustls), then what Envoy's validation context adds:
-//! `match_subject_alt_names`, and the X.509-SVID rules for a SPIFFE peer.
+//! `match_subject_alt_names`, the pins (`verify_certificate_hash`/`spki`), and the
+//! X.509-SVID rules for a SPIFFE peer.
 //! Upstream, as Istio does, there is no hostname check: the SAN matchers are the
 //! identity check. Failures are counted under Envoy's `ssl.fail_verify_*` names.
 
@@ -18,7 +19,8 @@ use crate::config::{SanMatcher, SanType, StringMatch};
 use crate::http::router::StringMatcherRt;
 use crate::stats::ssl;
 use crate::tls::cert::{self, CertFacts};
-use crate::tls::{SslStats, Validation};
+use crate::tls::pins::CertPins;
+use crate::tls::{Chain, SslStats, Validation};
 
 /// One `match_subject_alt_names` entry, compiled.
 #[derive(Debug)]
@@ -89,22 +91,35 @@ fn label_wildcard_match(label: &str, pattern: &str) -> bool {
 }
 
 /// What a verified chain's leaf must also satisfy: the SAN matchers (empty =
-/// any) and, when it carries a SPIFFE ID, the X.509-SVID rules.
+/// any), the pins (none = any) and, when it carries a SPIFFE ID, the X.509-SVID
+/// rules. Checked in Envoy's order: SANs, then pins.
 #[derive(Debug)]
 pub(crate) struct IdentityCheck {
     sans: Vec<SanMatcherRt>,
+    pins: CertPins,
     stats: Arc<SslStats>,
 }
 
 impl IdentityCheck {
-    pub(crate) fn compile(matchers: &[SanMatcher], stats: Arc<SslStats>) -> Result<Self, String> {
+    pub(crate) fn compile(
+        matchers: &[SanMatcher],
+        pins: CertPins,
+        stats: Arc<SslStats>,
+    ) -> Result<Self, String> {
         Ok(IdentityCheck {
             sans: matchers
                 .iter()
                 .map(SanMatcherRt::compile)
                 .collect::<Result<_, _>>()?,
+            pins,
             stats,
         })
+    }
+
+    /// Whether a peer must present a certificate: Envoy asks a client for one, and
+    /// fails the handshake without it, once SANs or pins are to be checked.
+    fn needs_certificate(&self) -> bool {
+        !self.sans.is_empty() || !self.pins.is_empty()
     }
 
     fn check(&self, leaf: &CertificateDer<'_>) -> Result<(), Error> {
@@ -124,6 +139,15 @@ impl IdentityCheck {
             self.stats.inc(ssl::FAIL_VERIFY_SAN);
             return Err(Error::InvalidCertificate(CertificateError::NotValidForName));
         }
+        if !self.pins.accept(leaf) {
+            tracing::debug!("peer certificate matches no verify_certificate_hash/spki");
+            // Envoy counts a hash and a pin mismatch alike (and alerts
+            // bad_certificate_hash_value, which rustls cannot send).
+            self.stats.inc(ssl::FAIL_VERIFY_CERT_HASH);
+            return Err(Error::InvalidCertificate(
+                CertificateError::ApplicationVerificationFailure,
+            ));
+        }
         Ok(())
     }
 }
@@ -132,9 +156,11 @@ impl IdentityCheck {
 /// and validation context).
 #[derive(Debug)]
 pub(crate) struct ClientCertPolicy {
-    /// The chain check and identity rules; `None` accepts any certificate
-    /// (`require_client_certificate` without a validation context, as Envoy).
-    verify: Option<(Arc<dyn ClientCertVerifier>, IdentityCheck)>,
+    /// The chain check, when the context has a trusted CA.
+    chain: Option<Arc<dyn ClientCertVerifier>>,
+    /// The identity rules; `None` accepts any certificate (`require_client_certificate`
+    /// without a validation context, as Envoy).
+    identity: Option<IdentityCheck>,
     mandatory: bool,
     algs: WebPkiSupportedAlgorithms,
     stats: Arc<SslStats>,
@@ -143,27 +169,37 @@ pub(crate) struct ClientCertPolicy {
 impl ClientCertPolicy {
     pub(crate) fn new(
         verify: Option<Validation>,
-        mandatory: bool,
+        require_client_certificate: bool,
         provider: &Arc<rustls::crypto::CryptoProvider>,
         stats: Arc<SslStats>,
     ) -> Result<Self, String> {
-        let verify = match verify {
+        let (chain, identity) = match verify {
             Some(v) => {
-                let mut b = WebPkiClientVerifier::builder_with_provider(v.roots, provider.clone())
-                    .with_crls(v.crls)
-                    .enforce_revocation_expiration();
-                if v.leaf_crl_only {
-                    b = b.only_check_end_entity_revocation();
-                }
-                let chain = b
-                    .build()
-                    .map_err(|e| format!("trusted_ca_pem/crl_pem: {e}"))?;
-                Some((chain, v.identity))
+                let chain = v
+                    .chain
+                    .map(|c| {
+                        let mut b =
+                            WebPkiClientVerifier::builder_with_provider(c.roots, provider.clone())
+                                .with_crls(c.crls)
+                                .enforce_revocation_expiration();
+                        if c.leaf_crl_only {
+                            b = b.only_check_end_entity_revocation();
+                        }
+                        b.build()
+                            .map_err(|e| format!("trusted_ca_pem/crl_pem: {e}"))
+                    })
+                    .transpose()?;
+                (chain, Some(v.identity))
             }
-            None => None,
+            None => (None, None),
         };
+        let mandatory = require_client_certificate
+            || identity
+                .as_ref()
+                .is_some_and(IdentityCheck::needs_certificate);
         Ok(ClientCertPolicy {
-            verify,
+            chain,
+            identity,
             mandatory,
             algs: provider.signature_verification_algorithms,
             stats,
@@ -177,8 +213,8 @@ impl ClientCertVerifier for ClientCertPolicy {
     }
 
     fn root_hint_subjects(&self) -> &[DistinguishedName] {
-        match &self.verify {
-            Some((chain, _)) => chain.root_hint_subjects(),
+        match &self.chain {
+            Some(chain) => chain.root_hint_subjects(),
             None => &[],
         }
     }
@@ -189,10 +225,12 @@ impl ClientCertVerifier for ClientCertPolicy {
         intermediates: &[CertificateDer<'_>],
         now: UnixTime,
     ) -> Result<ClientCertVerified, Error> {
-        if let Some((chain, identity)) = &self.verify {
+        if let Some(chain) = &self.chain {
             chain
                 .verify_client_cert(end_entity, intermediates, now)
                 .inspect_err(|_| self.stats.inc(ssl::FAIL_VERIFY_ERROR))?;
+        }
+        if let Some(identity) = &self.identity {
             identity.check(end_entity)?;
         }
         Ok(ClientCertVerified::assertion())
@@ -230,7 +268,9 @@ impl ClientCertVerifier for ClientCertPolicy {
 /// certificate (Envoy without a validation context).
 #[derive(Debug)]
 pub(crate) struct ServerCertPolicy {
-    verify: Option<(Arc<WebPkiServerVerifier>, IdentityCheck)>,
+    /// The chain check, when the context has a trusted CA.
+    chain: Option<Arc<WebPkiServerVerifier>>,
+    identity: Option<IdentityCheck>,
     algs: WebPkiSupportedAlgorithms,
     stats: Arc<SslStats>,
 }
@@ -241,27 +281,34 @@ impl ServerCertPolicy {
         provider: &Arc<rustls::crypto::CryptoProvider>,
         stats: Arc<SslStats>,
     ) -> Result<Self, String> {
-        let verify = match verify {
-            Some(v) => {
-                let mut b = WebPkiServerVerifier::builder_with_provider(v.roots, provider.clone())
-                    .with_crls(v.crls)
-                    .enforce_revocation_expiration();
-                if v.leaf_crl_only {
-                    b = b.only_check_end_entity_revocation();
-                }
-                let chain = b
-                    .build()
-                    .map_err(|e| format!("trusted_ca_pem/crl_pem: {e}"))?;
-                Some((chain, v.identity))
-            }
-            None => None,
+        let (chain, identity) = match verify {
+            Some(v) => (
+                v.chain.map(|c| server_chain(c, provider)).transpose()?,
+                Some(v.identity),
+            ),
+            None => (None, None),
         };
         Ok(ServerCertPolicy {
-            verify,
+            chain,
+            identity,
             algs: provider.signature_verification_algorithms,
             stats,
         })
     }
+}
+
+fn server_chain(
+    c: Chain,
+    provider: &Arc<rustls::crypto::CryptoProvider>,
+) -> Result<Arc<WebPkiServerVerifier>, String> {
+    let mut b = WebPkiServerVerifier::builder_with_provider(c.roots, provider.clone())
+        .with_crls(c.crls)
+        .enforce_revocation_expiration();
+    if c.leaf_crl_only {
+        b = b.only_check_end_entity_revocation();
+    }
+    b.build()
+        .map_err(|e| format!("trusted_ca_pem/crl_pem: {e}"))
 }
 
 impl ServerCertVerifier for ServerCertPolicy {
@@ -273,7 +320,7 @@ impl ServerCertVerifier for ServerCertPolicy {
         ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, Error> {
-        if let Some((chain, identity)) = &self.verify {
+        if let Some(chain) = &self.chain {
             // webpki checks the chain and revocation first and the name last: a
             // name mismatch means all else passed (Istio checks SANs, not names).
             match chain.verify_server_cert(
@@ -293,6 +340,8 @@ impl ServerCertVerifier for ServerCertPolicy {
                     return Err(e);
                 }
             }
+        }
+        if let Some(identity) = &self.identity {
             identity.check(end_entity)?;
         }
         Ok(ServerCertVerified::assertion())

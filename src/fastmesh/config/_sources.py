@@ -25,7 +25,7 @@ _KINDS: Final = ("filename", "inline_string", "inline_bytes")
 
 #: A static secret, translated once: (kind, value). Kind "tls_certificate": the native
 #: {cert_chain_pem, private_key_pem}; "validation_context": {trusted_ca_pem, sans, crl_pem,
-#: only_verify_leaf_cert_crl}. The
+#: only_verify_leaf_cert_crl, hashes, spkis}. The
 #: value is None when the secret has problems (reported at its own path).
 Secret = tuple[str, "dict[str, Any] | None"]
 

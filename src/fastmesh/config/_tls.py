@@ -9,8 +9,11 @@ the last good config keeps serving.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
-from collections.abc import Mapping
+import string
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Final
 
@@ -68,7 +71,14 @@ _VALIDATION_KINDS: Final = (
 _PARAMS: Final = frozenset({"tls_minimum_protocol_version", "tls_maximum_protocol_version"})
 _CERTIFICATE: Final = frozenset({"certificate_chain", "private_key", "ocsp_staple"})
 _VALIDATION: Final = frozenset(
-    {"trusted_ca", "match_typed_subject_alt_names", "crl", "only_verify_leaf_cert_crl"}
+    {
+        "trusted_ca",
+        "match_typed_subject_alt_names",
+        "crl",
+        "only_verify_leaf_cert_crl",
+        "verify_certificate_hash",
+        "verify_certificate_spki",
+    }
 )
 _SAN_MATCHER: Final = frozenset({"san_type", "matcher"})
 _SDS_REF: Final = frozenset({"name", "sds_config"})
@@ -98,6 +108,9 @@ class _Validation:
     leaf_crl_only: bool = False
     #: Its name in Envoy's expiry gauge, when not the native default (see `_inline_name`).
     ca_name: str | None = None
+    #: `verify_certificate_hash` and `verify_certificate_spki`, as written (checked).
+    hashes: list[str] = field(default_factory=list)
+    spkis: list[str] = field(default_factory=list)
 
     def secret(self) -> dict[str, Any]:
         """As a `validation_context` secret's value (see `_sources.Secret`)."""
@@ -106,6 +119,8 @@ class _Validation:
             "sans": self.sans,
             "crl_pem": self.crl,
             "only_verify_leaf_cert_crl": self.leaf_crl_only,
+            "hashes": self.hashes,
+            "spkis": self.spkis,
         }
 
     @staticmethod
@@ -115,6 +130,8 @@ class _Validation:
             value["sans"],
             value["crl_pem"],
             value["only_verify_leaf_cert_crl"],
+            hashes=value["hashes"],
+            spkis=value["spkis"],
         )
 
 
@@ -302,9 +319,50 @@ def _validation_context(
         _san_matcher(issues, m, item(base, i))
         for i, m in enumerate(get_list(issues, v, "match_typed_subject_alt_names", path))
     ]
-    if None in sans:
+    hashes = _digests(issues, v, "verify_certificate_hash", path, _is_sha256_hex, _HASH_FORM)
+    spkis = _digests(issues, v, "verify_certificate_spki", path, _is_sha256_base64, _SPKI_FORM)
+    if None in sans or hashes is None or spkis is None:
         return None
-    return _Validation(ca, sans, crl, leaf_crl_only, ca_name)  # type: ignore[arg-type]
+    return _Validation(ca, sans, crl, leaf_crl_only, ca_name, hashes, spkis)  # type: ignore[arg-type]
+
+
+_HASH_FORM: Final = (
+    "a hex SHA-256 of the certificate: 64 hex digits, or 32 colon-separated pairs "
+    "(openssl x509 -noout -fingerprint -sha256)"
+)
+_SPKI_FORM: Final = (
+    "a base64 SHA-256 of the certificate's SubjectPublicKeyInfo: 44 characters ending in '='"
+)
+
+
+def _is_sha256_hex(text: str) -> bool:
+    """Envoy's `verify_certificate_hash`: 64 hex digits, or the 95-character fingerprint
+    (colons dropped only at that length, as Envoy)."""
+    digits = text.replace(":", "") if len(text) == 95 else text
+    return len(digits) == 64 and all(c in string.hexdigits for c in digits)
+
+
+def _is_sha256_base64(text: str) -> bool:
+    """Envoy's `verify_certificate_spki`: padded standard base64 of 32 bytes."""
+    try:
+        return len(text) == 44 and len(base64.b64decode(text, validate=True)) == 32
+    except binascii.Error:
+        return False
+
+
+def _digests(
+    issues: Issues, v: Doc, key: str, path: str, valid: Callable[[str], bool], form: str
+) -> list[str] | None:
+    """`verify_certificate_hash` or `_spki`: a list of digests, each `valid`."""
+    base = at(path, key)
+    given = get_list(issues, v, key, path)
+    out = [raw for raw in given if isinstance(raw, str) and valid(raw)]
+    if len(out) == len(given):
+        return out
+    for i, raw in enumerate(given):
+        if not isinstance(raw, str) or not valid(raw):
+            issues.add(item(base, i), f"expected {form}, got {raw!r}")
+    return None
 
 
 def _secret(
@@ -345,13 +403,20 @@ def _finish_validation(issues: Issues, v: _Validation, path: str) -> dict[str, A
     """A validation context -> native `CertValidation`; None when nothing is verified."""
     if v.ca is None:
         # As Envoy: SAN checks without a CA would trust any self-made certificate, and a
-        # CRL is checked against the trusted CAs.
+        # CRL is checked against the trusted CAs. Pins alone are enough (pinning).
         if v.sans:
             issues.add(path, "match_typed_subject_alt_names needs trusted_ca")
         if v.crl is not None:
             issues.add(path, "crl needs trusted_ca")
-        return None
-    out: dict[str, Any] = {"trusted_ca_pem": v.ca}
+        if v.sans or v.crl is not None or not (v.hashes or v.spkis):
+            return None
+    out: dict[str, Any] = {}
+    if v.ca is not None:
+        out["trusted_ca_pem"] = v.ca
+    if v.hashes:
+        out["verify_certificate_hash"] = v.hashes
+    if v.spkis:
+        out["verify_certificate_spki"] = v.spkis
     if v.ca_name is not None:
         out["ca_name"] = v.ca_name
     if v.sans:
@@ -420,6 +485,8 @@ def _combined(issues: Issues, raw: object, path: str, sources: Sources) -> _Vali
         sds.leaf_crl_only or default.leaf_crl_only,
         # As Envoy, the merged context is named by the secret.
         _ref_name(cv["validation_context_sds_secret_config"]),
+        default.hashes + sds.hashes,
+        default.spkis + sds.spkis,
     )
 
 
@@ -548,12 +615,21 @@ def downstream_tls(
     if require and validation is None:
         issues.add(
             at(p, "require_client_certificate"),
-            "requiring a client certificate needs a validation context with trusted_ca",
+            "requiring a client certificate needs a validation context with trusted_ca or "
+            "verify_certificate_hash/spki",
         )
         return None
     policy_at = at(p, "ocsp_staple_policy")
     policy = get_enum(issues, ctx, "ocsp_staple_policy", p, _STAPLE_POLICIES, "lenient")
     out: dict[str, Any] = dict(cert)
+    if "ocsp_staple" not in out and _must_staple(out["cert_chain_pem"]):
+        # As Envoy, whatever the policy (the engine then serves it as MUST_STAPLE).
+        issues.add(
+            _certificate_at(ctx, p),
+            "the certificate is OCSP must-staple (TLS feature status_request): "
+            "it needs an ocsp_staple",
+        )
+        return None
     if "ocsp_staple" in out:
         out["ocsp_staple"] = {**out["ocsp_staple"], "policy": policy}
     elif policy == "must_staple":  # as Envoy: a config error
@@ -568,6 +644,28 @@ def downstream_tls(
     if common.min_version != "1.2":
         out["min_version"] = common.min_version
     return out
+
+
+def _must_staple(chain_pem: str) -> bool:
+    """Whether the chain's leaf has RFC 7633's TLS feature with exactly `status_request`
+    (the value Envoy compares with)."""
+    from cryptography import x509
+
+    leaf = x509.load_pem_x509_certificates(chain_pem.encode())[0]
+    try:
+        feature = leaf.extensions.get_extension_for_class(x509.TLSFeature).value
+    except (x509.ExtensionNotFound, ValueError):
+        return False
+    return list(feature) == [x509.TLSFeatureType.status_request]
+
+
+def _certificate_at(ctx: Doc, path: str) -> str:
+    """The path of a (translated) context's one certificate."""
+    common = at(path, "common_tls_context")
+    c = ctx.get("common_tls_context")
+    inline = isinstance(c, Mapping) and bool(c.get("tls_certificates"))
+    key = "tls_certificates" if inline else "tls_certificate_sds_secret_configs"
+    return item(at(common, key), 0)
 
 
 def upstream_tls(
