@@ -1,7 +1,7 @@
 //! Per-cluster upstream connection pools: HTTP/1.1 keep-alive connections kept
-//! in a LIFO idle stack per endpoint (checked back in the moment a response body
-//! ends, no task per request), HTTP/2 as one multiplexed connection per
-//! endpoint, reconnected when it dies. Requests a dead pooled connection never
+//! in a LIFO idle stack per endpoint and worker (checked back in the moment a
+//! response body ends, no task per request), HTTP/2 as one multiplexed connection
+//! per endpoint and worker, reconnected when it dies. Requests a dead pooled connection never
 //! sent are retried on another. Connections are TLS when the cluster says so.
 //!
 //! The keep-alive race (an upstream closing an idle connection just as a request
@@ -280,7 +280,7 @@ impl ClusterRt {
         if let Some(s) = ep.h2.current() {
             return Ok(s);
         }
-        let _one_dialer = ep.h2.connecting.lock().await;
+        let _one_dialer = ep.h2.mine().connecting.lock().await;
         if let Some(s) = ep.h2.current() {
             return Ok(s);
         }
@@ -460,22 +460,41 @@ impl PoolReturn {
     }
 }
 
-/// The live HTTP/2 connection to one endpoint, if any.
-#[derive(Debug, Default)]
+/// The live HTTP/2 connection to one endpoint per worker thread, if any: as
+/// Envoy's per-worker pools, a request is multiplexed on a connection its own
+/// worker drives, so neither the request nor its response crosses threads.
+#[derive(Debug)]
 pub struct H2Slot {
+    per_worker: Box<[WorkerH2]>,
+}
+
+#[derive(Debug, Default)]
+struct WorkerH2 {
     current: Mutex<Option<http2::SendRequest<UpstreamBody>>>,
     connecting: tokio::sync::Mutex<()>,
 }
 
+impl Default for H2Slot {
+    fn default() -> Self {
+        let n = crate::engine::worker_slots();
+        H2Slot {
+            per_worker: (0..n).map(|_| WorkerH2::default()).collect(),
+        }
+    }
+}
+
 impl H2Slot {
+    fn mine(&self) -> &WorkerH2 {
+        &self.per_worker[crate::engine::worker_index() % self.per_worker.len()]
+    }
     fn current(&self) -> Option<http2::SendRequest<UpstreamBody>> {
-        let g = self.current.lock().unwrap();
+        let g = self.mine().current.lock().unwrap();
         g.as_ref().filter(|s| !s.is_closed()).cloned()
     }
     fn store(&self, s: http2::SendRequest<UpstreamBody>) {
-        *self.current.lock().unwrap() = Some(s);
+        *self.mine().current.lock().unwrap() = Some(s);
     }
     fn clear(&self) {
-        *self.current.lock().unwrap() = None;
+        *self.mine().current.lock().unwrap() = None;
     }
 }
