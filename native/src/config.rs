@@ -32,6 +32,11 @@ pub struct Listener {
     /// Most concurrent downstream connections; further accepts wait. `None` = unlimited.
     #[serde(default)]
     pub max_connections: Option<u32>,
+    /// Envoy's `connection_balance_config.exact_balance`: each accepted connection
+    /// goes to the worker with the fewest of this listener's connections, instead
+    /// of the one whose `SO_REUSEPORT` socket the kernel's hash picked.
+    #[serde(default)]
+    pub exact_balance: bool,
     /// Terminate TLS on this listener (Envoy's `DownstreamTlsContext` transport socket).
     #[serde(default)]
     pub tls: Option<DownstreamTls>,

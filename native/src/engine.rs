@@ -20,7 +20,7 @@ use crate::listener::{
     self, ChainDrain, ChainRt, Chains, ListenerHandle, ListenerKind, ListenerRt,
 };
 use crate::network_rbac::NetworkRbacs;
-use crate::stats::{cluster as cs, listener as ls, Registry};
+use crate::stats::{cluster as cs, listener as ls, listener_worker, Registry};
 use crate::tcp::TcpRt;
 use crate::tls::{expiry, Expiry, SslStats, TlsClient, TlsServer};
 use crate::upstream::lb::EndpointHealth;
@@ -294,12 +294,19 @@ impl Engine {
                 }
                 Some(sock) => {
                     let stats = self.stats.group(&prefix, ls::NAMES);
+                    let per_worker = (0..self.handles.len())
+                        .map(|i| {
+                            let at = format!("{prefix}.worker_{i}");
+                            self.stats.group(&at, listener_worker::NAMES)
+                        })
+                        .collect();
                     let h = ListenerHandle::start(
                         l.name.clone(),
                         l.address.clone(),
                         sock,
                         lrt,
                         stats,
+                        per_worker,
                         self.active.clone(),
                         self.drain_time,
                         &self.handles,
@@ -389,6 +396,7 @@ impl Engine {
         }
         Ok(ListenerRt {
             max_connections: l.max_connections,
+            exact_balance: l.exact_balance,
             chains,
         })
     }

@@ -1,5 +1,6 @@
-//! A bound listener: its accept loop, connection limit, drain signals, and the
-//! TLS handshake each connection runs in its own task before its filter sees it.
+//! A bound listener: its accept loop, connection limit, worker balance, drain
+//! signals, and the TLS handshake each connection runs in its own task before its
+//! filter sees it.
 //! The socket lives as long as the listener keeps its name and address; its
 //! config (`ListenerRt`) is swapped under it on every apply, which drains the
 //! connections of every chain the new config does not have unchanged.
@@ -12,11 +13,11 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 
 pub use crate::chains::{ChainDrain, ChainRt, Chains, ListenerKind};
 use crate::conn::ConnInfo;
-use crate::stats::{listener as ls, StatGroup};
+use crate::stats::{listener as ls, listener_worker as lw, StatGroup};
 use crate::tls::{server::client_hello, Accepted};
 
 /// Permits standing for "no limit".
@@ -26,6 +27,8 @@ const UNLIMITED: usize = 1 << 24;
 #[derive(Debug)]
 pub struct ListenerRt {
     pub max_connections: Option<u32>,
+    /// Envoy's `exact_balance`: a connection goes to the worker with the fewest.
+    pub exact_balance: bool,
     pub chains: Chains,
 }
 
@@ -51,6 +54,19 @@ pub struct ListenerHandle {
     drain_time: Duration,
     active_total: Arc<AtomicU64>,
     runtime: tokio::runtime::Handle,
+    /// Indexed by worker number.
+    workers: Box<[WorkerShare]>,
+    /// Held while exact balance picks a worker and counts the connection on it,
+    /// so workers accepting at once see each other's picks.
+    balance: Mutex<()>,
+}
+
+/// One worker's part of a listener: its runtime and Envoy's per-handler stats
+/// (`listener.<address>.worker_<N>.*`), whose active count exact balance reads.
+#[derive(Debug)]
+struct WorkerShare {
+    runtime: tokio::runtime::Handle,
+    stats: Arc<StatGroup>,
 }
 
 fn permits_for(max: Option<u32>) -> usize {
@@ -101,6 +117,7 @@ impl ListenerHandle {
         socks: Vec<std::net::TcpListener>,
         mut lrt: ListenerRt,
         stats: Arc<StatGroup>,
+        worker_stats: Vec<Arc<StatGroup>>,
         active_total: Arc<AtomicU64>,
         drain_time: Duration,
         workers: &[tokio::runtime::Handle],
@@ -125,13 +142,22 @@ impl ListenerHandle {
             drain_time,
             active_total,
             runtime: rt.clone(),
+            workers: workers
+                .iter()
+                .zip(worker_stats)
+                .map(|(runtime, stats)| WorkerShare {
+                    runtime: runtime.clone(),
+                    stats,
+                })
+                .collect(),
+            balance: Mutex::new(()),
         });
-        for (sock, worker) in socks.into_iter().zip(workers.iter().cycle()) {
+        for (me, (sock, worker)) in socks.into_iter().zip(workers.iter().cycle()).enumerate() {
             let listener = {
                 let _g = worker.enter();
                 TcpListener::from_std(sock).map_err(|e| e.to_string())?
             };
-            worker.spawn(accept_loop(h.clone(), listener));
+            worker.spawn(accept_loop(h.clone(), listener, me % workers.len()));
         }
         Ok(h)
     }
@@ -189,7 +215,9 @@ impl ListenerHandle {
     }
 }
 
-async fn accept_loop(h: Arc<ListenerHandle>, listener: TcpListener) {
+/// Accept on worker `me`'s socket; run each connection on `me`, or with exact
+/// balance on whichever worker has the fewest of this listener's connections.
+async fn accept_loop(h: Arc<ListenerHandle>, listener: TcpListener, me: usize) {
     let mut stop = h.shutdown.subscribe();
     loop {
         let accepted = tokio::select! {
@@ -219,15 +247,33 @@ async fn accept_loop(h: Arc<ListenerHandle>, listener: TcpListener) {
         };
         let _ = stream.set_nodelay(true);
         h.stats.inc(ls::CX_TOTAL);
-        let h2 = h.clone();
-        tokio::spawn(async move {
-            let _permit = permit;
-            let _active = Active::new(&h2);
-            let lrt = h2.rt.load_full();
-            let local = stream.local_addr().unwrap_or(peer);
-            serve(stream, ConnInfo::plain(peer, local), &lrt, &h2).await;
+        let lrt = h.rt.load_full();
+        let active = Active::on(&h, me, lrt.exact_balance);
+        if active.worker == me {
+            tokio::spawn(run(stream, peer, lrt, permit, active));
+            continue;
+        }
+        // The other worker's runtime must own the socket's registration.
+        let Ok(stream) = stream.into_std() else {
+            continue;
+        };
+        h.workers[active.worker].runtime.spawn(async move {
+            if let Ok(stream) = TcpStream::from_std(stream) {
+                run(stream, peer, lrt, permit, active).await;
+            }
         });
     }
+}
+
+async fn run(
+    stream: TcpStream,
+    peer: SocketAddr,
+    lrt: Arc<ListenerRt>,
+    _permit: OwnedSemaphorePermit,
+    active: Active,
+) {
+    let local = stream.local_addr().unwrap_or(peer);
+    serve(stream, ConnInfo::plain(peer, local), &lrt, &active.listener).await;
 }
 
 /// Choose the connection's filter chain (by its ClientHello's SNI when the
@@ -299,19 +345,39 @@ async fn dispatch<S: DownstreamIo>(
 }
 
 /// Counts a connection as active for its lifetime.
-struct Active<'a>(&'a ListenerHandle);
+/// An open connection, counted on its listener and its worker while it lives.
+struct Active {
+    listener: Arc<ListenerHandle>,
+    worker: usize,
+}
 
-impl<'a> Active<'a> {
-    fn new(h: &'a ListenerHandle) -> Self {
+impl Active {
+    /// Count a connection accepted by worker `me` on `me`, or with `balance` on
+    /// the worker with the fewest of the listener's connections (`me` on a tie).
+    fn on(h: &Arc<ListenerHandle>, me: usize, balance: bool) -> Self {
+        let _pick = balance.then(|| h.balance.lock().unwrap());
+        let load = |w: usize| (h.workers[w].stats.get(lw::CX_ACTIVE), w != me);
+        let worker = match balance {
+            true => (0..h.workers.len()).min_by_key(|&w| load(w)).unwrap_or(me),
+            false => me,
+        };
+        let share = &h.workers[worker].stats;
+        share.inc(lw::CX_TOTAL);
+        share.inc(lw::CX_ACTIVE);
         h.stats.inc(ls::CX_ACTIVE);
         h.active_total.fetch_add(1, Ordering::Relaxed);
-        Active(h)
+        Active {
+            listener: h.clone(),
+            worker,
+        }
     }
 }
 
-impl Drop for Active<'_> {
+impl Drop for Active {
     fn drop(&mut self) {
-        self.0.stats.dec(ls::CX_ACTIVE);
-        self.0.active_total.fetch_sub(1, Ordering::Relaxed);
+        let h = &self.listener;
+        h.workers[self.worker].stats.dec(lw::CX_ACTIVE);
+        h.stats.dec(ls::CX_ACTIVE);
+        h.active_total.fetch_sub(1, Ordering::Relaxed);
     }
 }

@@ -175,6 +175,14 @@ pub mod listener {
     }
 }
 
+/// Names of `listener.<address>.worker_<N>.*` (Envoy's per-handler listener stats).
+pub mod listener_worker {
+    stat_group! {
+        CX_TOTAL => "downstream_cx_total",
+        CX_ACTIVE => "downstream_cx_active",
+    }
+}
+
 /// Names of `listener.<address>.ssl.*` and `cluster.<name>.ssl.*` (Envoy's TLS context stats).
 pub mod ssl {
     stat_group! {

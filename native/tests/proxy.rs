@@ -665,3 +665,46 @@ async fn malformed_request_body_gets_400() {
         String::from_utf8_lossy(&got)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exact_balance_spreads_long_lived_connections_over_the_workers() {
+    let up = upstream("a").await;
+    let mut listener = http_listener("ingress", "127.0.0.1:0", forward_all("web", 15000));
+    listener["exact_balance"] = json!(true);
+    let e = engine();
+    e.apply(&snapshot(
+        vec![listener],
+        vec![cluster("web", &[up], json!({}))],
+    ))
+    .unwrap();
+    let a = addr_of(&e, "ingress");
+    let at = format!("listener.127.0.0.1_{}", a.port());
+    // Twenty keep-alive connections, each served once and held open: the kernel's
+    // hash alone would split them 10/10 less than one time in five.
+    let mut open = Vec::new();
+    for _ in 0..20 {
+        let mut c = TcpStream::connect(a).await.unwrap();
+        c.write_all(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let mut buf = [0u8; 512];
+        let n = c.read(&mut buf).await.unwrap();
+        assert!(buf[..n].starts_with(b"HTTP/1.1 200"), "{:?}", &buf[..n]);
+        open.push(c);
+    }
+    for w in 0..2 {
+        assert_eq!(
+            stat(&e, &format!("{at}.worker_{w}.downstream_cx_active")),
+            10
+        );
+        assert_eq!(
+            stat(&e, &format!("{at}.worker_{w}.downstream_cx_total")),
+            10
+        );
+    }
+    drop(open);
+    let idle = |w: usize| stat(&e, &format!("{at}.worker_{w}.downstream_cx_active")) == 0;
+    settle(|| idle(0) && idle(1)).await;
+    assert!(idle(0) && idle(1));
+    assert_eq!(stat(&e, &format!("{at}.downstream_cx_active")), 0);
+}

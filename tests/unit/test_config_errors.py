@@ -304,6 +304,21 @@ class TestSemantics:
             "(first at static_resources.clusters[0])",
         }
 
+    @pytest.mark.parametrize(
+        ("balance", "field", "message"),
+        [
+            ({"extend_balance": {}}, ".extend_balance", NOT_SUPPORTED),
+            ({"exact_balance": {"x": 1}}, ".exact_balance.x", NOT_SUPPORTED),
+            ({}, "", "expected exactly one of exact_balance, extend_balance"),
+        ],
+    )
+    def test_connection_balance(self, balance: dict[str, Any], field: str, message: str) -> None:
+        lst = listener()
+        lst["connection_balance_config"] = balance
+        path, got = only_problem(bootstrap([lst]))
+        assert path == f"static_resources.listeners[0].connection_balance_config{field}"
+        assert got.startswith(message), got
+
     def test_port_zero_listeners_may_share_an_address(self) -> None:
         doc = bootstrap([listener(port=0), listener(name="b", port=0)])
         assert len(translate_bootstrap(doc, "x").snapshot["listeners"]) == 2

@@ -280,6 +280,13 @@ class TestFieldMapping:
         del lst["name"]
         assert translate(bootstrap([lst]))["listeners"][0]["name"] == "listener_0"
 
+    def test_exact_balance(self) -> None:
+        lst = listener()
+        lst["connection_balance_config"] = {"exact_balance": {}}
+        (native,) = translate(bootstrap([lst]))["listeners"]
+        assert native["exact_balance"] is True
+        assert "exact_balance" not in translate(bootstrap())["listeners"][0]
+
     def test_header_matcher_without_specifier_means_present(self) -> None:
         r = route()
         r["match"]["headers"] = [

@@ -24,6 +24,7 @@ from ._fields import (
     get_str,
     item,
     obj,
+    one_of,
     typed_config,
 )
 from ._filters import http_filters
@@ -48,8 +49,17 @@ TLS_INSPECTOR_NAME: Final = "envoy.filters.listener.tls_inspector"
 TLS_INSPECTOR_TYPE: Final = "envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector"
 
 _LISTENER: Final = frozenset(
-    {"name", "address", "filter_chains", "listener_filters", "@type", "traffic_direction"}
+    {
+        "name",
+        "address",
+        "filter_chains",
+        "listener_filters",
+        "@type",
+        "traffic_direction",
+        "connection_balance_config",
+    }
 )
+_BALANCERS: Final = ("exact_balance", "extend_balance")
 # Informational in Envoy (stats and tracing); accepted and ignored.
 _DIRECTIONS: Final = {"UNSPECIFIED": "", "INBOUND": "", "OUTBOUND": ""}
 _LISTENER_FILTER: Final = frozenset({"name", "typed_config"})
@@ -547,6 +557,21 @@ def _by_server_name(
     return out if ok else None
 
 
+def _exact_balance(issues: Issues, lst: Doc, path: str) -> bool:
+    """`connection_balance_config`: whether it asks for `exact_balance` (Envoy's other
+    balancer, `extend_balance`, loads a C++ extension)."""
+    cfg = get_map(issues, lst, "connection_balance_config", path, frozenset(_BALANCERS))
+    if cfg is None:
+        return False
+    path = at(path, "connection_balance_config")
+    kind = one_of(issues, cfg, path, _BALANCERS)
+    if kind == "extend_balance":
+        issues.add(at(path, kind), NOT_SUPPORTED)
+    elif kind == "exact_balance":
+        obj(issues, cfg[kind], at(path, kind), frozenset())
+    return kind == "exact_balance"
+
+
 def translate_listener(
     issues: Issues,
     raw: object,
@@ -578,7 +603,11 @@ def translate_listener(
             issues, lst["address"], at(path, "address"), ip_only=True, port_min=0
         )
     get_enum(issues, lst, "traffic_direction", path, _DIRECTIONS, "")
+    exact_balance = _exact_balance(issues, lst, path)
     chain = _filter_chain(issues, lst, path, refs, sources, xds)
     if name is None or address is None or chain is None:
         return None
-    return {"name": name, "address": host_port(*address), **chain}
+    out = {"name": name, "address": host_port(*address), **chain}
+    if exact_balance:
+        out["exact_balance"] = True
+    return out
