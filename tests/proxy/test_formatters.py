@@ -82,6 +82,11 @@ def test_stats_json_matches_envoy_shape() -> None:
             "listener.downstream_cx_total",
             [("envoy_listener_address", "[__1]_80")],
         ),
+        (
+            "listener.127.0.0.1_80.worker_12.downstream_cx_active",
+            "listener.worker_downstream_cx_active",
+            [("envoy_worker_id", "12"), ("envoy_listener_address", "127.0.0.1_80")],
+        ),
         ("tcp.db.downstream_cx_total", "tcp.downstream_cx_total", [("envoy_tcp_prefix", "db")]),
         ("server.live", "server.live", []),
         (

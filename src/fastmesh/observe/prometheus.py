@@ -12,6 +12,7 @@ Extracted (a subset of Envoy's `TagNames`):
 | `cluster.<name>.`                     | `envoy_cluster_name`               |
 | `http.<stat_prefix>.`                 | `envoy_http_conn_manager_prefix`   |
 | `listener.<ip>_<port>.` (or `<name>.`)| `envoy_listener_address`           |
+| `listener.<address>.worker_<N>.`      | `envoy_worker_id`                  |
 | `tcp.<stat_prefix>.`                  | `envoy_tcp_prefix`                 |
 | `..._rq_<3 digits>`                   | `envoy_response_code`              |
 | `..._rq_<digit>xx`                    | `envoy_response_code_class`        |
@@ -40,6 +41,8 @@ _PREFIXED = (
     ("listener", "envoy_listener_address"),
     ("tcp", "envoy_tcp_prefix"),
 )
+# A listener's per-worker stats: `listener.<address>.worker_<N>.<stat>`.
+_WORKER = re.compile(r"^worker_(\d+)\.(.+)$")
 _CODE = re.compile(r"_rq_(\d{3})$")
 _CODE_CLASS = re.compile(r"_rq_(\d)xx$")
 _INVALID = re.compile(r"[^a-zA-Z0-9_]")
@@ -88,6 +91,9 @@ def extract_tags(stat: str) -> tuple[str, list[tuple[str, str]]]:
             value, sep, tail = rest.partition(".")
             if not sep:
                 break
+        if prefix == "listener" and (wm := _WORKER.match(tail)) is not None:
+            tags.append(("envoy_worker_id", wm.group(1)))
+            tail = f"worker_{wm.group(2)}"
         tags.append((label, value))
         name = f"{prefix}.{tail}"
         break
