@@ -169,7 +169,8 @@ def parse_fortio(data: dict[str, object], raw: str) -> Load:
 
 
 def fortio(url: str, qps: int, conns: int, seconds: float, cpus: str | None) -> Load:
-    """``fortio load -qps Q -c C -t Ss -json F URL``: fixed-rate latency."""
+    """``fortio load -qps Q -c C -r 0.0001 -t Ss -json F URL``: fixed-rate latency, in
+    0.1 ms histogram buckets (fortio's default 1 ms interpolates sub-ms percentiles)."""
     exe = fortio_bin()
     if exe is None:
         return Load(error="fortio not installed (go install fortio.org/fortio@v1.66.0)")
@@ -182,6 +183,8 @@ def fortio(url: str, qps: int, conns: int, seconds: float, cpus: str | None) -> 
             str(qps),
             "-c",
             str(conns),
+            "-r",
+            "0.0001",
             "-t",
             f"{seconds:g}s",
             "-p",

@@ -189,6 +189,10 @@ def inbound(ports: MeshPorts, me: Svid, peer: Svid, app_port: int) -> Json:
             "common_tls_context": _common_tls(me, peer.uri, ["h2", "http/1.1"]),
         },
     }
+    # Each worker of A holds one HTTP/2 connection to B: few, long-lived connections that the
+    # kernel's SO_REUSEPORT hash may put on one worker of B, for either proxy, a coin toss per
+    # run. Both balance them exactly (Istio's INBOUND_LISTENER_EXACT_BALANCE).
+    listener["connection_balance_config"] = {"exact_balance": {}}
     return _bootstrap(ports.b_admin, listener, _cluster("app", app_port))
 
 
