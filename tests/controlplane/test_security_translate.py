@@ -3,6 +3,7 @@ resource and field), Istio's mTLS precedence, and the RBAC filters a policy comp
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import yaml
@@ -226,3 +227,7 @@ def test_inbound_needs_a_known_workload_and_an_app_port_of_its_own() -> None:
     assert endpoint["address"]["socket_address"] == {"address": "127.0.0.1", "port_value": 18080}
     (plain,), _, _ = translate_inbound(config, app, mtls=False)
     assert "transport_socket" not in plain["filter_chains"][0]
+    assert "connection_balance_config" not in listener
+    balanced = replace(app, inbound_exact_balance=True)
+    (listener,), _, _ = translate_inbound(config, balanced, mtls=True)
+    assert listener["connection_balance_config"] == {"exact_balance": {}}

@@ -461,6 +461,17 @@ def test_node_labels_are_read_from_metadata() -> None:
     assert proxy_info(node).labels == ()
 
 
+@pytest.mark.parametrize(
+    ("value", "balanced"),
+    [("true", True), ("1", True), (True, True), ("false", False), ("", False)],
+)
+def test_inbound_exact_balance_is_read_as_istio_does(value: str | bool, balanced: bool) -> None:
+    metadata = struct_pb2.Struct()
+    metadata.update({"INBOUND_LISTENER_EXACT_BALANCE": value})
+    node = base_pb2.Node(id="sidecar~10.0.0.1~r.shop~shop.svc.cluster.local", metadata=metadata)
+    assert proxy_info(node).inbound_exact_balance is balanced
+
+
 # --- the hub ----------------------------------------------------------------------------------
 
 

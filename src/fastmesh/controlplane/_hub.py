@@ -13,7 +13,7 @@ import trio
 
 from ._index import MeshIndex
 from ._model import MeshConfig, Workload
-from ._proxy import ProxyInfo
+from ._proxy import InboundKey, ProxyInfo
 from ._resources import SECRET, Resource, Snapshot
 from ._scope import Scope, ScopeKey, scope_filter, scope_for, scoped_clusters
 from ._translate import inbound_snapshot, prepare_outbound, proxy_snapshot, shared_snapshot
@@ -62,7 +62,7 @@ class SnapshotHub:
         self._routing: dict[OutboundKey, Snapshot] = {}
         #: Per Sidecar scope: the part of the shared clusters and endpoints it imports.
         self._scoped: dict[ScopeKey, tuple[Scope, Snapshot]] = {}
-        self._inbound: dict[tuple[str, str, tuple[tuple[str, int], ...]], Snapshot] = {}
+        self._inbound: dict[InboundKey, Snapshot] = {}
         #: Per config: its index, the clusters and endpoints every proxy shares, warnings.
         self._index: MeshIndex | None = None
         self._shared: Snapshot | None = None

@@ -12,10 +12,12 @@ log = logging.getLogger("fastmesh.controlplane")
 
 __all__ = [
     "APP_PORTS_KEY",
+    "INBOUND_EXACT_BALANCE_KEY",
     "LABELS_KEY",
     "OUTBOUND_ADDRESS_KEY",
     "SERVICE_ACCOUNT_KEY",
     "WORKLOAD_NAME_KEY",
+    "InboundKey",
     "ProxyInfo",
     "proxy_info",
 ]
@@ -35,6 +37,16 @@ APP_PORTS_KEY = "FASTMESH_APP_PORTS"
 #: Node metadata key (Istio's): the workload's labels (a map), what a Sidecar's
 #: `workloadSelector` (and a tcp route's `sourceLabels`) match, with its WorkloadEntry's.
 LABELS_KEY = "LABELS"
+#: Node metadata key (Istio's, as `ISTIO_META_INBOUND_LISTENER_EXACT_BALANCE`): "true" gives
+#: the inbound listeners `exact_balance`, so the few long-lived HTTP/2 connections from other
+#: sidecars are spread evenly over this proxy's workers instead of by the kernel's hash.
+INBOUND_EXACT_BALANCE_KEY = "INBOUND_LISTENER_EXACT_BALANCE"
+#: What Istio's StringBool (Go's strconv.ParseBool) reads as true.
+_TRUE = frozenset({"1", "t", "T", "TRUE", "true", "True"})
+
+
+#: Namespace, workload, application ports, exact balance: what inbound config depends on.
+InboundKey = tuple[str, str, tuple[tuple[str, int], ...], bool]
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +64,8 @@ class ProxyInfo:
     app_ports: tuple[tuple[str, int], ...] = ()
     #: Node metadata `LABELS`, sorted by key (the WorkloadEntry's labels go over them).
     labels: tuple[tuple[str, str], ...] = ()
+    #: Node metadata `INBOUND_LISTENER_EXACT_BALANCE`.
+    inbound_exact_balance: bool = False
 
     @property
     def translation_key(self) -> tuple[str, str]:
@@ -61,9 +75,9 @@ class ProxyInfo:
         return (self.namespace, self.outbound_address)
 
     @property
-    def inbound_key(self) -> tuple[str, str, tuple[tuple[str, int], ...]]:
+    def inbound_key(self) -> InboundKey:
         """Proxies with equal keys get identical inbound config."""
-        return (self.namespace, self.workload, self.app_ports)
+        return (self.namespace, self.workload, self.app_ports, self.inbound_exact_balance)
 
 
 def proxy_info(node: Any) -> ProxyInfo:
@@ -71,7 +85,7 @@ def proxy_info(node: Any) -> ProxyInfo:
     `sidecar~IP~POD.NAMESPACE~NAMESPACE.svc.cluster.local`, else "default"; service account
     from metadata `SERVICE_ACCOUNT`, else "default"; the workload from `WORKLOAD_NAME` and
     its application's ports from `FASTMESH_APP_PORTS`, its labels from `LABELS` (maps; bad
-    entries are logged, then ignored)."""
+    entries are logged, then ignored), `INBOUND_LISTENER_EXACT_BALANCE` as Istio reads it."""
     metadata = json_format.MessageToDict(node.metadata) if node.HasField("metadata") else {}
     namespace = str(metadata.get("NAMESPACE", ""))
     parts = str(node.id).split("~")
@@ -92,8 +106,16 @@ def proxy_info(node: Any) -> ProxyInfo:
         )
     app_ports = tuple(sorted((str(k), int(v)) for k, v in ports.items() if _is_port(v)))
     labels = _labels(node.id, metadata.get(LABELS_KEY))
+    balance = metadata.get(INBOUND_EXACT_BALANCE_KEY)
     return ProxyInfo(
-        str(node.id), namespace or "default", address, account, workload, app_ports, labels
+        str(node.id),
+        namespace or "default",
+        address,
+        account,
+        workload,
+        app_ports,
+        labels,
+        inbound_exact_balance=balance is True or str(balance) in _TRUE,
     )
 
 

@@ -113,13 +113,20 @@ def _network_filters(
 
 
 def _listener(
-    workload: Workload, number: int, mode: MtlsMode, filters: list[Json], http: bool
+    workload: Workload,
+    number: int,
+    mode: MtlsMode,
+    filters: list[Json],
+    http: bool,
+    exact_balance: bool,
 ) -> Json:
     listener: Json = {
         "name": f"inbound_{workload.address}_{number}",
         "address": {"socket_address": {"address": workload.address, "port_value": number}},
         "traffic_direction": "INBOUND",
     }
+    if exact_balance:
+        listener["connection_balance_config"] = {"exact_balance": {}}
     plain: Json = {"filters": filters}
     if mode is MtlsMode.DISABLE:
         listener["filter_chains"] = [plain]
@@ -180,6 +187,8 @@ def translate_inbound(
         if not mtls:
             mode = MtlsMode.DISABLE
         filters = _network_filters(config, workload, port, number, name)
-        listeners.append(_listener(workload, number, mode, filters, port.protocol.is_http))
+        http = port.protocol.is_http
+        balance = proxy.inbound_exact_balance
+        listeners.append(_listener(workload, number, mode, filters, http, balance))
         clusters.append(_cluster(name, port, app_port))
     return listeners, clusters, warnings
