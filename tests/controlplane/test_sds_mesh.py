@@ -293,3 +293,7 @@ def test_short_lived_certificates_rotate_under_traffic(mesh: Mesh) -> None:
     assert failures == []
     for _ in range(20):
         assert mesh.get("client").status_code == 200
+    # Envoy's per-secret SDS stats, the same on either binary as the server
+    assert mesh.server.counter("sds.default.update_success") >= 2  # renewed at least once
+    assert mesh.server.counter("sds.ROOTCA.update_success") >= 1
+    assert mesh.server.counter("sds.default.update_rejected") == 0

@@ -172,6 +172,7 @@ class AdsClient:
             out.append(self.session.subscribe(dependent, names))
             self.updates.track(dependent, names)
             out.append(self.session.subscribe(SECRET, compiled.sds_names))
+            self.updates.track(SECRET, compiled.sds_names)
         if type_url == CLUSTER:
             # Envoy's order: listeners after clusters, so no route names a cluster not yet known
             out.append(self.session.subscribe_all(LISTENER))

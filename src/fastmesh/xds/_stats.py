@@ -3,19 +3,19 @@
 
 Envoy has one subscription for CDS (`cluster_manager.cds.`) and one for LDS
 (`listener_manager.lds.`), counting each response of their type; EDS has one per cluster
-(`cluster.<name>.`) and RDS one per route configuration
-(`http.<stat_prefix>.rds.<name>.`, the HTTP connection manager's prefix), counting the
+(`cluster.<name>.`), RDS one per route configuration (`http.<stat_prefix>.rds.<name>.`,
+the HTTP connection manager's prefix) and SDS one per secret (`sds.<name>.`), counting the
 responses that carry (or, delta, remove) their resource. A rejected response counts for
 every subscription of its type (Envoy's `onConfigUpdateFailed` on each watch). The
 protocol makes no difference: both sessions say which names a response updated
 (`Candidate.updated`). As Envoy's, the stats of a subscription are there (at 0) while it
-is, and go with it. SDS updates are not counted yet (Envoy: `sds.<name>.`)."""
+is, and go with it."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
-from ._resources import CLUSTER, ENDPOINT, LISTENER, ROUTE
+from ._resources import CLUSTER, ENDPOINT, LISTENER, ROUTE, SECRET
 
 __all__ = ["UpdateStats"]
 
@@ -31,12 +31,12 @@ class UpdateStats:
         #: RDS name -> its HTTP connection manager's `stat_prefix`, from the last snapshot
         #: accepted (`Compiled.rds_stat_prefixes`).
         self.rds_stat_prefixes: Mapping[str, str] = {}
-        #: Per EDS / RDS type: the stat prefixes of its subscriptions.
+        #: Per EDS / RDS / SDS type: the stat prefixes of its subscriptions.
         self._tracked: dict[str, set[str]] = {}
 
     def track(self, type_url: str, names: Iterable[str]) -> None:
-        """The EDS or RDS subscriptions are now `names`: new ones start at 0, the stats of
-        those gone go."""
+        """The EDS, RDS or SDS subscriptions are now `names`: new ones start at 0, the stats
+        of those gone go."""
         now = set(self._prefixes(type_url, names))
         was = self._tracked.get(type_url, set())
         for prefix in was - now:
@@ -66,11 +66,13 @@ class UpdateStats:
             return [_PER_RESPONSE[type_url]]
         if type_url == ENDPOINT:
             return [f"cluster.{name}" for name in sorted(names)]
+        # Envoy writes a `:` in a route configuration's or secret's name as `_` in its stats.
         if type_url == ROUTE:
-            # Envoy writes a route configuration's `:` as `_` in its stat names.
             return [
                 f"http.{self.rds_stat_prefixes[name]}.rds.{name.replace(':', '_')}"
                 for name in sorted(names)
                 if name in self.rds_stat_prefixes
             ]
+        if type_url == SECRET:
+            return [f"sds.{name.replace(':', '_')}" for name in sorted(names)]
         return []
