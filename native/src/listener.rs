@@ -344,7 +344,6 @@ async fn dispatch<S: DownstreamIo>(
     }
 }
 
-/// Counts a connection as active for its lifetime.
 /// An open connection, counted on its listener and its worker while it lives.
 struct Active {
     listener: Arc<ListenerHandle>,
@@ -357,9 +356,10 @@ impl Active {
     fn on(h: &Arc<ListenerHandle>, me: usize, balance: bool) -> Self {
         let _pick = balance.then(|| h.balance.lock().unwrap());
         let load = |w: usize| (h.workers[w].stats.get(lw::CX_ACTIVE), w != me);
-        let worker = match balance {
-            true => (0..h.workers.len()).min_by_key(|&w| load(w)).unwrap_or(me),
-            false => me,
+        let worker = if balance {
+            (0..h.workers.len()).min_by_key(|&w| load(w)).unwrap_or(me)
+        } else {
+            me
         };
         let share = &h.workers[worker].stats;
         share.inc(lw::CX_TOTAL);

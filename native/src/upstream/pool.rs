@@ -1,8 +1,9 @@
 //! Per-cluster upstream connection pools: HTTP/1.1 keep-alive connections kept
 //! in a LIFO idle stack per endpoint and worker (checked back in the moment a
 //! response body ends, no task per request), HTTP/2 as one multiplexed connection
-//! per endpoint and worker, reconnected when it dies. Requests a dead pooled connection never
-//! sent are retried on another. Connections are TLS when the cluster says so.
+//! per endpoint and worker, reconnected when it dies. Requests a dead pooled
+//! connection never sent are retried on another. Connections are TLS when the
+//! cluster says so.
 //!
 //! The keep-alive race (an upstream closing an idle connection just as a request
 //! is written to it, istio/istio#13205) is fought twice: a connection is dropped
