@@ -94,8 +94,10 @@ async fn a_client_answering_pings_stays_connected_while_idle() {
 async fn idle_http2_connection_gets_goaway_then_close() {
     let up = upstream("a").await;
     let (e, a) = proxy_with(up, json!({"idle_timeout_ms": 300}));
-    let mut s = h2c(a).await;
+    // Before connecting: the proxy's idle clock starts once it has read the preface,
+    // which may be well before the client has finished its side of the handshake.
     let started = Instant::now();
+    let mut s = h2c(a).await;
     let code = tokio::time::timeout(Duration::from_secs(10), goaway_code(&mut s))
         .await
         .expect("the idle connection was never drained");
