@@ -222,7 +222,8 @@ impl Engine {
                 ClusterRt::new(
                     c.clone(),
                     addrs,
-                    self.stats.group(&format!("cluster.{}", c.name), cs::NAMES),
+                    self.stats
+                        .scoped_group(&format!("cluster.{}", c.name), cs::NAMES),
                 )
                 .with_tls(tls),
             );
@@ -293,11 +294,11 @@ impl Engine {
                     next.insert(l.name.clone(), h);
                 }
                 Some(sock) => {
-                    let stats = self.stats.group(&prefix, ls::NAMES);
+                    let stats = self.stats.scoped_group(&prefix, ls::NAMES);
                     let per_worker = (0..self.handles.len())
                         .map(|i| {
                             let at = format!("{prefix}.worker_{i}");
-                            self.stats.group(&at, listener_worker::NAMES)
+                            self.stats.scoped_group(&at, listener_worker::NAMES)
                         })
                         .collect();
                     let h = ListenerHandle::start(

@@ -18,17 +18,25 @@ pub struct StatGroup {
     /// Exported only once counted, as Envoy's dynamically named counters
     /// (`ssl.ciphers.<name>`) exist only once used.
     lazy: bool,
+    /// Dropped from the registry once nothing else holds it (`Registry::scoped_group`).
+    scoped: bool,
 }
 
 impl StatGroup {
-    fn new(prefix: String, names: &'static [&'static str], lazy: bool) -> Self {
+    fn new(prefix: String, names: &'static [&'static str], lazy: bool, scoped: bool) -> Self {
         let values = names.iter().map(|_| AtomicU64::new(0)).collect();
         StatGroup {
             prefix,
             names,
             values,
             lazy,
+            scoped,
         }
+    }
+
+    /// A scoped group only the registry still holds: what it counted is gone.
+    fn orphaned(self: &Arc<Self>) -> bool {
+        self.scoped && Arc::strong_count(self) == 1
     }
 
     /// Count `name`, one of the group's names (others are ignored).
@@ -294,14 +302,17 @@ pub mod tcp {
     }
 }
 
-/// Every stat group the engine ever created, by prefix. Groups live as long as
-/// the engine so counters keep counting across snapshots, as Envoy's do. A prefix
-/// may hold groups of different name lists (RBAC filters counting under one
-/// `stat_prefix`, some with a shadow prefix): a name they share is one stat, their
-/// sum, as Envoy's filters share one counter.
-///
-/// Owned groups (`owned_group`) are the exception: gauges describing something
-/// that goes away (a TLS context's certificates), exported only while held.
+/// The engine's stat groups, by prefix. A prefix may hold groups of different
+/// name lists (RBAC filters counting under one `stat_prefix`, some with a shadow
+/// prefix): a name they share is one stat, their sum, as Envoy's filters share one
+/// counter. Groups live as Envoy's scopes do:
+/// - `group`: for the engine's life (`http.*`, `tcp.*`: Envoy's server scope);
+/// - `scoped_group`: while something holds it (`cluster.<name>.*`,
+///   `listener.<address>.*`: gone with the cluster or the drained listener, so
+///   xDS churn does not grow the registry). A replacement compiled while the old
+///   holder lives shares the group, so counters carry over an update;
+/// - `owned_group`: gauges describing something that goes away (a TLS context's
+///   certificates), the newest holder's values exported, never shared.
 #[derive(Debug, Default)]
 pub struct Registry {
     groups: Mutex<BTreeMap<String, Vec<Arc<StatGroup>>>>,
@@ -312,12 +323,22 @@ pub struct Registry {
 impl Registry {
     /// The group for `prefix` (e.g. `cluster.web`), created on first use.
     pub fn group(&self, prefix: &str, names: &'static [&'static str]) -> Arc<StatGroup> {
-        self.make(prefix, names, false)
+        self.make(prefix, names, false, false)
     }
 
-    /// A group whose counters are exported once they count (see `StatGroup::lazy`).
-    pub fn lazy_group(&self, prefix: &str, names: &'static [&'static str]) -> Arc<StatGroup> {
-        self.make(prefix, names, true)
+    /// The group for `prefix`, exported while the caller or anyone else holds it.
+    pub fn scoped_group(&self, prefix: &str, names: &'static [&'static str]) -> Arc<StatGroup> {
+        self.make(prefix, names, false, true)
+    }
+
+    /// A scoped group whose counters are exported once they count (see
+    /// `StatGroup::lazy`).
+    pub fn scoped_lazy_group(
+        &self,
+        prefix: &str,
+        names: &'static [&'static str],
+    ) -> Arc<StatGroup> {
+        self.make(prefix, names, true, true)
     }
 
     /// A group exported only while the caller (or a clone) holds it: gone with
@@ -325,7 +346,7 @@ impl Registry {
     /// of one prefix (a context and its replacement, alive together until the old
     /// one's connections close) export the newest one's values.
     pub fn owned_group(&self, prefix: &str, names: &'static [&'static str]) -> Arc<StatGroup> {
-        let g = Arc::new(StatGroup::new(prefix.to_owned(), names, false));
+        let g = Arc::new(StatGroup::new(prefix.to_owned(), names, false, false));
         let mut owned = self.owned.lock().unwrap();
         let same = owned.entry(prefix.to_owned()).or_default();
         same.retain(|w| w.strong_count() > 0);
@@ -333,20 +354,32 @@ impl Registry {
         g
     }
 
-    fn make(&self, prefix: &str, names: &'static [&'static str], lazy: bool) -> Arc<StatGroup> {
+    fn make(
+        &self,
+        prefix: &str,
+        names: &'static [&'static str],
+        lazy: bool,
+        scoped: bool,
+    ) -> Arc<StatGroup> {
         let mut groups = self.groups.lock().unwrap();
         let same = groups.entry(prefix.to_owned()).or_default();
+        // A removed cluster added back starts from zero, as in Envoy.
+        same.retain(|g| !g.orphaned());
         if let Some(g) = same.iter().find(|g| std::ptr::eq(g.names, names)) {
             return g.clone();
         }
-        let g = Arc::new(StatGroup::new(prefix.to_owned(), names, lazy));
+        let g = Arc::new(StatGroup::new(prefix.to_owned(), names, lazy, scoped));
         same.push(g.clone());
         g
     }
 
     /// Every value by full name (`<prefix>.<name>`), sorted.
     pub fn snapshot(&self) -> Vec<(String, u64)> {
-        let groups = self.groups.lock().unwrap();
+        let mut groups = self.groups.lock().unwrap();
+        groups.retain(|_, same| {
+            same.retain(|g| !g.orphaned());
+            !same.is_empty()
+        });
         let mut out = BTreeMap::<String, u64>::new();
         let mut export = |g: &StatGroup| {
             for (i, n) in g.names.iter().enumerate() {
@@ -411,7 +444,7 @@ mod tests {
     #[test]
     fn lazy_groups_export_only_what_counted() {
         let r = Registry::default();
-        let g = r.lazy_group("listener.a.ssl.versions", &["TLSv1.2", "TLSv1.3"]);
+        let g = r.scoped_lazy_group("listener.a.ssl.versions", &["TLSv1.2", "TLSv1.3"]);
         g.inc_name("TLSv1.3");
         g.inc_name("SSLv3");
         assert_eq!(
@@ -458,6 +491,24 @@ mod tests {
         drop(old);
         assert_eq!(r.snapshot(), vec![]);
         assert!(r.owned.lock().unwrap().is_empty(), "pruned");
+    }
+
+    #[test]
+    fn scoped_groups_carry_over_an_update_and_go_with_their_last_holder() {
+        let r = Registry::default();
+        let total = "cluster.web.upstream_rq_total";
+        let old = r.scoped_group("cluster.web", cluster::NAMES);
+        old.inc(cluster::RQ_TOTAL);
+        let new = r.scoped_group("cluster.web", cluster::NAMES); // compiled beside `old`
+        drop(old);
+        new.inc(cluster::RQ_TOTAL);
+        let s: BTreeMap<_, _> = r.snapshot().into_iter().collect();
+        assert_eq!(s[total], 2, "one counter across the update");
+        drop(new); // the cluster is removed
+        assert_eq!(r.snapshot(), vec![]);
+        assert!(r.groups.lock().unwrap().is_empty(), "pruned");
+        let back = r.scoped_group("cluster.web", cluster::NAMES);
+        assert_eq!(back.get(cluster::RQ_TOTAL), 0, "added back, from zero");
     }
 
     #[test]

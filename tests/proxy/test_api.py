@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -66,3 +68,48 @@ def test_calls_before_start_are_errors() -> None:
     proxy = fastmesh.Proxy({"static_resources": {}})
     with pytest.raises(RuntimeError, match="start"):
         proxy.stats()
+
+
+def test_stats_of_a_removed_cluster_and_listener_go_and_an_update_keeps_them(
+    echo: EchoServer,
+) -> None:
+    """Envoy's cluster and listener stats live in their scope: an update carries the
+    counters on, a removal takes them away (xDS churn must not grow the registry)."""
+    ports = Ports.fresh()
+    moved = Ports.fresh().listener
+    with fastmesh.Proxy(front_config(ports, echo.port), workers=1) as proxy:
+        assert httpx.get(f"http://127.0.0.1:{ports.listener}/a").status_code == 200
+        old_listener = f"listener.127.0.0.1_{ports.listener}.downstream_cx_total"
+        assert proxy.stats()[old_listener] == 1
+
+        changed = front_config(ports, echo.port)
+        changed["static_resources"]["clusters"][0]["connect_timeout"] = "2s"
+        address = changed["static_resources"]["listeners"][0]["address"]["socket_address"]
+        address["port_value"] = moved
+        proxy.apply(changed)
+        assert httpx.get(f"http://127.0.0.1:{moved}/b").status_code == 200
+        stats = _wait_for(proxy, lambda s: old_listener not in s)
+        assert stats["cluster.echo.upstream_rq_total"] == 2, "carried over the update"
+        assert stats[f"listener.127.0.0.1_{moved}.downstream_cx_total"] == 1
+
+        without = front_config(ports, echo.port)
+        without["static_resources"]["clusters"] = []
+        without["static_resources"]["listeners"] = []
+        proxy.apply(without)
+        stats = _wait_for(proxy, lambda s: not any(k.startswith("cluster.echo.") for k in s))
+        assert not [k for k in stats if k.startswith("listener.127.0.0.1_")]
+
+        proxy.apply(front_config(ports, echo.port))
+        assert proxy.stats()["cluster.echo.upstream_rq_total"] == 0, "added back, from zero"
+
+
+def _wait_for(
+    proxy: fastmesh.Proxy, done: Callable[[dict[str, int]], bool], within: float = 5.0
+) -> dict[str, int]:
+    """The proxy's stats once `done` holds of them (a drained listener goes with its
+    last connection)."""
+    deadline = time.monotonic() + within
+    while not done(stats := proxy.stats()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert done(stats), sorted(stats)
+    return stats

@@ -94,8 +94,10 @@ fn sigalg_name(s: SignatureScheme) -> Option<&'static str> {
 
 /// A TLS context's `ssl.*` counters: the fixed ones (it derefs to them) and the
 /// per-parameter ones; and its certificates' expiry gauges (`tls::expiry`). One per
-/// compiled context: the counters are shared by its prefix and outlive it, the
-/// expiry gauges are its own and go with it (with the last connection it served).
+/// compiled context: the counters are shared by its prefix (a context's replacement
+/// carries them on) and go with the last context of the prefix, as its listener's or
+/// cluster's; the expiry gauges are its own and go with it (with the last connection
+/// it served).
 #[derive(Debug)]
 pub struct SslStats {
     registry: Arc<Registry>,
@@ -112,11 +114,12 @@ pub struct SslStats {
 impl SslStats {
     /// `prefix`: `listener.<address>.ssl` or `cluster.<name>.ssl`.
     pub fn new(registry: &Arc<Registry>, prefix: &str) -> Arc<Self> {
-        let lazy = |kind: &str, names| registry.lazy_group(&format!("{prefix}.{kind}"), names);
+        let lazy =
+            |kind: &str, names| registry.scoped_lazy_group(&format!("{prefix}.{kind}"), names);
         Arc::new(SslStats {
             registry: registry.clone(),
             prefix: prefix.to_owned(),
-            fixed: registry.group(prefix, ssl::NAMES),
+            fixed: registry.scoped_group(prefix, ssl::NAMES),
             ciphers: lazy("ciphers", CIPHERS),
             versions: lazy("versions", VERSIONS),
             curves: lazy("curves", CURVES),
