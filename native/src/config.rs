@@ -45,9 +45,10 @@ pub struct Listener {
     /// closes the connection.
     #[serde(default)]
     pub network_rbac: Vec<RbacConfig>,
-    /// The default chain's filter (Envoy's filter chain without `server_names`).
-    /// `None` only with `server_name_chains`: a connection whose SNI matches none
-    /// of them is closed.
+    /// The default chain's filter (Envoy's filter chain without `server_names`;
+    /// with `server_name_chains` and without `tls`, it gets plaintext and the TLS
+    /// of unmatched names as they come). `None` only with `server_name_chains`: a
+    /// connection whose SNI matches none of them is closed.
     #[serde(default)]
     pub filter: Option<ListenerFilter>,
     /// Envoy's filter chains with `filter_chain_match.server_names`, chosen by
@@ -69,14 +70,17 @@ pub struct Listener {
     pub plaintext_chain_id: Option<String>,
 }
 
-/// A TLS filter chain chosen by SNI.
+/// A filter chain chosen by the SNI of the connection's ClientHello.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ServerNameChain {
     /// Lower-case names, exact (`a.example.com`) or wildcard (`*.example.com`:
     /// one or more labels in front of `.example.com`).
     pub server_names: Vec<String>,
-    pub tls: DownstreamTls,
+    /// Terminate TLS; `None`: pass it through (the filter gets the ClientHello
+    /// and everything after it, as Envoy's chain without a transport socket).
+    #[serde(default)]
+    pub tls: Option<DownstreamTls>,
     #[serde(default)]
     pub network_rbac: Vec<RbacConfig>,
     pub filter: ListenerFilter,

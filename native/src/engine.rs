@@ -364,28 +364,26 @@ impl Engine {
             None if l.server_name_chains.is_empty() => return Err(ctx("filter: missing".into())),
             None => None,
         };
-        // A connection's chain is chosen from its ClientHello: every chain is TLS.
-        let plain_default = l.filter.is_some() && l.tls.as_ref().is_none_or(|t| t.allow_plaintext);
-        if !l.server_name_chains.is_empty() && plain_default {
+        // The chain is chosen from the ClientHello's SNI, before any sniffing.
+        if !l.server_name_chains.is_empty() && l.tls.as_ref().is_some_and(|t| t.allow_plaintext) {
             return Err(ctx(
-                "with server_name_chains the default chain must terminate TLS, without plaintext"
-                    .into(),
+                "tls.allow_plaintext: not with server_name_chains".into()
             ));
         }
         let mut chains = Chains::new(default);
         for (i, c) in l.server_name_chains.iter().enumerate() {
             let at = |e: String| ctx(format!("server_name_chains[{i}]: {e}"));
-            if c.tls.allow_plaintext {
+            if c.tls.as_ref().is_some_and(|t| t.allow_plaintext) {
                 return Err(at("tls.allow_plaintext: not with server_names".into()));
             }
             let id = c.chain_id.clone().unwrap_or_else(|| {
-                let tls = without_own_certificate(&c.tls);
+                let tls = c.tls.as_ref().map(without_own_certificate);
                 native_chain_id(&(&c.server_names, &c.filter, &tls, &c.network_rbac))
             });
             let chain = self
                 .compile_chain(
                     &c.filter,
-                    Some(&c.tls),
+                    c.tls.as_ref(),
                     &c.network_rbac,
                     clusters,
                     stat_prefix,

@@ -14,11 +14,14 @@ use arc_swap::ArcSwap;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
+use tokio::time::Instant;
 
 pub use crate::chains::{ChainDrain, ChainRt, Chains, ListenerKind};
 use crate::conn::ConnInfo;
 use crate::stats::{listener as ls, listener_worker as lw, StatGroup};
-use crate::tls::{server::client_hello, Accepted};
+use crate::tls::hello::{self, Peeked};
+use crate::tls::server::SNIFF_TIMEOUT;
+use crate::tls::Accepted;
 
 /// Permits standing for "no limit".
 const UNLIMITED: usize = 1 << 24;
@@ -279,43 +282,41 @@ async fn run(
 /// Choose the connection's filter chain (by its ClientHello's SNI when the
 /// listener has `server_names` chains), run its TLS handshake, then its filter.
 async fn serve(stream: TcpStream, plain: ConnInfo, lrt: &ListenerRt, h: &Arc<ListenerHandle>) {
-    let (chain, accepted) = if lrt.chains.by_server_name() {
-        let ssl = lrt.chains.named[0].tls.as_ref().map(|t| t.stats());
-        let Some(hello) = client_hello(stream, ssl).await else {
-            return;
+    let chain = if lrt.chains.by_server_name() {
+        // Envoy's TLS inspector: no SNI (no ClientHello) picks the default chain;
+        // a client silent past the listener filters' timeout is closed.
+        let sni = match hello::peek(&stream, Instant::now() + SNIFF_TIMEOUT).await {
+            Peeked::Hello { sni, .. } => sni,
+            Peeked::Other => None,
+            Peeked::Nothing => return,
         };
-        let sni = hello.start.client_hello().server_name().map(str::to_owned);
         let Some(chain) = lrt.chains.select(sni.as_deref()) else {
             h.stats.inc(ls::NO_FILTER_CHAIN_MATCH);
             return;
         };
-        let Some(tls) = &chain.tls else { return };
-        match tls.finish(hello).await {
-            Some(accepted) => (chain, accepted),
-            None => return,
-        }
+        chain
     } else {
         let Some(chain) = &lrt.chains.default else {
             return;
         };
-        let Some(tls) = &chain.tls else {
-            return dispatch(stream, plain, None, chain, h).await;
-        };
-        match tls.accept(stream).await {
-            Some(accepted) => (chain, accepted),
-            None => return,
-        }
+        chain
     };
-    match accepted {
-        Accepted::Tls(stream, info) => {
+    // A chain without TLS takes the bytes as they come: plaintext, or a
+    // ClientHello it passes through (`tcp_proxy` to a server that terminates it).
+    let Some(tls) = &chain.tls else {
+        return dispatch(stream, plain, None, chain, h).await;
+    };
+    match tls.accept(stream).await {
+        Some(Accepted::Tls(stream, info)) => {
             let conn = ConnInfo {
                 tls: Some(info),
                 ..plain
             };
-            let by = chain.tls.as_ref().map(|t| t.local_uri_sans().clone());
+            let by = Some(tls.local_uri_sans().clone());
             dispatch(stream, conn, by, chain, h).await
         }
-        Accepted::Plain(stream) => dispatch(stream, plain, None, chain, h).await,
+        Some(Accepted::Plain(stream)) => dispatch(stream, plain, None, chain, h).await,
+        None => {}
     }
 }
 

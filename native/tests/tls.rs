@@ -577,6 +577,8 @@ async fn contradictory_chains_are_refused_at_apply() {
     let pki = ca("root");
     let api_leaf = pki.issue(vec![dns("api.test")]);
     let good: Value = serde_json::from_str(&sni_snapshot(up, api, &pki, &api_leaf, "t")).unwrap();
+    let mut permissive = good["listeners"][0]["tls"].clone();
+    permissive["allow_plaintext"] = json!(true);
     let e = engine();
     for (change, why) in [
         (
@@ -587,7 +589,10 @@ async fn contradictory_chains_are_refused_at_apply() {
             json!({"filter": null}),
             "tls and network_rbac belong to the default chain",
         ),
-        (json!({"tls": null}), "the default chain must terminate TLS"),
+        (
+            json!({"tls": permissive}),
+            "tls.allow_plaintext: not with server_name_chains",
+        ),
     ] {
         let mut snap = good.clone();
         let l = snap["listeners"][0].as_object_mut().unwrap();

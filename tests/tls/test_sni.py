@@ -1,7 +1,7 @@
-"""`filter_chain_match.server_names`: several TLS chains on one listener, each with its
-own certificate and filters, chosen by the client's SNI with Envoy's precedence (exact,
-then the longest `*.suffix`, then the chain without server_names). Envoy and
-fastmesh-proxy run the same config and must answer alike."""
+"""`filter_chain_match.server_names`: several chains on one listener, each with its own
+certificate and filters or passing TLS through, chosen by the client's SNI with Envoy's
+precedence (exact, then the longest `*.suffix`, then the chain without server_names).
+Envoy and fastmesh-proxy run the same config and must answer alike."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import pytest
 
 from fastmesh.config import ConfigError, translate_bootstrap
 from tests.conftest import StartProxy
-from tests.support import bootstrap, free_port
+from tests.support import bootstrap, cluster, free_port, tcp_listener
 from tests.support.pki import Pki
 
 from ._tls import answering_chain, curl, downstream_tls, s_client, tls_listener
@@ -85,12 +85,65 @@ def test_without_a_default_chain_an_unmatched_sni_is_closed(
     )
 
 
+def test_a_chain_without_tls_passes_it_through_and_the_default_takes_plaintext(
+    binary: str, start_proxy: StartProxy, tmp_path: Path
+) -> None:
+    """Istio's outbound TLS listener: `pass.example.com` goes, ClientHello and all, to a
+    server that terminates it (here a second listener of the same proxy, with its own
+    certificate); a plaintext client gets the default chain, which has no TLS."""
+    pki = Pki(tmp_path / "pki")
+    port, backend, admin = free_port(), free_port(), free_port()
+    passthrough = tcp_listener("x", 0, "backend", stat_prefix="passthrough")["filter_chains"][0]
+    passthrough["filter_chain_match"] = {"server_names": ["pass.example.com"]}
+    terminated = answering_chain(
+        "terminated",
+        "terminated",
+        downstream_tls(pki.issue("api", ["api.example.com"]).tls_certificate()),
+    )
+    terminated["filter_chain_match"] = {"server_names": ["api.example.com"]}
+    plain = answering_chain("plaintext", "plain", {})
+    del plain["transport_socket"]
+    behind = answering_chain(
+        "behind",
+        "behind",
+        downstream_tls(pki.issue("backend", ["pass.example.com"]).tls_certificate()),
+    )
+    cfg = bootstrap(
+        admin_port=admin,
+        listeners=[
+            tls_listener("front", port, [passthrough, terminated, plain]),
+            tls_listener("backend", backend, [behind]),
+        ],
+        clusters=[cluster("backend", [("127.0.0.1", backend)])],
+    )
+    p = start_proxy(cfg, binary=binary)
+    shake = s_client(port, "pass.example.com")
+    assert (shake.ok, shake.peer_cn) == (True, "backend"), shake.output
+    assert curl(port, "pass.example.com") == (0, "behind")
+    assert curl(port, "api.example.com") == (0, "terminated")
+    plaintext = httpx.get(f"http://127.0.0.1:{port}/", timeout=10)
+    assert (plaintext.status_code, plaintext.text) == (200, "plaintext")
+    assert p.counter(f"listener.127.0.0.1_{backend}.ssl.handshake") == 2
+    assert p.counter(f"listener.127.0.0.1_{port}.ssl.handshake") == 1
+    assert p.counter("tcp.passthrough.downstream_cx_total") == 2
+
+
 def _no_inspector(listener: dict[str, Any]) -> None:
     del listener["listener_filters"]
 
 
-def _plaintext_default(listener: dict[str, Any]) -> None:
-    del listener["filter_chains"][3]["transport_socket"]
+def _tls_only_plaintext_default(listener: dict[str, Any]) -> None:
+    chain = listener["filter_chains"][3]
+    del chain["transport_socket"]
+    chain["filter_chain_match"] = {"transport_protocol": "tls"}
+
+
+def _raw_buffer_default(listener: dict[str, Any]) -> None:
+    listener["filter_chains"][3]["filter_chain_match"] = {"transport_protocol": "raw_buffer"}
+
+
+def _http_passed_through(listener: dict[str, Any]) -> None:
+    del listener["filter_chains"][0]["transport_socket"]
 
 
 def _second_default(listener: dict[str, Any]) -> None:
@@ -112,7 +165,9 @@ def _names(*names: str) -> Callable[[dict[str, Any]], None]:
         (_names("a.test", "a.test"), ": server name 'a.test' is matched more than once"),
         (_names("x.test", "OTHER.test"), ": server name 'other.test' is matched more than once"),
         (_no_inspector, ": server_names needs envoy.filters.listener.tls_inspector in "),
-        (_plaintext_default, "[3]: with filter_chain_match.server_names every chain must "),
+        (_tls_only_plaintext_default, "[3].filter_chain_match.transport_protocol: tls on a "),
+        (_raw_buffer_default, "[3].filter_chain_match.transport_protocol: raw_buffer on a "),
+        (_http_passed_through, "[0].filters: a chain with server_names and no transport_socket"),
         (_second_default, "[4]: a second chain without server_names (the first is "),
     ],
 )

@@ -1,6 +1,8 @@
-//! Whether a connection's ClientHello asks for an OCSP staple (its `status_request`
-//! extension), read with `peek` before the handshake consumes it: Envoy counts and
-//! decides stapling by it (`ssl.ocsp_staple_*`), and rustls does not tell.
+//! What a connection's ClientHello says, read with `peek` before the handshake
+//! (or the upstream, when the chain passes TLS through) consumes it: its SNI, by
+//! which the listener picks a filter chain (Envoy's TLS inspector), and whether it
+//! asks for an OCSP staple, by which Envoy counts and decides stapling
+//! (`ssl.ocsp_staple_*`) and rustls does not tell.
 
 use std::time::Duration;
 
@@ -11,25 +13,55 @@ use tokio::time::Instant;
 const MAX_RECORD: usize = 5 + (1 << 14);
 const HANDSHAKE: u8 = 0x16;
 const CLIENT_HELLO: u8 = 1;
+const SERVER_NAME: u16 = 0;
+const HOST_NAME: u8 = 0;
 const STATUS_REQUEST: u16 = 5;
 
-/// Whether the ClientHello at the head of `tcp` asks for a staple; `false` when the
-/// bytes are no ClientHello in one record, or it is not whole by `deadline` (the
-/// handshake then fails on its own).
-pub(crate) async fn asks_for_staple(tcp: &TcpStream, deadline: Instant) -> bool {
+/// The head of a new connection.
+#[derive(Debug, PartialEq)]
+pub(crate) enum Peeked {
+    /// A ClientHello, whole in the first record.
+    Hello {
+        sni: Option<String>,
+        asks_for_staple: bool,
+    },
+    /// Bytes that are no ClientHello in one record (plaintext, or a ClientHello
+    /// split over records, which the handshake still reads).
+    Other,
+    /// The peer closed, or sent no whole first record by the deadline.
+    Nothing,
+}
+
+impl Peeked {
+    pub(crate) fn asks_for_staple(&self) -> bool {
+        matches!(
+            self,
+            Peeked::Hello {
+                asks_for_staple: true,
+                ..
+            }
+        )
+    }
+}
+
+/// Peek at the head of `tcp` until its first record is whole, or `deadline`.
+pub(crate) async fn peek(tcp: &TcpStream, deadline: Instant) -> Peeked {
     let mut buf = vec![0; MAX_RECORD];
     let mut wait = Duration::from_millis(1);
     loop {
         let n = match tokio::time::timeout_at(deadline, tcp.peek(&mut buf)).await {
             Ok(Ok(n)) if n > 0 => n,
-            _ => return false,
+            _ => return Peeked::Nothing,
         };
-        match status_request(&buf[..n]) {
-            Some(asked) => return asked,
-            None if n == buf.len() => return false,
+        match read(&buf[..n]) {
+            Some(peeked) => return peeked,
+            None if n == buf.len() => return Peeked::Other,
             // The rest of the record is still on its way: peek again (a peek
             // with data waiting returns at once, so wait between them).
             None => {
+                if Instant::now() >= deadline {
+                    return Peeked::Nothing;
+                }
                 tokio::time::sleep_until((Instant::now() + wait).min(deadline)).await;
                 wait = (wait * 2).min(Duration::from_millis(100));
             }
@@ -37,17 +69,40 @@ pub(crate) async fn asks_for_staple(tcp: &TcpStream, deadline: Instant) -> bool 
     }
 }
 
-/// `None` while the first record is incomplete; then whether it is a ClientHello
-/// carrying `status_request`.
-fn status_request(bytes: &[u8]) -> Option<bool> {
+/// `None` while the first record is incomplete; then what it is.
+fn read(bytes: &[u8]) -> Option<Peeked> {
     let (header, rest) = bytes.split_at_checked(5)?;
     if header[0] != HANDSHAKE {
-        return Some(false);
+        return Some(Peeked::Other);
     }
     let record = rest.get(..usize::from(u16::from_be_bytes([header[3], header[4]])))?;
-    Some(client_hello_extensions(record).is_some_and(|mut ext| {
-        std::iter::from_fn(|| Some((ext.u16()?, ext.vec16()?))).any(|(t, _)| t == STATUS_REQUEST)
-    }))
+    let Some(mut ext) = client_hello_extensions(record) else {
+        return Some(Peeked::Other);
+    };
+    let (mut sni, mut asks_for_staple) = (None, false);
+    while let (Some(kind), Some(body)) = (ext.u16(), ext.vec16()) {
+        match kind {
+            SERVER_NAME => sni = host_name(body),
+            STATUS_REQUEST => asks_for_staple = true,
+            _ => {}
+        }
+    }
+    Some(Peeked::Hello {
+        sni,
+        asks_for_staple,
+    })
+}
+
+/// The `host_name` of a `server_name` extension (RFC 6066 3), when it is text.
+fn host_name(body: &[u8]) -> Option<String> {
+    let mut list = Reader(Reader(body).vec16()?);
+    while let Some(kind) = list.take(1) {
+        let name = list.vec16()?;
+        if kind == [HOST_NAME] {
+            return std::str::from_utf8(name).ok().map(str::to_owned);
+        }
+    }
+    None
 }
 
 /// The extensions block of the ClientHello that fills `record`.
@@ -118,24 +173,33 @@ mod tests {
         record
     }
 
-    #[test]
-    fn finds_status_request_among_the_extensions() {
-        let sni: &[u8] = b"\x00\x06\x00\x00\x03a.b";
-        let asked = hello(&[(0, sni), (STATUS_REQUEST, b"\x01\x00\x00\x00\x00")]);
-        assert_eq!(status_request(&asked), Some(true));
-        assert_eq!(status_request(&hello(&[(0, sni)])), Some(false));
-        assert_eq!(status_request(&hello(&[])), Some(false));
+    fn hello_of(sni: Option<&str>, asks_for_staple: bool) -> Option<Peeked> {
+        Some(Peeked::Hello {
+            sni: sni.map(str::to_owned),
+            asks_for_staple,
+        })
     }
 
     #[test]
-    fn an_incomplete_record_needs_more_and_garbage_asks_nothing() {
+    fn reads_the_sni_and_the_staple_request_among_the_extensions() {
+        let sni: &[u8] = b"\x00\x06\x00\x00\x03a.b";
+        let asked = hello(&[(0, sni), (STATUS_REQUEST, b"\x01\x00\x00\x00\x00")]);
+        assert_eq!(read(&asked), hello_of(Some("a.b"), true));
+        assert_eq!(read(&hello(&[(0, sni)])), hello_of(Some("a.b"), false));
+        assert_eq!(read(&hello(&[])), hello_of(None, false));
+        let not_a_host_name: &[u8] = b"\x00\x06\x07\x00\x03a.b";
+        assert_eq!(read(&hello(&[(0, not_a_host_name)])), hello_of(None, false));
+    }
+
+    #[test]
+    fn an_incomplete_record_needs_more_and_garbage_is_other() {
         let asked = hello(&[(STATUS_REQUEST, b"\x01\x00\x00\x00\x00")]);
         for cut in [0, 4, 5, asked.len() - 1] {
-            assert_eq!(status_request(&asked[..cut]), None, "{cut}");
+            assert_eq!(read(&asked[..cut]), None, "{cut}");
         }
-        assert_eq!(status_request(b"GET / HTTP/1.1\r\n"), Some(false));
+        assert_eq!(read(b"GET / HTTP/1.1\r\n"), Some(Peeked::Other));
         let mut truncated = asked.clone();
         truncated[8] = 0xff; // a handshake length past the record
-        assert_eq!(status_request(&truncated), Some(false));
+        assert_eq!(read(&truncated), Some(Peeked::Other));
     }
 }

@@ -7,7 +7,7 @@
 mod cert;
 pub mod client;
 pub mod expiry;
-mod hello;
+pub(crate) mod hello;
 mod params;
 mod pins;
 pub mod server;

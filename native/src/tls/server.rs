@@ -9,17 +9,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use rustls::server::{Acceptor, ServerSessionMemoryCache};
+use rustls::server::ServerSessionMemoryCache;
 use rustls::{HandshakeKind, ServerConfig};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tokio_rustls::server::TlsStream;
-use tokio_rustls::{LazyConfigAcceptor, StartHandshake, TlsAcceptor};
+use tokio_rustls::TlsAcceptor;
 
 use crate::config::DownstreamTls;
 use crate::conn::{PeerCert, TlsInfo};
 use crate::stats::ssl;
-use crate::tls::hello::asks_for_staple;
+use crate::tls::hello;
 use crate::tls::staple::{self, StapleAction, Stapler};
 use crate::tls::verify::ClientCertPolicy;
 use crate::tls::{cert, cert_chain, count_failure, private_key, provider, validation, versions};
@@ -28,9 +28,10 @@ use crate::tls::{Expiry, SslStats};
 /// How long a client has to finish its handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// How long a PERMISSIVE listener waits for a first byte (Envoy's default
+/// How long a PERMISSIVE listener waits for a first byte, and one with
+/// `server_names` chains for the ClientHello (Envoy's default
 /// `listener_filters_timeout`).
-const SNIFF_TIMEOUT: Duration = Duration::from_secs(15);
+pub(crate) const SNIFF_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// Sessions remembered for resumption by session ID (TLS 1.2 clients without tickets).
 const SESSION_CACHE: usize = 4096;
@@ -48,14 +49,6 @@ pub struct TlsServer {
     expiry: Expiry,
     /// The certificate's OCSP staple, if it has one.
     stapler: Option<Arc<Stapler>>,
-}
-
-/// A ClientHello read to choose the connection's context, and what the rest of its
-/// handshake needs.
-pub struct Hello {
-    pub start: StartHandshake<TcpStream>,
-    deadline: Instant,
-    asks_for_staple: bool,
 }
 
 /// A connection after the listener's TLS step.
@@ -154,20 +147,11 @@ impl TlsServer {
             }
         }
         let deadline = Instant::now() + HANDSHAKE_TIMEOUT;
-        if !self.staple_allows(asks_for_staple(&tcp, deadline).await) {
+        if !self.staple_allows(hello::peek(&tcp, deadline).await.asks_for_staple()) {
             return None;
         }
         let handshake = TlsAcceptor::from(self.rustls.clone()).accept(tcp);
         self.complete(handshake, deadline).await
-    }
-
-    /// Finish the handshake of a connection whose ClientHello chose this context.
-    pub async fn finish(&self, hello: Hello) -> Option<Accepted> {
-        if !self.staple_allows(hello.asks_for_staple) {
-            return None;
-        }
-        let handshake = hello.start.into_stream(self.rustls.clone());
-        self.complete(handshake, hello.deadline).await
     }
 
     /// Envoy's OCSP step for a client that asks for a staple (`asked`), counted as
@@ -237,28 +221,6 @@ impl TlsServer {
             alpn: conn.alpn_protocol().map(<[u8]>::to_vec),
             peer_cert,
         })
-    }
-}
-
-/// Read a connection's ClientHello (for choosing its filter chain by SNI), under
-/// the handshake deadline. A failure counts as `ssl.connection_error` in `stats`
-/// (the listener's group).
-pub async fn client_hello(tcp: TcpStream, stats: Option<&Arc<SslStats>>) -> Option<Hello> {
-    let deadline = Instant::now() + HANDSHAKE_TIMEOUT;
-    let asks_for_staple = asks_for_staple(&tcp, deadline).await;
-    let read = LazyConfigAcceptor::new(Acceptor::default(), tcp);
-    match tokio::time::timeout_at(deadline, read).await {
-        Ok(Ok(start)) => Some(Hello {
-            start,
-            deadline,
-            asks_for_staple,
-        }),
-        Ok(Err(_)) | Err(_) => {
-            if let Some(stats) = stats {
-                stats.inc(ssl::CONNECTION_ERROR);
-            }
-            None
-        }
     }
 }
 

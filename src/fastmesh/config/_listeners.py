@@ -510,9 +510,11 @@ def _by_server_name(
     sources: Sources,
     xds: XdsLookup | None,
 ) -> dict[str, Any] | None:
-    """TLS chains chosen by the ClientHello's SNI (`filter_chain_match.server_names`), and
-    at most one without `server_names` for every other connection -> the native default
-    chain (top-level fields) and `server_name_chains`."""
+    """Chains chosen by the ClientHello's SNI (`filter_chain_match.server_names`), and at
+    most one without `server_names` for every other connection -> the native default
+    chain (top-level fields) and `server_name_chains`. A chain without a transport_socket
+    passes TLS through: a named one to its `tcp_proxy`; the default one gets plaintext
+    and the unmatched names' TLS as they come, as in Envoy."""
     if not inspector:
         issues.add(path, f"server_names needs {TLS_INSPECTOR_NAME} in listener_filters")
     out: dict[str, Any] = {"server_name_chains": []}
@@ -525,11 +527,20 @@ def _by_server_name(
             continue
         proto = _transport_protocol(issues, chain, p)
         names = _server_names(issues, chain, p)
-        if "transport_socket" not in chain or proto == "raw_buffer":
+        terminates = "transport_socket" in chain
+        if proto == "raw_buffer" or (proto == "tls" and not names and not terminates):
             issues.add(
-                p,
-                "with filter_chain_match.server_names every chain must terminate TLS "
-                f"(a transport_socket; a plaintext chain beside them is {NOT_SUPPORTED})",
+                at(at(p, "filter_chain_match"), "transport_protocol"),
+                f"{proto} on a chain without server_names beside server_names chains is "
+                f"{NOT_SUPPORTED} (leave it out: that chain gets every other connection)",
+            )
+            ok = False
+            continue
+        if names and not terminates and _terminal_name(chain) != TCP_PROXY_NAME:
+            issues.add(
+                at(p, "filters"),
+                f"a chain with server_names and no transport_socket passes TLS through: its "
+                f"last filter must be {TCP_PROXY_NAME}",
             )
             ok = False
             continue
@@ -555,6 +566,13 @@ def _by_server_name(
                 ok = False
             seen.add(name)
     return out if ok else None
+
+
+def _terminal_name(chain: Doc) -> object:
+    """The `name` of a chain's last network filter, as written (None when there is none)."""
+    filters = chain.get("filters")
+    last = filters[-1] if isinstance(filters, list) and filters else None
+    return last.get("name") if isinstance(last, dict) else None
 
 
 def _exact_balance(issues: Issues, lst: Doc, path: str) -> bool:
