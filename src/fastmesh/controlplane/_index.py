@@ -22,6 +22,7 @@ from ._model_sidecar import Sidecar
 from ._proxy import ProxyInfo
 
 if TYPE_CHECKING:
+    from ._translate_listeners import PortPlan
     from ._translate_routes import RouteTable
 
 __all__ = ["MeshIndex", "cluster_name", "cluster_port"]
@@ -65,7 +66,7 @@ class MeshIndex:
     #: (`_translate_routes.route_table`).
     route_tables: dict[tuple[int, Any], RouteTable] = field(default_factory=dict)
     #: Sidecar scope key (None: no Sidecar) -> its outbound ports (`outbound_ports`).
-    port_plans: dict[Any, tuple[list[int], dict[int, str]]] = field(default_factory=dict)
+    port_plans: dict[Any, PortPlan] = field(default_factory=dict)
     #: id of a shared document (those virtual hosts) -> its encoding, for this index's life.
     encoded: dict[int, bytes] = field(default_factory=dict)
     #: Every document `encoded` holds an id of, kept alive as long as it: the encoder

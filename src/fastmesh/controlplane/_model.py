@@ -54,10 +54,13 @@ class Protocol(Enum):
     HTTP2 = "HTTP2"
     GRPC = "GRPC"
     TCP = "TCP"
+    #: TLS the sidecar passes through, routed by the ClientHello's SNI (Istio's HTTPS and
+    #: TLS: both are TLS to a sidecar that does not terminate them).
+    TLS = "TLS"
 
     @property
     def is_http(self) -> bool:
-        return self is not Protocol.TCP
+        return self in (Protocol.HTTP, Protocol.HTTP2, Protocol.GRPC)
 
 
 @dataclass(frozen=True, slots=True)

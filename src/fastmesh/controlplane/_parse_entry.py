@@ -12,14 +12,14 @@ from ._parse_registry import port_protocol, workload_fields
 
 __all__ = ["parse_service_entry"]
 
-#: `ports[].protocol` (Istio's names, any case) -> what fastmesh routes it as. HTTPS, TLS and
-#: MONGO are opaque TCP to a sidecar that does not terminate them.
+#: `ports[].protocol` (Istio's names, any case) -> what fastmesh routes it as. HTTPS and TLS
+#: are passed through by SNI (a sidecar does not terminate them), MONGO is opaque TCP.
 _PROTOCOLS = {
     "HTTP": "http",
     "HTTP2": "http2",
     "GRPC": "grpc",
-    "HTTPS": "tcp",
-    "TLS": "tcp",
+    "HTTPS": "tls",
+    "TLS": "tls",
     "TCP": "tcp",
     "MONGO": "tcp",
 }

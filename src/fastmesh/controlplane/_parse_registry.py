@@ -9,11 +9,18 @@ from ._model import Protocol, Service, ServicePort, Workload
 
 __all__ = ["parse_service", "parse_workload_entry", "port_protocol", "workload_fields"]
 
-_PROTOCOLS = {"http": Protocol.HTTP, "http2": Protocol.HTTP2, "grpc": Protocol.GRPC}
+_PROTOCOLS = {
+    "http": Protocol.HTTP,
+    "http2": Protocol.HTTP2,
+    "grpc": Protocol.GRPC,
+    "https": Protocol.TLS,
+    "tls": Protocol.TLS,
+}
 
 
 def port_protocol(name: str, app_protocol: str) -> Protocol:
-    """Istio's rule: `appProtocol` if set, else the port name's prefix (`http-web`), else TCP."""
+    """Istio's rule: `appProtocol` if set, else the port name's prefix (`http-web`,
+    `https`), else TCP."""
     if app_protocol:
         return _PROTOCOLS.get(app_protocol.lower(), Protocol.TCP)
     return _PROTOCOLS.get(name.split("-", 1)[0].lower(), Protocol.TCP)
@@ -34,7 +41,8 @@ def parse_service(f: Fields, name: str, namespace: str, spec: dict[str, Any]) ->
             f.problem(f"{path}.protocol", f"only TCP ports are supported, got {transport!r}")
         app = f.string(entry.get("appProtocol"), f"{path}.appProtocol")
         if app and app.lower() not in (*_PROTOCOLS, "tcp"):
-            f.problem(f"{path}.appProtocol", f"expected http, http2, grpc or tcp, got {app!r}")
+            known = ", ".join((*_PROTOCOLS, "tcp"))
+            f.problem(f"{path}.appProtocol", f"expected one of {known}, got {app!r}")
         target = f.integer(entry.get("targetPort"), f"{path}.targetPort", lo=1, hi=65535)
         if number in seen:
             f.problem(f"{path}.port", f"duplicate port {number}")

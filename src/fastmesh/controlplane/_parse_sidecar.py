@@ -22,7 +22,8 @@ __all__ = ["parse_sidecar"]
 _LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _DNS_LABEL = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9]*[A-Za-z0-9])?$")
 #: `port.protocol` values Istio accepts on an egress port: HTTP, HTTP2 and GRPC make an
-#: HTTP listener, the others a TCP proxy (as a ServiceEntry port's).
+#: HTTP listener, HTTPS and TLS SNI filter chains, the others a TCP proxy (as a
+#: ServiceEntry port's).
 _PROTOCOLS = {"HTTP", "HTTPS", "HTTP2", "GRPC", "TCP", "TLS", "MONGO", "MYSQL", "REDIS"}
 
 

@@ -59,8 +59,7 @@ def _per_proxy(
     index: MeshIndex, proxy: ProxyInfo, scope: Scope | None = None
 ) -> dict[str, list[dict[str, Any]]]:
     listeners = translate_listeners(index, proxy, scope)
-    http_ports, _ = outbound_ports(index, scope)
-    routes = [route_config(index, port, proxy, scope) for port in http_ports]
+    routes = [route_config(index, port, proxy, scope) for port in outbound_ports(index, scope).http]
     return {LISTENER: listeners, ROUTE: routes}
 
 
@@ -80,7 +79,7 @@ def prepare_outbound(index: MeshIndex) -> None:
     root-namespace Sidecar gives every proxy a scope."""
     if any(s.selector is None for s in index.sidecars.get(ROOT_NAMESPACE, ())):
         return
-    http_ports, _ = outbound_ports(index)
+    http_ports = outbound_ports(index).http
     memoize(ROUTE, {"virtual_hosts": prepare_routes(index, http_ports)}, index.encoded)
 
 

@@ -15,18 +15,12 @@ from ._mtls import downstream_tls, peer_mode
 from ._proxy import ProxyInfo
 from ._resources import HCM, HTTP_PROTOCOL_OPTIONS, ROUTER, TCP_PROXY
 from ._translate_authz import authz_filters
+from ._translate_tls import TLS_INSPECTOR_FILTER
 
 __all__ = ["translate_inbound"]
 
 Json = dict[str, Any]
 
-_INSPECTOR: Json = {
-    "name": "envoy.filters.listener.tls_inspector",
-    "typed_config": {
-        "@type": "type.googleapis.com/envoy.extensions.filters.listener.tls_inspector.v3."
-        "TlsInspector"
-    },
-}
 _ROUTER: Json = {"name": "envoy.filters.http.router", "typed_config": {"@type": ROUTER}}
 
 
@@ -139,7 +133,7 @@ def _listener(
     # between STRICT and PERMISSIVE adds or removes only the plaintext chain. Envoy then
     # updates the filter chains alone and drains only the plaintext connections; a changed
     # listener filter would drain the listener's every connection, mTLS ones included.
-    listener["listener_filters"] = [_INSPECTOR]
+    listener["listener_filters"] = [TLS_INSPECTOR_FILTER]
     tls["filter_chain_match"] = {"transport_protocol": "tls"}
     if mode is MtlsMode.STRICT:
         listener["filter_chains"] = [tls]

@@ -12,7 +12,7 @@ from ._model import MESH_GATEWAY, L4Match, VirtualService
 from ._proxy import ProxyInfo
 from ._resources import TCP_PROXY
 
-__all__ = ["tcp_proxy_config"]
+__all__ = ["tcp_proxy", "tcp_proxy_config"]
 
 Json = dict[str, Any]
 
@@ -69,16 +69,19 @@ def _clusters(index: MeshIndex, vs: VirtualService, port: int) -> list[list[tupl
 def tcp_proxy_config(
     index: MeshIndex, hostname: str, port: int, proxy: ProxyInfo, stat_prefix: str
 ) -> Json:
-    """The `TcpProxy` typed config: `cluster`, or `weighted_clusters` for a split route
-    (zero weights left out, as Istio does)."""
-    config: Json = {"@type": TCP_PROXY, "stat_prefix": stat_prefix}
+    """The `TcpProxy` typed config of a TCP service port: its route's, else its cluster."""
     vs = index.routes.get(hostname)
     routes = _clusters(index, vs, port) if vs is not None else []
     chosen = _first_applying(index, vs, port, proxy) if vs is not None else -1
     if chosen < 0:
-        config["cluster"] = cluster_name(port, "", hostname)
-        return config
-    named = routes[chosen]
+        return tcp_proxy(stat_prefix, [(cluster_name(port, "", hostname), 0)])
+    return tcp_proxy(stat_prefix, routes[chosen])
+
+
+def tcp_proxy(stat_prefix: str, named: list[tuple[str, int]]) -> Json:
+    """A `TcpProxy` typed config to (cluster, weight) destinations: `cluster` for one,
+    else `weighted_clusters` (zero weights left out, as Istio does)."""
+    config: Json = {"@type": TCP_PROXY, "stat_prefix": stat_prefix}
     if len(named) == 1:
         config["cluster"] = named[0][0]
     else:
