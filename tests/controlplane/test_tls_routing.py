@@ -4,11 +4,20 @@ filter chains match the ClientHello's SNI, one per service (Istio's
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from envoy.config.listener.v3 import listener_pb2
 
-from fastmesh.controlplane import LISTENER, ProxyInfo, load_documents, translate, translate_snapshot
+from fastmesh.controlplane import (
+    CLUSTER,
+    LISTENER,
+    ProxyInfo,
+    load_documents,
+    translate,
+    translate_snapshot,
+)
+from fastmesh.controlplane._index import MeshIndex
 from fastmesh.controlplane._model import Protocol
 
 PROXY = ProxyInfo("sidecar~10.0.0.9~client.default~default.svc.cluster.local")
@@ -181,4 +190,157 @@ spec: {ports: [{name: api, port: 8200, appProtocol: quic}]}
     assert [str(p) for p in problems] == [
         "s.yaml: Service default/vault: spec.ports[0].appProtocol: expected one of http, "
         "http2, grpc, https, tls, tcp, got 'quic'"
+    ]
+
+
+def virtual_service(name: str, hosts: str, tls: str) -> str:
+    return f"""
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {{name: {name}, namespace: default}}
+spec:
+  hosts: {hosts}
+  tls:
+{tls}
+---"""
+
+
+def test_tls_routes_match_their_sni_hosts_and_pick_the_route() -> None:
+    """Istio's: a chain per `tls` match that applies to the proxy on the port, in order,
+    the first of those with the same SNI hosts only; no chain of the service's own then."""
+    routing = virtual_service(
+        "a-split",
+        "[a.example.com]",
+        """  - match: [{sniHosts: [a.example.com], sourceLabels: {app: other}}]
+    route: [{destination: {host: b.example.com}}]
+  - match: [{sniHosts: [a.example.com], port: 443}, {sniHosts: [a.example.com]}]
+    route:
+    - {destination: {host: a.example.com}, weight: 70}
+    - {destination: {host: b.example.com}, weight: 30}
+  - match: [{sniHosts: [a.example.com]}]
+    route: [{destination: {host: b.example.com}}]""",
+    )
+    listeners, warnings = translated(ENTRIES, routing)
+    assert warnings == []
+    chains = listeners["127.0.0.1_443"]["filter_chains"]
+    assert [c["filter_chain_match"]["server_names"] for c in chains] == [
+        ["*.wild.example.com"],
+        ["a.example.com"],
+        ["b.example.com"],
+    ]
+    split = chains[1]["filters"][0]["typed_config"]
+    assert split["stat_prefix"] == "a-split.default"
+    assert split["weighted_clusters"] == {
+        "clusters": [
+            {"name": "outbound|443||a.example.com", "weight": 70},
+            {"name": "outbound|443||b.example.com", "weight": 30},
+        ]
+    }
+    # a proxy labelled app=other takes the first route; its label is part of its kind
+    config, _ = load_documents([("m.yaml", "\n".join([ENTRIES, routing]))])
+    other = replace(PROXY, labels=(("app", "other"),))
+    assert MeshIndex(config).label_key(other) == (("app", "other"),)
+    listeners = {d["name"]: d for d in translate(config, other).documents[LISTENER]}
+    assert sni_chains(listeners["127.0.0.1_443"])[1] == (
+        ["a.example.com"],
+        "outbound|443||b.example.com",
+    )
+
+
+def test_a_tls_match_for_several_hosts_is_one_chain() -> None:
+    routing = virtual_service(
+        "ab",
+        "[a.example.com, b.example.com]",
+        """  - match: [{sniHosts: [b.example.com, a.example.com]}]
+    route: [{destination: {host: a.example.com}}]""",
+    )
+    listeners, warnings = translated(ENTRIES, routing)
+    assert warnings == []
+    assert sni_chains(listeners["127.0.0.1_443"]) == [
+        (["*.wild.example.com"], "outbound|443||*.wild.example.com"),
+        (["a.example.com", "b.example.com"], "outbound|443||a.example.com"),
+    ]
+
+
+def test_an_sni_two_chains_match_stays_with_the_first() -> None:
+    """Envoy refuses a listener with two chains for one name: the later chain loses it."""
+    routing = virtual_service(
+        "wild",
+        '["*.example.com"]',
+        """  - match: [{sniHosts: [a.example.com, c.example.com]}]
+    route: [{destination: {host: b.example.com}}]""",
+    )
+    wild = entry("wildest", "*.example.com", "{number: 443, name: tls, protocol: TLS}", "NONE")
+    listeners, warnings = translated(ENTRIES, wild, routing)
+    assert sni_chains(listeners["127.0.0.1_443"]) == [
+        (["a.example.com", "c.example.com"], "outbound|443||b.example.com"),
+        (["*.wild.example.com"], "outbound|443||*.wild.example.com"),
+        (["b.example.com"], "outbound|443||b.example.com"),
+    ]
+    assert warnings == [
+        "m.yaml: ServiceEntry default/a: a.example.com: SNI a.example.com on TLS port 443 is "
+        "matched by m.yaml: VirtualService default/wild: spec.tls[0].match[0] already; not here"
+    ]
+
+
+def test_tls_route_destinations_are_resolved_and_imported() -> None:
+    routing = virtual_service(
+        "a",
+        "[a.example.com]",
+        """  - match: [{sniHosts: [a.example.com]}]
+    route: [{destination: {host: ghost.example.com}}]""",
+    )
+    _, warnings = translated(ENTRIES, routing)
+    assert warnings == [
+        "m.yaml: VirtualService default/a: spec.tls[0].route[0].destination.host: unknown "
+        "service ghost.example.com"
+    ]
+    # a Sidecar importing a only still gets the cluster its tls route goes to
+    routing = virtual_service(
+        "a",
+        "[a.example.com]",
+        """  - match: [{sniHosts: [a.example.com]}]
+    route: [{destination: {host: b.example.com}}]""",
+    )
+    sidecar = """
+apiVersion: networking.istio.io/v1
+kind: Sidecar
+metadata: {name: default, namespace: default}
+spec: {egress: [{hosts: [default/a.example.com]}]}
+"""
+    config, problems = load_documents([("m.yaml", "\n".join([ENTRIES, routing, sidecar]))])
+    assert problems == []
+    documents = translate(config, PROXY, scoped=True).documents
+    assert sorted(c["name"] for c in documents[CLUSTER]) == [
+        "outbound|443||a.example.com",
+        "outbound|443||b.example.com",
+    ]
+    [listener] = documents[LISTENER]
+    assert sni_chains(listener) == [(["a.example.com"], "outbound|443||b.example.com")]
+
+
+def test_tls_route_problems_name_the_field() -> None:
+    routing = virtual_service(
+        "bad",
+        "[a.example.com, reviews]",
+        """  - route: [{destination: {host: a.example.com}}]
+  - match: []
+    route: [{destination: {host: a.example.com}}]
+  - match:
+    - {sniHosts: []}
+    - {sniHosts: [b.example.com, "bad name", reviews.default.svc.cluster.local]}
+    - {sniHosts: [a.example.com], sourceSubnet: 10.0.0.0/8}
+    route: [{destination: {host: a.example.com}}]""",
+    )
+    _, problems = load_documents([("v.yaml", routing)])
+    prefix = "v.yaml: VirtualService default/bad: spec.tls"
+    assert [str(p).removeprefix(prefix) for p in problems] == [
+        "[0].match: is required",
+        "[1].match: a TLS route needs at least one match (as in Istio)",
+        "[2].match[0].sniHosts: a TLS match needs at least one SNI host (as in Istio)",
+        "[2].match[1].sniHosts[0]: SNI host 'b.example.com' is none of the VirtualService's "
+        "hosts, nor under a *.suffix one (a.example.com, reviews.default.svc.cluster.local)",
+        "[2].match[1].sniHosts[1]: expected a DNS name or *.suffix, got 'bad name'",
+        "[2].match[2].sourceSubnet: unsupported field (supported: destinationSubnets, "
+        "gateways, port, sniHosts, sourceLabels, sourceNamespace)",
     ]

@@ -41,9 +41,9 @@ def analyze(config: MeshConfig, problems: Iterable[Problem]) -> list[Finding]:
     return sorted(unique, key=lambda f: (_ORDER[f.severity], f.text))
 
 
-#: Translation findings about what one proxy is sent at once (a port or a domain several
-#: services share): a Sidecar that imports only one of them leaves nothing to find.
-_PER_PROXY_CODES = {"FM0002", "FM0007"}
+#: Translation findings about what one proxy is sent at once (a port, a domain or an SNI
+#: name several services share): a Sidecar that imports only one of them leaves nothing.
+_PER_PROXY_CODES = {"FM0002", "FM0007", "FM0015"}
 
 
 def _translation_findings(config: MeshConfig, index: MeshIndex) -> list[Finding]:

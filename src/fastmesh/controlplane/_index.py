@@ -74,7 +74,7 @@ class MeshIndex:
     encoded_documents: list[object] = field(default_factory=list)
     #: (namespace, name) -> the workload.
     by_name: dict[tuple[str, str], Workload] = field(default_factory=dict)
-    #: Label keys some VirtualService's `sourceLabels` (http or tcp) matches on, sorted: the
+    #: Label keys some VirtualService's `sourceLabels` (http, tcp or tls) matches on, sorted: the
     #: part of a proxy's labels its outbound config depends on.
     source_label_keys: tuple[str, ...] = ()
     #: Hostnames whose VirtualService has http matches that apply to some proxies or ports
@@ -152,8 +152,10 @@ class MeshIndex:
                     self.routes[hostname] = vs
         http = [(h, m) for h, vs in self.routes.items() for r in vs.http for m in r.matches]
         tcp = [m for vs in self.routes.values() for r in vs.tcp for m in r.matches]
+        tls = [m for vs in self.routes.values() for r in vs.tls for m in r.matches]
         keys = {k for _, m in http if not m.gateways for k in m.source_labels}
-        self.source_label_keys = tuple(sorted(keys.union(*(m.source_labels for m in tcp))))
+        keys.update(k for m in (*tcp, *tls) for k in m.source_labels)
+        self.source_label_keys = tuple(sorted(keys))
         self.selective_routes = frozenset(h for h, m in http if m.selective)
 
     def with_workloads(

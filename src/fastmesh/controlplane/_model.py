@@ -38,6 +38,8 @@ __all__ = [
     "StringMatch",
     "Subset",
     "TcpRoute",
+    "TlsMatch",
+    "TlsRoute",
     "TrafficPolicy",
     "VirtualService",
     "Workload",
@@ -370,6 +372,24 @@ class TcpRoute:
     route: tuple[RouteDestination, ...]
 
 
+@dataclass(frozen=True, slots=True)
+class TlsMatch(L4Match):
+    """Istio `TLSMatchAttributes`: where it applies (as an L4 match), and the SNI names its
+    filter chain matches."""
+
+    #: As written: exact names or `*.suffix` wildcards (Envoy's `server_names`).
+    sni_hosts: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class TlsRoute:
+    """Istio `TLSRoute`: on a TLS port, each match that applies is a filter chain for its
+    SNI names, passing the connection through to `route`."""
+
+    matches: tuple[TlsMatch, ...]
+    route: tuple[RouteDestination, ...]
+
+
 def resolve_host(host: str, namespace: str) -> str:
     """Istio's short-name rule: `reviews` in namespace `default` is the service's FQDN."""
     if "." not in host:
@@ -390,6 +410,7 @@ class VirtualService:
     http: tuple[HttpRoute, ...]
     source: str = ""
     tcp: tuple[TcpRoute, ...] = ()
+    tls: tuple[TlsRoute, ...] = ()
 
     def resolve(self, host: str) -> str:
         return resolve_host(host, self.namespace)

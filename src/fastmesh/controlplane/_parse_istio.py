@@ -13,6 +13,7 @@ from ._model import (
     StringMatch,
     Subset,
     VirtualService,
+    resolve_host,
 )
 from ._parse_http import (
     parse_cors,
@@ -24,7 +25,7 @@ from ._parse_http import (
 )
 from ._parse_policy import parse_traffic_policy
 from ._parse_route import parse_route_destinations, parse_string_match
-from ._parse_tcp import parse_tcp_routes
+from ._parse_tcp import parse_tcp_routes, parse_tls_routes
 
 __all__ = ["parse_destination_rule", "parse_virtual_service"]
 
@@ -136,7 +137,7 @@ def _http_route(f: Fields, obj: Any, path: str) -> HttpRoute:
 def parse_virtual_service(
     f: Fields, name: str, namespace: str, spec: dict[str, Any]
 ) -> VirtualService:
-    f.only(spec, "spec", {"hosts", "gateways", "http", "tcp", "exportTo"})
+    f.only(spec, "spec", {"hosts", "gateways", "http", "tcp", "tls", "exportTo"})
     hosts = tuple(
         f.string(h, f"spec.hosts[{i}]", required=True)
         for i, h in enumerate(f.seq(spec.get("hosts"), "spec.hosts", required=True))
@@ -152,7 +153,9 @@ def parse_virtual_service(
         for i, r in enumerate(f.seq(spec.get("http"), "spec.http"))
     )
     tcp = parse_tcp_routes(f, spec.get("tcp"), "spec.tcp")
-    return VirtualService(name, namespace, hosts, gateways, http, f.file, tcp)
+    resolved = tuple(resolve_host(h, namespace) for h in hosts)
+    tls = parse_tls_routes(f, spec.get("tls"), "spec.tls", resolved)
+    return VirtualService(name, namespace, hosts, gateways, http, f.file, tcp, tls)
 
 
 def parse_destination_rule(

@@ -147,6 +147,8 @@ def _destinations(vs: VirtualService | None) -> Iterator[str]:
         yield from (vs.resolve(m.destination.host) for m in http.mirrors)
     for tcp in vs.tcp:
         yield from (vs.resolve(rd.destination.host) for rd in tcp.route)
+    for tls in vs.tls:
+        yield from (vs.resolve(rd.destination.host) for rd in tls.route)
 
 
 def scoped_clusters(shared: Snapshot, scope: Scope) -> Snapshot:

@@ -137,7 +137,7 @@ def translate_listeners(
         network_filter = {"name": "envoy.filters.network.tcp_proxy", "typed_config": tcp_proxy}
         listeners.append(_listener(proxy, port, [{"filters": [network_filter]}]))
     for port, hostnames in sorted(plan.tls.items()):
-        listener = _listener(proxy, port, tls_filter_chains(index, hostnames, port))
+        listener = _listener(proxy, port, tls_filter_chains(index, hostnames, port, proxy))
         listener["listener_filters"] = [TLS_INSPECTOR_FILTER]
         listeners.append(listener)
     return listeners

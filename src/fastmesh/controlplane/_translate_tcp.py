@@ -12,7 +12,7 @@ from ._model import MESH_GATEWAY, L4Match, VirtualService
 from ._proxy import ProxyInfo
 from ._resources import TCP_PROXY
 
-__all__ = ["tcp_proxy", "tcp_proxy_config"]
+__all__ = ["l4_applies", "tcp_proxy", "tcp_proxy_config"]
 
 Json = dict[str, Any]
 
@@ -27,7 +27,7 @@ def _bound_in(address: str, subnets: tuple[str, ...]) -> bool:
     return any(ip in ipaddress.ip_network(s) for s in subnets)
 
 
-def _applies(m: L4Match, port: int, proxy: ProxyInfo, labels: Mapping[str, str]) -> bool:
+def l4_applies(m: L4Match, port: int, proxy: ProxyInfo, labels: Mapping[str, str]) -> bool:
     """Istio's `matchTCP`, with `destinationSubnets` decided here too (see `_bound_in`);
     `labels` are the proxy's (`MeshIndex.proxy_labels`)."""
     return (
@@ -43,7 +43,7 @@ def _first_applying(index: MeshIndex, vs: VirtualService, port: int, proxy: Prox
     """The index of the first of `vs.tcp` that applies to `proxy` on `port`; -1: none."""
     labels = index.proxy_labels(proxy)
     for i, route in enumerate(vs.tcp):
-        if not route.matches or any(_applies(m, port, proxy, labels) for m in route.matches):
+        if not route.matches or any(l4_applies(m, port, proxy, labels) for m in route.matches):
             return i
     return -1
 
