@@ -1,6 +1,7 @@
 """End to end: two TLS ServiceEntries on one port, reached through a sidecar the control
 plane drives, each by the SNI its client sends; the sidecar passes the TLS through (the
-client verifies the upstream's own certificate), and an SNI no entry has reaches no one."""
+client verifies the upstream's own certificate), an SNI no entry has reaches no one, and a
+VirtualService `tls` route sends an SNI elsewhere."""
 
 from __future__ import annotations
 
@@ -97,22 +98,24 @@ class Mesh:
     port: int
     ca_file: Path
     servers: dict[str, TlsServer]
+    config_dir: Path
 
     def call(self, sni: str | None) -> tuple[str, bytes]:
         """A TLS connection through the client sidecar, sending `sni` (None: no SNI): the
-        DNS names of the certificate the other end presented, and what it sent."""
+        DNS names of the certificate the other end presented (one the CA issued, whatever
+        its name), and what it sent."""
         context = ssl.create_default_context(cafile=self.ca_file)
-        context.check_hostname = sni is not None
+        context.check_hostname = False
         with (
             socket.create_connection((CLIENT_ADDRESS, self.port), timeout=5) as raw,
             context.wrap_socket(raw, server_hostname=sni) as tls,
         ):
             der = tls.getpeercert(binary_form=True)
             assert der is not None
-            names = x509.load_der_x509_certificate(der).extensions.get_extension_for_class(
+            san = x509.load_der_x509_certificate(der).extensions.get_extension_for_class(
                 x509.SubjectAlternativeName
             )
-            return ",".join(names.value.get_values_for_type(x509.DNSName)), tls.recv(100)
+            return ",".join(san.value.get_values_for_type(x509.DNSName)), tls.recv(100)
 
 
 # fastmesh-proxy does not pass TLS through by SNI yet: add it here as the other mesh tests
@@ -135,7 +138,7 @@ def mesh(
         cp = stack.enter_context(ControlPlaneThread(config_dir))
         client = account_sidecar("client", cp.port, CLIENT_ADDRESS)
         stack.enter_context(run_proxy(client, binary=binary, workdir=base))
-        mesh = Mesh(port, pki.ca_file, servers)
+        mesh = Mesh(port, pki.ca_file, servers, config_dir)
         wait_until("a.example.com through the sidecar", lambda: mesh.call("a.example.com"))
         yield mesh
 
@@ -153,3 +156,33 @@ def test_an_unknown_sni_or_none_reaches_no_server(mesh: Mesh) -> None:
         with pytest.raises(OSError):  # the sidecar closes it: no filter chain matches
             mesh.call(sni)
     assert {h: s.connections for h, s in mesh.servers.items()} == before
+
+
+def test_a_tls_route_sends_an_sni_to_another_entry(mesh: Mesh) -> None:
+    route = {
+        "apiVersion": "networking.istio.io/v1",
+        "kind": "VirtualService",
+        "metadata": {"name": "a", "namespace": "default"},
+        "spec": {
+            "hosts": ["a.example.com"],
+            "tls": [
+                {
+                    "match": [{"sniHosts": ["a.example.com"]}],
+                    "route": [{"destination": {"host": "b.example.com"}}],
+                }
+            ],
+        },
+    }
+    write_yaml(mesh.config_dir / "route.yaml", route)
+    try:
+        # b's server answers, with its own certificate: the client would refuse it for a
+        wait_until(
+            "a.example.com to reach b", lambda: mesh.call("a.example.com")[1] == b"b.example.com"
+        )
+        assert mesh.call("a.example.com") == ("b.example.com", b"b.example.com")
+        assert mesh.call("b.example.com") == ("b.example.com", b"b.example.com")
+    finally:
+        (mesh.config_dir / "route.yaml").unlink()
+    wait_until(
+        "a.example.com to reach a again", lambda: mesh.call("a.example.com")[0] == "a.example.com"
+    )
