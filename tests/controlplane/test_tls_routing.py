@@ -17,6 +17,7 @@ from fastmesh.controlplane import (
     translate,
     translate_snapshot,
 )
+from fastmesh.controlplane._analyze import analyze
 from fastmesh.controlplane._index import MeshIndex
 from fastmesh.controlplane._model import Protocol
 
@@ -343,4 +344,26 @@ def test_tls_route_problems_name_the_field() -> None:
         "[2].match[1].sniHosts[1]: expected a DNS name or *.suffix, got 'bad name'",
         "[2].match[2].sourceSubnet: unsupported field (supported: destinationSubnets, "
         "gateways, port, sniHosts, sourceLabels, sourceNamespace)",
+    ]
+
+
+def test_analyze_reports_the_tls_findings() -> None:
+    routing = virtual_service(
+        "wild",
+        '["*.example.com"]',
+        """  - match: [{sniHosts: [a.example.com]}]
+    route: [{destination: {host: b.example.com}}]""",
+    )
+    wild = entry("wildest", "*.example.com", "{number: 443, name: tls, protocol: TLS}", "NONE")
+    tcp = entry("db", "db.example.com", "{number: 8443, name: tcp, protocol: TCP}")
+    lone = entry("c", "c.example.com", "{number: 8443, name: tls, protocol: TLS}")
+    config, problems = load_documents([("m.yaml", "\n".join([ENTRIES, wild, routing, tcp, lone]))])
+    assert problems == []
+    assert [f.render() for f in analyze(config, []) if f.code in ("FM0002", "FM0015")] == [
+        "Warning [FM0002] TLS port 8443 of c.example.com is shared with TCP services "
+        "db.example.com (SNI filter chains need every service of a port to be TLS); no TLS or "
+        "TCP listener for it",
+        "Warning [FM0015] m.yaml: ServiceEntry default/a: a.example.com: SNI a.example.com on "
+        "TLS port 443 is matched by m.yaml: VirtualService default/wild: spec.tls[0].match[0] "
+        "already; not here",
     ]
