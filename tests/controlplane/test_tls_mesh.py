@@ -118,9 +118,7 @@ class Mesh:
             return ",".join(san.value.get_values_for_type(x509.DNSName)), tls.recv(100)
 
 
-# fastmesh-proxy does not pass TLS through by SNI yet: add it here as the other mesh tests
-# have it, params=["envoy", "fastmesh-proxy"], once it does.
-@pytest.fixture(scope="module", params=["envoy"])
+@pytest.fixture(scope="module", params=["envoy", "fastmesh-proxy"])
 def mesh(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Mesh]:
