@@ -13,6 +13,7 @@ import pytest
 
 from fastmesh.config import ConfigError, DynamicResources, translate_bootstrap
 from tests.controlplane.harness import ads_bootstrap
+from tests.support.pki import Pki as SupportPki
 from tests.unit.tls_docs import SERVER_ID, Pem, Pki, downstream, inline, upstream
 
 ADS = {"ads": {}, "resource_api_version": "V3"}
@@ -138,3 +139,32 @@ def test_a_bad_received_secret_is_an_error_at_its_resource(server: Pem) -> None:
         ".name": bad_ca,
         f"{common.format('clusters[1]')}.validation_context_sds_secret_config.name": bad_ca,
     }
+
+
+def test_a_must_staple_secret_needs_its_staple(tmp_path: Path, server: Pem) -> None:
+    """An OCSP must-staple certificate over SDS is held to what a static one is: refused
+    on the listener without an `ocsp_staple` (the error at its reference to the secret; a
+    cluster presenting it as a client certificate is fine, as in Envoy), served with one."""
+    pki = SupportPki(tmp_path / "pki")
+    leaf = pki.issue("must.test", must_staple=True)
+    received = secrets(server)
+    cert = received["default"]["tls_certificate"]
+    cert["certificate_chain"] = inline(leaf.cert_file.read_text())
+    cert["private_key"] = inline(leaf.key_file.read_text())
+    with pytest.raises(ConfigError) as info:
+        translate_bootstrap(doc(), "boot", dynamic=DynamicResources(secrets=received))
+    found = {p.path: p.message for p in info.value.problems}
+    common = "static_resources.listeners[0].filter_chains[0].transport_socket.typed_config"
+    assert found == {
+        f"{common}.common_tls_context.tls_certificate_sds_secret_configs[0]": "the certificate "
+        "is OCSP must-staple (TLS feature status_request): it needs an ocsp_staple"
+    }
+    der = pki.ocsp_staple(leaf).read_bytes()
+    cert["ocsp_staple"] = {"inline_bytes": base64.b64encode(der).decode()}
+    listener_only = doc()  # a staple is for a listener's certificate only, as in Envoy
+    static = listener_only["static_resources"]
+    static["clusters"] = [c for c in static["clusters"] if c["name"] != "peer"]
+    boot = translate_bootstrap(listener_only, "boot", dynamic=DynamicResources(secrets=received))
+    (listener,) = boot.snapshot["listeners"]
+    assert listener["tls"]["cert_chain_pem"] == leaf.cert_file.read_text()
+    assert bytes.fromhex(listener["tls"]["ocsp_staple"]["der_hex"]) == der
